@@ -1,0 +1,490 @@
+//! The client side of a connection: requests, their responses, subscriptions and
+//! publications.
+
+use crate::buffers::{RxBuffer, TxBuffer};
+use crate::error::{RequestError, SubscribeError, UnsubscribeError};
+use crate::frame::{encode, encode_parts, Args, Decoded, Frame, FrameSink, Sigil};
+use crate::message::Message;
+use crate::pattern::Pattern;
+use crate::requests::{RequestId, RequestTable, Resolved};
+use crate::subscriptions::{Matches, SubscriptionId, SubscriptionKind, SubscriptionSet};
+
+/// Something that happened on a client connection.
+#[derive(Debug, Clone)]
+#[must_use]
+pub enum ClientEvent<'a> {
+    /// A request succeeded.
+    Response {
+        /// The request.
+        id: RequestId,
+        /// Its values, borrowed from the receive buffer.
+        values: Args<'a>,
+    },
+    /// A request failed.
+    Failure {
+        /// The request.
+        id: RequestId,
+        /// The server's message.
+        message: &'a [u8],
+        /// Further details, if any.
+        details: Args<'a>,
+    },
+    /// A request's response was larger than this client accepts and was discarded.
+    ResponseTooLarge {
+        /// The request, which is no longer pending.
+        id: RequestId,
+    },
+    /// A publication matching at least one local subscription.
+    Publication {
+        /// The topic.
+        topic: &'a [u8],
+        /// The published values.
+        values: Args<'a>,
+        /// The local subscriptions it matches (at least one).
+        subscriptions: Matches<'a>,
+    },
+}
+
+/// What a frame did to the client, without borrowing it.
+#[derive(Debug, Clone, Copy)]
+enum Handled {
+    Response(RequestId),
+    Failure(RequestId),
+    Publication,
+}
+
+/// The client's protocol state without buffers: pending requests (at most
+/// `INFLIGHT`) and subscriptions (at most `SUBS`, whose strings total at most
+/// `SUB_BYTES`).
+///
+/// For drivers that own their buffers (a growable buffer in an async runtime):
+/// decode frames with [`crate::frame::Decoder`], pass them to
+/// [`ClientProtocol::handle_frame`], and give commands a [`FrameSink`] to encode
+/// into. [`Client`] bundles it with fixed buffers.
+#[derive(Debug, Clone)]
+pub struct ClientProtocol<const INFLIGHT: usize = 64, const SUBS: usize = 16, const SUB_BYTES: usize = 1024> {
+    requests: RequestTable<INFLIGHT>,
+    subscriptions: SubscriptionSet<SUBS, SUB_BYTES>,
+}
+
+impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> Default
+    for ClientProtocol<INFLIGHT, SUBS, SUB_BYTES>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientProtocol<INFLIGHT, SUBS, SUB_BYTES> {
+    /// A client with nothing pending and no subscriptions.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            requests: RequestTable::new(),
+            subscriptions: SubscriptionSet::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    /// Requests pending, including cancelled ones whose tag awaits a late answer.
+    #[must_use]
+    pub const fn requests_in_flight(&self) -> usize {
+        self.requests.in_use()
+    }
+
+    /// The most requests that can be in flight.
+    #[must_use]
+    pub const fn max_in_flight(&self) -> usize {
+        self.requests.capacity()
+    }
+
+    /// Whether `id` is still waiting for its answer.
+    #[must_use]
+    pub fn is_pending(&self, id: RequestId) -> bool {
+        self.requests.is_pending(id)
+    }
+
+    /// The subscription table.
+    #[must_use]
+    pub const fn subscriptions(&self) -> &SubscriptionSet<SUBS, SUB_BYTES> {
+        &self.subscriptions
+    }
+
+    // ---- commands ----
+
+    /// Encodes a request into `sink` and records it as pending.
+    ///
+    /// An empty `command` is the no-op barrier of the protocol (see
+    /// [`ClientProtocol::barrier`]).
+    ///
+    /// # Errors
+    /// [`RequestError::InflightFull`] when every slot is taken,
+    /// [`RequestError::Encode`] when the frame cannot be encoded or `sink` lacks
+    /// room. Nothing changes on error.
+    pub fn request<I, S>(&mut self, command: &[u8], args: I, sink: &mut S) -> Result<RequestId, RequestError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+        S: FrameSink + ?Sized,
+    {
+        let (slot, tag) = self.requests.peek_free()?;
+        encode_parts(Sigil::Request, &[tag.as_bytes(), command], args, sink)?;
+        Ok(self.requests.take(slot))
+    }
+
+    /// Sends the empty command. Its response proves that every frame sent before
+    /// it (subscriptions in particular) has taken effect on a microsocket server.
+    ///
+    /// # Errors
+    /// As [`ClientProtocol::request`].
+    pub fn barrier<S: FrameSink + ?Sized>(&mut self, sink: &mut S) -> Result<RequestId, RequestError> {
+        self.request(b"", [b""; 0], sink)
+    }
+
+    /// Stops waiting for a request. Its tag stays reserved until the late answer
+    /// arrives (then dropped silently) or the connection ends. Returns whether it
+    /// was pending.
+    pub fn cancel(&mut self, id: RequestId) -> bool {
+        self.requests.cancel(id)
+    }
+
+    /// Subscribes to an exact topic. A second subscription to the same topic shares
+    /// the first's wire subscription (the table counts references) and sends nothing.
+    ///
+    /// # Errors
+    /// A full table or sink; nothing changes on error.
+    pub fn subscribe<S: FrameSink + ?Sized>(
+        &mut self,
+        topic: &[u8],
+        sink: &mut S,
+    ) -> Result<SubscriptionId, SubscribeError> {
+        self.add_subscription(SubscriptionKind::Exact, topic, sink)
+    }
+
+    /// Subscribes to every topic matching `pattern` (a microsocket extension; an
+    /// IPC::MicroSocket 0.03 server ignores it).
+    ///
+    /// # Errors
+    /// [`SubscribeError::InvalidPattern`], or a full table or sink; nothing changes
+    /// on error.
+    pub fn subscribe_pattern<S: FrameSink + ?Sized>(
+        &mut self,
+        pattern: &[u8],
+        sink: &mut S,
+    ) -> Result<SubscriptionId, SubscribeError> {
+        Pattern::new(pattern)?;
+        self.add_subscription(SubscriptionKind::Pattern, pattern, sink)
+    }
+
+    fn add_subscription<S: FrameSink + ?Sized>(
+        &mut self,
+        kind: SubscriptionKind,
+        bytes: &[u8],
+        sink: &mut S,
+    ) -> Result<SubscriptionId, SubscribeError> {
+        self.subscriptions.check_insert(kind, bytes)?;
+        let exists = match kind {
+            SubscriptionKind::Exact => self.subscriptions.exact(bytes).is_some(),
+            SubscriptionKind::Pattern => self.subscriptions.iter().any(|(_, k, b)| k == kind && b == bytes),
+        };
+        if !exists {
+            let sigil = match kind {
+                SubscriptionKind::Exact => Sigil::Subscribe,
+                SubscriptionKind::Pattern => Sigil::PatternSubscribe,
+            };
+            encode(sigil, [bytes], sink)?;
+        }
+        Ok(self.subscriptions.insert(kind, bytes)?.id)
+    }
+
+    /// Drops one reference to a subscription, sending `-` when it was the last.
+    /// Returns whether `-` was sent.
+    ///
+    /// # Errors
+    /// [`UnsubscribeError::UnknownSubscription`] for an id not in the table,
+    /// [`UnsubscribeError::Encode`] when the sink lacks room (nothing changes).
+    pub fn unsubscribe<S: FrameSink + ?Sized>(
+        &mut self,
+        id: SubscriptionId,
+        sink: &mut S,
+    ) -> Result<bool, UnsubscribeError> {
+        let refs = self
+            .subscriptions
+            .refs(id)
+            .ok_or(UnsubscribeError::UnknownSubscription)?;
+        if refs == 1 {
+            let (_, bytes) = self
+                .subscriptions
+                .get(id)
+                .ok_or(UnsubscribeError::UnknownSubscription)?;
+            encode(Sigil::Unsubscribe, [bytes], sink)?;
+        }
+        Ok(self.subscriptions.release(id) == Some(true))
+    }
+
+    /// Encodes every subscription again, as after reconnecting. Returns how many.
+    ///
+    /// # Errors
+    /// [`crate::EncodeError`] when the sink fills; the subscriptions before the
+    /// failing one were written.
+    pub fn resubscribe<S: FrameSink + ?Sized>(&self, sink: &mut S) -> Result<usize, crate::EncodeError> {
+        let mut n = 0;
+        for (_, kind, bytes) in self.subscriptions.iter() {
+            let sigil = match kind {
+                SubscriptionKind::Exact => Sigil::Subscribe,
+                SubscriptionKind::Pattern => Sigil::PatternSubscribe,
+            };
+            encode(sigil, [bytes], sink)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    // ---- inputs ----
+
+    /// Handles one received frame. Returns the event it makes, if any: strays
+    /// (unknown tags, publications nobody here subscribed to, unknown sigils,
+    /// messages only a server takes) make none.
+    pub fn handle_frame<'a>(&'a mut self, frame: Frame<'a>) -> Option<ClientEvent<'a>> {
+        let handled = self.handle(&frame)?;
+        Some(self.event(handled, frame))
+    }
+
+    /// Handles a frame the decoder reported as too large. Fails the request it
+    /// answers, if its tag was read and is pending.
+    pub fn handle_oversized(&mut self, tag: Option<&[u8]>) -> Option<ClientEvent<'static>> {
+        match self.requests.resolve(tag?) {
+            Resolved::Pending(id) => Some(ClientEvent::ResponseTooLarge { id }),
+            Resolved::Cancelled | Resolved::Stray => None,
+        }
+    }
+
+    /// The connection ended: every pending request is dropped (their ids stop
+    /// being pending) and the subscriptions are kept for
+    /// [`ClientProtocol::resubscribe`]. Returns how many requests were pending.
+    pub fn handle_eof(&mut self) -> usize {
+        self.requests.clear()
+    }
+
+    fn handle(&mut self, frame: &Frame<'_>) -> Option<Handled> {
+        let resolve = |requests: &mut RequestTable<INFLIGHT>, tag| match requests.resolve(tag) {
+            Resolved::Pending(id) => Some(id),
+            Resolved::Cancelled | Resolved::Stray => None,
+        };
+        match Message::parse(frame) {
+            Message::Response { tag, .. } => resolve(&mut self.requests, tag).map(Handled::Response),
+            Message::Failure { tag, .. } => resolve(&mut self.requests, tag).map(Handled::Failure),
+            Message::Publication { topic, .. } => {
+                self.subscriptions.contains_match(topic).then_some(Handled::Publication)
+            }
+            _ => None,
+        }
+    }
+
+    fn event<'a>(&'a self, handled: Handled, frame: Frame<'a>) -> ClientEvent<'a> {
+        let message = Message::parse(&frame);
+        match (handled, message) {
+            (Handled::Response(id), Message::Response { values, .. }) => ClientEvent::Response { id, values },
+            (Handled::Failure(id), Message::Failure { message, details, .. }) => {
+                ClientEvent::Failure { id, message, details }
+            }
+            (Handled::Publication, Message::Publication { topic, values }) => ClientEvent::Publication {
+                topic,
+                values,
+                subscriptions: self.subscriptions.matches(topic),
+            },
+            // `handled` was computed from this same frame, so the kinds agree.
+            (Handled::Response(id) | Handled::Failure(id), _) => ClientEvent::ResponseTooLarge { id },
+            (Handled::Publication, _) => ClientEvent::Publication {
+                topic: b"",
+                values: Args::empty(),
+                subscriptions: self.subscriptions.matches(b""),
+            },
+        }
+    }
+}
+
+/// A client connection with its own fixed buffers: the no-allocation way to run
+/// [`ClientProtocol`].
+///
+/// `RX` bytes receive (and bound the largest frame accepted), `TX` bytes hold
+/// frames awaiting the transport; see [`ClientProtocol`] for the others.
+///
+/// # The contract
+/// 1. Read from the transport into [`Client::rx_buf`], then [`Client::commit_rx`].
+/// 2. Call [`Client::poll_event`] until it returns `None`.
+/// 3. Issue commands ([`Client::request`], [`Client::subscribe`], ...).
+/// 4. Write what [`Client::poll_transmit`] holds; report it with
+///    [`Client::advance_transmit`].
+///
+/// See the crate documentation for the whole loop.
+#[derive(Debug, Clone)]
+pub struct Client<
+    const RX: usize = 4096,
+    const TX: usize = 4096,
+    const INFLIGHT: usize = 64,
+    const SUBS: usize = 16,
+    const SUB_BYTES: usize = 1024,
+> {
+    protocol: ClientProtocol<INFLIGHT, SUBS, SUB_BYTES>,
+    rx: RxBuffer<RX>,
+    tx: TxBuffer<TX>,
+}
+
+impl<const RX: usize, const TX: usize, const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> Default
+    for Client<RX, TX, INFLIGHT, SUBS, SUB_BYTES>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const RX: usize, const TX: usize, const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize>
+    Client<RX, TX, INFLIGHT, SUBS, SUB_BYTES>
+{
+    /// A client accepting frames up to `RX` bytes.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self::with_max_frame(RX)
+    }
+
+    /// A client accepting frames up to `max_frame` bytes (at most `RX`).
+    #[must_use]
+    pub const fn with_max_frame(max_frame: usize) -> Self {
+        Self {
+            protocol: ClientProtocol::new(),
+            rx: RxBuffer::new(max_frame),
+            tx: TxBuffer::new(),
+        }
+    }
+
+    /// The protocol state: pending requests and subscriptions.
+    #[must_use]
+    pub const fn protocol(&self) -> &ClientProtocol<INFLIGHT, SUBS, SUB_BYTES> {
+        &self.protocol
+    }
+
+    /// Free space to read received bytes into. Empty only while a complete frame
+    /// waits in the buffer: call [`Client::poll_event`] first.
+    pub fn rx_buf(&mut self) -> &mut [u8] {
+        self.rx.free()
+    }
+
+    /// Records that `n` bytes were read into [`Client::rx_buf`].
+    pub fn commit_rx(&mut self, n: usize) {
+        self.rx.commit(n);
+    }
+
+    /// The transport reached end of stream: a partial frame is dropped and every
+    /// pending request stops being pending. Returns how many were pending.
+    pub fn handle_eof(&mut self) -> usize {
+        self.rx.eof();
+        self.protocol.handle_eof()
+    }
+
+    /// The next event from the bytes received, or `None` when more bytes are needed.
+    /// Call after every [`Client::commit_rx`] until it returns `None`.
+    pub fn poll_event(&mut self) -> Option<ClientEvent<'_>> {
+        let (handled, sigil, argc, range) = loop {
+            let start = self.rx.start;
+            match self.rx.decode() {
+                Decoded::NeedMore => return None,
+                Decoded::Skipped { consumed } => self.rx.start += consumed,
+                Decoded::Oversized { tag, consumed, .. } => {
+                    let event = self.protocol.handle_oversized(tag);
+                    self.rx.start += consumed;
+                    if let Some(event) = event {
+                        return Some(event);
+                    }
+                }
+                Decoded::Frame { frame, consumed } => {
+                    let (sigil, argc) = (frame.sigil_byte(), frame.argc() as u8);
+                    let handled = self.protocol.handle(&frame);
+                    self.rx.start += consumed;
+                    if let Some(handled) = handled {
+                        break (handled, sigil, argc, start + 2..start + consumed);
+                    }
+                }
+            }
+        };
+        let frame = Frame::from_walked(sigil, argc, &self.rx.buf[range]);
+        Some(self.protocol.event(handled, frame))
+    }
+
+    /// Bytes waiting to be written to the transport, if any.
+    #[must_use]
+    pub fn poll_transmit(&self) -> Option<&[u8]> {
+        self.tx.pending()
+    }
+
+    /// Records that the transport took the first `n` bytes of
+    /// [`Client::poll_transmit`].
+    pub fn advance_transmit(&mut self, n: usize) {
+        self.tx.advance(n);
+    }
+
+    /// Queues a request. See [`ClientProtocol::request`].
+    ///
+    /// # Errors
+    /// As [`ClientProtocol::request`]; `Encode(BufferTooSmall)` means: write what
+    /// [`Client::poll_transmit`] holds, then retry.
+    pub fn request<I>(&mut self, command: &[u8], args: I) -> Result<RequestId, RequestError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        self.protocol.request(command, args, &mut self.tx)
+    }
+
+    /// Queues the empty-command barrier. See [`ClientProtocol::barrier`].
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub fn barrier(&mut self) -> Result<RequestId, RequestError> {
+        self.protocol.barrier(&mut self.tx)
+    }
+
+    /// See [`ClientProtocol::cancel`].
+    pub fn cancel(&mut self, id: RequestId) -> bool {
+        self.protocol.cancel(id)
+    }
+
+    /// Queues a subscription. See [`ClientProtocol::subscribe`].
+    ///
+    /// # Errors
+    /// As [`ClientProtocol::subscribe`].
+    pub fn subscribe(&mut self, topic: &[u8]) -> Result<SubscriptionId, SubscribeError> {
+        self.protocol.subscribe(topic, &mut self.tx)
+    }
+
+    /// Queues a pattern subscription. See [`ClientProtocol::subscribe_pattern`].
+    ///
+    /// # Errors
+    /// As [`ClientProtocol::subscribe_pattern`].
+    pub fn subscribe_pattern(&mut self, pattern: &[u8]) -> Result<SubscriptionId, SubscribeError> {
+        self.protocol.subscribe_pattern(pattern, &mut self.tx)
+    }
+
+    /// See [`ClientProtocol::unsubscribe`].
+    ///
+    /// # Errors
+    /// As [`ClientProtocol::unsubscribe`].
+    pub fn unsubscribe(&mut self, id: SubscriptionId) -> Result<bool, UnsubscribeError> {
+        self.protocol.unsubscribe(id, &mut self.tx)
+    }
+
+    /// Clears the buffers and queues every subscription again, for a new
+    /// connection. Pending requests were dropped by [`Client::handle_eof`].
+    ///
+    /// # Errors
+    /// When the subscriptions do not fit `TX` at once.
+    pub fn reconnected(&mut self) -> Result<usize, crate::EncodeError> {
+        self.rx.eof();
+        self.tx.clear();
+        self.protocol.handle_eof();
+        self.protocol.resubscribe(&mut self.tx)
+    }
+}

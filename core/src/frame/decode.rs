@@ -1,0 +1,226 @@
+//! The streaming decoder.
+//!
+//! nom's streaming parsers read the header and each length prefix and take each
+//! argument's bytes, so truncated input is `Incomplete` rather than an error. The
+//! decoder keeps how far it walked the current frame ([`State::Args`]), so when more
+//! bytes arrive it resumes at the first argument it has not seen whole: a frame
+//! arriving byte by byte is still walked once.
+
+use nom::bytes::streaming::take;
+use nom::number::streaming::{be_u32, u8 as byte};
+use nom::Parser;
+
+use super::{Args, Frame, HEADER_LEN, LENGTH_PREFIX_LEN};
+
+/// What [`Decoder::decode`] found at the start of the bytes it was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Decoded<'a> {
+    /// A complete frame, borrowing from the input; drop its first `consumed` bytes.
+    Frame {
+        /// The frame.
+        frame: Frame<'a>,
+        /// Bytes of input the frame occupied.
+        consumed: usize,
+    },
+    /// The input holds only part of a frame. Call again with the same bytes and more
+    /// appended; the decoder resumes where it stopped.
+    NeedMore,
+    /// The frame is larger than the decoder accepts. Its first `consumed` bytes are
+    /// done with; the decoder now discards the rest of it as it arrives.
+    Oversized {
+        /// The frame's first byte.
+        sigil: u8,
+        /// The first argument (a request's tag), if it was read before the frame
+        /// grew too large.
+        tag: Option<&'a [u8]>,
+        /// Bytes of input to drop.
+        consumed: usize,
+    },
+    /// Bytes of an oversized frame that were discarded. Drop them and call again.
+    Skipped {
+        /// Bytes of input to drop.
+        consumed: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// At a frame boundary.
+    Header,
+    /// In a frame whose first `walked` bytes (header and whole arguments) are known.
+    Args {
+        sigil: u8,
+        argc: u8,
+        args_left: u8,
+        walked: usize,
+    },
+    /// Discarding an oversized frame: `remaining` bytes of the current argument, then
+    /// `args_left` more arguments.
+    Skip { remaining: u32, args_left: u8 },
+}
+
+/// A resumable, zero-copy frame decoder with a size limit.
+///
+/// The caller owns the bytes. Each call gets the unconsumed input from the start of
+/// the current frame; after [`Decoded::NeedMore`] the next call must get those same
+/// bytes with more appended (the buffer may move, its contents may not change).
+///
+/// ```
+/// use microsocket_core::frame::{Decoded, Decoder};
+///
+/// let wire = b"\x28\x02\x00\x00\x00\x01\x07\x00\x00\x00\x04PING";
+/// let mut decoder = Decoder::new(1024);
+/// assert_eq!(decoder.decode(&wire[..5]), Decoded::NeedMore);
+/// let Decoded::Frame { frame, consumed } = decoder.decode(wire) else { panic!() };
+/// assert_eq!(consumed, wire.len());
+/// assert!(frame.args().eq([&b"\x07"[..], b"PING"]));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    max_frame: usize,
+    state: State,
+}
+
+impl Decoder {
+    /// A decoder that accepts frames of up to `max_frame` bytes (at least the
+    /// two-byte header).
+    #[must_use]
+    pub const fn new(max_frame: usize) -> Self {
+        Self {
+            max_frame: if max_frame < HEADER_LEN { HEADER_LEN } else { max_frame },
+            state: State::Header,
+        }
+    }
+
+    /// The largest frame this decoder accepts.
+    #[must_use]
+    pub const fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Whether the decoder is part way through a frame (including one it skips).
+    #[must_use]
+    pub const fn in_frame(&self) -> bool {
+        !matches!(self.state, State::Header)
+    }
+
+    /// Whether the decoder is discarding an oversized frame.
+    #[must_use]
+    pub const fn is_skipping(&self) -> bool {
+        matches!(self.state, State::Skip { .. })
+    }
+
+    /// Forgets any partial frame, as when the connection closes mid-frame.
+    pub fn reset(&mut self) {
+        self.state = State::Header;
+    }
+
+    /// Decodes the frame at the start of `input`.
+    ///
+    /// Never fails: every byte sequence is frames. Runs in time proportional to the
+    /// argument count of the part of the frame not walked before.
+    pub fn decode<'a>(&mut self, input: &'a [u8]) -> Decoded<'a> {
+        let (sigil, argc, mut args_left, mut walked) = match self.state {
+            State::Skip { .. } => return self.skip(input),
+            State::Args {
+                sigil,
+                argc,
+                args_left,
+                walked,
+            } => (sigil, argc, args_left, walked),
+            State::Header => match (byte::<_, ()>, byte).parse(input) {
+                Ok((_, (sigil, argc))) => (sigil, argc, argc, HEADER_LEN),
+                Err(_) => return Decoded::NeedMore,
+            },
+        };
+        while args_left > 0 {
+            let rest = input.get(walked..).unwrap_or_default();
+            let Ok((body, len)) = be_u32::<_, ()>(rest) else {
+                self.state = State::Args {
+                    sigil,
+                    argc,
+                    args_left,
+                    walked,
+                };
+                return Decoded::NeedMore;
+            };
+            let end = walked as u64 + LENGTH_PREFIX_LEN as u64 + u64::from(len);
+            if end > self.max_frame as u64 {
+                // The tag is whole if the oversized argument is not the first.
+                let tag = if args_left < argc {
+                    input
+                        .get(HEADER_LEN..walked)
+                        .and_then(|b| Args { rest: b, remaining: 1 }.next())
+                } else {
+                    None
+                };
+                self.state = State::Skip {
+                    remaining: len,
+                    args_left: args_left - 1,
+                };
+                return Decoded::Oversized {
+                    sigil,
+                    tag,
+                    consumed: walked + LENGTH_PREFIX_LEN,
+                };
+            }
+            if take::<_, _, ()>(len).parse(body).is_err() {
+                self.state = State::Args {
+                    sigil,
+                    argc,
+                    args_left,
+                    walked,
+                };
+                return Decoded::NeedMore;
+            }
+            // `end` fits in usize: it is at most `input.len()`.
+            walked = end as usize;
+            args_left -= 1;
+        }
+        self.state = State::Header;
+        Decoded::Frame {
+            frame: Frame::from_walked(sigil, argc, &input[HEADER_LEN..walked]),
+            consumed: walked,
+        }
+    }
+
+    fn skip(&mut self, input: &[u8]) -> Decoded<'static> {
+        let State::Skip {
+            mut remaining,
+            mut args_left,
+        } = self.state
+        else {
+            return Decoded::NeedMore;
+        };
+        let mut pos = 0usize;
+        loop {
+            let available = input.len() - pos;
+            let dropped = (remaining as usize).min(available);
+            pos += dropped;
+            // `dropped <= remaining`, which is a u32.
+            remaining -= dropped as u32;
+            if remaining > 0 {
+                break;
+            }
+            if args_left == 0 {
+                self.state = State::Header;
+                return Decoded::Skipped { consumed: pos };
+            }
+            match be_u32::<_, ()>(&input[pos..]) {
+                Ok((_, len)) => {
+                    pos += LENGTH_PREFIX_LEN;
+                    remaining = len;
+                    args_left -= 1;
+                }
+                Err(_) => break,
+            }
+        }
+        self.state = State::Skip { remaining, args_left };
+        if pos == 0 {
+            Decoded::NeedMore
+        } else {
+            Decoded::Skipped { consumed: pos }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The encoder: frames written into a buffer the caller owns, never partially.
+
+use super::{Sigil, HEADER_LEN, LENGTH_PREFIX_LEN};
+use crate::error::EncodeError;
+
+/// Somewhere to append encoded frames: a fixed buffer, a `heapless::Vec`, a
+/// growable `Vec<u8>` (feature `alloc`), or an adapter's own buffer.
+///
+/// The encoder checks [`FrameSink::available`] before it writes, so a frame is
+/// either appended whole or not at all.
+pub trait FrameSink {
+    /// How many more bytes the sink can take.
+    fn available(&self) -> usize;
+    /// Appends `bytes`; called only with at most [`FrameSink::available`] bytes in
+    /// all for one frame.
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl<const N: usize> FrameSink for heapless::Vec<u8, N> {
+    fn available(&self) -> usize {
+        N - self.len()
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        // The encoder checked `available` first, so this cannot fail.
+        let _ = self.extend_from_slice(bytes);
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl FrameSink for alloc::vec::Vec<u8> {
+    fn available(&self) -> usize {
+        usize::MAX - self.len()
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A [`FrameSink`] over a plain byte slice, filled from the front.
+#[derive(Debug)]
+pub struct SliceSink<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> SliceSink<'a> {
+    /// An empty sink over `buf`.
+    #[must_use]
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Self { buf, len: 0 }
+    }
+
+    /// Bytes written so far.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing has been written.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes written so far.
+    #[must_use]
+    pub fn written(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl FrameSink for SliceSink<'_> {
+    fn available(&self) -> usize {
+        self.buf.len() - self.len
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        self.buf[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+    }
+}
+
+/// The size on the wire of a frame with these arguments.
+///
+/// # Errors
+/// [`EncodeError::TooManyArguments`] past 255 arguments,
+/// [`EncodeError::ArgumentTooLong`] for an argument over `u32::MAX` bytes.
+pub fn encoded_len<I>(args: I) -> Result<usize, EncodeError>
+where
+    I: IntoIterator,
+    I::Item: AsRef<[u8]>,
+{
+    parts_len(&[], args)
+}
+
+fn parts_len<I>(head: &[&[u8]], tail: I) -> Result<usize, EncodeError>
+where
+    I: IntoIterator,
+    I::Item: AsRef<[u8]>,
+{
+    let mut count = 0usize;
+    let mut len = HEADER_LEN;
+    let mut add = |arg: &[u8]| {
+        if u32::try_from(arg.len()).is_err() {
+            return Err(EncodeError::ArgumentTooLong);
+        }
+        count += 1;
+        len = len.saturating_add(LENGTH_PREFIX_LEN + arg.len());
+        Ok(())
+    };
+    for arg in head {
+        add(arg)?;
+    }
+    for arg in tail {
+        add(arg.as_ref())?;
+    }
+    if count > usize::from(u8::MAX) {
+        return Err(EncodeError::TooManyArguments { count });
+    }
+    Ok(len)
+}
+
+/// Appends one frame to `sink` and returns its length. On error nothing is written.
+///
+/// ```
+/// use microsocket_core::frame::{encode, Sigil};
+///
+/// let mut out: heapless::Vec<u8, 64> = heapless::Vec::new();
+/// encode(Sigil::Subscribe, [b"news"], &mut out).unwrap();
+/// assert_eq!(&out[..], b"\x2b\x01\x00\x00\x00\x04news");
+/// ```
+///
+/// # Errors
+/// As [`encoded_len`], and [`EncodeError::BufferTooSmall`] when the sink lacks room.
+pub fn encode<I, S>(sigil: Sigil, args: I, sink: &mut S) -> Result<usize, EncodeError>
+where
+    I: IntoIterator,
+    I::Item: AsRef<[u8]>,
+    I::IntoIter: Clone,
+    S: FrameSink + ?Sized,
+{
+    encode_parts(sigil, &[], args, sink)
+}
+
+/// Appends a frame whose arguments are `head` then `tail` (a tag and a command,
+/// then the caller's arguments, say).
+pub(crate) fn encode_parts<I, S>(sigil: Sigil, head: &[&[u8]], tail: I, sink: &mut S) -> Result<usize, EncodeError>
+where
+    I: IntoIterator,
+    I::Item: AsRef<[u8]>,
+    I::IntoIter: Clone,
+    S: FrameSink + ?Sized,
+{
+    let tail = tail.into_iter();
+    let required = parts_len(head, tail.clone())?;
+    let available = sink.available();
+    if required > available {
+        return Err(EncodeError::BufferTooSmall { required, available });
+    }
+    // `parts_len` checked the count fits a byte and each length fits a u32.
+    let argc = (head.len() + tail.clone().count()) as u8;
+    sink.put(&[sigil.byte(), argc]);
+    for arg in head {
+        sink.put(&(arg.len() as u32).to_be_bytes());
+        sink.put(arg);
+    }
+    for arg in tail {
+        let arg = arg.as_ref();
+        sink.put(&(arg.len() as u32).to_be_bytes());
+        sink.put(arg);
+    }
+    Ok(required)
+}
+
+/// Writes one frame at the start of `out` and returns its length.
+///
+/// # Errors
+/// As [`encode`]; `out` is unchanged on error.
+pub fn encode_to_slice<I>(sigil: Sigil, args: I, out: &mut [u8]) -> Result<usize, EncodeError>
+where
+    I: IntoIterator,
+    I::Item: AsRef<[u8]>,
+    I::IntoIter: Clone,
+{
+    encode(sigil, args, &mut SliceSink::new(out))
+}
+
+/// An error writing a frame to an [`embedded_io::Write`].
+#[cfg(feature = "embedded-io")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteError<E> {
+    /// The frame cannot be encoded; nothing was written.
+    Encode(EncodeError),
+    /// The writer failed (part of the frame may have been written).
+    Io(E),
+}
+
+/// Writes one frame to an [`embedded_io::Write`], returning its length.
+///
+/// # Errors
+/// [`WriteError::Encode`] if the frame cannot be encoded (nothing is written),
+/// [`WriteError::Io`] if the writer fails.
+#[cfg(feature = "embedded-io")]
+pub fn encode_to_writer<I, W>(sigil: Sigil, args: I, writer: &mut W) -> Result<usize, WriteError<W::Error>>
+where
+    I: IntoIterator,
+    I::Item: AsRef<[u8]>,
+    I::IntoIter: Clone,
+    W: embedded_io::Write + ?Sized,
+{
+    let args = args.into_iter();
+    let len = encoded_len(args.clone()).map_err(WriteError::Encode)?;
+    let argc = args.clone().count() as u8;
+    writer.write_all(&[sigil.byte(), argc]).map_err(WriteError::Io)?;
+    for arg in args {
+        let arg = arg.as_ref();
+        writer
+            .write_all(&(arg.len() as u32).to_be_bytes())
+            .map_err(WriteError::Io)?;
+        writer.write_all(arg).map_err(WriteError::Io)?;
+    }
+    Ok(len)
+}

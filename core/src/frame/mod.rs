@@ -1,0 +1,206 @@
+//! The wire format: frames, their arguments, and the streaming codec.
+//!
+//! Every message is one frame (see `docs/PROTOCOL.md` for the full protocol):
+//!
+//! ```text
+//! +-------+------+------------+---------+------------+---------+-----
+//! | sigil | argc | len(arg 0) | arg 0   | len(arg 1) | arg 1   | ...
+//! | u8    | u8   | u32 BE     | bytes   | u32 BE     | bytes   |
+//! +-------+------+------------+---------+------------+---------+-----
+//! ```
+//!
+//! - `sigil` names the kind of message ([`Sigil`]); unknown sigils are valid frames
+//!   that receivers ignore.
+//! - `argc` is 0 to 255. Each argument is opaque bytes, possibly empty.
+//! - There is no frame-level length: a receiver finds the end of a frame by walking
+//!   its arguments. [`Decoder`] remembers how far it walked, so bytes arriving in
+//!   small pieces are walked once.
+//!
+//! Any byte sequence is a sequence of frames, so decoding never fails: a frame
+//! larger than the receiver accepts is reported once ([`Decoded::Oversized`]) and
+//! its remaining bytes are discarded as they arrive ([`Decoded::Skipped`]).
+
+mod decode;
+mod encode;
+
+pub use decode::{Decoded, Decoder};
+pub(crate) use encode::encode_parts;
+pub use encode::{encode, encode_to_slice, encoded_len, FrameSink, SliceSink};
+#[cfg(feature = "embedded-io")]
+pub use encode::{encode_to_writer, WriteError};
+
+/// Bytes of a frame header: the sigil and the argument count.
+pub const HEADER_LEN: usize = 2;
+/// Bytes of an argument's length prefix.
+pub const LENGTH_PREFIX_LEN: usize = 4;
+
+/// The kinds of message microsocket knows, by their first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum Sigil {
+    /// `(` client to server: tag, command, arguments.
+    Request = b'(',
+    /// `)` server to client: tag, values.
+    Response = b')',
+    /// `#` server to client: tag, message, details.
+    Failure = b'#',
+    /// `+` client to server: topic.
+    Subscribe = b'+',
+    /// `!` server to client: topic, values.
+    Publication = b'!',
+    /// `-` client to server: topic or pattern to drop (microsocket extension).
+    Unsubscribe = b'-',
+    /// `*` client to server: pattern (microsocket extension).
+    PatternSubscribe = b'*',
+}
+
+impl Sigil {
+    /// The sigil for a frame's first byte, if it is one microsocket knows.
+    #[must_use]
+    pub const fn from_byte(byte: u8) -> Option<Self> {
+        Some(match byte {
+            b'(' => Self::Request,
+            b')' => Self::Response,
+            b'#' => Self::Failure,
+            b'+' => Self::Subscribe,
+            b'!' => Self::Publication,
+            b'-' => Self::Unsubscribe,
+            b'*' => Self::PatternSubscribe,
+            _ => return None,
+        })
+    }
+
+    /// The byte this sigil is on the wire.
+    #[must_use]
+    pub const fn byte(self) -> u8 {
+        self as u8
+    }
+}
+
+/// One complete frame, borrowing its arguments from the receive buffer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    sigil: u8,
+    argc: u8,
+    /// The arguments, each with its length prefix, already walked by the decoder.
+    body: &'a [u8],
+}
+
+impl<'a> Frame<'a> {
+    /// Builds a frame from a body that the decoder has walked.
+    pub(crate) const fn from_walked(sigil: u8, argc: u8, body: &'a [u8]) -> Self {
+        Self { sigil, argc, body }
+    }
+
+    /// The first byte of the frame, known or not.
+    #[must_use]
+    pub const fn sigil_byte(&self) -> u8 {
+        self.sigil
+    }
+
+    /// The sigil, if microsocket knows it.
+    #[must_use]
+    pub const fn sigil(&self) -> Option<Sigil> {
+        Sigil::from_byte(self.sigil)
+    }
+
+    /// How many arguments the frame carries.
+    #[must_use]
+    pub const fn argc(&self) -> usize {
+        self.argc as usize
+    }
+
+    /// The arguments, in order, borrowed from the receive buffer.
+    #[must_use]
+    pub const fn args(&self) -> Args<'a> {
+        Args {
+            rest: self.body,
+            remaining: self.argc,
+        }
+    }
+
+    /// The frame's size on the wire.
+    #[must_use]
+    pub const fn encoded_len(&self) -> usize {
+        HEADER_LEN + self.body.len()
+    }
+}
+
+impl core::fmt::Debug for Frame<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Frame")
+            .field("sigil", &(self.sigil as char))
+            .field("args", &self.args())
+            .finish()
+    }
+}
+
+/// The arguments of a frame: a borrowed, cloneable iterator of byte slices.
+///
+/// Built only over bytes the [`Decoder`] has walked, so every length prefix is
+/// known to fit; should it not, the iterator ends rather than panic.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Args<'a> {
+    rest: &'a [u8],
+    remaining: u8,
+}
+
+impl<'a> Args<'a> {
+    /// No arguments.
+    #[must_use]
+    pub const fn empty() -> Self {
+        Self {
+            rest: &[],
+            remaining: 0,
+        }
+    }
+
+    /// Whether no arguments are left.
+    #[must_use]
+    pub const fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// Takes the next argument, returning it and the rest.
+    pub(crate) fn split_first(mut self) -> Option<(&'a [u8], Self)> {
+        let first = self.next()?;
+        Some((first, self))
+    }
+}
+
+impl<'a> Iterator for Args<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let (prefix, rest) = self.rest.split_first_chunk::<LENGTH_PREFIX_LEN>()?;
+        let len = u32::from_be_bytes(*prefix) as usize;
+        let Some((arg, rest)) = rest.split_at_checked(len) else {
+            self.remaining = 0;
+            return None;
+        };
+        self.rest = rest;
+        self.remaining -= 1;
+        Some(arg)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.remaining as usize;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for Args<'_> {}
+
+impl core::fmt::Debug for Args<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut list = f.debug_list();
+        for arg in self.clone() {
+            list.entry(&crate::ByteStr(arg));
+        }
+        list.finish()
+    }
+}

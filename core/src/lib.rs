@@ -1,0 +1,151 @@
+//! The protocol core of microsocket: `no_std`, no allocator, sans-IO.
+//!
+//! microsocket carries request/response and publish/subscribe over one byte stream,
+//! speaking the wire protocol of the Perl module IPC::MicroSocket byte for byte (see
+//! [`frame`] and `docs/PROTOCOL.md`). This crate holds all of the protocol: framing,
+//! tag correlation, subscription tables and topic patterns. It never touches a
+//! socket, a clock or a thread: a driver feeds it bytes and takes out bytes to send
+//! and events.
+//!
+//! # The machines
+//!
+//! - [`Client`] and [`ServerConnection`] own fixed buffers (sizes are const
+//!   generics) and need no allocator: for firmware and custom loops.
+//! - [`ClientProtocol`] and [`ServerProtocol`] are the same logic without buffers,
+//!   for drivers that own theirs (the Tokio and std adapters): decode with
+//!   [`frame::Decoder`] over any buffer, hand frames in, encode into any
+//!   [`frame::FrameSink`]. No argument byte is copied to please the core.
+//!
+//! Their methods come in four kinds: getters (`&self`), inputs (`handle_*`,
+//! `commit_rx`), commands that only queue bytes (`request`, `cancel`, `subscribe`,
+//! `unsubscribe`, `respond`, `fail`, `publish`), and outputs (`poll_event`,
+//! `poll_transmit`).
+//!
+//! # The contract
+//!
+//! After each input or command, call `poll_event` until it returns `None`, then write
+//! everything `poll_transmit` holds (reporting each write with `advance_transmit`).
+//! Events borrow the receive buffer, so the borrow checker makes you finish with an
+//! event before the next input. Nothing a peer sends is an error: every byte
+//! sequence is frames; oversized frames are skipped as they arrive; malformed
+//! messages are answered or ignored as the protocol says.
+//!
+//! # Example: the whole loop by hand
+//!
+//! A client and a server connection over a UNIX socket pair, in one thread:
+//!
+//! ```
+//! # #[cfg(unix)] {
+//! use std::io::{Read, Write};
+//! use std::os::unix::net::UnixStream;
+//! use microsocket_core::{Client, ClientEvent, ServerConnection, ServerEvent};
+//!
+//! let (mut client_end, mut server_end) = UnixStream::pair().unwrap();
+//! let mut client: Client = Client::new();
+//! let mut server: ServerConnection = ServerConnection::default();
+//!
+//! let id = client.request(b"ECHO", [&b"hello"[..]]).unwrap();
+//! // Write what the client queued.
+//! while let Some(bytes) = client.poll_transmit() {
+//!     let n = client_end.write(bytes).unwrap();
+//!     client.advance_transmit(n);
+//! }
+//! // The server reads, handles events until none are left, and writes.
+//! let n = server_end.read(server.rx_buf()).unwrap();
+//! server.commit_rx(n);
+//! while let Some(mut polled) = server.poll_event() {
+//!     if let ServerEvent::Request { tag, command, args } = polled.event {
+//!         assert_eq!(command, b"ECHO");
+//!         polled.outbox.respond(tag, args).unwrap();
+//!     }
+//! }
+//! while let Some(bytes) = server.poll_transmit() {
+//!     let n = server_end.write(bytes).unwrap();
+//!     server.advance_transmit(n);
+//! }
+//! // The client reads the response.
+//! let n = client_end.read(client.rx_buf()).unwrap();
+//! client.commit_rx(n);
+//! match client.poll_event() {
+//!     Some(ClientEvent::Response { id: got, mut values }) => {
+//!         assert_eq!(got, id);
+//!         assert_eq!(values.next(), Some(&b"hello"[..]));
+//!     }
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! - `embedded-io`: [`embedded`], blocking client and server-connection drivers over
+//!   any `embedded_io::Read + Write`, and [`frame::encode_to_writer`].
+//! - `alloc`: [`frame::FrameSink`] for `Vec<u8>`, and [`registry`], the
+//!   cross-connection topic index that hosted servers publish through.
+//! - `defmt`: `defmt::Format` on errors, ids and small enums.
+//!
+//! # Panics
+//!
+//! A panic is a bug: no input from a peer can cause one (the fuzz targets in `fuzz/`
+//! check this), and commands report misuse as typed errors.
+//!
+//! # Speed
+//!
+//! Measured with `cargo bench -p microsocket-core --bench codec` (criterion, medians,
+//! one run on a shared 2-vCPU machine): see `BENCHMARKS.md` at the repository root
+//! and the closing figures in the README.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(clippy::std_instead_of_core)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+mod buffers;
+mod client;
+#[cfg(feature = "embedded-io")]
+pub mod embedded;
+mod error;
+pub mod frame;
+mod message;
+mod pattern;
+#[cfg(feature = "alloc")]
+pub mod registry;
+mod requests;
+mod server;
+mod subscriptions;
+
+pub use client::{Client, ClientEvent, ClientProtocol};
+pub use error::{EncodeError, PatternError, RequestError, SubscribeError, UnsubscribeError};
+pub use frame::{Args, Frame, Sigil};
+pub use message::Message;
+pub use pattern::Pattern;
+pub use requests::{RequestId, Tag};
+pub use server::{
+    encode_publication, IgnoreReason, Outbox, Polled, ServerConnection, ServerEvent, ServerLimits, ServerProtocol,
+    FRAME_TOO_LARGE, NO_COMMAND, TOO_MANY_IN_FLIGHT,
+};
+pub use subscriptions::{Inserted, Matches, SubscriptionId, SubscriptionKind, SubscriptionSet};
+
+/// Shows bytes as a string where they are text, escaped where not.
+pub(crate) struct ByteStr<'a>(pub(crate) &'a [u8]);
+
+impl core::fmt::Debug for ByteStr<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("b\"")?;
+        for chunk in self.0.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                write!(f, "{}", c.escape_debug())?;
+            }
+            for b in chunk.invalid() {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        f.write_str("\"")
+    }
+}

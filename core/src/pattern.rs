@@ -1,0 +1,207 @@
+//! Topic patterns: `.`-separated tokens where `*` matches one token and a final `>`
+//! matches one or more.
+
+use crate::error::PatternError;
+
+const SEPARATOR: u8 = b'.';
+const ONE: &[u8] = b"*";
+const TAIL: &[u8] = b">";
+
+/// A well-formed topic pattern, borrowed.
+///
+/// ```
+/// use microsocket_core::Pattern;
+///
+/// let p = Pattern::new(b"sensor.*.temp").unwrap();
+/// assert!(p.matches(b"sensor.kitchen.temp"));
+/// assert!(!p.matches(b"sensor.kitchen.hum"));
+/// let tail = Pattern::new(b"sensor.>").unwrap();
+/// assert!(tail.matches(b"sensor.kitchen") && tail.matches(b"sensor.kitchen.temp"));
+/// assert!(!tail.matches(b"sensor"));
+/// assert!(Pattern::new(b"sensor.>.temp").is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pattern<'a>(&'a [u8]);
+
+impl<'a> Pattern<'a> {
+    /// Validates `bytes` as a pattern.
+    ///
+    /// # Errors
+    /// [`PatternError`] if a token is empty, a `>` is not last, or a token mixes a
+    /// wildcard with other bytes.
+    pub fn new(bytes: &'a [u8]) -> Result<Self, PatternError> {
+        let mut tokens = bytes.split(|&b| b == SEPARATOR).peekable();
+        while let Some(token) = tokens.next() {
+            if token.is_empty() {
+                return Err(PatternError::EmptyToken);
+            }
+            if token == TAIL {
+                if tokens.peek().is_some() {
+                    return Err(PatternError::TailWildcardNotLast);
+                }
+            } else if token != ONE && token.iter().any(|&b| b == b'*' || b == b'>') {
+                return Err(PatternError::MixedWildcard);
+            }
+        }
+        Ok(Self(bytes))
+    }
+
+    /// The pattern's bytes.
+    #[must_use]
+    pub const fn as_bytes(&self) -> &'a [u8] {
+        self.0
+    }
+
+    /// Whether the pattern has no wildcard, and so matches only itself.
+    #[must_use]
+    pub fn is_literal(&self) -> bool {
+        self.tokens().all(|t| t != ONE && t != TAIL)
+    }
+
+    /// The literal tokens before the first wildcard, joined: every topic the
+    /// pattern matches starts with it. Useful as an index key.
+    #[must_use]
+    pub fn literal_prefix(&self) -> &'a [u8] {
+        let mut end = 0;
+        for token in self.tokens() {
+            if token == ONE || token == TAIL {
+                break;
+            }
+            end += token.len() + 1;
+        }
+        &self.0[..end.min(self.0.len())]
+    }
+
+    /// Whether `topic` matches the pattern.
+    #[must_use]
+    pub fn matches(&self, topic: &[u8]) -> bool {
+        let mut topic_tokens = topic.split(|&b| b == SEPARATOR);
+        for token in self.tokens() {
+            if token == TAIL {
+                // One or more tokens remain.
+                return topic_tokens.next().is_some();
+            }
+            match topic_tokens.next() {
+                Some(t) if token == ONE || token == t => {}
+                _ => return false,
+            }
+        }
+        topic_tokens.next().is_none()
+    }
+
+    fn tokens(&self) -> core::slice::Split<'a, u8, impl FnMut(&u8) -> bool> {
+        self.0.split(|&b| b == SEPARATOR)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    macro_rules! cases {
+        ($($name:ident: $pattern:literal, $topic:literal => $expected:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                let p = Pattern::new($pattern).unwrap();
+                assert_eq!(p.matches($topic), $expected, "{:?} ~ {:?}", $pattern, $topic);
+                assert_eq!(naive_match($pattern, $topic), $expected);
+            }
+        )*};
+    }
+
+    cases! {
+        exact_same: b"a.b", b"a.b" => true;
+        exact_other: b"a.b", b"a.c" => false;
+        exact_longer_topic: b"a.b", b"a.b.c" => false;
+        exact_shorter_topic: b"a.b", b"a" => false;
+        one_middle: b"sensor.*.temp", b"sensor.kitchen.temp" => true;
+        one_middle_too_deep: b"sensor.*.temp", b"sensor.a.b.temp" => false;
+        one_middle_missing: b"sensor.*.temp", b"sensor.temp" => false;
+        one_matches_empty_token: b"a.*.c", b"a..c" => true;
+        tail_one: b"sensor.>", b"sensor.kitchen" => true;
+        tail_many: b"sensor.>", b"sensor.kitchen.temp" => true;
+        tail_none: b"sensor.>", b"sensor" => false;
+        tail_other_root: b"sensor.>", b"sensors.kitchen" => false;
+        tail_alone: b">", b"anything.at.all" => true;
+        one_alone: b"*", b"a" => true;
+        one_alone_two: b"*", b"a.b" => false;
+        mixed: b"*.b.>", b"a.b.c.d" => true;
+        bytes_not_text: b"\xff.*", b"\xff.\x00" => true;
+    }
+
+    #[test]
+    fn invalid_patterns() {
+        for (p, e) in [
+            (&b""[..], PatternError::EmptyToken),
+            (b".a", PatternError::EmptyToken),
+            (b"a.", PatternError::EmptyToken),
+            (b"a..b", PatternError::EmptyToken),
+            (b"a.>.b", PatternError::TailWildcardNotLast),
+            (b">.>", PatternError::TailWildcardNotLast),
+            (b"a*", PatternError::MixedWildcard),
+            (b"a.b>", PatternError::MixedWildcard),
+            (b"**", PatternError::MixedWildcard),
+        ] {
+            assert_eq!(Pattern::new(p), Err(e), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn literal_prefix() {
+        assert_eq!(Pattern::new(b"a.b.*").unwrap().literal_prefix(), b"a.b.");
+        assert_eq!(Pattern::new(b"*.b").unwrap().literal_prefix(), b"");
+        assert_eq!(Pattern::new(b"a.b").unwrap().literal_prefix(), b"a.b");
+        assert!(Pattern::new(b"a.b").unwrap().is_literal());
+    }
+
+    /// A deliberately simple reference: recursive token matching.
+    fn naive_match(pattern: &[u8], topic: &[u8]) -> bool {
+        fn go(p: &[&[u8]], t: &[&[u8]]) -> bool {
+            match (p.first(), t.first()) {
+                (None, None) => true,
+                (Some(&b">"), _) => p.len() == 1 && !t.is_empty(),
+                (Some(&b"*"), Some(_)) => go(&p[1..], &t[1..]),
+                (Some(a), Some(b)) => a == b && go(&p[1..], &t[1..]),
+                _ => false,
+            }
+        }
+        let p: std::vec::Vec<&[u8]> = pattern.split(|&b| b == b'.').collect();
+        let t: std::vec::Vec<&[u8]> = topic.split(|&b| b == b'.').collect();
+        go(&p, &t)
+    }
+
+    fn token() -> impl Strategy<Value = std::vec::Vec<u8>> {
+        prop_oneof![
+            Just(b"*".to_vec()),
+            Just(b">".to_vec()),
+            Just(b"a".to_vec()),
+            Just(b"b".to_vec()),
+            Just(b"".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..3),
+        ]
+    }
+
+    fn dotted() -> impl Strategy<Value = std::vec::Vec<u8>> {
+        proptest::collection::vec(token(), 1..5).prop_map(|ts| ts.join(&b'.'))
+    }
+
+    proptest! {
+        #[test]
+        fn matcher_agrees_with_reference(p in dotted(), t in dotted()) {
+            if let Ok(pattern) = Pattern::new(&p) {
+                prop_assert_eq!(pattern.matches(&t), naive_match(&p, &t));
+                prop_assert!(t.starts_with(pattern.literal_prefix()) || !pattern.matches(&t));
+            }
+        }
+
+        #[test]
+        fn literal_patterns_match_only_themselves(t in dotted()) {
+            if let Ok(pattern) = Pattern::new(&t) {
+                if pattern.is_literal() {
+                    prop_assert!(pattern.matches(&t));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,584 @@
+//! The server side of one connection: requests in, responses and publications out,
+//! and that connection's subscriptions.
+
+use crate::buffers::{RxBuffer, TxBuffer};
+use crate::error::{EncodeError, SubscribeError};
+use crate::frame::{encode, encode_parts, encoded_len, Args, Decoded, Frame, FrameSink, Sigil};
+use crate::message::Message;
+use crate::subscriptions::{SubscriptionKind, SubscriptionSet};
+
+/// The failure message for a request without a command.
+pub const NO_COMMAND: &[u8] = b"request has no command";
+/// The failure message for a request over the connection's in-flight limit.
+pub const TOO_MANY_IN_FLIGHT: &[u8] = b"too many requests in flight";
+/// The failure message for a request larger than the server accepts.
+pub const FRAME_TOO_LARGE: &[u8] = b"frame too large";
+
+/// Why a frame made no event for the application (it may have been answered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum IgnoreReason {
+    /// A sigil microsocket does not know.
+    UnknownSigil,
+    /// A message only a server sends (`)`, `#`, `!`).
+    NotForServer,
+    /// A known message without the arguments it needs.
+    Malformed,
+    /// A frame larger than the connection accepts, skipped.
+    TooLarge,
+    /// A request over the in-flight limit.
+    TooManyInFlight,
+}
+
+/// Something a client asked of a server connection.
+#[derive(Debug, Clone)]
+#[must_use]
+pub enum ServerEvent<'a> {
+    /// A request to answer with [`ServerProtocol::respond`] or
+    /// [`ServerProtocol::fail`], exactly once, with the same tag.
+    Request {
+        /// Echo it unchanged in the answer.
+        tag: &'a [u8],
+        /// The command (never empty: the empty command is answered by the machine).
+        command: &'a [u8],
+        /// The command's arguments.
+        args: Args<'a>,
+    },
+    /// A subscription (`+` or `*`) is now in the connection's table.
+    Subscribed {
+        /// The topic or pattern.
+        topic: &'a [u8],
+        /// Exact or pattern.
+        kind: SubscriptionKind,
+        /// False if the connection already had this subscription (no change).
+        new: bool,
+    },
+    /// A subscription could not be made (the protocol has no reply to a
+    /// subscription, so this is for logs and counters).
+    SubscribeRefused {
+        /// The topic or pattern.
+        topic: &'a [u8],
+        /// Exact or pattern.
+        kind: SubscriptionKind,
+        /// Why.
+        reason: SubscribeError,
+    },
+    /// `-`: the connection's subscriptions made with this string are gone.
+    Unsubscribed {
+        /// The topic or pattern.
+        topic: &'a [u8],
+        /// How many subscriptions were removed (0, 1 or 2).
+        removed: usize,
+    },
+    /// A frame that the application need not act on.
+    Ignored {
+        /// The frame's first byte.
+        sigil: u8,
+        /// Why it was ignored.
+        reason: IgnoreReason,
+        /// Whether the machine answered it with a `#` frame.
+        answered: bool,
+    },
+}
+
+/// What a frame did, without borrowing it.
+#[derive(Debug, Clone, Copy)]
+enum Handled {
+    Request,
+    Subscribed(SubscriptionKind, bool),
+    Refused(SubscriptionKind, SubscribeError),
+    Unsubscribed(usize),
+    Ignored(u8, IgnoreReason, bool),
+}
+
+/// Limits of one server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Requests handed to the application and not yet answered; past it, requests
+    /// are failed at once with [`TOO_MANY_IN_FLIGHT`].
+    pub max_in_flight: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self { max_in_flight: 256 }
+    }
+}
+
+/// A server connection's protocol state without buffers: its subscriptions (at
+/// most `SUBS`, whose strings total at most `SUB_BYTES`) and its requests in flight.
+///
+/// It answers by itself what the protocol defines: the empty command, requests
+/// without a command, requests over the in-flight limit, and oversized requests.
+/// [`ServerConnection`] bundles it with fixed buffers.
+#[derive(Debug, Clone)]
+pub struct ServerProtocol<const SUBS: usize = 32, const SUB_BYTES: usize = 2048> {
+    subscriptions: SubscriptionSet<SUBS, SUB_BYTES>,
+    in_flight: usize,
+    limits: ServerLimits,
+}
+
+impl<const SUBS: usize, const SUB_BYTES: usize> Default for ServerProtocol<SUBS, SUB_BYTES> {
+    fn default() -> Self {
+        Self::new(ServerLimits::default())
+    }
+}
+
+impl<const SUBS: usize, const SUB_BYTES: usize> ServerProtocol<SUBS, SUB_BYTES> {
+    /// A connection with no subscriptions and nothing in flight.
+    #[must_use]
+    pub const fn new(limits: ServerLimits) -> Self {
+        Self {
+            subscriptions: SubscriptionSet::new(),
+            in_flight: 0,
+            limits,
+        }
+    }
+
+    // ---- getters ----
+
+    /// The connection's subscriptions.
+    #[must_use]
+    pub const fn subscriptions(&self) -> &SubscriptionSet<SUBS, SUB_BYTES> {
+        &self.subscriptions
+    }
+
+    /// Whether the connection has a subscription matching `topic`: one binary
+    /// search among exact topics, then its patterns.
+    #[must_use]
+    pub fn is_subscribed(&self, topic: &[u8]) -> bool {
+        self.subscriptions.contains_match(topic)
+    }
+
+    /// Requests handed out and not yet answered.
+    #[must_use]
+    pub const fn requests_in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// The connection's limits.
+    #[must_use]
+    pub const fn limits(&self) -> ServerLimits {
+        self.limits
+    }
+
+    // ---- inputs ----
+
+    /// Handles one received frame, writing any answer the machine gives by itself
+    /// into `sink`.
+    ///
+    /// # Errors
+    /// [`EncodeError::BufferTooSmall`] when that answer does not fit `sink`; nothing
+    /// changed, so hand the same frame again once the sink has drained.
+    pub fn handle_frame<'a, S: FrameSink + ?Sized>(
+        &mut self,
+        frame: Frame<'a>,
+        sink: &mut S,
+    ) -> Result<Option<ServerEvent<'a>>, EncodeError> {
+        Ok(self.handle(&frame, sink)?.map(|h| Self::event(h, frame)))
+    }
+
+    /// Handles a frame the decoder reported as too large: a request whose tag was
+    /// read is failed with [`FRAME_TOO_LARGE`].
+    ///
+    /// # Errors
+    /// As [`ServerProtocol::handle_frame`].
+    pub fn handle_oversized<S: FrameSink + ?Sized>(
+        &mut self,
+        sigil: u8,
+        tag: Option<&[u8]>,
+        sink: &mut S,
+    ) -> Result<ServerEvent<'static>, EncodeError> {
+        let answered = match (Sigil::from_byte(sigil), tag) {
+            (Some(Sigil::Request), Some(tag)) => {
+                fail_frame(tag, FRAME_TOO_LARGE, sink)?;
+                true
+            }
+            _ => false,
+        };
+        Ok(ServerEvent::Ignored {
+            sigil,
+            reason: IgnoreReason::TooLarge,
+            answered,
+        })
+    }
+
+    /// The connection ended: its subscriptions and requests in flight are dropped.
+    pub fn handle_eof(&mut self) {
+        self.subscriptions.clear();
+        self.in_flight = 0;
+    }
+
+    fn handle<S: FrameSink + ?Sized>(
+        &mut self,
+        frame: &Frame<'_>,
+        sink: &mut S,
+    ) -> Result<Option<Handled>, EncodeError> {
+        let sigil = frame.sigil_byte();
+        let handled = match Message::parse(frame) {
+            Message::Request { tag, command, .. } if command.is_empty() => {
+                encode(Sigil::Response, [tag], sink)?;
+                return Ok(None);
+            }
+            Message::Request { tag, .. } if self.in_flight >= self.limits.max_in_flight => {
+                fail_frame(tag, TOO_MANY_IN_FLIGHT, sink)?;
+                Handled::Ignored(sigil, IgnoreReason::TooManyInFlight, true)
+            }
+            Message::Request { .. } => {
+                self.in_flight += 1;
+                Handled::Request
+            }
+            Message::Subscribe { topic } => self.subscribe(SubscriptionKind::Exact, topic),
+            Message::PatternSubscribe { pattern } => self.subscribe(SubscriptionKind::Pattern, pattern),
+            Message::Unsubscribe { topic } => Handled::Unsubscribed(self.subscriptions.remove_string(topic)),
+            Message::Malformed {
+                sigil: Sigil::Request,
+                tag: Some(tag),
+            } => {
+                fail_frame(tag, NO_COMMAND, sink)?;
+                Handled::Ignored(sigil, IgnoreReason::Malformed, true)
+            }
+            Message::Malformed { .. } => Handled::Ignored(sigil, IgnoreReason::Malformed, false),
+            Message::Response { .. } | Message::Failure { .. } | Message::Publication { .. } => {
+                Handled::Ignored(sigil, IgnoreReason::NotForServer, false)
+            }
+            Message::Unknown { .. } => Handled::Ignored(sigil, IgnoreReason::UnknownSigil, false),
+        };
+        Ok(Some(handled))
+    }
+
+    fn subscribe(&mut self, kind: SubscriptionKind, bytes: &[u8]) -> Handled {
+        match self.subscriptions.insert(kind, bytes) {
+            Ok(inserted) => Handled::Subscribed(kind, inserted.new),
+            Err(e) => Handled::Refused(kind, e),
+        }
+    }
+
+    fn event(handled: Handled, frame: Frame<'_>) -> ServerEvent<'_> {
+        let first = frame.args().next().unwrap_or_default();
+        match (handled, Message::parse(&frame)) {
+            (Handled::Request, Message::Request { tag, command, args }) => ServerEvent::Request { tag, command, args },
+            (Handled::Subscribed(kind, new), _) => ServerEvent::Subscribed {
+                topic: first,
+                kind,
+                new,
+            },
+            (Handled::Refused(kind, reason), _) => ServerEvent::SubscribeRefused {
+                topic: first,
+                kind,
+                reason,
+            },
+            (Handled::Unsubscribed(removed), _) => ServerEvent::Unsubscribed { topic: first, removed },
+            (Handled::Ignored(sigil, reason, answered), _) => ServerEvent::Ignored {
+                sigil,
+                reason,
+                answered,
+            },
+            // `handled` came from this same frame, so a request parses as one.
+            (Handled::Request, _) => ServerEvent::Ignored {
+                sigil: frame.sigil_byte(),
+                reason: IgnoreReason::Malformed,
+                answered: false,
+            },
+        }
+    }
+
+    // ---- commands ----
+
+    /// Answers a request with values.
+    ///
+    /// # Errors
+    /// When the frame cannot be encoded into `sink`; the request stays in flight.
+    pub fn respond<I, S>(&mut self, tag: &[u8], values: I, sink: &mut S) -> Result<usize, EncodeError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+        S: FrameSink + ?Sized,
+    {
+        let n = encode_parts(Sigil::Response, &[tag], values, sink)?;
+        self.in_flight = self.in_flight.saturating_sub(1);
+        Ok(n)
+    }
+
+    /// Fails a request with a message and optional details.
+    ///
+    /// # Errors
+    /// When the frame cannot be encoded into `sink`; the request stays in flight.
+    pub fn fail<I, S>(&mut self, tag: &[u8], message: &[u8], details: I, sink: &mut S) -> Result<usize, EncodeError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+        S: FrameSink + ?Sized,
+    {
+        let n = encode_parts(Sigil::Failure, &[tag, message], details, sink)?;
+        self.in_flight = self.in_flight.saturating_sub(1);
+        Ok(n)
+    }
+
+    /// Encodes a publication if this connection subscribes to `topic`; returns
+    /// whether it did.
+    ///
+    /// # Errors
+    /// When the frame cannot be encoded into `sink`; nothing is written.
+    pub fn publish<I, S>(&self, topic: &[u8], values: I, sink: &mut S) -> Result<bool, EncodeError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+        S: FrameSink + ?Sized,
+    {
+        if !self.is_subscribed(topic) {
+            return Ok(false);
+        }
+        encode_publication(topic, values, sink)?;
+        Ok(true)
+    }
+
+    /// Removes a subscription the application refused after the fact (for example
+    /// in an access-control hook). Returns whether it was there.
+    pub fn remove_subscription(&mut self, kind: SubscriptionKind, topic: &[u8]) -> bool {
+        self.subscriptions.remove(kind, topic)
+    }
+}
+
+/// Encodes a publication frame, `!` topic values, whoever subscribes.
+///
+/// # Errors
+/// When the frame cannot be encoded into `sink`; nothing is written.
+pub fn encode_publication<I, S>(topic: &[u8], values: I, sink: &mut S) -> Result<usize, EncodeError>
+where
+    I: IntoIterator,
+    I::Item: AsRef<[u8]>,
+    I::IntoIter: Clone,
+    S: FrameSink + ?Sized,
+{
+    encode_parts(Sigil::Publication, &[topic], values, sink)
+}
+
+fn fail_frame<S: FrameSink + ?Sized>(tag: &[u8], message: &[u8], sink: &mut S) -> Result<usize, EncodeError> {
+    encode(Sigil::Failure, [tag, message], sink)
+}
+
+/// A server connection with its own fixed buffers: the no-allocation way to run
+/// [`ServerProtocol`]. Follows the same contract as [`crate::Client`].
+#[derive(Debug, Clone)]
+pub struct ServerConnection<
+    const RX: usize = 4096,
+    const TX: usize = 4096,
+    const SUBS: usize = 32,
+    const SUB_BYTES: usize = 2048,
+> {
+    protocol: ServerProtocol<SUBS, SUB_BYTES>,
+    rx: RxBuffer<RX>,
+    tx: TxBuffer<TX>,
+}
+
+/// An event and the means to answer it, from [`ServerConnection::poll_event`].
+#[derive(Debug)]
+#[must_use]
+pub struct Polled<'a, const TX: usize, const SUBS: usize, const SUB_BYTES: usize> {
+    /// What the client asked.
+    pub event: ServerEvent<'a>,
+    /// Where to answer it.
+    pub outbox: Outbox<'a, TX, SUBS, SUB_BYTES>,
+}
+
+/// Answers and publications for a [`ServerConnection`], usable while an event
+/// borrows its receive buffer.
+#[derive(Debug)]
+pub struct Outbox<'a, const TX: usize, const SUBS: usize, const SUB_BYTES: usize> {
+    protocol: &'a mut ServerProtocol<SUBS, SUB_BYTES>,
+    tx: &'a mut TxBuffer<TX>,
+}
+
+impl<const TX: usize, const SUBS: usize, const SUB_BYTES: usize> Outbox<'_, TX, SUBS, SUB_BYTES> {
+    /// See [`ServerProtocol::respond`].
+    ///
+    /// # Errors
+    /// As [`ServerProtocol::respond`].
+    pub fn respond<I>(&mut self, tag: &[u8], values: I) -> Result<usize, EncodeError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        self.protocol.respond(tag, values, self.tx)
+    }
+
+    /// See [`ServerProtocol::fail`].
+    ///
+    /// # Errors
+    /// As [`ServerProtocol::fail`].
+    pub fn fail<I>(&mut self, tag: &[u8], message: &[u8], details: I) -> Result<usize, EncodeError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        self.protocol.fail(tag, message, details, self.tx)
+    }
+
+    /// See [`ServerProtocol::publish`].
+    ///
+    /// # Errors
+    /// As [`ServerProtocol::publish`].
+    pub fn publish<I>(&mut self, topic: &[u8], values: I) -> Result<bool, EncodeError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        self.protocol.publish(topic, values, self.tx)
+    }
+
+    /// See [`ServerProtocol::remove_subscription`].
+    pub fn remove_subscription(&mut self, kind: SubscriptionKind, topic: &[u8]) -> bool {
+        self.protocol.remove_subscription(kind, topic)
+    }
+}
+
+impl<const RX: usize, const TX: usize, const SUBS: usize, const SUB_BYTES: usize> Default
+    for ServerConnection<RX, TX, SUBS, SUB_BYTES>
+{
+    fn default() -> Self {
+        Self::new(ServerLimits::default())
+    }
+}
+
+impl<const RX: usize, const TX: usize, const SUBS: usize, const SUB_BYTES: usize>
+    ServerConnection<RX, TX, SUBS, SUB_BYTES>
+{
+    /// A connection accepting frames up to `RX` bytes.
+    #[must_use]
+    pub const fn new(limits: ServerLimits) -> Self {
+        Self::with_max_frame(limits, RX)
+    }
+
+    /// A connection accepting frames up to `max_frame` bytes (at most `RX`).
+    #[must_use]
+    pub const fn with_max_frame(limits: ServerLimits, max_frame: usize) -> Self {
+        Self {
+            protocol: ServerProtocol::new(limits),
+            rx: RxBuffer::new(max_frame),
+            tx: TxBuffer::new(),
+        }
+    }
+
+    /// The protocol state.
+    #[must_use]
+    pub const fn protocol(&self) -> &ServerProtocol<SUBS, SUB_BYTES> {
+        &self.protocol
+    }
+
+    /// Free space to read received bytes into (see [`crate::Client::rx_buf`]).
+    pub fn rx_buf(&mut self) -> &mut [u8] {
+        self.rx.free()
+    }
+
+    /// Records that `n` bytes were read into [`ServerConnection::rx_buf`].
+    pub fn commit_rx(&mut self, n: usize) {
+        self.rx.commit(n);
+    }
+
+    /// The transport reached end of stream: a partial frame, the subscriptions and
+    /// the requests in flight are dropped. Returns whether a partial frame was lost.
+    pub fn handle_eof(&mut self) -> bool {
+        self.protocol.handle_eof();
+        self.rx.eof()
+    }
+
+    /// The next event, or `None` when more bytes are needed or when the machine's
+    /// own answer to the next frame must wait for [`ServerConnection::poll_transmit`]
+    /// to drain.
+    pub fn poll_event(&mut self) -> Option<Polled<'_, TX, SUBS, SUB_BYTES>> {
+        let (handled, sigil, argc, range) = loop {
+            let start = self.rx.start;
+            match self.rx.decode() {
+                Decoded::NeedMore => return None,
+                Decoded::Skipped { consumed } => self.rx.start += consumed,
+                Decoded::Oversized { sigil, tag, consumed } => {
+                    let tx_was_empty = self.tx.buf.is_empty();
+                    match self.protocol.handle_oversized(sigil, tag, &mut self.tx) {
+                        Ok(event) => {
+                            self.rx.start += consumed;
+                            return Some(self.polled(event));
+                        }
+                        // Decode the same bytes again once the answer fits.
+                        Err(_) if !tx_was_empty => {
+                            self.rx.decoder.reset();
+                            return None;
+                        }
+                        // It can never fit: drop the answer rather than stall.
+                        Err(_) => self.rx.start += consumed,
+                    }
+                }
+                Decoded::Frame { frame, consumed } => {
+                    let (sigil, argc) = (frame.sigil_byte(), frame.argc() as u8);
+                    let tx_was_empty = self.tx.buf.is_empty();
+                    match self.protocol.handle(&frame, &mut self.tx) {
+                        Ok(handled) => {
+                            self.rx.start += consumed;
+                            if let Some(handled) = handled {
+                                break (handled, sigil, argc, start + 2..start + consumed);
+                            }
+                        }
+                        Err(_) if !tx_was_empty => return None,
+                        Err(_) => self.rx.start += consumed,
+                    }
+                }
+            }
+        };
+        let frame = Frame::from_walked(sigil, argc, &self.rx.buf[range]);
+        let event = ServerProtocol::<SUBS, SUB_BYTES>::event(handled, frame);
+        Some(Polled {
+            event,
+            outbox: Outbox {
+                protocol: &mut self.protocol,
+                tx: &mut self.tx,
+            },
+        })
+    }
+
+    fn polled(&mut self, event: ServerEvent<'static>) -> Polled<'_, TX, SUBS, SUB_BYTES> {
+        Polled {
+            event,
+            outbox: self.outbox(),
+        }
+    }
+
+    /// Answers and publications, outside of [`ServerConnection::poll_event`] (for
+    /// example a response computed later).
+    pub fn outbox(&mut self) -> Outbox<'_, TX, SUBS, SUB_BYTES> {
+        Outbox {
+            protocol: &mut self.protocol,
+            tx: &mut self.tx,
+        }
+    }
+
+    /// Bytes waiting to be written to the transport, if any.
+    #[must_use]
+    pub fn poll_transmit(&self) -> Option<&[u8]> {
+        self.tx.pending()
+    }
+
+    /// Records that the transport took the first `n` bytes of
+    /// [`ServerConnection::poll_transmit`].
+    pub fn advance_transmit(&mut self, n: usize) {
+        self.tx.advance(n);
+    }
+
+    /// The size of a publication frame, to check it fits before publishing.
+    ///
+    /// # Errors
+    /// As [`crate::frame::encoded_len`].
+    pub fn publication_len<I>(topic: &[u8], values: I) -> Result<usize, EncodeError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        Ok(encoded_len(values)? + crate::frame::LENGTH_PREFIX_LEN + topic.len())
+    }
+}
