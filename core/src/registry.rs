@@ -1,1 +1,334 @@
+//! The cross-connection topic index of a hosted server (feature `alloc`).
+//!
+//! Each [`crate::ServerProtocol`] knows its own connection's subscriptions; a server
+//! with many connections also needs the reverse: which connections a publication
+//! reaches. [`Registry`] keeps that index so the cost of a publication grows with
+//! the subscriptions it matches, not with the number of connections:
+//!
+//! - exact topics map to their subscribers (one ordered-map lookup);
+//! - patterns are grouped by their first token, so a publication on `sensor.x`
+//!   looks only at patterns starting `sensor.` and those starting with a wildcard;
+//! - buffered topics keep their last N publications, for catch-up on subscribe.
+//!
+//! The registry is plain data. A server makes catch-up atomic by holding one lock
+//! around [`Registry::subscribe`] plus queuing [`Registry::backlog`], and around
+//! [`Registry::publish`] plus queuing to the connections it returns.
 
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+
+use crate::pattern::Pattern;
+use crate::subscriptions::SubscriptionKind;
+use crate::PatternError;
+
+/// Subscribers of one topic or pattern, kept sorted.
+type Subscribers<C> = Vec<C>;
+
+/// Patterns that share a first token, with their subscribers.
+type PatternGroup<C> = BTreeMap<Vec<u8>, Subscribers<C>>;
+
+/// Which connections subscribe to what, across a server, and the buffered topics.
+///
+/// `C` identifies a connection (a small `Copy` id); `P` is a stored publication
+/// (an encoded frame, say: whatever the server replays on catch-up).
+#[derive(Debug, Clone)]
+pub struct Registry<C, P> {
+    exact: BTreeMap<Vec<u8>, Subscribers<C>>,
+    /// Patterns whose first token is literal, keyed by that token.
+    patterns_by_root: BTreeMap<Vec<u8>, PatternGroup<C>>,
+    /// Patterns whose first token is `*` or `>`.
+    wild_patterns: PatternGroup<C>,
+    rules: Vec<BufferRule>,
+    buffers: BTreeMap<Vec<u8>, VecDeque<(u64, P)>>,
+    sequence: u64,
+}
+
+/// How many publications to keep for topics matching a topic or pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BufferRule {
+    selector: Vec<u8>,
+    depth: usize,
+}
+
+impl<C, P> Default for Registry<C, P> {
+    fn default() -> Self {
+        Self {
+            exact: BTreeMap::new(),
+            patterns_by_root: BTreeMap::new(),
+            wild_patterns: BTreeMap::new(),
+            rules: Vec::new(),
+            buffers: BTreeMap::new(),
+            sequence: 0,
+        }
+    }
+}
+
+fn first_token(pattern: &[u8]) -> &[u8] {
+    pattern.split(|&b| b == b'.').next().unwrap_or_default()
+}
+
+fn is_wild(token: &[u8]) -> bool {
+    token == b"*" || token == b">"
+}
+
+impl<C: Copy + Ord, P: Clone> Registry<C, P> {
+    /// An empty registry with no buffered topics.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn pattern_group(&mut self, pattern: &[u8]) -> &mut PatternGroup<C> {
+        let root = first_token(pattern);
+        if is_wild(root) {
+            &mut self.wild_patterns
+        } else {
+            self.patterns_by_root.entry(root.to_vec()).or_default()
+        }
+    }
+
+    /// Records that `conn` subscribes to `bytes` (a topic, or a pattern the caller
+    /// has validated). Returns whether this is new for `conn`.
+    pub fn subscribe(&mut self, conn: C, kind: SubscriptionKind, bytes: &[u8]) -> bool {
+        let list = match kind {
+            SubscriptionKind::Exact => self.exact.entry(bytes.to_vec()).or_default(),
+            SubscriptionKind::Pattern => self.pattern_group(bytes).entry(bytes.to_vec()).or_default(),
+        };
+        match list.binary_search(&conn) {
+            Ok(_) => false,
+            Err(i) => {
+                list.insert(i, conn);
+                true
+            }
+        }
+    }
+
+    /// Removes `conn`'s subscription of this kind to `bytes`; returns whether it
+    /// had one.
+    pub fn unsubscribe(&mut self, conn: C, kind: SubscriptionKind, bytes: &[u8]) -> bool {
+        fn remove_from<C: Ord>(map: &mut BTreeMap<Vec<u8>, Vec<C>>, key: &[u8], conn: &C) -> bool {
+            let Some(list) = map.get_mut(key) else {
+                return false;
+            };
+            let Ok(i) = list.binary_search(conn) else {
+                return false;
+            };
+            list.remove(i);
+            if list.is_empty() {
+                map.remove(key);
+            }
+            true
+        }
+        match kind {
+            SubscriptionKind::Exact => remove_from(&mut self.exact, bytes, &conn),
+            SubscriptionKind::Pattern => {
+                let root = first_token(bytes);
+                if is_wild(root) {
+                    remove_from(&mut self.wild_patterns, bytes, &conn)
+                } else {
+                    let Some(group) = self.patterns_by_root.get_mut(root) else {
+                        return false;
+                    };
+                    let removed = remove_from(group, bytes, &conn);
+                    if group.is_empty() {
+                        self.patterns_by_root.remove(root);
+                    }
+                    removed
+                }
+            }
+        }
+    }
+
+    /// Removes every subscription of a closed connection, given its table.
+    pub fn remove_connection<'a, I>(&mut self, conn: C, subscriptions: I)
+    where
+        I: IntoIterator<Item = (SubscriptionKind, &'a [u8])>,
+    {
+        for (kind, bytes) in subscriptions {
+            self.unsubscribe(conn, kind, bytes);
+        }
+    }
+
+    /// Appends to `out` every connection with a subscription matching `topic`, each
+    /// once, in ascending order.
+    pub fn subscribers(&self, topic: &[u8], out: &mut Vec<C>) {
+        let start = out.len();
+        if let Some(list) = self.exact.get(topic) {
+            out.extend_from_slice(list);
+        }
+        let mut from_patterns = false;
+        let groups = self
+            .patterns_by_root
+            .get(first_token(topic))
+            .into_iter()
+            .chain([&self.wild_patterns]);
+        for group in groups {
+            for (pattern, list) in group {
+                if Pattern::new(pattern).is_ok_and(|p| p.matches(topic)) {
+                    out.extend_from_slice(list);
+                    from_patterns = true;
+                }
+            }
+        }
+        if from_patterns {
+            out[start..].sort_unstable();
+            let mut kept = start;
+            for i in start..out.len() {
+                if kept == start || out[kept - 1] != out[i] {
+                    out[kept] = out[i];
+                    kept += 1;
+                }
+            }
+            out.truncate(kept);
+        }
+    }
+
+    /// Whether any connection subscribes to a topic matching `topic`.
+    #[must_use]
+    pub fn has_subscribers(&self, topic: &[u8]) -> bool {
+        let mut out = Vec::new();
+        self.subscribers(topic, &mut out);
+        !out.is_empty()
+    }
+
+    /// Keeps the last `depth` publications of every topic equal to `selector`, or
+    /// matching it if it is a pattern with wildcards. A later rule for the same
+    /// selector replaces the earlier; `depth` 0 removes it. Where several rules
+    /// match a topic, the first one set applies, an exact rule before any pattern.
+    ///
+    /// # Errors
+    /// [`PatternError`] if `selector` is not a well-formed pattern (every plain
+    /// topic without empty tokens is one).
+    pub fn set_buffer(&mut self, selector: &[u8], depth: usize) -> Result<(), PatternError> {
+        Pattern::new(selector)?;
+        self.rules.retain(|r| r.selector != selector);
+        if depth > 0 {
+            self.rules.push(BufferRule {
+                selector: selector.to_vec(),
+                depth,
+            });
+        }
+        Ok(())
+    }
+
+    /// How many publications of `topic` are kept (0: not buffered).
+    #[must_use]
+    pub fn buffer_depth(&self, topic: &[u8]) -> usize {
+        if let Some(rule) = self.rules.iter().find(|r| r.selector == topic) {
+            return rule.depth;
+        }
+        self.rules
+            .iter()
+            .find(|r| Pattern::new(&r.selector).is_ok_and(|p| p.matches(topic)))
+            .map_or(0, |r| r.depth)
+    }
+
+    /// Publishes: keeps `publication` if `topic` is buffered and appends the
+    /// connections to deliver it to (see [`Registry::subscribers`]).
+    pub fn publish(&mut self, topic: &[u8], publication: &P, out: &mut Vec<C>) {
+        let depth = self.buffer_depth(topic);
+        if depth > 0 {
+            self.sequence += 1;
+            let ring = self.buffers.entry(topic.to_vec()).or_default();
+            ring.push_back((self.sequence, publication.clone()));
+            while ring.len() > depth {
+                ring.pop_front();
+            }
+        }
+        self.subscribers(topic, out);
+    }
+
+    /// The kept publications a new subscription receives first, oldest first: those
+    /// of the topic for an exact subscription, those of every matching buffered
+    /// topic for a pattern.
+    #[must_use]
+    pub fn backlog(&self, kind: SubscriptionKind, bytes: &[u8]) -> Vec<P> {
+        match kind {
+            SubscriptionKind::Exact => self
+                .buffers
+                .get(bytes)
+                .map(|ring| ring.iter().map(|(_, p)| p.clone()).collect())
+                .unwrap_or_default(),
+            SubscriptionKind::Pattern => {
+                let Ok(pattern) = Pattern::new(bytes) else {
+                    return Vec::new();
+                };
+                let mut items: Vec<&(u64, P)> = self
+                    .buffers
+                    .iter()
+                    .filter(|(topic, _)| pattern.matches(topic))
+                    .flat_map(|(_, ring)| ring.iter())
+                    .collect();
+                items.sort_unstable_by_key(|(seq, _)| *seq);
+                items.into_iter().map(|(_, p)| p.clone()).collect()
+            }
+        }
+    }
+
+    /// How many distinct exact topics and patterns have subscribers.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.wild_patterns.len() + self.patterns_by_root.values().map(BTreeMap::len).sum::<usize>()
+    }
+
+    /// Whether nobody subscribes to anything.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn subs(r: &Registry<u32, u32>, topic: &[u8]) -> Vec<u32> {
+        let mut out = Vec::new();
+        r.subscribers(topic, &mut out);
+        out
+    }
+
+    #[test]
+    fn routes_exact_and_patterns_once_per_connection() {
+        let mut r: Registry<u32, u32> = Registry::new();
+        assert!(r.subscribe(1, SubscriptionKind::Exact, b"sensor.kitchen.temp"));
+        assert!(!r.subscribe(1, SubscriptionKind::Exact, b"sensor.kitchen.temp"));
+        r.subscribe(1, SubscriptionKind::Pattern, b"sensor.>");
+        r.subscribe(2, SubscriptionKind::Pattern, b"*.kitchen.temp");
+        r.subscribe(3, SubscriptionKind::Pattern, b"sensor.*");
+        r.subscribe(4, SubscriptionKind::Exact, b"other");
+        assert_eq!(subs(&r, b"sensor.kitchen.temp"), vec![1, 2]);
+        assert_eq!(subs(&r, b"sensor.hall"), vec![1, 3]);
+        assert_eq!(subs(&r, b"other"), vec![4]);
+        assert_eq!(subs(&r, b"sensor"), Vec::<u32>::new());
+        assert!(r.unsubscribe(1, SubscriptionKind::Pattern, b"sensor.>"));
+        assert_eq!(subs(&r, b"sensor.hall"), vec![3]);
+        r.remove_connection(2, [(SubscriptionKind::Pattern, &b"*.kitchen.temp"[..])]);
+        assert_eq!(subs(&r, b"sensor.kitchen.temp"), vec![1]);
+        r.remove_connection(1, [(SubscriptionKind::Exact, &b"sensor.kitchen.temp"[..])]);
+        r.remove_connection(3, [(SubscriptionKind::Pattern, &b"sensor.*"[..])]);
+        r.remove_connection(4, [(SubscriptionKind::Exact, &b"other"[..])]);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn buffered_topics_keep_the_last_n_oldest_first() {
+        let mut r: Registry<u32, u32> = Registry::new();
+        r.set_buffer(b"log.*", 2).unwrap();
+        r.set_buffer(b"log.audit", 3).unwrap();
+        let mut out = Vec::new();
+        for (i, topic) in [&b"log.a"[..], b"log.audit", b"log.a", b"log.a", b"log.audit", b"misc"]
+            .iter()
+            .enumerate()
+        {
+            r.publish(topic, &(i as u32), &mut out);
+        }
+        assert_eq!(r.backlog(SubscriptionKind::Exact, b"log.a"), vec![2, 3]);
+        assert_eq!(r.backlog(SubscriptionKind::Exact, b"log.audit"), vec![1, 4]);
+        assert_eq!(r.backlog(SubscriptionKind::Pattern, b"log.>"), vec![1, 2, 3, 4]);
+        assert_eq!(r.backlog(SubscriptionKind::Exact, b"misc"), Vec::<u32>::new());
+        assert_eq!(r.buffer_depth(b"log.audit"), 3);
+        assert!(r.set_buffer(b"a..b", 1).is_err());
+    }
+}
