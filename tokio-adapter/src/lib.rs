@@ -1,1 +1,15 @@
-//! Placeholder.
+//! Async Tokio client and server for microsocket.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod client;
+mod error;
+mod values;
+
+pub use client::{
+    Client, ClientBuilder, ReconnectPolicy, ResponseFuture, Subscription, DEFAULT_MAX_FRAME, DEFAULT_TIMEOUT,
+    MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
+};
+pub use error::Error;
+pub use microsocket_core::SubscriptionKind;
+pub use values::{Iter, Publication, Values};

@@ -1,0 +1,1187 @@
+//! The async client: one driver task per connection, any number of cheap handles.
+//!
+//! Requests encode straight into a shared write buffer under a short lock; the
+//! driver task swaps that buffer out and writes it whole, so requests issued while
+//! a write is in progress leave together in the next one. Responses are matched to
+//! their waiters by tag and handed over as frozen slices of the read buffer.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_core::Stream;
+use microsocket_core::frame::{Decoded, Decoder};
+use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId, SubscriptionKind};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, ToSocketAddrs, UnixStream};
+use tokio::time::{Instant, Sleep};
+
+use crate::error::Error;
+use crate::values::{decode_frozen, Publication, Sink, Values};
+
+/// Requests a client can have in flight at most, whatever
+/// [`ClientBuilder::max_in_flight`] says (the size of the tag table).
+pub const MAX_IN_FLIGHT: usize = 1024;
+/// Distinct wire subscriptions (topics and patterns) one client connection holds
+/// at most. Local subscriptions to the same topic share one.
+pub const MAX_SUBSCRIPTIONS: usize = 64;
+/// Bytes of topic and pattern strings one client connection holds at most.
+pub const MAX_SUBSCRIPTION_BYTES: usize = 4096;
+/// The default request deadline.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(25);
+/// The default largest frame a client accepts (16 MiB).
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+
+type Protocol = ClientProtocol<MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
+
+/// A boxed future that opens a new stream, for reconnecting.
+type ConnectFuture<S> = Pin<Box<dyn Future<Output = io::Result<S>> + Send>>;
+type Connector<S> = Arc<dyn Fn() -> ConnectFuture<S> + Send + Sync>;
+
+/// How a client reconnects after losing its connection.
+///
+/// Pending requests fail with [`Error::Closed`] when the connection is lost;
+/// subscription streams yield [`Error::Reconnecting`] once and carry on after the
+/// client has reconnected and subscribed again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconnectPolicy {
+    /// The wait before the first attempt; it doubles after each failure.
+    pub initial_delay: Duration,
+    /// The longest wait between attempts.
+    pub max_delay: Duration,
+    /// Give up after this many failed attempts in a row (`None`: never).
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        Self {
+            initial_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(5),
+            max_attempts: None,
+        }
+    }
+}
+
+/// Settings for a client connection; finish with one of the `connect_*` methods.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), microsocket_tokio::Error> {
+/// use std::time::Duration;
+/// use microsocket_tokio::{Client, ReconnectPolicy};
+///
+/// let client = Client::builder()
+///     .request_timeout(Some(Duration::from_secs(5)))
+///     .reconnect(ReconnectPolicy::default())
+///     .connect_unix("/run/app.sock")
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    timeout: Option<Duration>,
+    max_in_flight: usize,
+    max_frame: usize,
+    subscription_capacity: usize,
+    reconnect: Option<ReconnectPolicy>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            timeout: Some(DEFAULT_TIMEOUT),
+            max_in_flight: 256,
+            max_frame: DEFAULT_MAX_FRAME,
+            subscription_capacity: 1024,
+            reconnect: None,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// The deadline of each request (default 25 s); `None` waits forever.
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Requests in flight at most (default 256, at most [`MAX_IN_FLIGHT`]); past
+    /// it, [`Client::request`] fails with [`Error::InflightFull`]. Up to 256 keeps
+    /// every tag one byte long, as IPC::MicroSocket's own client does.
+    #[must_use]
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.clamp(1, MAX_IN_FLIGHT);
+        self
+    }
+
+    /// The largest frame accepted from the server (default 16 MiB); a larger
+    /// response fails its request with [`Error::FrameTooLarge`].
+    #[must_use]
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Publications a subscription stream buffers (default 1024) before it
+    /// drops new ones and reports [`Error::Lagged`].
+    #[must_use]
+    pub fn subscription_capacity(mut self, n: usize) -> Self {
+        self.subscription_capacity = n.max(1);
+        self
+    }
+
+    /// Reconnect automatically after the connection is lost (default: no).
+    /// Applies to the `connect_*` methods that know how to connect again.
+    #[must_use]
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.reconnect = Some(policy);
+        self
+    }
+
+    /// Connects to a server on a UNIX socket path.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the connection fails.
+    pub async fn connect_unix(self, path: impl AsRef<Path>) -> Result<Client, Error> {
+        let path: PathBuf = path.as_ref().to_owned();
+        self.connect_with(move || {
+            let path = path.clone();
+            async move { UnixStream::connect(path).await }
+        })
+        .await
+    }
+
+    /// Connects to a server on a Linux abstract socket name.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the connection fails.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub async fn connect_abstract(self, name: impl AsRef<[u8]>) -> Result<Client, Error> {
+        let name = name.as_ref().to_vec();
+        self.connect_with(move || {
+            let name = name.clone();
+            async move { connect_abstract(&name) }
+        })
+        .await
+    }
+
+    /// Connects to a server over TCP (with `TCP_NODELAY`).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the connection fails.
+    pub async fn connect_tcp<A>(self, addr: A) -> Result<Client, Error>
+    where
+        A: ToSocketAddrs + Clone + Send + Sync + 'static,
+    {
+        self.connect_with(move || {
+            let addr = addr.clone();
+            async move {
+                let stream = TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                Ok(stream)
+            }
+        })
+        .await
+    }
+
+    /// Connects with a function that opens a stream, called again to reconnect.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the first connection fails.
+    pub async fn connect_with<S, F, Fut>(self, connect: F) -> Result<Client, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = io::Result<S>> + Send + 'static,
+    {
+        let stream = connect().await?;
+        let connector: Connector<S> = Arc::new(move || Box::pin(connect()));
+        Ok(self.start(stream, Some(connector)))
+    }
+
+    /// Runs the protocol over a stream the caller opened (a socket, a pipe,
+    /// `tokio::io::duplex` to an in-process server). Never reconnects.
+    ///
+    /// Must be called within a Tokio runtime: it spawns the connection's driver.
+    pub fn connect_stream<S>(self, stream: S) -> Client
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        self.start(stream, None)
+    }
+
+    fn start<S>(self, stream: S, connector: Option<Connector<S>>) -> Client
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let reconnect = if connector.is_some() { self.reconnect } else { None };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                protocol: Protocol::new(),
+                wbuf: BytesMut::new(),
+                table: Waiters::default(),
+                subs: HashMap::new(),
+                driver: None,
+                link: Link::Up,
+                closing: false,
+            }),
+            config: self,
+        });
+        let driver = shared.clone();
+        tokio::spawn(drive(driver, stream, connector, reconnect));
+        Client {
+            handle: Arc::new(Handle { shared }),
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn connect_abstract(name: &[u8]) -> io::Result<UnixStream> {
+    #[cfg(target_os = "android")]
+    use std::os::android::net::SocketAddrExt;
+    #[cfg(target_os = "linux")]
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+    let stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+    stream.set_nonblocking(true)?;
+    UnixStream::from_std(stream)
+}
+
+/// A connection to a microsocket server: cheap to clone, usable from any number
+/// of tasks at once.
+///
+/// Requests are pipelined: each call to [`Client::request`] queues its frame at
+/// once, frames queued while the connection writes leave together, and answers
+/// are delivered as they arrive, in any order. The connection closes when the last
+/// clone and the last [`Subscription`] are dropped, or on [`Client::close`].
+#[derive(Debug, Clone)]
+pub struct Client {
+    handle: Arc<Handle>,
+}
+
+/// Closes the connection when the last client clone goes.
+#[derive(Debug)]
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+impl Client {
+    /// Settings for a new connection.
+    #[must_use]
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Connects to a UNIX socket path with default settings.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the connection fails.
+    pub async fn connect_unix(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::builder().connect_unix(path).await
+    }
+
+    /// Connects to a Linux abstract socket name with default settings.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the connection fails.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub async fn connect_abstract(name: impl AsRef<[u8]>) -> Result<Self, Error> {
+        Self::builder().connect_abstract(name).await
+    }
+
+    /// Connects over TCP with default settings.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the connection fails.
+    pub async fn connect_tcp<A>(addr: A) -> Result<Self, Error>
+    where
+        A: ToSocketAddrs + Clone + Send + Sync + 'static,
+    {
+        Self::builder().connect_tcp(addr).await
+    }
+
+    /// Runs the protocol over an open stream with default settings (see
+    /// [`ClientBuilder::connect_stream`]).
+    pub fn new<S>(stream: S) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Self::builder().connect_stream(stream)
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// Sends a request and returns a future of its answer.
+    ///
+    /// The frame is queued when this is called (so requests made one after the
+    /// other leave in that order even before they are awaited); awaiting waits for
+    /// the answer, at most the client's request timeout. Dropping the future
+    /// abandons the request: its late answer is discarded.
+    ///
+    /// The future fails with [`Error::Failed`] when the server says so,
+    /// [`Error::TimedOut`], [`Error::Closed`] when the connection ends first,
+    /// [`Error::InflightFull`], [`Error::FrameTooLarge`], or [`Error::Request`]
+    /// when the arguments cannot be encoded.
+    pub fn request<C, I>(&self, command: C, args: I) -> ResponseFuture
+    where
+        C: AsRef<[u8]>,
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        self.request_with_timeout(command, args, self.shared().config.timeout)
+    }
+
+    /// [`Client::request`] with its own deadline (`None`: wait forever).
+    pub fn request_with_timeout<C, I>(&self, command: C, args: I, timeout: Option<Duration>) -> ResponseFuture
+    where
+        C: AsRef<[u8]>,
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        let shared = self.shared().clone();
+        let started = shared.start_request(command.as_ref(), args, timeout);
+        ResponseFuture {
+            shared,
+            state: match started {
+                Ok(waiter) => FutureState::Waiting(waiter),
+                Err(e) => FutureState::Failed(Some(e)),
+            },
+        }
+    }
+
+    /// Subscribes to a topic. Returns once the server has the subscription in
+    /// place, so every publication made after this returns is received.
+    ///
+    /// Several subscriptions to one topic share one wire subscription; the server
+    /// is told to drop it (`-`) when the last [`Subscription`] is dropped.
+    ///
+    /// # Errors
+    /// [`Error::Subscribe`] when the connection's subscription table is full,
+    /// [`Error::Closed`], [`Error::TimedOut`], [`Error::InflightFull`].
+    pub async fn subscribe(&self, topic: impl AsRef<[u8]>) -> Result<Subscription, Error> {
+        self.subscribe_kind(SubscriptionKind::Exact, topic.as_ref()).await
+    }
+
+    /// Subscribes to every topic matching a pattern (`*` one token, final `>` one
+    /// or more; a microsocket extension that an IPC::MicroSocket 0.03 server
+    /// ignores).
+    ///
+    /// # Errors
+    /// As [`Client::subscribe`], and [`Error::Subscribe`] for a malformed pattern.
+    pub async fn subscribe_pattern(&self, pattern: impl AsRef<[u8]>) -> Result<Subscription, Error> {
+        self.subscribe_kind(SubscriptionKind::Pattern, pattern.as_ref()).await
+    }
+
+    async fn subscribe_kind(&self, kind: SubscriptionKind, topic: &[u8]) -> Result<Subscription, Error> {
+        let shared = self.shared().clone();
+        let queue = Arc::new(SubQueue {
+            inner: Mutex::new(SubInner::default()),
+            capacity: shared.config.subscription_capacity,
+        });
+        let (id, barrier) = shared.start_subscription(kind, topic, &queue)?;
+        let subscription = Subscription {
+            client: self.clone(),
+            id,
+            queue,
+            topic: Bytes::copy_from_slice(topic),
+            kind,
+        };
+        let barrier = ResponseFuture {
+            shared,
+            state: FutureState::Waiting(barrier),
+        };
+        match barrier.await {
+            // An IPC::MicroSocket 0.03 server hands the empty command to its
+            // application, which may well fail it: either answer proves the
+            // subscription is in place.
+            Ok(_) | Err(Error::Failed { .. }) => Ok(subscription),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Requests in flight on this connection (including abandoned ones whose late
+    /// answer is still expected).
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.shared().lock().protocol.requests_in_flight()
+    }
+
+    /// Whether the connection is up (false while reconnecting and once closed).
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        self.shared().lock().link == Link::Up
+    }
+
+    /// Closes the connection now: pending requests fail with [`Error::Closed`],
+    /// subscription streams end, later requests fail.
+    pub fn close(&self) {
+        self.shared().close();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shared state
+// ---------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    config: ClientBuilder,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Up,
+    Reconnecting,
+    Closed,
+}
+
+#[derive(Debug)]
+struct State {
+    protocol: Protocol,
+    /// Frames queued for the driver to write.
+    wbuf: BytesMut,
+    /// Who waits for which request.
+    table: Waiters,
+    /// Local subscription streams of each wire subscription.
+    subs: HashMap<SubscriptionId, Vec<Arc<SubQueue>>>,
+    /// Wakes the driver when frames are queued to an empty buffer.
+    driver: Option<Waker>,
+    link: Link,
+    /// Every handle is gone or `close` was called.
+    closing: bool,
+}
+
+/// Request waiters, indexed by their futures; indexes are reused via `free`.
+#[derive(Debug, Default)]
+struct Waiters {
+    waiters: Vec<Waiter>,
+    free: Vec<u32>,
+    /// Waiter index + 1 of the pending request in each tag slot (0: none).
+    by_slot: Vec<u32>,
+    /// The earliest request deadline the driver must watch (may be stale-early).
+    next_deadline: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    id: Option<RequestId>,
+    waker: Option<Waker>,
+    result: Option<Result<Values, Error>>,
+    deadline: Option<Instant>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent-enough state: every
+        // update below is a plain field write.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn close(&self) {
+        let waker = {
+            let mut st = self.lock();
+            st.closing = true;
+            st.driver.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn start_request<I>(&self, command: &[u8], args: I, timeout: Option<Duration>) -> Result<u32, Error>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        if st.link != Link::Up || st.closing {
+            return Err(Error::Closed);
+        }
+        if st.protocol.requests_in_flight() >= self.config.max_in_flight {
+            return Err(Error::InflightFull);
+        }
+        let was_empty = st.wbuf.is_empty();
+        let id = st.protocol.request(command, args, &mut Sink(&mut st.wbuf))?;
+        let (index, wake) = st.table.register(id, deadline, was_empty);
+        let waker = if wake { st.driver.take() } else { None };
+        drop(guard);
+        drop_then_wake(waker);
+        Ok(index)
+    }
+
+    fn start_subscription(
+        &self,
+        kind: SubscriptionKind,
+        topic: &[u8],
+        queue: &Arc<SubQueue>,
+    ) -> Result<(SubscriptionId, u32), Error> {
+        let deadline = self.config.timeout.map(|t| Instant::now() + t);
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        if st.link != Link::Up || st.closing {
+            return Err(Error::Closed);
+        }
+        if st.protocol.requests_in_flight() >= self.config.max_in_flight {
+            return Err(Error::InflightFull);
+        }
+        let was_empty = st.wbuf.is_empty();
+        let mut sink = Sink(&mut st.wbuf);
+        let id = match kind {
+            SubscriptionKind::Exact => st.protocol.subscribe(topic, &mut sink)?,
+            SubscriptionKind::Pattern => st.protocol.subscribe_pattern(topic, &mut sink)?,
+        };
+        st.subs.entry(id).or_default().push(queue.clone());
+        // The barrier cannot fail: the in-flight check above left a slot and the
+        // sink grows.
+        let barrier = st.protocol.barrier(&mut Sink(&mut st.wbuf))?;
+        let (index, wake) = st.table.register(barrier, deadline, was_empty);
+        let waker = if wake { st.driver.take() } else { None };
+        drop(guard);
+        drop_then_wake(waker);
+        Ok((id, index))
+    }
+
+    fn unsubscribe(&self, id: SubscriptionId, queue: &Arc<SubQueue>) {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let Some(list) = st.subs.get_mut(&id) else { return };
+        let Some(pos) = list.iter().position(|q| Arc::ptr_eq(q, queue)) else {
+            return;
+        };
+        list.swap_remove(pos);
+        if list.is_empty() {
+            st.subs.remove(&id);
+        }
+        let was_empty = st.wbuf.is_empty();
+        // Sends `-` when this was the last local subscriber. Errors only for an id
+        // the table no longer has, which cannot happen while `subs` holds it.
+        let _ = st.protocol.unsubscribe(id, &mut Sink(&mut st.wbuf));
+        let waker = if was_empty && !st.wbuf.is_empty() && st.link == Link::Up {
+            st.driver.take()
+        } else {
+            None
+        };
+        drop(guard);
+        drop_then_wake(waker);
+    }
+}
+
+fn drop_then_wake(waker: Option<Waker>) {
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
+impl Waiters {
+    /// Records a waiter for a request just encoded. Returns its index and whether
+    /// the driver must be woken (outside the lock).
+    fn register(&mut self, id: RequestId, deadline: Option<Instant>, was_empty: bool) -> (u32, bool) {
+        let waiter = Waiter {
+            id: Some(id),
+            waker: None,
+            result: None,
+            deadline,
+        };
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.waiters[i as usize] = waiter;
+                i
+            }
+            None => {
+                self.waiters.push(waiter);
+                (self.waiters.len() - 1) as u32
+            }
+        };
+        let slot = usize::from(id.slot());
+        if self.by_slot.len() <= slot {
+            self.by_slot.resize(slot + 1, 0);
+        }
+        self.by_slot[slot] = index + 1;
+        let mut wake = was_empty;
+        if let Some(d) = deadline {
+            if self.next_deadline.map_or(true, |n| d < n) {
+                self.next_deadline = Some(d);
+                wake = true;
+            }
+        }
+        (index, wake)
+    }
+
+    /// Completes the pending request `id` (if it still has a waiter).
+    fn complete(&mut self, id: RequestId, result: Result<Values, Error>, wake: &mut Vec<Waker>) {
+        let slot = usize::from(id.slot());
+        let Some(index) = self.by_slot.get_mut(slot).map(std::mem::take) else {
+            return;
+        };
+        let Some(w) = index.checked_sub(1).and_then(|i| self.waiters.get_mut(i as usize)) else {
+            return;
+        };
+        if w.id == Some(id) && w.result.is_none() {
+            w.result = Some(result);
+            if let Some(waker) = w.waker.take() {
+                wake.push(waker);
+            }
+        }
+    }
+
+    /// Fails every request still waiting (the connection ended).
+    fn fail_all(&mut self, wake: &mut Vec<Waker>) {
+        self.by_slot.clear();
+        self.next_deadline = None;
+        for w in &mut self.waiters {
+            if w.id.is_some() && w.result.is_none() {
+                w.result = Some(Err(Error::Closed));
+                if let Some(waker) = w.waker.take() {
+                    wake.push(waker);
+                }
+            }
+        }
+    }
+
+    /// Times out requests whose deadline passed (cancelling them in `protocol`)
+    /// and records the next deadline.
+    fn expire(&mut self, protocol: &mut Protocol, now: Instant, wake: &mut Vec<Waker>) {
+        let mut next: Option<Instant> = None;
+        for w in &mut self.waiters {
+            let (Some(id), Some(deadline), None) = (w.id, w.deadline, &w.result) else {
+                continue;
+            };
+            if deadline <= now {
+                w.result = Some(Err(Error::TimedOut));
+                protocol.cancel(id);
+                if let Some(entry) = self.by_slot.get_mut(usize::from(id.slot())) {
+                    *entry = 0;
+                }
+                if let Some(waker) = w.waker.take() {
+                    wake.push(waker);
+                }
+            } else {
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+            }
+        }
+        self.next_deadline = next;
+    }
+}
+
+impl State {
+    /// The connection ended: every pending request fails.
+    fn fail_all(&mut self, wake: &mut Vec<Waker>) {
+        self.protocol.handle_eof();
+        self.table.fail_all(wake);
+    }
+
+    fn notify_subscriptions(&mut self, entry: impl Fn() -> Entry, end: bool, wake: &mut Vec<Waker>) {
+        for queue in self.subs.values().flatten() {
+            let mut inner = queue.lock();
+            if end {
+                inner.ended = true;
+            }
+            inner.items.push_back(entry());
+            if let Some(w) = inner.waker.take() {
+                wake.push(w);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Request futures
+// ---------------------------------------------------------------------------
+
+/// The answer to a request (see [`Client::request`]): resolves to the response's
+/// values or an [`Error`]. Dropping it abandons the request.
+#[derive(Debug)]
+#[must_use = "the request is sent either way; await the future for its answer"]
+pub struct ResponseFuture {
+    shared: Arc<Shared>,
+    state: FutureState,
+}
+
+#[derive(Debug)]
+enum FutureState {
+    Waiting(u32),
+    Failed(Option<Error>),
+    Done,
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Values, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let index = match &mut self.state {
+            FutureState::Waiting(i) => *i as usize,
+            FutureState::Failed(e) => {
+                let e = e.take().unwrap_or(Error::Closed);
+                self.state = FutureState::Done;
+                return Poll::Ready(Err(e));
+            }
+            FutureState::Done => return Poll::Ready(Err(Error::Closed)),
+        };
+        let mut guard = self.shared.lock();
+        let table = &mut guard.table;
+        let Some(w) = table.waiters.get_mut(index) else {
+            return Poll::Ready(Err(Error::Closed));
+        };
+        if let Some(result) = w.result.take() {
+            w.id = None;
+            w.waker = None;
+            table.free.push(index as u32);
+            drop(guard);
+            self.state = FutureState::Done;
+            return Poll::Ready(result);
+        }
+        match &w.waker {
+            Some(old) if old.will_wake(cx.waker()) => {}
+            _ => w.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for ResponseFuture {
+    fn drop(&mut self) {
+        let FutureState::Waiting(index) = self.state else {
+            return;
+        };
+        let mut guard = self.shared.lock();
+        let st = &mut *guard;
+        let table = &mut st.table;
+        let Some(w) = table.waiters.get_mut(index as usize) else {
+            return;
+        };
+        if let Some(id) = w.id.take() {
+            if w.result.take().is_none() {
+                // Still pending: the tag stays reserved until the late answer.
+                st.protocol.cancel(id);
+                if let Some(entry) = table.by_slot.get_mut(usize::from(id.slot())) {
+                    if *entry == index + 1 {
+                        *entry = 0;
+                    }
+                }
+            }
+            w.waker = None;
+            table.free.push(index);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Subscriptions
+// ---------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct SubQueue {
+    inner: Mutex<SubInner>,
+    capacity: usize,
+}
+
+impl SubQueue {
+    fn lock(&self) -> MutexGuard<'_, SubInner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[derive(Debug, Default)]
+struct SubInner {
+    items: VecDeque<Entry>,
+    /// Publications queued (not counting markers).
+    publications: usize,
+    waker: Option<Waker>,
+    ended: bool,
+}
+
+#[derive(Debug)]
+enum Entry {
+    Publication(Publication),
+    /// This many publications were dropped here.
+    Lagged(u64),
+    /// A non-terminal or final error.
+    Error(Error),
+}
+
+/// A stream of the publications of one subscription (see [`Client::subscribe`]).
+///
+/// Yields `Ok(publication)` in the order the server sent them;
+/// `Err(Error::Lagged(n))` where `n` publications were dropped because the stream
+/// was not read fast enough (it goes on); `Err(Error::Reconnecting)` when the
+/// connection was lost and is being re-established (it goes on); and
+/// `Err(Error::Closed)` followed by the end of the stream when the connection is
+/// gone for good. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    client: Client,
+    id: SubscriptionId,
+    queue: Arc<SubQueue>,
+    topic: Bytes,
+    kind: SubscriptionKind,
+}
+
+impl Subscription {
+    /// The topic or pattern subscribed to.
+    #[must_use]
+    pub fn topic(&self) -> &Bytes {
+        &self.topic
+    }
+
+    /// Whether it is an exact or a pattern subscription.
+    #[must_use]
+    pub fn kind(&self) -> SubscriptionKind {
+        self.kind
+    }
+
+    /// The client it belongs to.
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The next item, as [`Stream::poll_next`] would give it: `None` once the
+    /// stream has ended.
+    pub async fn next(&mut self) -> Option<Result<Publication, Error>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Result<Publication, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut inner = self.queue.lock();
+        match inner.items.pop_front() {
+            Some(Entry::Publication(p)) => {
+                inner.publications -= 1;
+                Poll::Ready(Some(Ok(p)))
+            }
+            Some(Entry::Lagged(n)) => Poll::Ready(Some(Err(Error::Lagged(n)))),
+            Some(Entry::Error(e)) => Poll::Ready(Some(Err(e))),
+            None if inner.ended => Poll::Ready(None),
+            None => {
+                match &inner.waker {
+                    Some(old) if old.will_wake(cx.waker()) => {}
+                    _ => inner.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.client.shared().unsubscribe(self.id, &self.queue);
+    }
+}
+
+/// Queues a publication for one local subscriber, or counts it as missed.
+fn deliver(queue: &SubQueue, publication: Publication, wake: &mut Vec<Waker>) {
+    let mut inner = queue.lock();
+    if inner.ended {
+        return;
+    }
+    if inner.publications >= queue.capacity {
+        match inner.items.back_mut() {
+            Some(Entry::Lagged(n)) => *n += 1,
+            _ => inner.items.push_back(Entry::Lagged(1)),
+        }
+        tracing::debug!("subscriber fell behind; publication dropped");
+    } else {
+        inner.items.push_back(Entry::Publication(publication));
+        inner.publications += 1;
+    }
+    if let Some(w) = inner.waker.take() {
+        wake.push(w);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The driver
+// ---------------------------------------------------------------------------
+
+/// Why a connection's driver loop ended.
+enum Ended {
+    /// Every handle is gone or `close` was called.
+    Closed,
+    /// The connection failed or the server closed it.
+    Lost(io::Error),
+}
+
+async fn drive<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    connector: Option<Connector<S>>,
+    reconnect: Option<ReconnectPolicy>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut stream = Some(stream);
+    while let Some(s) = stream.take() {
+        let mut conn = Conn::new(s, shared.config.max_frame);
+        let ended = std::future::poll_fn(|cx| conn.poll(cx, &shared)).await;
+        drop(conn);
+        let lost = match ended {
+            Ended::Closed => None,
+            Ended::Lost(e) => Some(e),
+        };
+        let mut wake = Vec::new();
+        let retry = {
+            let mut st = shared.lock();
+            st.fail_all(&mut wake);
+            st.wbuf.clear();
+            let retry = lost.is_some() && !st.closing && reconnect.is_some();
+            if retry {
+                st.link = Link::Reconnecting;
+                st.notify_subscriptions(|| Entry::Error(Error::Reconnecting), false, &mut wake);
+            }
+            retry
+        };
+        wake.drain(..).for_each(Waker::wake);
+        match &lost {
+            Some(e) => tracing::debug!(error = %e, "microsocket connection lost"),
+            None => tracing::debug!("microsocket connection closed"),
+        }
+        if let (true, Some(policy), Some(connector)) = (retry, reconnect, &connector) {
+            stream = reconnect_loop(&shared, policy, connector).await;
+            if stream.is_some() {
+                let mut st = shared.lock();
+                let st = &mut *st;
+                st.link = Link::Up;
+                st.wbuf.clear();
+                // The subscriptions fit: they were encoded before into a sink
+                // that only grows.
+                let _ = st.protocol.resubscribe(&mut Sink(&mut st.wbuf));
+                tracing::debug!("microsocket connection re-established");
+            }
+        }
+    }
+    let mut wake = Vec::new();
+    let mut st = shared.lock();
+    st.link = Link::Closed;
+    st.fail_all(&mut wake);
+    st.notify_subscriptions(|| Entry::Error(Error::Closed), true, &mut wake);
+    drop(st);
+    wake.drain(..).for_each(Waker::wake);
+}
+
+async fn reconnect_loop<S>(shared: &Arc<Shared>, policy: ReconnectPolicy, connector: &Connector<S>) -> Option<S> {
+    let mut delay = policy.initial_delay;
+    let mut attempts = 0u32;
+    loop {
+        // Sleep, waking early if the client is closed meanwhile.
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        let closed = std::future::poll_fn(|cx| {
+            let mut st = shared.lock();
+            if st.closing {
+                return Poll::Ready(true);
+            }
+            st.driver = Some(cx.waker().clone());
+            drop(st);
+            sleep.as_mut().poll(cx).map(|()| false)
+        })
+        .await;
+        if closed {
+            return None;
+        }
+        match connector().await {
+            Ok(s) => return Some(s),
+            Err(e) => {
+                attempts += 1;
+                tracing::debug!(error = %e, attempts, "microsocket reconnect failed");
+                if policy.max_attempts.is_some_and(|max| attempts >= max) {
+                    return None;
+                }
+                delay = (delay * 2).min(policy.max_delay);
+            }
+        }
+    }
+}
+
+/// One connection's I/O state, owned by the driver task.
+struct Conn<S> {
+    stream: S,
+    rbuf: BytesMut,
+    out: BytesMut,
+    decoder: Decoder,
+    sleep: Pin<Box<Sleep>>,
+    sleep_at: Option<Instant>,
+    flush: bool,
+    wake: Vec<Waker>,
+}
+
+/// Read buffer growth step and the size it shrinks back to.
+const READ_CHUNK: usize = 8 * 1024;
+/// A read buffer larger than this is released once empty.
+const SHRINK_ABOVE: usize = 256 * 1024;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    fn new(stream: S, max_frame: usize) -> Self {
+        Self {
+            stream,
+            rbuf: BytesMut::new(),
+            out: BytesMut::new(),
+            decoder: Decoder::new(max_frame),
+            sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
+            sleep_at: None,
+            flush: false,
+            wake: Vec::new(),
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>, shared: &Shared) -> Poll<Ended> {
+        loop {
+            let mut progress = false;
+            if self.out.is_empty() {
+                let mut st = shared.lock();
+                if st.closing {
+                    return Poll::Ready(Ended::Closed);
+                }
+                if st.wbuf.is_empty() {
+                    match &st.driver {
+                        Some(w) if w.will_wake(cx.waker()) => {}
+                        _ => st.driver = Some(cx.waker().clone()),
+                    }
+                } else {
+                    std::mem::swap(&mut self.out, &mut st.wbuf);
+                }
+                if st.table.next_deadline != self.sleep_at {
+                    self.sleep_at = st.table.next_deadline;
+                    if let Some(at) = self.sleep_at {
+                        self.sleep.as_mut().reset(at);
+                    }
+                }
+            }
+            // Write everything queued, in as few writes as the socket allows.
+            while !self.out.is_empty() {
+                match Pin::new(&mut self.stream).poll_write(cx, &self.out) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Ended::Lost(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => {
+                        self.out.advance(n);
+                        self.flush = true;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Ended::Lost(e)),
+                    Poll::Pending => break,
+                }
+            }
+            if self.out.is_empty() {
+                self.out.clear();
+            }
+            if self.flush {
+                match Pin::new(&mut self.stream).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.flush = false,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Ended::Lost(e)),
+                    Poll::Pending => {}
+                }
+            }
+            // Read what arrived and hand it out.
+            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                let more = READ_CHUNK.max(self.rbuf.len());
+                self.rbuf.reserve(more);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Ended::Lost(io::ErrorKind::UnexpectedEof.into())),
+                Poll::Ready(Ok(_)) => {
+                    self.process(shared);
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Ended::Lost(e)),
+                Poll::Pending => {}
+            }
+            if self.sleep_at.is_some() && self.sleep.as_mut().poll(cx).is_ready() {
+                let mut guard = shared.lock();
+                let st = &mut *guard;
+                st.table.expire(&mut st.protocol, Instant::now(), &mut self.wake);
+                self.sleep_at = None;
+                drop(guard);
+                self.wake.drain(..).for_each(Waker::wake);
+                progress = true;
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Decodes every whole frame received and delivers it.
+    fn process(&mut self, shared: &Shared) {
+        let mut guard = shared.lock();
+        let st = &mut *guard;
+        loop {
+            match self.decoder.decode(&self.rbuf) {
+                Decoded::NeedMore => break,
+                Decoded::Skipped { consumed } => self.rbuf.advance(consumed),
+                Decoded::Oversized { tag, consumed, .. } => {
+                    if let Some(ClientEvent::ResponseTooLarge { id }) = st.protocol.handle_oversized(tag) {
+                        st.table.complete(id, Err(Error::FrameTooLarge), &mut self.wake);
+                    }
+                    tracing::warn!("oversized frame from server skipped");
+                    self.rbuf.advance(consumed);
+                }
+                Decoded::Frame { consumed, .. } => {
+                    let bytes = self.rbuf.split_to(consumed).freeze();
+                    let Some(frame) = decode_frozen(&bytes) else { continue };
+                    let argc = frame.argc();
+                    let State {
+                        protocol, subs, table, ..
+                    } = &mut *st;
+                    let event = protocol.handle_frame(frame);
+                    match event {
+                        Some(ClientEvent::Response { id, .. }) => {
+                            table.complete(id, Ok(Values::new(bytes.clone(), argc, 1)), &mut self.wake);
+                        }
+                        Some(ClientEvent::Failure { id, message, details }) => {
+                            let error = Error::Failed {
+                                message: bytes.slice_ref(message),
+                                details: details.map(|d| bytes.slice_ref(d)).collect(),
+                            };
+                            table.complete(id, Err(error), &mut self.wake);
+                        }
+                        Some(ClientEvent::ResponseTooLarge { id }) => {
+                            table.complete(id, Err(Error::FrameTooLarge), &mut self.wake);
+                        }
+                        Some(ClientEvent::Publication {
+                            topic, subscriptions, ..
+                        }) => {
+                            let publication = Publication {
+                                topic: bytes.slice_ref(topic),
+                                values: Values::new(bytes.clone(), argc, 1),
+                            };
+                            for sid in subscriptions {
+                                for queue in subs.get(&sid).into_iter().flatten() {
+                                    deliver(queue, publication.clone(), &mut self.wake);
+                                }
+                            }
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+        drop(guard);
+        if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
+            self.rbuf = BytesMut::new();
+        }
+        self.wake.drain(..).for_each(Waker::wake);
+    }
+}

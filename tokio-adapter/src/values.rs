@@ -1,0 +1,172 @@
+//! Zero-copy values: slices of the received frame.
+
+use std::fmt;
+
+use bytes::{Bytes, BytesMut};
+use microsocket_core::frame::{Decoded, Decoder, FrameSink};
+use microsocket_core::Args;
+
+/// The values of a response, a publication or a request's arguments: a frozen
+/// slice of the received bytes, handed out as [`Bytes`] without copying.
+///
+/// Cloning is cheap (a reference count). Holding on to `Values` keeps the receive
+/// buffer chunk it came from alive.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Values {
+    /// The whole frame the values come from.
+    frame: Bytes,
+    /// Leading arguments that are not values (a tag, a topic, a command).
+    skip: u8,
+    len: u8,
+}
+
+impl Values {
+    /// Values over a complete, decoded frame, skipping its first `skip` arguments.
+    pub(crate) fn new(frame: Bytes, argc: usize, skip: u8) -> Self {
+        let len = argc.saturating_sub(usize::from(skip)) as u8;
+        Self { frame, skip, len }
+    }
+
+    /// No values.
+    #[must_use]
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    fn args(&self) -> Args<'_> {
+        match Decoder::new(usize::MAX).decode(&self.frame) {
+            Decoded::Frame { frame, .. } => frame.args(),
+            _ => Args::empty(),
+        }
+    }
+
+    /// How many values there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The values as borrowed slices.
+    pub fn iter_slices(&self) -> impl ExactSizeIterator<Item = &[u8]> + Clone + '_ {
+        let mut args = self.args();
+        for _ in 0..self.skip {
+            args.next();
+        }
+        args
+    }
+
+    /// The values as [`Bytes`], each sharing the received buffer.
+    #[must_use]
+    pub fn iter(&self) -> Iter<'_> {
+        let mut args = self.args();
+        for _ in 0..self.skip {
+            args.next();
+        }
+        Iter {
+            frame: &self.frame,
+            args,
+        }
+    }
+
+    /// The value at `index`, if there is one.
+    #[must_use]
+    pub fn get(&self, index: usize) -> Option<Bytes> {
+        self.iter().nth(index)
+    }
+
+    /// The first value, if any.
+    #[must_use]
+    pub fn first(&self) -> Option<Bytes> {
+        self.get(0)
+    }
+
+    /// Every value, collected.
+    #[must_use]
+    pub fn to_vec(&self) -> Vec<Bytes> {
+        self.iter().collect()
+    }
+}
+
+impl fmt::Debug for Values {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> IntoIterator for &'a Values {
+    type Item = Bytes;
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+/// An iterator over [`Values`] as [`Bytes`] (see [`Values::iter`]).
+#[derive(Debug, Clone)]
+pub struct Iter<'a> {
+    frame: &'a Bytes,
+    args: Args<'a>,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        self.args.next().map(|s| self.frame.slice_ref(s))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.args.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl<T: AsRef<[u8]>> PartialEq<[T]> for Values {
+    fn eq(&self, other: &[T]) -> bool {
+        self.len() == other.len() && self.iter_slices().zip(other).all(|(a, b)| a == b.as_ref())
+    }
+}
+
+impl<T: AsRef<[u8]>, const N: usize> PartialEq<[T; N]> for Values {
+    fn eq(&self, other: &[T; N]) -> bool {
+        *self == other[..]
+    }
+}
+
+/// A publication received on a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// The topic it was published on.
+    pub topic: Bytes,
+    /// The published values.
+    pub values: Values,
+}
+
+/// A [`FrameSink`] appending to a growable `BytesMut`.
+pub(crate) struct Sink<'a>(pub(crate) &'a mut BytesMut);
+
+impl FrameSink for Sink<'_> {
+    fn available(&self) -> usize {
+        usize::MAX - self.0.len()
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+}
+
+/// Decodes a frozen, complete frame.
+pub(crate) fn decode_frozen(frame: &Bytes) -> Option<microsocket_core::Frame<'_>> {
+    match Decoder::new(usize::MAX).decode(frame) {
+        Decoded::Frame { frame, .. } => Some(frame),
+        _ => None,
+    }
+}
