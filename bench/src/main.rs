@@ -1,0 +1,199 @@
+//! `microsocket-bench`: microsocket against the floor (hand-written programs on a
+//! UNIX socket, no library) and ZeroMQ, side by side in one run.
+//!
+//! `cargo run --release -p microsocket-bench --features zmq -- run` measures every
+//! workload, repeats each (contenders interleaved), and writes `BENCHMARKS.md`
+//! and SVG plots under `docs/`.
+
+// A binary: `pub` marks each module's interface to the others.
+#![allow(unreachable_pub)]
+
+mod contender;
+mod core_pipe;
+mod floor_std;
+mod floor_tokio;
+mod plot;
+mod report;
+mod wire;
+#[cfg(feature = "zmq")]
+mod zmq_bench;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::contender::Contender;
+use crate::report::{Measurement, Results, Workload};
+
+#[derive(Parser)]
+#[command(about = "Benchmarks microsocket against the floor and ZeroMQ")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs every workload and writes the report.
+    Run {
+        /// Ten times fewer iterations and one repeat: a smoke test.
+        #[arg(long)]
+        quick: bool,
+        /// Repeats of each measurement (the report gives median, min and max).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Only workloads whose name contains this.
+        #[arg(long)]
+        only: Option<String>,
+        /// Where to write the Markdown report.
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+        /// Where to write the SVG plots.
+        #[arg(long, default_value = "docs")]
+        plots: PathBuf,
+        /// Also write the raw figures as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+fn contenders() -> Vec<Box<dyn Contender>> {
+    let mut all: Vec<Box<dyn Contender>> = vec![
+        Box::new(floor_std::FloorStd),
+        Box::new(floor_tokio::FloorTokio),
+        Box::new(core_pipe::CorePipe),
+    ];
+    #[cfg(feature = "zmq")]
+    all.push(Box::new(zmq_bench::Zmq));
+    all
+}
+
+/// Runs `f` on a fresh thread, pinned to CPU 0 if asked; threads it starts inherit
+/// the pinning.
+fn on_thread<T: Send + 'static>(pinned: bool, f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        if pinned {
+            core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
+        }
+        f()
+    })
+    .join()
+    .expect("benchmark thread panicked")
+}
+
+fn workloads(quick: bool) -> Vec<Workload> {
+    let scale = if quick { 10 } else { 1 };
+    let mut w = Vec::new();
+    for pinned in [true, false] {
+        for payload in [0usize, 16, 1024, 65536] {
+            let iterations = if payload >= 65536 { 2_000 } else { 20_000 } / scale;
+            w.push(Workload::RoundTrip {
+                payload,
+                iterations,
+                pinned,
+            });
+        }
+    }
+    w.push(Workload::Pipelined {
+        connections: 1,
+        in_flight: 256,
+        requests: 400_000 / scale,
+    });
+    w.push(Workload::Pipelined {
+        connections: 8,
+        in_flight: 64,
+        requests: 50_000 / scale,
+    });
+    for (subscribers, messages) in [(1, 400_000), (10, 100_000), (100, 20_000)] {
+        w.push(Workload::FanOut {
+            subscribers,
+            messages: messages / scale,
+        });
+    }
+    w.push(Workload::SlowSubscriber {
+        fast: 10,
+        messages: 100_000 / scale,
+    });
+    for connections in [1_000, 10_000] {
+        w.push(Workload::IdleMemory { connections });
+    }
+    w
+}
+
+fn measure(c: &dyn Contender, w: &Workload) -> Result<Option<Measurement>> {
+    Ok(match *w {
+        Workload::RoundTrip {
+            payload, iterations, ..
+        } => c.round_trip(payload, iterations)?.map(|h| Measurement::Latency {
+            p50: h.value_at_quantile(0.5) as f64,
+            p99: h.value_at_quantile(0.99) as f64,
+            p999: h.value_at_quantile(0.999) as f64,
+        }),
+        Workload::Pipelined {
+            connections,
+            in_flight,
+            requests,
+        } => c.pipelined(connections, in_flight, requests)?.map(Measurement::Rate),
+        Workload::FanOut { subscribers, messages } => c.fan_out(subscribers, messages)?.map(Measurement::Rate),
+        Workload::SlowSubscriber { fast, messages } => c.slow_subscriber(fast, messages)?.map(Measurement::Rate),
+        Workload::IdleMemory { connections } => c.idle_memory(connections)?.map(Measurement::Bytes),
+    })
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let Command::Run {
+        quick,
+        repeats,
+        only,
+        out,
+        plots,
+        json,
+    } = cli.command;
+    let repeats = if quick { 1 } else { repeats.max(1) };
+    let mut results: Results = BTreeMap::new();
+    let names: Vec<&'static str> = contenders().iter().map(|c| c.name()).collect();
+    for workload in workloads(quick) {
+        if only.as_ref().is_some_and(|o| !workload.key().contains(o.as_str())) {
+            continue;
+        }
+        for repeat in 0..repeats {
+            // Interleave contenders so drift on a shared machine hits all alike.
+            for index in 0..names.len() {
+                let w = workload.clone();
+                let pinned = w.pinned();
+                let outcome = on_thread(pinned, move || {
+                    let c = &contenders()[index];
+                    measure(c.as_ref(), &w).map_err(|e| format!("{e:#}"))
+                });
+                match outcome {
+                    Ok(Some(m)) => {
+                        eprintln!("{} #{repeat} {}: {}", workload.key(), names[index], m);
+                        results
+                            .entry(workload.key())
+                            .or_default()
+                            .entry(names[index])
+                            .or_default()
+                            .push(m);
+                    }
+                    Ok(None) => {}
+                    Err(e) => eprintln!("{} #{repeat} {}: FAILED: {e}", workload.key(), names[index]),
+                }
+            }
+        }
+    }
+    let contenders = contenders();
+    let families: BTreeMap<&'static str, contender::Family> =
+        contenders.iter().map(|c| (c.name(), c.family())).collect();
+    std::fs::create_dir_all(&plots)?;
+    let plot_files = plot::render(&results, &families, &plots)?;
+    let markdown = report::markdown(&results, &families, &workloads(quick), &plot_files, quick, repeats);
+    std::fs::write(&out, markdown)?;
+    if let Some(json) = json {
+        std::fs::write(json, serde_json::to_string_pretty(&report::to_json(&results))?)?;
+    }
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! Workloads, measurements and the Markdown report.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::contender::Family;
+
+/// One measurement setting.
+#[derive(Debug, Clone)]
+pub enum Workload {
+    /// One request in flight, `payload` bytes each way.
+    RoundTrip {
+        payload: usize,
+        iterations: usize,
+        pinned: bool,
+    },
+    /// Requests per second with a window of requests in flight.
+    Pipelined {
+        connections: usize,
+        in_flight: usize,
+        requests: usize,
+    },
+    /// 64-byte publications to every subscriber.
+    FanOut { subscribers: usize, messages: usize },
+    /// Fan-out to fast subscribers beside one that never reads.
+    SlowSubscriber { fast: usize, messages: usize },
+    /// Server memory per idle connection.
+    IdleMemory { connections: usize },
+}
+
+impl Workload {
+    /// A stable, unique name.
+    pub fn key(&self) -> String {
+        match self {
+            Self::RoundTrip { payload, pinned, .. } => {
+                format!("rtt-{payload}B-{}", if *pinned { "pinned" } else { "unpinned" })
+            }
+            Self::Pipelined {
+                connections, in_flight, ..
+            } => format!("pipelined-{connections}x{in_flight}"),
+            Self::FanOut { subscribers, .. } => format!("fanout-{subscribers}"),
+            Self::SlowSubscriber { fast, .. } => format!("slow-subscriber-{fast}"),
+            Self::IdleMemory { connections } => format!("idle-memory-{connections}"),
+        }
+    }
+
+    /// Whether it runs pinned to one CPU.
+    pub fn pinned(&self) -> bool {
+        matches!(self, Self::RoundTrip { pinned: true, .. })
+    }
+
+    fn title(&self) -> String {
+        match self {
+            Self::RoundTrip {
+                payload,
+                iterations,
+                pinned,
+            } => format!(
+                "Round trip, one in flight, {} payload, {} ({iterations} round trips per run)",
+                size(*payload),
+                if *pinned { "pinned to CPU 0" } else { "unpinned" }
+            ),
+            Self::Pipelined {
+                connections,
+                in_flight,
+                requests,
+            } => format!("{connections} connection(s), {in_flight} requests in flight each ({requests} requests per connection)"),
+            Self::FanOut { subscribers, messages } => {
+                format!("Fan-out of 64-byte publications to {subscribers} subscriber(s) ({messages} publications)")
+            }
+            Self::SlowSubscriber { fast, messages } => format!(
+                "Fan-out to {fast} fast subscribers beside one that never reads ({messages} publications; deliveries/s to the fast ones)"
+            ),
+            Self::IdleMemory { connections } => format!("Server resident memory per idle connection, {connections} connections"),
+        }
+    }
+}
+
+fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1024 => format!("{} KiB", b / 1024),
+        b => format!("{b} B"),
+    }
+}
+
+/// One run's figure.
+#[derive(Debug, Clone, Copy)]
+pub enum Measurement {
+    /// Round-trip percentiles, in nanoseconds.
+    Latency { p50: f64, p99: f64, p999: f64 },
+    /// Operations per second.
+    Rate(f64),
+    /// Bytes.
+    Bytes(f64),
+}
+
+impl fmt::Display for Measurement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Latency { p50, p99, p999 } => {
+                write!(f, "p50 {} p99 {} p99.9 {}", micros(*p50), micros(*p99), micros(*p999))
+            }
+            Self::Rate(r) => write!(f, "{}/s", rate(*r)),
+            Self::Bytes(b) => write!(f, "{:.1} KiB", b / 1024.0),
+        }
+    }
+}
+
+/// Figures by workload key, then contender.
+pub type Results = BTreeMap<String, BTreeMap<&'static str, Vec<Measurement>>>;
+
+pub fn micros(ns: f64) -> String {
+    format!("{:.1} µs", ns / 1000.0)
+}
+
+pub fn rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2} M", r / 1e6)
+    } else {
+        format!("{:.1} k", r / 1e3)
+    }
+}
+
+/// Median, min and max of a list.
+pub fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let median = if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    };
+    (median, values[0], values[n - 1])
+}
+
+/// The headline figure of each measurement: p50 for latency.
+pub fn headline(m: &Measurement) -> f64 {
+    match *m {
+        Measurement::Latency { p50, .. } => p50,
+        Measurement::Rate(r) | Measurement::Bytes(r) => r,
+    }
+}
+
+fn floor_name(family: Family) -> &'static str {
+    match family {
+        Family::Blocking => "floor (blocking)",
+        Family::Async => "floor (tokio)",
+    }
+}
+
+/// The median headline of `contender` on `key`.
+pub fn median_of(results: &Results, key: &str, contender: &str) -> Option<f64> {
+    let runs = results.get(key)?.get(contender)?;
+    Some(spread(runs.iter().map(headline).collect()).0)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} vCPU, {cpu}, Linux {}", kernel.trim())
+}
+
+/// Renders the report.
+pub fn markdown(
+    results: &Results,
+    families: &BTreeMap<&'static str, Family>,
+    workloads: &[Workload],
+    plots: &[PathBuf],
+    quick: bool,
+    repeats: usize,
+) -> String {
+    let mut md = String::new();
+    md.push_str("# Benchmarks\n\n");
+    md.push_str("microsocket against the floor (minimal hand-written programs exchanging the same frames over a UNIX socket, no library) and ZeroMQ over `ipc://`, measured side by side in one run on one machine.\n\n");
+    md.push_str("## Reproduce\n\n```sh\napt-get install libzmq3-dev   # ZeroMQ contenders only\ncargo run --release -p microsocket-bench --features zmq -- run\n```\n\n");
+    md.push_str("Without `--features zmq` the ZeroMQ contenders are left out and nothing needs installing. `--quick` runs a tenth of the iterations once.\n\n");
+    md.push_str(&format!(
+        "## Machine and method\n\n- {}\n- {} run(s) of each measurement, contenders interleaved; tables give the median with [min – max].{}\n- Ratios compare medians with the floor of the same family from this same run (blocking contenders and ZeroMQ with the blocking floor, Tokio contenders with the Tokio floor). For latency a ratio below 1 is faster; for rates above 1 is faster.\n- Every measurement checks the answers it counts (tag and values) and ends by itself.\n- ZeroMQ is the system libzmq (Debian `libzmq3-dev`, 4.3) through the `zmq` crate, linked dynamically.\n\n",
+        machine(),
+        repeats,
+        if quick { " **Quick run: figures are indicative only.**" } else { "" }
+    ));
+    if !plots.is_empty() {
+        md.push_str("## Plots\n\n");
+        for p in plots {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            md.push_str(&format!("![{name}](docs/{name})\n\n"));
+        }
+    }
+    md.push_str("## Results\n\n");
+    for w in workloads {
+        let key = w.key();
+        let Some(by_contender) = results.get(&key) else {
+            continue;
+        };
+        md.push_str(&format!("### {}\n\n", w.title()));
+        let latency = matches!(w, Workload::RoundTrip { .. });
+        if latency {
+            md.push_str("| contender | p50 | p99 | p99.9 | p50 / floor |\n|---|---|---|---|---|\n");
+        } else {
+            md.push_str("| contender | median | min – max | ratio to floor |\n|---|---|---|---|\n");
+        }
+        for (name, runs) in by_contender {
+            let family = families.get(name).copied().unwrap_or(Family::Blocking);
+            let floor = median_of(results, &key, floor_name(family));
+            let (median, min, max) = spread(runs.iter().map(headline).collect());
+            let ratio = match (floor, matches!(w, Workload::IdleMemory { .. })) {
+                (Some(f), false) if f > 0.0 => format!("{:.2}", median / f),
+                _ => "–".into(),
+            };
+            if latency {
+                let p99 = spread(
+                    runs.iter()
+                        .map(|m| {
+                            if let Measurement::Latency { p99, .. } = m {
+                                *p99
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect(),
+                );
+                let p999 = spread(
+                    runs.iter()
+                        .map(|m| {
+                            if let Measurement::Latency { p999, .. } = m {
+                                *p999
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect(),
+                );
+                md.push_str(&format!(
+                    "| {name} | {} [{} – {}] | {} | {} | {ratio} |\n",
+                    micros(median),
+                    micros(min),
+                    micros(max),
+                    micros(p99.0),
+                    micros(p999.0)
+                ));
+            } else {
+                let fmt = |v: f64| match runs[0] {
+                    Measurement::Bytes(_) => format!("{:.1} KiB", v / 1024.0),
+                    _ => format!("{}/s", rate(v)),
+                };
+                md.push_str(&format!(
+                    "| {name} | {} | {} – {} | {ratio} |\n",
+                    fmt(median),
+                    fmt(min),
+                    fmt(max)
+                ));
+            }
+        }
+        md.push('\n');
+    }
+    md
+}
+
+/// The raw figures, for tools.
+pub fn to_json(results: &Results) -> serde_json::Value {
+    let mut root = serde_json::Map::new();
+    for (key, by_contender) in results {
+        let mut w = serde_json::Map::new();
+        for (name, runs) in by_contender {
+            let runs: Vec<serde_json::Value> = runs
+                .iter()
+                .map(|m| match *m {
+                    Measurement::Latency { p50, p99, p999 } => {
+                        serde_json::json!({"p50_ns": p50, "p99_ns": p99, "p999_ns": p999})
+                    }
+                    Measurement::Rate(r) => serde_json::json!({"per_second": r}),
+                    Measurement::Bytes(b) => serde_json::json!({"bytes": b}),
+                })
+                .collect();
+            w.insert((*name).to_string(), serde_json::Value::Array(runs));
+        }
+        root.insert(key.clone(), serde_json::Value::Object(w));
+    }
+    serde_json::Value::Object(root)
+}
