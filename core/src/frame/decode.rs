@@ -135,6 +135,11 @@ impl Decoder {
             },
         };
         while args_left > 0 {
+            if walked.saturating_add(LENGTH_PREFIX_LEN) > self.max_frame {
+                // The next length prefix alone passes the limit. Report it now: a
+                // receive buffer of `max_frame` bytes could never hold that prefix.
+                return self.oversized(input, sigil, walked, 0, args_left, walked);
+            }
             let rest = input.get(walked..).unwrap_or_default();
             let Ok((body, len)) = be_u32::<_, ()>(rest) else {
                 self.state = State::Args {
@@ -147,23 +152,7 @@ impl Decoder {
             };
             let end = walked as u64 + LENGTH_PREFIX_LEN as u64 + u64::from(len);
             if end > self.max_frame as u64 {
-                // The tag is whole if the oversized argument is not the first.
-                let tag = if args_left < argc {
-                    input
-                        .get(HEADER_LEN..walked)
-                        .and_then(|b| Args { rest: b, remaining: 1 }.next())
-                } else {
-                    None
-                };
-                self.state = State::Skip {
-                    remaining: len,
-                    args_left: args_left - 1,
-                };
-                return Decoded::Oversized {
-                    sigil,
-                    tag,
-                    consumed: walked + LENGTH_PREFIX_LEN,
-                };
+                return self.oversized(input, sigil, walked, len, args_left - 1, walked + LENGTH_PREFIX_LEN);
             }
             if take::<_, _, ()>(len).parse(body).is_err() {
                 self.state = State::Args {
@@ -183,6 +172,34 @@ impl Decoder {
             frame: Frame::from_walked(sigil, argc, &input[HEADER_LEN..walked]),
             consumed: walked,
         }
+    }
+
+    /// Reports the current frame as too large and starts skipping it: `remaining`
+    /// bytes of the current argument, then `args_left` more arguments.
+    fn oversized<'a>(
+        &mut self,
+        input: &'a [u8],
+        sigil: u8,
+        walked: usize,
+        remaining: u32,
+        args_left: u8,
+        consumed: usize,
+    ) -> Decoded<'a> {
+        // The tag is whole if at least one argument was walked.
+        let tag = if walked > HEADER_LEN {
+            input
+                .get(HEADER_LEN..walked)
+                .and_then(|b| Args { rest: b, remaining: 1 }.next())
+        } else {
+            None
+        };
+        self.state = if remaining == 0 && args_left == 0 {
+            // Nothing of the frame is left to skip.
+            State::Header
+        } else {
+            State::Skip { remaining, args_left }
+        };
+        Decoded::Oversized { sigil, tag, consumed }
     }
 
     fn skip(&mut self, input: &[u8]) -> Decoded<'static> {

@@ -22,6 +22,8 @@
 
 mod decode;
 mod encode;
+#[cfg(test)]
+mod tests;
 
 pub use decode::{Decoded, Decoder};
 pub(crate) use encode::encode_parts;
