@@ -986,11 +986,12 @@ impl<T: Read + Write, const RX: usize, const TX: usize, const SUBS: usize, const
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::time::Duration;
     use std::collections::VecDeque;
     use std::os::unix::net::UnixStream;
     use std::sync::{Arc, Condvar, Mutex};
     use std::thread::{self, JoinHandle};
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
     use std::vec::Vec;
 
     const TIMEOUT: Duration = Duration::from_secs(5);
@@ -1161,9 +1162,12 @@ mod tests {
         values.map(<[u8]>::to_vec).collect()
     }
 
+    /// A publication's topic and values, copied.
+    type Received = (Vec<u8>, Vec<Vec<u8>>);
+
     fn next_pub<T: Read + Write, const Q: usize>(
         client: &mut BlockingClient<T, 1024, 1024, Q>,
-    ) -> Result<(Vec<u8>, Vec<Vec<u8>>), Error<T::Error>> {
+    ) -> Result<Received, Error<T::Error>> {
         client.next_publication(|p| (p.topic.to_vec(), collect(p.values)))
     }
 
