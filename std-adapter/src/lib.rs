@@ -1,6 +1,81 @@
-//! Blocking client and server for microsocket over std sockets.
+//! Blocking client and server for microsocket over std sockets: UNIX socket
+//! files, Linux abstract names and TCP. It speaks the wire protocol of the Perl
+//! module IPC::MicroSocket byte for byte (see `docs/PROTOCOL.md`); all protocol
+//! logic is `microsocket-core`'s, this crate only drives sockets and threads.
+//!
+//! ```
+//! use microsocket_std::{Client, Request, Responder, Server, ServerConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("app.sock");
+//!
+//! // A server whose handler echoes its arguments, running on its own thread.
+//! let echo = |request: Request<'_>, responder: Responder| {
+//!     let _ = match request.command {
+//!         b"ECHO" => responder.respond(request.args),
+//!         _ => responder.fail("no such command", [b""; 0]),
+//!     };
+//! };
+//! let server = Server::bind_unix(&path, echo, ServerConfig::default())?.spawn()?;
+//! let publisher = server.publisher();
+//!
+//! // A client; clone it to share the connection between threads.
+//! let client = Client::connect_unix(&path)?;
+//! let values = client.request("ECHO", ["hello", "world"])?;
+//! assert_eq!(values, ["hello", "world"]);
+//! assert!(client.request("NOPE", [b""; 0]).is_err());
+//!
+//! // Publish/subscribe, by exact topic or pattern.
+//! let mut news = client.subscribe_pattern("news.>")?;
+//! publisher.publish("news.today", ["extra!"])?;
+//! let publication = news.recv()?;
+//! assert_eq!(publication.topic, "news.today");
+//! assert_eq!(publication.values, ["extra!"]);
+//!
+//! server.stop()?; // graceful: answers what is in flight, removes app.sock
+//! assert!(!path.exists());
+//! # Ok(()) }
+//! ```
+//!
+//! # Pieces
+//!
+//! - [`Client`]: requests from any number of threads over one connection,
+//!   answered in any order, with timeouts; [`Subscription`]s with bounded queues.
+//!   Thread model: whichever thread waits reads for the others (see [`client`]).
+//! - [`Server`]: a [`Handler`] per server, a [`Responder`] per request (movable to
+//!   other threads), a [`Publisher`] usable from anywhere, a [`ShutdownHandle`];
+//!   one reader thread per connection plus an acceptor and a flusher (see
+//!   [`server`]).
+//! - [`socket`]: socket-file rules, abstract names, peer credentials and
+//!   [`Address`], shared with the Tokio adapter and the CLI.
+//!
+//! # Limits
+//!
+//! Client: [`MAX_IN_FLIGHT`] requests in flight, [`CLIENT_MAX_SUBSCRIPTIONS`] wire
+//! subscriptions of at most [`CLIENT_MAX_SUBSCRIPTION_BYTES`] bytes in all, frames
+//! up to [`ClientConfig::max_frame`]. Server: per connection
+//! [`MAX_SUBSCRIPTIONS`] subscriptions of at most [`MAX_SUBSCRIPTION_BYTES`] bytes,
+//! and the limits of [`ServerConfig`].
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod client;
+mod error;
+mod rx;
+pub mod server;
 pub mod socket;
+
+pub use bytes::Bytes;
+pub use client::{
+    Client, ClientConfig, Iter, Publication, Subscription, MAX_IN_FLIGHT,
+    MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES as CLIENT_MAX_SUBSCRIPTION_BYTES,
+};
+pub use error::{Error, Result};
+pub use server::{
+    Context, Handler, PatternError, Publisher, Request, Responder, RunningServer, Server, ServerConfig, ShutdownHandle,
+    SlowConsumerPolicy, Stats, SubscriptionKind, DROPPED_UNANSWERED, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
+    UNENCODABLE_RESPONSE,
+};
+pub use socket::{Address, PeerCredentials};

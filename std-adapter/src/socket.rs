@@ -469,6 +469,15 @@ impl Stream {
     }
 }
 
+impl std::os::fd::AsFd for Stream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Self::Unix(s) => s.as_fd(),
+            Self::Tcp(s) => s.as_fd(),
+        }
+    }
+}
+
 impl Read for &Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
@@ -597,6 +606,28 @@ impl Listener {
                 }
                 Some(Address::Tcp(addr.to_string()))
             }
+        }
+    }
+}
+
+impl Listener {
+    /// Moves the listener into or out of non-blocking mode.
+    ///
+    /// # Errors
+    /// As `fcntl`.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match self {
+            Self::Unix { listener, .. } => listener.set_nonblocking(nonblocking),
+            Self::Tcp(listener) => listener.set_nonblocking(nonblocking),
+        }
+    }
+}
+
+impl std::os::fd::AsFd for Listener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Self::Unix { listener, .. } => listener.as_fd(),
+            Self::Tcp(listener) => listener.as_fd(),
         }
     }
 }

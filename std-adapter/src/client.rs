@@ -1,0 +1,818 @@
+//! The blocking client: requests from many threads over one connection, and
+//! subscriptions.
+//!
+//! # Thread model: whoever waits, reads
+//!
+//! A [`Client`] is a cheap handle (`Clone`, `Send`, `Sync`) to one connection. It
+//! starts no thread. Any thread may call [`Client::request`]; the request is
+//! encoded and written by the calling thread, under a write lock, and the thread
+//! then waits for its answer:
+//!
+//! - if no other thread is reading the socket, it becomes the *leader*: it reads,
+//!   decodes every complete frame, hands each response to the slot of the thread
+//!   that waits for it (waking that thread's own condition variable) and each
+//!   publication to the matching subscription queues, and stops leading as soon as
+//!   its own answer is in;
+//! - otherwise it sleeps on its own condition variable until its answer arrives or
+//!   the leader role falls free (then one sleeper is woken to take it over).
+//!
+//! A lone thread doing request after request therefore reads its own answers with
+//! no thread handoff at all: the round trip costs what a hand-written blocking
+//! ping-pong costs, plus a few uncontended locks. With many threads, each response
+//! costs one wake-up of the thread it belongs to, which a dedicated reader thread
+//! would cost too.
+//!
+//! The socket is read only while some thread waits: for a request, or in a
+//! [`Subscription`]'s `recv`/`recv_timeout`/iterator (or `try_recv`, which reads
+//! what is already there without blocking). Publications that arrive while nobody
+//! waits stay in the socket buffer; a server that cannot deliver them applies its
+//! slow-consumer policy. When the connection ends (EOF, an error, or
+//! [`Client::close`]) the leader marks it closed and wakes every waiter, which gets
+//! [`Error::Closed`]: nothing hangs.
+//!
+//! # Timeouts
+//!
+//! Requests time out after [`ClientConfig::request_timeout`] (25 s unless set;
+//! `None` waits forever), or the timeout given to [`Client::request_timeout`]. A
+//! timed-out request frees its slot (the tag stays reserved until the late answer,
+//! which is dropped). Writes use the same timeout; a write that times out leaves a
+//! partial frame on the wire, so it closes the connection.
+
+use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use microsocket_core::frame::{Decoded, Decoder};
+use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId};
+
+use crate::error::{Error, Result};
+use crate::rx::RxBuf;
+use crate::socket::{Address, Stream};
+
+/// Requests one connection can have in flight (one-byte tags, as the original
+/// IPC::MicroSocket client).
+pub const MAX_IN_FLIGHT: usize = 256;
+/// Distinct wire subscriptions (topics and patterns) one client connection can
+/// hold.
+pub const MAX_SUBSCRIPTIONS: usize = 64;
+/// Total bytes of the topics and patterns of one client connection's subscriptions.
+pub const MAX_SUBSCRIPTION_BYTES: usize = 4096;
+
+type Protocol = ClientProtocol<MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
+
+/// Settings of a client connection.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// How long a request waits for its answer by default (`None`: forever).
+    /// Default 25 s.
+    pub request_timeout: Option<Duration>,
+    /// The largest frame accepted from the server; larger responses fail with
+    /// [`Error::FrameTooLarge`], larger publications are skipped. Default 16 MiB.
+    pub max_frame: usize,
+    /// Publications each [`Subscription`] queues before it starts dropping them
+    /// (and reports [`Error::Lagged`]). Default 1024.
+    pub subscription_capacity: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Some(Duration::from_secs(25)),
+            max_frame: 16 << 20,
+            subscription_capacity: 1024,
+        }
+    }
+}
+
+/// One publication received on a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// The topic it was published on.
+    pub topic: Bytes,
+    /// The published values.
+    pub values: Vec<Bytes>,
+}
+
+/// A handle to one client connection; clone it to share the connection between
+/// threads. See the [module docs](crate::client) for the thread model.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    stream: Stream,
+    config: ClientConfig,
+    state: Mutex<State>,
+    /// Write lock and the buffer frames are encoded into. Taken before `state`.
+    tx: Mutex<Vec<u8>>,
+    /// Held only by the leader.
+    rx: Mutex<Reader>,
+    /// One condition variable per request slot, used with `state`.
+    slot_cvs: Box<[Condvar]>,
+}
+
+#[derive(Debug)]
+struct Reader {
+    buf: RxBuf,
+    decoder: Decoder,
+    /// The read timeout set on the socket now.
+    timeout: Option<Duration>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Free,
+    Waiting(RequestId),
+    Done(RequestId, Result<Vec<Bytes>>),
+}
+
+#[derive(Debug)]
+struct SubQueue {
+    items: VecDeque<Item>,
+    /// Publications dropped since the last item queued.
+    missed: u64,
+    /// Items held, not counting lag markers.
+    len: usize,
+}
+
+#[derive(Debug)]
+enum Item {
+    Publication(Publication),
+    Lagged(u64),
+}
+
+#[derive(Debug, Clone)]
+enum WaitKey {
+    Slot(u16),
+    Sub(Arc<SubShared>),
+}
+
+impl WaitKey {
+    fn same(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Slot(a), Self::Slot(b)) => a == b,
+            (Self::Sub(a), Self::Sub(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SubShared {
+    key: u64,
+    cv: Condvar,
+}
+
+#[derive(Debug)]
+struct State {
+    protocol: Protocol,
+    slots: Vec<Slot>,
+    /// Someone leads (reads the socket).
+    reading: bool,
+    closed: bool,
+    /// Threads waiting that could take over reading.
+    idle: Vec<WaitKey>,
+    /// Local subscription handles by wire subscription.
+    handles: HashMap<SubscriptionId, Vec<Arc<SubShared>>>,
+    queues: HashMap<u64, SubQueue>,
+    next_key: u64,
+}
+
+impl Client {
+    /// Connects to an [`Address`] (a UNIX path, an abstract name or TCP).
+    ///
+    /// # Errors
+    /// The connect error.
+    pub fn connect(address: &Address) -> Result<Self> {
+        Ok(Self::new(address.connect()?, ClientConfig::default())?)
+    }
+
+    /// Connects to a UNIX socket file.
+    ///
+    /// # Errors
+    /// The connect error.
+    pub fn connect_unix(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(Self::new(UnixStream::connect(path)?, ClientConfig::default())?)
+    }
+
+    /// Connects to a Linux abstract socket name.
+    ///
+    /// # Errors
+    /// The connect error.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub fn connect_abstract(name: &[u8]) -> Result<Self> {
+        Ok(Self::new(
+            crate::socket::connect_abstract(name)?,
+            ClientConfig::default(),
+        )?)
+    }
+
+    /// Connects over TCP (with `TCP_NODELAY`).
+    ///
+    /// # Errors
+    /// The connect error.
+    pub fn connect_tcp(address: impl ToSocketAddrs) -> Result<Self> {
+        let stream = TcpStream::connect(address)?;
+        stream.set_nodelay(true)?;
+        Ok(Self::new(stream, ClientConfig::default())?)
+    }
+
+    /// Runs the protocol over a stream the caller connected.
+    ///
+    /// # Errors
+    /// If the socket's write timeout cannot be set.
+    pub fn new(stream: impl Into<Stream>, config: ClientConfig) -> io::Result<Self> {
+        let stream = stream.into();
+        stream.set_write_timeout(config.request_timeout)?;
+        stream.set_read_timeout(None)?;
+        let mut slots = Vec::with_capacity(MAX_IN_FLIGHT);
+        slots.resize_with(MAX_IN_FLIGHT, || Slot::Free);
+        let reader = Reader {
+            buf: RxBuf::new(64 << 10, config.max_frame),
+            decoder: Decoder::new(config.max_frame),
+            timeout: None,
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                stream,
+                state: Mutex::new(State {
+                    protocol: Protocol::new(),
+                    slots,
+                    reading: false,
+                    closed: false,
+                    idle: Vec::new(),
+                    handles: HashMap::new(),
+                    queues: HashMap::new(),
+                    next_key: 0,
+                }),
+                tx: Mutex::new(Vec::with_capacity(4096)),
+                rx: Mutex::new(reader),
+                slot_cvs: (0..MAX_IN_FLIGHT).map(|_| Condvar::new()).collect(),
+                config,
+            }),
+        })
+    }
+
+    /// The connection's settings.
+    #[must_use]
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// Sends a request and waits for its answer, up to the default timeout.
+    ///
+    /// # Errors
+    /// [`Error::Failed`] if the server failed it, [`Error::TimedOut`],
+    /// [`Error::Closed`], [`Error::InflightFull`], [`Error::FrameTooLarge`],
+    /// [`Error::Encode`] for arguments a frame cannot carry, [`Error::Io`].
+    pub fn request<I>(&self, command: impl AsRef<[u8]>, args: I) -> Result<Vec<Bytes>>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        self.request_timeout(command, args, self.inner.config.request_timeout)
+    }
+
+    /// Sends a request and waits for its answer for at most `timeout` (`None`:
+    /// forever).
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub fn request_timeout<I>(
+        &self,
+        command: impl AsRef<[u8]>,
+        args: I,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Bytes>>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let id = self.send_request(command.as_ref(), args)?;
+        self.wait_response(id, deadline)
+    }
+
+    /// Whether the connection has ended.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock_state().closed
+    }
+
+    /// Closes the connection: every waiter wakes with [`Error::Closed`].
+    pub fn close(&self) {
+        let _ = self.inner.stream.shutdown(Shutdown::Both);
+        let mut st = self.inner.lock_state();
+        self.inner.close_locked(&mut st);
+    }
+
+    /// Subscribes to an exact topic; returns once the subscription is active on
+    /// the server (a microsocket server has then queued any buffered publications
+    /// of the topic, which arrive first).
+    ///
+    /// # Errors
+    /// [`Error::Subscribe`] if the connection's subscription table is full, and as
+    /// [`Client::request`] for the barrier request that confirms it.
+    pub fn subscribe(&self, topic: impl AsRef<[u8]>) -> Result<Subscription> {
+        self.add_subscription(topic.as_ref(), false)
+    }
+
+    /// Subscribes to every topic matching `pattern` (`*` one token, a final `>`
+    /// one or more; see the protocol). Returns once the subscription is active.
+    ///
+    /// # Errors
+    /// [`Error::Subscribe`] for a pattern that is not well formed or a full table,
+    /// and as [`Client::subscribe`].
+    pub fn subscribe_pattern(&self, pattern: impl AsRef<[u8]>) -> Result<Subscription> {
+        self.add_subscription(pattern.as_ref(), true)
+    }
+
+    fn add_subscription(&self, bytes: &[u8], pattern: bool) -> Result<Subscription> {
+        let inner = &self.inner;
+        let mut tx = inner.lock_tx();
+        let mut st = inner.lock_state();
+        if st.closed {
+            return Err(Error::Closed);
+        }
+        tx.clear();
+        let id = if pattern {
+            st.protocol.subscribe_pattern(bytes, &mut *tx)?
+        } else {
+            st.protocol.subscribe(bytes, &mut *tx)?
+        };
+        let key = st.next_key;
+        st.next_key += 1;
+        let shared = Arc::new(SubShared {
+            key,
+            cv: Condvar::new(),
+        });
+        st.handles.entry(id).or_default().push(shared.clone());
+        st.queues.insert(
+            key,
+            SubQueue {
+                items: VecDeque::new(),
+                missed: 0,
+                len: 0,
+            },
+        );
+        let subscription = Subscription {
+            client: self.clone(),
+            shared,
+            id,
+            topic: Bytes::copy_from_slice(bytes),
+        };
+        let barrier = match st.protocol.barrier(&mut *tx) {
+            Ok(b) => b,
+            Err(e) => {
+                drop(st);
+                drop(tx);
+                return Err(e.into());
+            }
+        };
+        st.slots[usize::from(barrier.slot())] = Slot::Waiting(barrier);
+        drop(st);
+        inner.write_locked(&mut tx)?;
+        drop(tx);
+        let deadline = inner.config.request_timeout.map(|t| Instant::now() + t);
+        self.wait_response(barrier, deadline)?;
+        Ok(subscription)
+    }
+
+    fn send_request<I>(&self, command: &[u8], args: I) -> Result<RequestId>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        let inner = &self.inner;
+        let mut tx = inner.lock_tx();
+        let mut st = inner.lock_state();
+        if st.closed {
+            return Err(Error::Closed);
+        }
+        tx.clear();
+        let id = st.protocol.request(command, args, &mut *tx)?;
+        st.slots[usize::from(id.slot())] = Slot::Waiting(id);
+        drop(st);
+        inner.write_locked(&mut tx)?;
+        Ok(id)
+    }
+
+    fn wait_response(&self, id: RequestId, deadline: Option<Instant>) -> Result<Vec<Bytes>> {
+        let slot = usize::from(id.slot());
+        let outcome = self
+            .inner
+            .wait(WaitKey::Slot(id.slot()), deadline, false, |st| match std::mem::replace(
+                &mut st.slots[slot],
+                Slot::Free,
+            ) {
+                Slot::Done(got, result) if got == id => Some(result),
+                Slot::Waiting(got) if got == id && st.closed => Some(Err(Error::Closed)),
+                other => {
+                    st.slots[slot] = other;
+                    None
+                }
+            });
+        match outcome {
+            Some(result) => result,
+            None => {
+                let mut st = self.inner.lock_state();
+                match std::mem::replace(&mut st.slots[slot], Slot::Free) {
+                    Slot::Done(got, result) if got == id => result,
+                    other => {
+                        if matches!(other, Slot::Waiting(got) if got == id) {
+                            st.protocol.cancel(id);
+                        } else {
+                            st.slots[slot] = other;
+                        }
+                        Err(Error::TimedOut)
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_tx(&self) -> MutexGuard<'_, Vec<u8>> {
+        self.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes the encoded frames in `tx` (the write lock is held by the caller).
+    /// A failed write closes the connection: part of a frame may be on the wire.
+    fn write_locked(&self, tx: &mut Vec<u8>) -> Result<()> {
+        let result = (&self.stream).write_all(tx);
+        tx.clear();
+        if let Err(e) = result {
+            let _ = self.stream.shutdown(Shutdown::Both);
+            let mut st = self.lock_state();
+            self.close_locked(&mut st);
+            return Err(match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::TimedOut,
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Error::Closed,
+                _ => Error::Io(e),
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks the connection closed and wakes everyone.
+    fn close_locked(&self, st: &mut State) {
+        if st.closed {
+            return;
+        }
+        st.closed = true;
+        st.protocol.handle_eof();
+        for (slot, cv) in st.slots.iter_mut().zip(self.slot_cvs.iter()) {
+            if let Slot::Waiting(id) = *slot {
+                *slot = Slot::Done(id, Err(Error::Closed));
+                cv.notify_one();
+            }
+        }
+        for list in st.handles.values() {
+            for h in list {
+                h.cv.notify_all();
+            }
+        }
+    }
+
+    fn notify(&self, key: &WaitKey) {
+        match key {
+            WaitKey::Slot(s) => self.slot_cvs[usize::from(*s)].notify_one(),
+            WaitKey::Sub(h) => h.cv.notify_all(),
+        }
+    }
+
+    /// Waits until `poll` yields (`Some`) or the deadline passes (`None`), leading
+    /// the reads whenever nobody else does. With `nonblocking`, reads only what is
+    /// already there and returns `None` if that was not enough.
+    fn wait<T>(
+        &self,
+        key: WaitKey,
+        deadline: Option<Instant>,
+        nonblocking: bool,
+        mut poll: impl FnMut(&mut State) -> Option<T>,
+    ) -> Option<T> {
+        let mut st = self.lock_state();
+        let mut registered = false;
+        let mut tried = false;
+        let result = loop {
+            if let Some(v) = poll(&mut st) {
+                break Some(v);
+            }
+            if nonblocking && (tried || st.closed) {
+                break None;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                break None;
+            }
+            if !st.reading && !st.closed {
+                st.reading = true;
+                if registered {
+                    st.idle.retain(|k| !k.same(&key));
+                    registered = false;
+                }
+                drop(st);
+                self.read_once(deadline, nonblocking);
+                tried = true;
+                st = self.lock_state();
+                st.reading = false;
+                continue;
+            }
+            if !registered {
+                st.idle.push(key.clone());
+                registered = true;
+            }
+            let cv = match &key {
+                WaitKey::Slot(s) => &self.slot_cvs[usize::from(*s)],
+                WaitKey::Sub(h) => &h.cv,
+            };
+            st = match deadline {
+                Some(d) => {
+                    cv.wait_timeout(st, d - now)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0
+                }
+                None => cv.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner),
+            };
+        };
+        if registered {
+            st.idle.retain(|k| !k.same(&key));
+        }
+        if !st.reading {
+            if let Some(next) = st.idle.last() {
+                self.notify(next);
+            }
+        }
+        result
+    }
+
+    /// One read as the leader, then hands out every complete frame.
+    fn read_once(&self, deadline: Option<Instant>, nonblocking: bool) {
+        let mut rx = self.rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rx = &mut *rx;
+        let read = if nonblocking {
+            let spare = rx.buf.spare();
+            rustix::net::recv(&self.stream, spare, rustix::net::RecvFlags::DONTWAIT)
+                .map(|(n, _)| n)
+                .map_err(io::Error::from)
+        } else {
+            // Keep the socket's read timeout between a quarter of the time left and
+            // all of it: a leader never oversleeps its deadline, and the timeout is
+            // rarely changed (a syscall).
+            if let Some(d) = deadline {
+                let left = d
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
+                let fits = rx.timeout.is_some_and(|t| t <= left && t >= left / 4);
+                if !fits {
+                    let t = (left / 2).max(Duration::from_millis(1));
+                    if self.stream.set_read_timeout(Some(t)).is_ok() {
+                        rx.timeout = Some(t);
+                    }
+                }
+            }
+            let spare = rx.buf.spare();
+            (&self.stream).read(spare)
+        };
+        let mut st = self.lock_state();
+        match read {
+            Ok(0) => {
+                rx.decoder.reset();
+                self.close_locked(&mut st);
+                return;
+            }
+            Ok(n) => rx.buf.commit(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return
+            }
+            Err(_) => {
+                let _ = self.stream.shutdown(Shutdown::Both);
+                self.close_locked(&mut st);
+                return;
+            }
+        }
+        self.dispatch(rx, &mut st);
+    }
+
+    /// Hands every complete frame in the buffer to its waiter.
+    fn dispatch(&self, rx: &mut Reader, st: &mut State) {
+        let capacity = self.config.subscription_capacity.max(1);
+        loop {
+            let State {
+                protocol,
+                slots,
+                handles,
+                queues,
+                ..
+            } = &mut *st;
+            let (event, consumed) = match rx.decoder.decode(rx.buf.data()) {
+                Decoded::NeedMore => return,
+                Decoded::Skipped { consumed } => (None, consumed),
+                Decoded::Oversized { tag, consumed, .. } => (protocol.handle_oversized(tag), consumed),
+                Decoded::Frame { frame, consumed } => (protocol.handle_frame(frame), consumed),
+            };
+            match event {
+                None => {}
+                Some(ClientEvent::Response { id, values }) => {
+                    let values = values.map(Bytes::copy_from_slice).collect();
+                    self.complete(slots, id, Ok(values));
+                }
+                Some(ClientEvent::Failure { id, message, details }) => {
+                    let error = Error::Failed {
+                        message: Bytes::copy_from_slice(message),
+                        details: details.map(Bytes::copy_from_slice).collect(),
+                    };
+                    self.complete(slots, id, Err(error));
+                }
+                Some(ClientEvent::ResponseTooLarge { id }) => self.complete(slots, id, Err(Error::FrameTooLarge)),
+                Some(ClientEvent::Publication {
+                    topic,
+                    values,
+                    subscriptions,
+                }) => {
+                    let publication = Publication {
+                        topic: Bytes::copy_from_slice(topic),
+                        values: values.map(Bytes::copy_from_slice).collect(),
+                    };
+                    for id in subscriptions {
+                        for h in handles.get(&id).into_iter().flatten() {
+                            if let Some(q) = queues.get_mut(&h.key) {
+                                if q.len >= capacity {
+                                    q.missed += 1;
+                                    continue;
+                                }
+                                if q.missed > 0 {
+                                    q.items.push_back(Item::Lagged(std::mem::take(&mut q.missed)));
+                                }
+                                q.items.push_back(Item::Publication(publication.clone()));
+                                q.len += 1;
+                                h.cv.notify_all();
+                            }
+                        }
+                    }
+                }
+            }
+            rx.buf.consume(consumed);
+        }
+    }
+
+    fn complete(&self, slots: &mut [Slot], id: RequestId, result: Result<Vec<Bytes>>) {
+        let i = usize::from(id.slot());
+        if let Some(slot) = slots.get_mut(i) {
+            if matches!(slot, Slot::Waiting(got) if *got == id) {
+                *slot = Slot::Done(id, result);
+                self.slot_cvs[i].notify_one();
+            }
+        }
+    }
+}
+
+/// A subscription to a topic or pattern: a bounded queue of the publications that
+/// match it. Dropping it unsubscribes (the `-` goes out when no other handle of
+/// this client shares the same wire subscription).
+///
+/// If the queue is full (see [`ClientConfig::subscription_capacity`]), further
+/// publications are dropped and counted; the next receive at that point returns
+/// [`Error::Lagged`] with the count, then receiving carries on.
+#[derive(Debug)]
+pub struct Subscription {
+    client: Client,
+    shared: Arc<SubShared>,
+    id: SubscriptionId,
+    topic: Bytes,
+}
+
+impl Subscription {
+    /// The topic or pattern subscribed to.
+    #[must_use]
+    pub fn topic(&self) -> &[u8] {
+        &self.topic
+    }
+
+    /// Waits for the next publication.
+    ///
+    /// # Errors
+    /// [`Error::Lagged`] where publications were dropped, [`Error::Closed`] once
+    /// the connection has ended and the queue is empty.
+    pub fn recv(&mut self) -> Result<Publication> {
+        self.receive(None, false).unwrap_or(Err(Error::TimedOut))
+    }
+
+    /// Waits at most `timeout` for the next publication.
+    ///
+    /// # Errors
+    /// [`Error::TimedOut`], and as [`Subscription::recv`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Publication> {
+        self.receive(Some(Instant::now() + timeout), false)
+            .unwrap_or(Err(Error::TimedOut))
+    }
+
+    /// The next publication if one has arrived, without waiting (it reads what the
+    /// socket already holds if no other thread is reading).
+    ///
+    /// # Errors
+    /// As [`Subscription::recv`].
+    pub fn try_recv(&mut self) -> Result<Option<Publication>> {
+        self.receive(None, true).transpose()
+    }
+
+    /// Iterates over publications, waiting for each; ends when the connection
+    /// closes. [`Error::Lagged`] comes as an `Err` item.
+    pub fn iter(&mut self) -> Iter<'_> {
+        Iter { subscription: self }
+    }
+
+    fn receive(&mut self, deadline: Option<Instant>, nonblocking: bool) -> Option<Result<Publication>> {
+        let key = self.shared.key;
+        self.client
+            .inner
+            .wait(WaitKey::Sub(self.shared.clone()), deadline, nonblocking, |st| {
+                let closed = st.closed;
+                let q = st.queues.get_mut(&key)?;
+                match q.items.pop_front() {
+                    Some(Item::Publication(p)) => {
+                        q.len -= 1;
+                        Some(Ok(p))
+                    }
+                    Some(Item::Lagged(missed)) => Some(Err(Error::Lagged { missed })),
+                    None if q.missed > 0 => Some(Err(Error::Lagged {
+                        missed: std::mem::take(&mut q.missed),
+                    })),
+                    None if closed => Some(Err(Error::Closed)),
+                    None => None,
+                }
+            })
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let inner = &self.client.inner;
+        let mut tx = inner.lock_tx();
+        let mut st = inner.lock_state();
+        st.queues.remove(&self.shared.key);
+        if let Some(list) = st.handles.get_mut(&self.id) {
+            list.retain(|h| !Arc::ptr_eq(h, &self.shared));
+            if list.is_empty() {
+                st.handles.remove(&self.id);
+            }
+        }
+        st.idle.retain(|k| !k.same(&WaitKey::Sub(self.shared.clone())));
+        tx.clear();
+        let sent = st.protocol.unsubscribe(self.id, &mut *tx).unwrap_or(false);
+        let closed = st.closed;
+        drop(st);
+        if sent && !closed {
+            let _ = inner.write_locked(&mut tx);
+        }
+        tx.clear();
+    }
+}
+
+/// Publications of a [`Subscription`], waiting for each; see
+/// [`Subscription::iter`].
+#[derive(Debug)]
+pub struct Iter<'a> {
+    subscription: &'a mut Subscription,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Result<Publication>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.subscription.recv() {
+            Err(Error::Closed) => None,
+            other => Some(other),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a mut Subscription {
+    type Item = Result<Publication>;
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}

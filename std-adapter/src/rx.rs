@@ -1,0 +1,86 @@
+//! A receive buffer for the frame decoder: initialised once, compacted and grown
+//! only as bytes actually arrive (never on a length a peer merely declares).
+
+/// Bytes read from a socket and not yet decoded: `buf[start..end]`.
+#[derive(Debug)]
+pub(crate) struct RxBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    limit: usize,
+}
+
+impl RxBuf {
+    /// A buffer of `initial` bytes that may grow to hold a frame of `max_frame`.
+    pub(crate) fn new(initial: usize, max_frame: usize) -> Self {
+        let initial = initial.max(64);
+        Self {
+            buf: vec![0; initial],
+            start: 0,
+            end: 0,
+            limit: max_frame.max(initial),
+        }
+    }
+
+    /// The bytes not yet consumed.
+    pub(crate) fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Free space to read into; empty only if the buffer holds `limit` unconsumed
+    /// bytes (then a complete frame is waiting to be decoded).
+    pub(crate) fn spare(&mut self) -> &mut [u8] {
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.end == self.buf.len() && self.buf.len() < self.limit {
+                let grown = (self.buf.len() * 2).min(self.limit);
+                self.buf.resize(grown, 0);
+            }
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Records `n` bytes read into [`RxBuf::spare`].
+    pub(crate) fn commit(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
+    }
+
+    /// Drops the first `n` unconsumed bytes.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RxBuf;
+
+    #[test]
+    fn compacts_and_grows_to_the_limit() {
+        let mut rx = RxBuf::new(64, 200);
+        let n = rx.spare().len();
+        assert_eq!(n, 64);
+        rx.spare().fill(7);
+        rx.commit(64);
+        rx.consume(10);
+        // Full at the end: compacts first, then grows only when still full.
+        assert_eq!(rx.spare().len(), 10);
+        rx.commit(10);
+        assert_eq!(rx.spare().len(), 64);
+        rx.commit(64);
+        assert_eq!(rx.spare().len(), 200 - 128);
+        rx.commit(72);
+        assert!(rx.spare().is_empty());
+        assert_eq!(rx.data().len(), 200);
+        rx.consume(200);
+        assert!(rx.data().is_empty());
+    }
+}

@@ -1,0 +1,1263 @@
+//! The blocking server: a [`Handler`] answers requests, a [`Publisher`] publishes
+//! from any thread, a [`ShutdownHandle`] stops it gracefully.
+//!
+//! # Thread model
+//!
+//! A server with N connections runs N + 2 threads:
+//!
+//! - the **acceptor** (the thread that calls [`Server::run`]), which waits in
+//!   `poll` on the listener and a wake-up socket, so shutdown reaches it at once;
+//! - one **reader** per connection (stack [`ServerConfig::stack_size`], 256 KiB
+//!   of address space by default, mostly never touched), which reads and decodes
+//!   the connection's frames in order and calls the [`Handler`] for each request;
+//! - one **flusher**, which writes queued publications (and any answer the socket
+//!   could not take at once) to every connection, many frames per system call,
+//!   and waits in `poll` for sockets that are full.
+//!
+//! Writes never block a thread that is not the connection's own: every write is
+//! non-blocking, made under the connection's lock, and what the socket does not
+//! take waits in the connection's queue. A [`Responder`] writes its answer
+//! straight to the socket from the answering thread when nothing is queued before
+//! it, so a request answered inline costs no thread handoff. Publications are only
+//! queued by the publishing thread (a lock and a reference-count increment per
+//! subscriber) and written by the flusher.
+//!
+//! # Backpressure
+//!
+//! Each connection's queue is bounded ([`ServerConfig::max_queued_bytes`]):
+//!
+//! - responses are never dropped and go out before queued publications; while a
+//!   connection has more than the bound unsent, its reader stops reading its
+//!   requests until the queue drains;
+//! - a publication that would exceed the bound is dropped and counted, or the
+//!   connection is closed, as [`ServerConfig::slow_consumer`] says. Other
+//!   connections are not affected either way.
+//!
+//! # Shutdown
+//!
+//! [`ShutdownHandle::shutdown`] (cheap, callable from any thread, and only an
+//! atomic store plus a one-byte `write`) wakes the acceptor, which stops
+//! accepting, removes the socket file, stops reading every connection, lets
+//! requests in flight be answered and queues drain for up to
+//! [`ServerConfig::drain_timeout`], then closes everything and returns.
+//! [`Server::run_until_signal`] does the same on SIGINT or SIGTERM.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpListener, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use microsocket_core::frame::{Decoded, Decoder};
+use microsocket_core::registry::Registry;
+use microsocket_core::{encode_publication, Args, EncodeError, ServerEvent, ServerLimits, ServerProtocol};
+pub use microsocket_core::{PatternError, SubscriptionKind};
+use rustix::event::{PollFd, PollFlags};
+use rustix::net::SendFlags;
+
+use crate::error::Error;
+use crate::rx::RxBuf;
+use crate::socket::{Address, Listener, PeerCredentials, Stream, DEFAULT_SOCKET_MODE};
+
+/// Distinct subscriptions (topics and patterns) one server connection may hold;
+/// further `+`/`*` are refused.
+pub const MAX_SUBSCRIPTIONS: usize = 64;
+/// Total bytes of the topics and patterns one server connection may subscribe to.
+pub const MAX_SUBSCRIPTION_BYTES: usize = 4096;
+
+type Protocol = ServerProtocol<MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
+
+/// What to do with a publication for a connection whose queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SlowConsumerPolicy {
+    /// Drop the publication for that connection and count it
+    /// ([`Stats::publications_dropped`]).
+    #[default]
+    DropAndCount,
+    /// Close the connection ([`Stats::slow_disconnects`]).
+    Disconnect,
+}
+
+/// Settings of a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The largest frame accepted; larger requests are answered with `#`
+    /// ("frame too large") and skipped without being buffered. Default 16 MiB.
+    pub max_frame: usize,
+    /// Requests of one connection handed to the handler and not yet answered;
+    /// past it, requests are failed at once. Default 256.
+    pub max_in_flight: usize,
+    /// Connections served at once; further ones are accepted and closed at once.
+    /// Default 4096.
+    pub max_connections: usize,
+    /// Bytes queued for one connection before publications to it are dropped (or
+    /// it is closed) and its requests are no longer read. Default 4 MiB.
+    pub max_queued_bytes: usize,
+    /// What happens to publications for a connection whose queue is full.
+    pub slow_consumer: SlowConsumerPolicy,
+    /// Permissions of a UNIX socket file the server binds. Default 0o600.
+    pub socket_mode: u32,
+    /// Stack size of each connection's reader thread (the handler runs on it).
+    /// Default 256 KiB.
+    pub stack_size: usize,
+    /// Buffered topics: `(topic or pattern, depth)`; see [`Publisher::set_buffer`].
+    pub buffers: Vec<(Vec<u8>, usize)>,
+    /// How long shutdown (and a connection whose client stopped sending) waits for
+    /// requests in flight to be answered and queues to drain. Default 10 s.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_frame: 16 << 20,
+            max_in_flight: 256,
+            max_connections: 4096,
+            max_queued_bytes: 4 << 20,
+            slow_consumer: SlowConsumerPolicy::DropAndCount,
+            socket_mode: DEFAULT_SOCKET_MODE,
+            stack_size: 256 << 10,
+            buffers: Vec::new(),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Who a request or subscription comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    /// The connection's id, unique within this server.
+    pub connection: u64,
+    /// The peer's credentials, on UNIX sockets where the platform tells them.
+    pub peer: Option<PeerCredentials>,
+}
+
+/// A request, borrowing the connection's receive buffer: copy what must outlive
+/// the call to [`Handler::handle`].
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// Who sent it.
+    pub context: &'a Context,
+    /// The command (never empty: the server answers the empty command itself).
+    pub command: &'a [u8],
+    /// The command's arguments.
+    pub args: Args<'a>,
+}
+
+/// The application side of a server.
+///
+/// `handle` runs on the connection's reader thread; the connection's next frame is
+/// read only after it returns, so a slow request can be answered later from
+/// another thread by moving the [`Responder`] there. A closure
+/// `Fn(Request<'_>, Responder)` is a handler that accepts every subscription.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers (now or later) one request through `responder`.
+    fn handle(&self, request: Request<'_>, responder: Responder);
+
+    /// Decides whether a connection may subscribe to a topic or pattern (access
+    /// control). Called once per new subscription; refused ones are removed and
+    /// receive nothing. Default: accept.
+    fn subscribe(&self, context: &Context, topic: &[u8], kind: SubscriptionKind) -> bool {
+        let _ = (context, topic, kind);
+        true
+    }
+
+    /// Observes a `-` that removed `removed` subscriptions made with `topic`.
+    fn unsubscribed(&self, context: &Context, topic: &[u8], removed: usize) {
+        let _ = (context, topic, removed);
+    }
+
+    /// Observes a new connection.
+    fn connected(&self, context: &Context) {
+        let _ = context;
+    }
+
+    /// Observes a connection that ended.
+    fn disconnected(&self, context: &Context) {
+        let _ = context;
+    }
+}
+
+impl<F> Handler for F
+where
+    F: for<'a> Fn(Request<'a>, Responder) + Send + Sync + 'static,
+{
+    fn handle(&self, request: Request<'_>, responder: Responder) {
+        self(request, responder);
+    }
+}
+
+/// Counters a running server keeps; read them with [`Server::stats`] or
+/// [`Publisher::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connections open now.
+    pub connections: u64,
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Connections closed at once because `max_connections` were open.
+    pub rejected: u64,
+    /// Requests handed to the handler.
+    pub requests: u64,
+    /// Calls to [`Publisher::publish`].
+    pub publications: u64,
+    /// Publication frames queued to subscribers.
+    pub deliveries: u64,
+    /// Publication frames dropped for slow subscribers.
+    pub publications_dropped: u64,
+    /// Connections closed because they did not read their publications.
+    pub slow_disconnects: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    connections: AtomicU64,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    requests: AtomicU64,
+    publications: AtomicU64,
+    deliveries: AtomicU64,
+    dropped: AtomicU64,
+    slow_disconnects: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> Stats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            connections: get(&self.connections),
+            accepted: get(&self.accepted),
+            rejected: get(&self.rejected),
+            requests: get(&self.requests),
+            publications: get(&self.publications),
+            deliveries: get(&self.deliveries),
+            publications_dropped: get(&self.dropped),
+            slow_disconnects: get(&self.slow_disconnects),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// State shared by the acceptor, the readers, the flusher, publishers and
+/// responders.
+#[derive(Debug)]
+struct Shared {
+    config: ServerConfig,
+    hub: Mutex<Hub>,
+    flusher: Flusher,
+    counters: Counters,
+    stopping: AtomicBool,
+    /// The write end of the acceptor's wake-up socket.
+    wake: UnixStream,
+}
+
+/// The cross-connection index, under one lock: held around (registry change +
+/// backlog queued) and (registry publish + queuing to each subscriber), which
+/// makes catch-up on buffered topics atomic.
+#[derive(Debug)]
+struct Hub {
+    registry: Registry<u64, Bytes>,
+    conns: HashMap<u64, Arc<Conn>>,
+    scratch: Vec<u64>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    context: Context,
+    stream: Stream,
+    out: Mutex<Out>,
+    /// Signalled when the queue drains or the connection dies.
+    drained: Condvar,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Out {
+    protocol: Protocol,
+    /// The rest of a frame partly written: goes before anything else.
+    partial: Option<Bytes>,
+    responses: VecDeque<Bytes>,
+    publications: VecDeque<Bytes>,
+    queued: usize,
+    /// In the flusher's hands.
+    scheduled: bool,
+    dead: bool,
+}
+
+enum Flushed {
+    Drained,
+    Blocked,
+    Dead,
+}
+
+impl Conn {
+    fn lock(&self) -> MutexGuard<'_, Out> {
+        lock(&self.out)
+    }
+
+    /// Writes what the socket takes now, without blocking.
+    fn flush_locked(&self, out: &mut Out) -> Flushed {
+        loop {
+            if out.dead {
+                return Flushed::Dead;
+            }
+            let mut slices: [IoSlice<'_>; 64] = [IoSlice::new(&[]); 64];
+            let mut n = 0;
+            for frame in out
+                .partial
+                .iter()
+                .chain(out.responses.iter())
+                .chain(out.publications.iter())
+                .take(64)
+            {
+                slices[n] = IoSlice::new(frame);
+                n += 1;
+            }
+            if n == 0 {
+                return Flushed::Drained;
+            }
+            let mut control = rustix::net::SendAncillaryBuffer::default();
+            let sent = rustix::net::sendmsg(
+                &self.stream,
+                &slices[..n],
+                &mut control,
+                SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+            );
+            match sent {
+                Ok(mut written) => {
+                    out.queued = out.queued.saturating_sub(written);
+                    while written > 0 {
+                        let mut frame = match out.partial.take() {
+                            Some(f) => f,
+                            None => match out.responses.pop_front() {
+                                Some(f) => f,
+                                None => match out.publications.pop_front() {
+                                    Some(f) => f,
+                                    None => break,
+                                },
+                            },
+                        };
+                        if written >= frame.len() {
+                            written -= frame.len();
+                        } else {
+                            let _ = frame.split_to(written);
+                            written = 0;
+                            out.partial = Some(frame);
+                        }
+                    }
+                }
+                Err(rustix::io::Errno::AGAIN) => return Flushed::Blocked,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => {
+                    self.kill_locked(out);
+                    return Flushed::Dead;
+                }
+            }
+        }
+    }
+
+    fn kill_locked(&self, out: &mut Out) {
+        if !out.dead {
+            out.dead = true;
+            out.partial = None;
+            out.responses.clear();
+            out.publications.clear();
+            out.queued = 0;
+            let _ = self.stream.shutdown(Shutdown::Both);
+            self.drained.notify_all();
+        }
+    }
+
+    /// Queues an answer and writes what the socket takes now.
+    fn send_answer(self: &Arc<Self>, out: &mut Out, frame: Vec<u8>) {
+        if out.dead || frame.is_empty() {
+            return;
+        }
+        let mut frame = Bytes::from(frame);
+        if out.partial.is_none() && out.responses.is_empty() && out.publications.is_empty() {
+            // Fast path: straight to the socket.
+            match rustix::net::send(&self.stream, &frame, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+                Ok(n) if n == frame.len() => return,
+                Ok(n) => {
+                    let _ = frame.split_to(n);
+                    out.queued += frame.len();
+                    out.partial = Some(frame);
+                }
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {
+                    out.queued += frame.len();
+                    out.responses.push_back(frame);
+                }
+                Err(_) => {
+                    self.kill_locked(out);
+                    return;
+                }
+            }
+        } else {
+            out.queued += frame.len();
+            out.responses.push_back(frame);
+            match self.flush_locked(out) {
+                Flushed::Drained | Flushed::Dead => return,
+                Flushed::Blocked => {}
+            }
+        }
+        self.schedule_locked(out);
+    }
+
+    fn schedule_locked(self: &Arc<Self>, out: &mut Out) {
+        if !out.scheduled {
+            out.scheduled = true;
+            self.shared.flusher.push(self.clone());
+            self.shared.flusher.wake();
+        }
+    }
+
+    /// Queues a publication frame, applying the slow-consumer policy. Returns
+    /// whether it was queued and whether the connection needs the flusher.
+    fn queue_publication(&self, out: &mut Out, frame: &Bytes) -> (bool, bool) {
+        if out.dead {
+            return (false, false);
+        }
+        if out.queued + frame.len() > self.shared.config.max_queued_bytes {
+            match self.shared.config.slow_consumer {
+                SlowConsumerPolicy::DropAndCount => {
+                    self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                SlowConsumerPolicy::Disconnect => {
+                    self.shared.counters.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                    self.kill_locked(out);
+                }
+            }
+            return (false, false);
+        }
+        out.queued += frame.len();
+        out.publications.push_back(frame.clone());
+        let newly = !out.scheduled;
+        out.scheduled = true;
+        (true, newly)
+    }
+}
+
+/// Writes queued frames for every connection; see the module docs.
+#[derive(Debug)]
+struct Flusher {
+    ready: Mutex<Vec<Arc<Conn>>>,
+    asleep: AtomicBool,
+    stop: AtomicBool,
+    wake_tx: UnixStream,
+    wake_rx: UnixStream,
+}
+
+impl Flusher {
+    fn new() -> io::Result<Self> {
+        let (wake_tx, wake_rx) = UnixStream::pair()?;
+        wake_tx.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        Ok(Self {
+            ready: Mutex::new(Vec::new()),
+            asleep: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            wake_tx,
+            wake_rx,
+        })
+    }
+
+    fn push(&self, conn: Arc<Conn>) {
+        lock(&self.ready).push(conn);
+    }
+
+    fn wake(&self) {
+        if self.asleep.swap(false, Ordering::SeqCst) {
+            let _ = (&self.wake_tx).write(&[1]);
+        }
+    }
+
+    fn run(&self) {
+        let mut blocked: Vec<Arc<Conn>> = Vec::new();
+        let mut batch: Vec<Arc<Conn>> = Vec::new();
+        let mut sink = [0u8; 64];
+        loop {
+            std::mem::swap(&mut batch, &mut *lock(&self.ready));
+            for conn in batch.drain(..) {
+                let mut out = conn.lock();
+                match conn.flush_locked(&mut out) {
+                    Flushed::Blocked => blocked.push(conn.clone()),
+                    Flushed::Drained | Flushed::Dead => {
+                        out.scheduled = false;
+                        conn.drained.notify_all();
+                    }
+                }
+            }
+            if self.stop.load(Ordering::SeqCst) && lock(&self.ready).is_empty() {
+                return;
+            }
+            self.asleep.store(true, Ordering::SeqCst);
+            if !lock(&self.ready).is_empty() {
+                self.asleep.store(false, Ordering::SeqCst);
+                continue;
+            }
+            let mut fds = Vec::with_capacity(blocked.len() + 1);
+            fds.push(PollFd::new(&self.wake_rx, PollFlags::IN));
+            for conn in &blocked {
+                fds.push(PollFd::new(&conn.stream, PollFlags::OUT));
+            }
+            // Blocked sockets whose peer vanished report an error; a timeout also
+            // bounds how long a stop request can go unnoticed.
+            let timeout = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 200_000_000,
+            };
+            let _ = rustix::event::poll(&mut fds, Some(&timeout));
+            let ready: Vec<bool> = fds[1..].iter().map(|f| !f.revents().is_empty()).collect();
+            drop(fds);
+            self.asleep.store(false, Ordering::SeqCst);
+            while matches!((&self.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
+            let mut i = 0;
+            blocked.retain(|conn| {
+                let keep = !ready[i];
+                i += 1;
+                if !keep {
+                    batch.push(conn.clone());
+                }
+                keep
+            });
+            // Connections killed meanwhile leave the blocked list too.
+            blocked.retain(|conn| {
+                let mut out = conn.lock();
+                if out.dead {
+                    out.scheduled = false;
+                    false
+                } else {
+                    true
+                }
+            });
+            lock(&self.ready).append(&mut batch);
+        }
+    }
+}
+
+/// Answers one request, exactly once: [`Responder::respond`] or
+/// [`Responder::fail`]. It may be moved to another thread and used later; answers
+/// may leave in any order. Dropped unanswered, it fails the request with
+/// "request dropped without an answer", so the client never waits forever.
+#[derive(Debug)]
+#[must_use = "dropping a Responder fails the request"]
+pub struct Responder {
+    conn: Arc<Conn>,
+    tag: TagBuf,
+    answered: bool,
+}
+
+/// A request's tag, inline when short (as every microsocket or IPC::MicroSocket
+/// client's tags are).
+#[derive(Debug, Clone)]
+enum TagBuf {
+    Inline([u8; 16], u8),
+    Heap(Vec<u8>),
+}
+
+impl TagBuf {
+    fn new(tag: &[u8]) -> Self {
+        if tag.len() <= 16 {
+            let mut b = [0; 16];
+            b[..tag.len()].copy_from_slice(tag);
+            Self::Inline(b, tag.len() as u8)
+        } else {
+            Self::Heap(tag.to_vec())
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline(b, n) => &b[..usize::from(*n)],
+            Self::Heap(v) => v,
+        }
+    }
+}
+
+/// The failure message sent for a request whose [`Responder`] was dropped.
+pub const DROPPED_UNANSWERED: &[u8] = b"request dropped without an answer";
+/// The failure message sent when a response cannot be encoded.
+pub const UNENCODABLE_RESPONSE: &[u8] = b"response could not be encoded";
+
+impl Responder {
+    /// The context of the request's connection.
+    #[must_use]
+    pub fn context(&self) -> &Context {
+        &self.conn.context
+    }
+
+    /// Answers with values (`)`).
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if the values cannot make a frame (more than 254, or one
+    /// over 4 GiB): the request is failed instead. [`Error::Closed`] if the
+    /// connection has gone (the answer is discarded).
+    pub fn respond<I>(mut self, values: I) -> Result<(), Error>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        self.answered = true;
+        let mut out = self.conn.lock();
+        if out.dead {
+            return Err(Error::Closed);
+        }
+        let mut frame = Vec::new();
+        match out.protocol.respond(self.tag.as_bytes(), values, &mut frame) {
+            Ok(_) => {
+                self.conn.send_answer(&mut out, frame);
+                Ok(())
+            }
+            Err(e) => {
+                let mut frame = Vec::new();
+                let _ = out
+                    .protocol
+                    .fail(self.tag.as_bytes(), UNENCODABLE_RESPONSE, [b""; 0], &mut frame);
+                self.conn.send_answer(&mut out, frame);
+                Err(Error::Encode(e))
+            }
+        }
+    }
+
+    /// Fails the request (`#`) with a message and optional details.
+    ///
+    /// # Errors
+    /// As [`Responder::respond`].
+    pub fn fail<I>(mut self, message: impl AsRef<[u8]>, details: I) -> Result<(), Error>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        self.answered = true;
+        self.fail_inner(message.as_ref(), details)
+    }
+
+    fn fail_inner<I>(&self, message: &[u8], details: I) -> Result<(), Error>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        let mut out = self.conn.lock();
+        if out.dead {
+            return Err(Error::Closed);
+        }
+        let mut frame = Vec::new();
+        let result = match out.protocol.fail(self.tag.as_bytes(), message, details, &mut frame) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                frame.clear();
+                let _ = out
+                    .protocol
+                    .fail(self.tag.as_bytes(), UNENCODABLE_RESPONSE, [b""; 0], &mut frame);
+                Err(Error::Encode(e))
+            }
+        };
+        self.conn.send_answer(&mut out, frame);
+        result
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if !self.answered {
+            let _ = self.fail_inner(DROPPED_UNANSWERED, [b""; 0]);
+        }
+    }
+}
+
+/// Publishes from any thread; cheap to clone. The cost of a publication grows
+/// with the subscriptions it matches, not with the number of connections.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    shared: Arc<Shared>,
+}
+
+impl Publisher {
+    /// Publishes `values` on `topic` to every connection subscribed to it (by
+    /// exact topic or pattern, once per connection), keeping it if the topic is
+    /// buffered. Returns how many connections it was queued for.
+    ///
+    /// # Errors
+    /// [`EncodeError`] if the frame cannot be encoded (more than 254 values, or one
+    /// over 4 GiB); nothing is published.
+    pub fn publish<I>(&self, topic: impl AsRef<[u8]>, values: I) -> Result<usize, EncodeError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        let mut frame = Vec::new();
+        encode_publication(topic.as_ref(), values, &mut frame)?;
+        let frame = Bytes::from(frame);
+        let shared = &self.shared;
+        shared.counters.publications.fetch_add(1, Ordering::Relaxed);
+        let mut queued = 0;
+        let mut wake = false;
+        {
+            let mut hub = lock(&shared.hub);
+            let Hub {
+                registry,
+                conns,
+                scratch,
+            } = &mut *hub;
+            scratch.clear();
+            registry.publish(topic.as_ref(), &frame, scratch);
+            for id in scratch.iter() {
+                let Some(conn) = conns.get(id) else { continue };
+                let mut out = conn.lock();
+                let (ok, newly) = conn.queue_publication(&mut out, &frame);
+                drop(out);
+                if ok {
+                    queued += 1;
+                }
+                if newly {
+                    shared.flusher.push(conn.clone());
+                    wake = true;
+                }
+            }
+        }
+        shared.counters.deliveries.fetch_add(queued as u64, Ordering::Relaxed);
+        if wake {
+            shared.flusher.wake();
+        }
+        Ok(queued)
+    }
+
+    /// Keeps the last `depth` publications of every topic equal to `selector` (or
+    /// matching it, for a pattern); a new subscriber receives them first. `depth` 0
+    /// stops keeping them.
+    ///
+    /// # Errors
+    /// [`PatternError`] if `selector` is not a well-formed topic or pattern.
+    pub fn set_buffer(&self, selector: impl AsRef<[u8]>, depth: usize) -> Result<(), PatternError> {
+        lock(&self.shared.hub).registry.set_buffer(selector.as_ref(), depth)
+    }
+
+    /// Whether any connection subscribes to a topic matching `topic`.
+    #[must_use]
+    pub fn has_subscribers(&self, topic: impl AsRef<[u8]>) -> bool {
+        lock(&self.shared.hub).registry.has_subscribers(topic.as_ref())
+    }
+
+    /// The server's counters.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+}
+
+/// Stops a server gracefully; cheap to clone and to call from any thread.
+///
+/// [`ShutdownHandle::shutdown`] only stores an atomic flag and writes one byte to a
+/// socket the acceptor polls (no allocation, no lock), so it may also be called
+/// from a signal handler.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+}
+
+impl ShutdownHandle {
+    /// Asks the server to shut down; returns at once.
+    pub fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let _ = (&self.shared.wake).write(&[1]);
+    }
+
+    /// Whether shutdown was asked for.
+    #[must_use]
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.stopping.load(Ordering::SeqCst)
+    }
+}
+
+/// A bound server, ready to [`Server::run`].
+#[derive(Debug)]
+pub struct Server<H> {
+    listener: Listener,
+    handler: Arc<H>,
+    shared: Arc<Shared>,
+    wake_rx: UnixStream,
+}
+
+impl<H: Handler> Server<H> {
+    /// Binds an [`Address`]: a UNIX path (with the socket-file rules of
+    /// [`crate::socket::bind_unix`]), an abstract name, or TCP.
+    ///
+    /// # Errors
+    /// As the bind.
+    pub fn bind(address: &Address, handler: H, config: ServerConfig) -> io::Result<Self> {
+        let listener = address.bind(config.socket_mode)?;
+        Self::from_listener(listener, handler, config)
+    }
+
+    /// Binds a UNIX socket file.
+    ///
+    /// # Errors
+    /// As [`crate::socket::bind_unix`].
+    pub fn bind_unix(path: impl AsRef<Path>, handler: H, config: ServerConfig) -> io::Result<Self> {
+        Self::bind(&Address::Unix(path.as_ref().to_path_buf()), handler, config)
+    }
+
+    /// Binds a Linux abstract socket name.
+    ///
+    /// # Errors
+    /// As [`crate::socket::bind_abstract`].
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub fn bind_abstract(name: &[u8], handler: H, config: ServerConfig) -> io::Result<Self> {
+        Self::from_listener(crate::socket::bind_abstract(name)?, handler, config)
+    }
+
+    /// Binds TCP.
+    ///
+    /// # Errors
+    /// As [`TcpListener::bind`].
+    pub fn bind_tcp(address: impl ToSocketAddrs, handler: H, config: ServerConfig) -> io::Result<Self> {
+        Self::from_listener(TcpListener::bind(address)?, handler, config)
+    }
+
+    /// Serves a listener the application bound (a [`std::os::unix::net::UnixListener`], a
+    /// [`TcpListener`], or a [`Listener`] with its socket-file guard).
+    ///
+    /// # Errors
+    /// If the wake-up socket cannot be made, or a buffered-topic selector in
+    /// `config` is not well formed ([`io::ErrorKind::InvalidInput`]).
+    pub fn from_listener(listener: impl Into<Listener>, handler: H, config: ServerConfig) -> io::Result<Self> {
+        let listener = listener.into();
+        listener.set_nonblocking(true)?;
+        let (wake, wake_rx) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        let mut registry = Registry::new();
+        for (selector, depth) in &config.buffers {
+            registry
+                .set_buffer(selector, *depth)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        }
+        let shared = Arc::new(Shared {
+            config,
+            hub: Mutex::new(Hub {
+                registry,
+                conns: HashMap::new(),
+                scratch: Vec::new(),
+            }),
+            flusher: Flusher::new()?,
+            counters: Counters::default(),
+            stopping: AtomicBool::new(false),
+            wake,
+        });
+        Ok(Self {
+            listener,
+            handler: Arc::new(handler),
+            shared,
+            wake_rx,
+        })
+    }
+
+    /// A handle to publish with.
+    #[must_use]
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// A handle to stop the server with.
+    #[must_use]
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The server's counters.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+
+    /// The address clients can connect to, where it can be told.
+    #[must_use]
+    pub fn local_address(&self) -> Option<Address> {
+        self.listener.local_address()
+    }
+
+    /// Runs the server on a new thread; returns a handle to stop and join it.
+    ///
+    /// # Errors
+    /// If the thread cannot be started.
+    pub fn spawn(self) -> io::Result<RunningServer> {
+        let shutdown = self.shutdown_handle();
+        let publisher = self.publisher();
+        let thread = std::thread::Builder::new()
+            .name("microsocket-accept".into())
+            .spawn(move || self.run())?;
+        Ok(RunningServer {
+            shutdown,
+            publisher,
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs until SIGINT or SIGTERM (or a [`ShutdownHandle`]), then shuts down
+    /// gracefully.
+    ///
+    /// # Errors
+    /// If the signal handlers cannot be installed, and as [`Server::run`].
+    pub fn run_until_signal(self) -> io::Result<()> {
+        let signalled = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // The flag replaces the default action (ending the process); the pipe
+            // write wakes the acceptor. Both are signal-safe.
+            signal_hook::flag::register(signal, signalled.clone())?;
+            signal_hook::low_level::pipe::register(signal, self.shared.wake.try_clone()?)?;
+        }
+        self.run_inner(Some(signalled))
+    }
+
+    /// Accepts and serves connections until shut down, then shuts down gracefully
+    /// (see the module docs) and returns.
+    ///
+    /// # Errors
+    /// A fatal error polling the listener or starting the flusher thread.
+    pub fn run(self) -> io::Result<()> {
+        self.run_inner(None)
+    }
+
+    fn run_inner(self, signalled: Option<Arc<AtomicBool>>) -> io::Result<()> {
+        let shared = self.shared.clone();
+        let flusher = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("microsocket-flush".into())
+                .spawn(move || shared.flusher.run())?
+        };
+        let mut readers: Vec<JoinHandle<()>> = Vec::new();
+        let next_id = AtomicUsize::new(1);
+        let mut sink = [0u8; 64];
+        let result = loop {
+            if shared.stopping.load(Ordering::SeqCst) || signalled.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                break Ok(());
+            }
+            let mut fds = [
+                PollFd::new(&self.listener, PollFlags::IN),
+                PollFd::new(&self.wake_rx, PollFlags::IN),
+            ];
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => break Err(io::Error::from(e)),
+            }
+            while matches!((&self.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
+            readers.retain(|r| !r.is_finished());
+            loop {
+                let stream = match self.listener.accept() {
+                    Ok(s) => s,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // Per-connection failures (aborted handshakes) and running out
+                    // of descriptors: try again at the next wake-up.
+                    Err(_) => break,
+                };
+                shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                if lock(&shared.hub).conns.len() >= shared.config.max_connections {
+                    shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let id = next_id.fetch_add(1, Ordering::Relaxed) as u64;
+                if let Some(handle) = self.start_connection(id, stream) {
+                    readers.push(handle);
+                }
+            }
+        };
+        self.shutdown_connections(readers);
+        shared.flusher.stop.store(true, Ordering::SeqCst);
+        shared.flusher.asleep.store(true, Ordering::SeqCst);
+        shared.flusher.wake();
+        let _ = flusher.join();
+        drop(self.listener);
+        result
+    }
+
+    fn start_connection(&self, id: u64, stream: Stream) -> Option<JoinHandle<()>> {
+        let _ = stream.set_read_timeout(None);
+        let context = Context {
+            connection: id,
+            peer: stream.peer_credentials(),
+        };
+        let conn = Arc::new(Conn {
+            context,
+            stream,
+            out: Mutex::new(Out {
+                protocol: Protocol::new(ServerLimits {
+                    max_in_flight: self.shared.config.max_in_flight,
+                }),
+                partial: None,
+                responses: VecDeque::new(),
+                publications: VecDeque::new(),
+                queued: 0,
+                scheduled: false,
+                dead: false,
+            }),
+            drained: Condvar::new(),
+            shared: self.shared.clone(),
+        });
+        lock(&self.shared.hub).conns.insert(id, conn.clone());
+        self.shared.counters.connections.fetch_add(1, Ordering::Relaxed);
+        let handler = self.handler.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("microsocket-conn-{id}"))
+            .stack_size(self.shared.config.stack_size)
+            .spawn({
+                let conn = conn.clone();
+                move || serve_connection(&conn, &*handler)
+            });
+        match spawned {
+            Ok(handle) => Some(handle),
+            Err(_) => {
+                let mut out = conn.lock();
+                conn.kill_locked(&mut out);
+                drop(out);
+                lock(&self.shared.hub).conns.remove(&id);
+                self.shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Stops reading every connection, waits for answers and queues to drain,
+    /// then closes what is left.
+    fn shutdown_connections(&self, mut readers: Vec<JoinHandle<()>>) {
+        let conns: Vec<Arc<Conn>> = lock(&self.shared.hub).conns.values().cloned().collect();
+        for conn in &conns {
+            let _ = conn.stream.shutdown(Shutdown::Read);
+        }
+        let deadline = Instant::now() + self.shared.config.drain_timeout;
+        while readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for conn in &conns {
+            let mut out = conn.lock();
+            conn.kill_locked(&mut out);
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        readers.retain(|r| !r.is_finished());
+        // Readers still running are stuck in handler code; they are left to end on
+        // their own (their connections are closed).
+    }
+}
+
+/// A server running on its own thread, from [`Server::spawn`].
+#[derive(Debug)]
+pub struct RunningServer {
+    shutdown: ShutdownHandle,
+    publisher: Publisher,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl RunningServer {
+    /// A handle to stop the server with.
+    #[must_use]
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// A handle to publish with.
+    #[must_use]
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
+    }
+
+    /// Shuts the server down gracefully and waits for it.
+    ///
+    /// # Errors
+    /// The error that stopped the server, if any.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.shutdown.shutdown();
+        self.join_inner()
+    }
+
+    fn join_inner(&mut self) -> io::Result<()> {
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("server thread panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.shutdown.shutdown();
+        let _ = self.join_inner();
+    }
+}
+
+/// The reader thread of one connection.
+fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
+    let shared = &conn.shared;
+    let config = &shared.config;
+    handler.connected(&conn.context);
+    let mut rx = RxBuf::new(16 << 10, config.max_frame);
+    let mut decoder = Decoder::new(config.max_frame);
+    let mut answers = Vec::new();
+    'read: loop {
+        // Backpressure: stop reading requests while too much is unsent.
+        {
+            let mut out = conn.lock();
+            while out.queued > config.max_queued_bytes && !out.dead {
+                out = conn
+                    .drained
+                    .wait_timeout(out, Duration::from_millis(100))
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+            }
+            if out.dead {
+                break 'read;
+            }
+        }
+        let spare = rx.spare();
+        let n = match (&conn.stream).read(spare) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        rx.commit(n);
+        loop {
+            let (consumed, event) = {
+                let mut out = conn.lock();
+                let out = &mut *out;
+                let (consumed, event) = match decoder.decode(rx.data()) {
+                    Decoded::NeedMore => break,
+                    Decoded::Skipped { consumed } => (consumed, None),
+                    Decoded::Oversized { sigil, tag, consumed } => {
+                        let _ = out.protocol.handle_oversized(sigil, tag, &mut answers);
+                        (consumed, None)
+                    }
+                    Decoded::Frame { frame, consumed } => {
+                        // Answers go into a growable buffer, so encoding cannot fail.
+                        let event = out.protocol.handle_frame(frame, &mut answers).ok().flatten();
+                        (consumed, event)
+                    }
+                };
+                if !answers.is_empty() {
+                    conn.send_answer(out, std::mem::take(&mut answers));
+                }
+                (consumed, event)
+            };
+            if let Some(event) = event {
+                handle_event(conn, handler, event);
+            }
+            rx.consume(consumed);
+        }
+    }
+    // The client stopped sending (or the server is shutting down): let requests
+    // in flight be answered and the queue drain, within the drain timeout.
+    let deadline = Instant::now() + config.drain_timeout;
+    {
+        let mut out = conn.lock();
+        while !out.dead && (out.protocol.requests_in_flight() > 0 || out.queued > 0) {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            out = conn
+                .drained
+                .wait_timeout(out, (deadline - now).min(Duration::from_millis(50)))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+    {
+        let mut hub = lock(&shared.hub);
+        let mut out = conn.lock();
+        let subscriptions: Vec<(SubscriptionKind, Vec<u8>)> = out
+            .protocol
+            .subscriptions()
+            .iter()
+            .map(|(_, kind, bytes)| (kind, bytes.to_vec()))
+            .collect();
+        hub.registry.remove_connection(
+            conn.context.connection,
+            subscriptions.iter().map(|(k, b)| (*k, b.as_slice())),
+        );
+        hub.conns.remove(&conn.context.connection);
+        out.protocol.handle_eof();
+        conn.kill_locked(&mut out);
+    }
+    shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
+    handler.disconnected(&conn.context);
+}
+
+fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, event: ServerEvent<'_>) {
+    let shared = &conn.shared;
+    match event {
+        ServerEvent::Request { tag, command, args } => {
+            shared.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let responder = Responder {
+                conn: conn.clone(),
+                tag: TagBuf::new(tag),
+                answered: false,
+            };
+            handler.handle(
+                Request {
+                    context: &conn.context,
+                    command,
+                    args,
+                },
+                responder,
+            );
+        }
+        ServerEvent::Subscribed { topic, kind, new } => {
+            if !new {
+                return;
+            }
+            if !handler.subscribe(&conn.context, topic, kind) {
+                conn.lock().protocol.remove_subscription(kind, topic);
+                return;
+            }
+            let mut hub = lock(&shared.hub);
+            hub.registry.subscribe(conn.context.connection, kind, topic);
+            let backlog = hub.registry.backlog(kind, topic);
+            if !backlog.is_empty() {
+                let mut out = conn.lock();
+                let mut newly = false;
+                for frame in &backlog {
+                    newly |= conn.queue_publication(&mut out, frame).1;
+                }
+                drop(out);
+                if newly {
+                    shared.flusher.push(conn.clone());
+                    shared.flusher.wake();
+                }
+            }
+        }
+        ServerEvent::Unsubscribed { topic, removed } => {
+            if removed > 0 {
+                let mut hub = lock(&shared.hub);
+                hub.registry
+                    .unsubscribe(conn.context.connection, SubscriptionKind::Exact, topic);
+                hub.registry
+                    .unsubscribe(conn.context.connection, SubscriptionKind::Pattern, topic);
+            }
+            handler.unsubscribed(&conn.context, topic, removed);
+        }
+        _ => {}
+    }
+}
