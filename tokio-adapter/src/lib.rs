@@ -3,7 +3,10 @@
 #![deny(missing_docs)]
 
 mod client;
+mod conn;
 mod error;
+mod handler;
+mod server;
 mod values;
 
 pub use client::{
@@ -13,3 +16,10 @@ pub use client::{
 pub use error::Error;
 pub use microsocket_core::SubscriptionKind;
 pub use values::{Iter, Publication, Values};
+pub use handler::{
+    handler_fn, ConnectionId, Failure, FnHandler, Handler, PeerCredentials, Reply, Request, RequestContext,
+    SubscriptionChange,
+};
+pub use server::{
+    Publisher, Server, ServerConfig, SlowConsumer, Stats, SERVER_MAX_SUBSCRIPTIONS, SERVER_MAX_SUBSCRIPTION_BYTES,
+};

@@ -1,0 +1,366 @@
+//! One server connection: a single task that reads frames, runs the handler's
+//! futures side by side (no task per request), and writes answers and
+//! publications in batches.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use microsocket_core::frame::{Decoded, Decoder};
+use microsocket_core::{ServerEvent, ServerLimits, ServerProtocol};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::Instrument;
+
+use crate::handler::{Failure, Handler, PeerCredentials, Reply, ReplyValues, Request, RequestContext, SubscriptionChange};
+use crate::server::{add, ConnShared, Core, SERVER_MAX_SUBSCRIPTIONS, SERVER_MAX_SUBSCRIPTION_BYTES};
+use crate::values::{decode_frozen, Sink, Values};
+
+type Protocol = ServerProtocol<SERVER_MAX_SUBSCRIPTIONS, SERVER_MAX_SUBSCRIPTION_BYTES>;
+type Answer = (Bytes, Result<Reply, Failure>);
+
+/// First read buffer size; it doubles while a frame needs more.
+const READ_CHUNK: usize = 4 * 1024;
+/// A read buffer larger than this is released once empty (after a large frame).
+const SHRINK_ABOVE: usize = 64 * 1024;
+/// Buffers handed to one vectored write.
+const MAX_IOV: usize = 64;
+
+/// Runs one connection until it closes.
+pub(crate) async fn serve<S, H>(
+    stream: S,
+    handler: Arc<H>,
+    core: Arc<Core>,
+    key: u32,
+    shared: Arc<ConnShared>,
+    peer: Option<PeerCredentials>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let context = RequestContext {
+        connection: shared.id,
+        peer,
+    };
+    let span = tracing::debug_span!("connection", id = %shared.id);
+    async {
+        tracing::debug!(?peer, "connection opened");
+        let handler: &H = &handler;
+        let mut conn = Conn {
+            stream,
+            protocol: Protocol::new(ServerLimits {
+                max_in_flight: core.config.max_in_flight,
+            }),
+            decoder: Decoder::new(core.config.max_frame),
+            rbuf: BytesMut::new(),
+            out: VecDeque::new(),
+            resp: BytesMut::new(),
+            done: Vec::new(),
+            context,
+            shared: &shared,
+            core: &core,
+            key,
+            reading: true,
+            flush: false,
+        };
+        let mut inflight = FuturesUnordered::new();
+        let make = |tag: Bytes, request: Request| {
+            let answer = handler.call(request);
+            async move { (tag, answer.await) }
+        };
+        let result = std::future::poll_fn(|cx| conn.poll(cx, handler, &mut inflight, &make)).await;
+        drop(inflight);
+        match result {
+            Ok(()) => {
+                let _ = std::future::poll_fn(|cx| Pin::new(&mut conn.stream).poll_shutdown(cx)).await;
+                tracing::debug!("connection closed");
+            }
+            Err(e) => tracing::debug!(error = %e, "connection ended"),
+        }
+        let subscriptions = conn.protocol.subscriptions();
+        core.unregister(key, &shared, subscriptions.iter().map(|(_, kind, topic)| (kind, topic)));
+        for (_, _, topic) in subscriptions.iter() {
+            handler.subscription_changed(&context, SubscriptionChange::Unsubscribed { topic });
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+struct Conn<'a, S> {
+    stream: S,
+    protocol: Protocol,
+    decoder: Decoder,
+    rbuf: BytesMut,
+    /// Frames to write, in order, before `resp`.
+    out: VecDeque<Bytes>,
+    /// Answers encoded since the last publication was queued.
+    resp: BytesMut,
+    done: Vec<Answer>,
+    context: RequestContext,
+    shared: &'a ConnShared,
+    core: &'a Core,
+    key: u32,
+    /// False after end of stream or once shutdown began.
+    reading: bool,
+    flush: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
+    fn poll<H, F, M>(
+        &mut self,
+        cx: &mut Context<'_>,
+        handler: &H,
+        inflight: &mut FuturesUnordered<F>,
+        make: &M,
+    ) -> Poll<io::Result<()>>
+    where
+        H: Handler,
+        F: Future<Output = Answer>,
+        M: Fn(Bytes, Request) -> F,
+    {
+        loop {
+            let mut progress = false;
+            // Answers of the requests that completed.
+            while let Poll::Ready(Some(answer)) = inflight.poll_next_unpin(cx) {
+                self.done.push(answer);
+            }
+            // Publications queued so far go before those answers: a publication
+            // made while handling a request precedes its response.
+            {
+                let mut queue = self.shared.lock();
+                if queue.abort {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "closed by server")));
+                }
+                if queue.shutdown && self.reading {
+                    self.reading = false;
+                    progress = true;
+                }
+                if !queue.frames.is_empty() {
+                    if !self.resp.is_empty() {
+                        self.out.push_back(self.resp.split().freeze());
+                    }
+                    self.out.extend(queue.frames.drain(..));
+                }
+                match &queue.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => queue.waker = Some(cx.waker().clone()),
+                }
+            }
+            if !self.done.is_empty() {
+                let before = self.resp.len();
+                let n = self.done.len();
+                for (tag, result) in self.done.drain(..) {
+                    encode_answer(&mut self.protocol, &tag, result, &mut self.resp);
+                }
+                self.account(before);
+                add(&self.core.counters.requests, n as u64);
+                progress = true;
+            }
+            let unsent = self.shared.unsent.load(Ordering::Relaxed);
+            if self.reading && unsent <= self.core.config.max_queued_bytes {
+                if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                    let more = READ_CHUNK.max(self.rbuf.len());
+                    self.rbuf.reserve(more);
+                }
+                match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf) {
+                    Poll::Ready(Ok(0)) => {
+                        self.reading = false;
+                        progress = true;
+                    }
+                    Poll::Ready(Ok(_)) => {
+                        let before = self.resp.len();
+                        self.process(handler, inflight, make);
+                        self.account(before);
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {}
+                }
+            }
+            progress |= self.write(cx)?;
+            if !self.reading
+                && inflight.is_empty()
+                && self.done.is_empty()
+                && self.out.is_empty()
+                && self.resp.is_empty()
+                && !self.flush
+            {
+                return Poll::Ready(Ok(()));
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Counts answer bytes encoded into `resp` since it was `before` long.
+    fn account(&self, before: usize) {
+        let added = self.resp.len().saturating_sub(before);
+        if added > 0 {
+            self.shared.unsent.fetch_add(added, Ordering::Relaxed);
+            add(&self.core.counters.queued_bytes, added as u64);
+        }
+    }
+
+    /// Writes as much as the socket takes, in vectored batches. Returns whether
+    /// anything was written.
+    fn write(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
+        let mut progress = false;
+        while !self.out.is_empty() || !self.resp.is_empty() {
+            let mut bufs = [IoSlice::new(&[]); MAX_IOV];
+            let mut k = 0;
+            for frame in self.out.iter().take(MAX_IOV) {
+                bufs[k] = IoSlice::new(frame);
+                k += 1;
+            }
+            if k < MAX_IOV && !self.resp.is_empty() {
+                bufs[k] = IoSlice::new(&self.resp);
+                k += 1;
+            }
+            match Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs[..k]) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    self.consume(n);
+                    self.shared.unsent.fetch_sub(n, Ordering::Relaxed);
+                    self.core.counters.queued_bytes.fetch_sub(n as u64, Ordering::Relaxed);
+                    self.flush = true;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
+            }
+        }
+        if self.flush {
+            match Pin::new(&mut self.stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.flush = false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {}
+            }
+        }
+        Ok(progress)
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            match self.out.front_mut() {
+                Some(front) if n >= front.len() => {
+                    n -= front.len();
+                    self.out.pop_front();
+                }
+                Some(front) => {
+                    front.advance(n);
+                    n = 0;
+                }
+                None => {
+                    self.resp.advance(n.min(self.resp.len()));
+                    n = 0;
+                }
+            }
+        }
+    }
+
+    /// Handles every whole frame received: requests become futures in
+    /// `inflight`, subscriptions go to the hub, protocol answers into `resp`.
+    fn process<H, F, M>(&mut self, handler: &H, inflight: &mut FuturesUnordered<F>, make: &M)
+    where
+        H: Handler,
+        M: Fn(Bytes, Request) -> F,
+    {
+        loop {
+            match self.decoder.decode(&self.rbuf) {
+                Decoded::NeedMore => break,
+                Decoded::Skipped { consumed } => self.rbuf.advance(consumed),
+                Decoded::Oversized { sigil, tag, consumed } => {
+                    let answered = self.protocol.handle_oversized(sigil, tag, &mut Sink(&mut self.resp));
+                    tracing::warn!(sigil = %char::from(sigil), ?answered, "oversized frame skipped");
+                    if tag.is_some() && sigil == b'(' {
+                        add(&self.core.counters.requests, 1);
+                    }
+                    self.rbuf.advance(consumed);
+                }
+                Decoded::Frame { consumed, .. } => {
+                    let bytes = self.rbuf.split_to(consumed).freeze();
+                    let Some(frame) = decode_frozen(&bytes) else { continue };
+                    let argc = frame.argc();
+                    // The sink grows, so the protocol's own answers always fit.
+                    let Ok(event) = self.protocol.handle_frame(frame, &mut Sink(&mut self.resp)) else {
+                        continue;
+                    };
+                    match event {
+                        Some(ServerEvent::Request { tag, command, .. }) => {
+                            tracing::trace!(command = %String::from_utf8_lossy(command), "request");
+                            let request = Request {
+                                command: bytes.slice_ref(command),
+                                args: Values::new(bytes.clone(), argc, 2),
+                                context: self.context,
+                            };
+                            inflight.push(make(bytes.slice_ref(tag), request));
+                        }
+                        Some(ServerEvent::Subscribed { topic, kind, new: true }) => {
+                            let allowed = self.protocol.subscriptions().len() <= self.core.config.max_subscriptions
+                                && handler.authorize_subscription(&self.context, kind, topic);
+                            if allowed {
+                                tracing::debug!(topic = %String::from_utf8_lossy(topic), ?kind, "subscribed");
+                                self.core.subscribe(self.key, kind, topic);
+                                handler.subscription_changed(&self.context, SubscriptionChange::Subscribed { kind, topic });
+                            } else {
+                                tracing::info!(topic = %String::from_utf8_lossy(topic), ?kind, "subscription refused");
+                                self.protocol.remove_subscription(kind, topic);
+                                add(&self.core.counters.refused, 1);
+                            }
+                        }
+                        Some(ServerEvent::Subscribed { new: false, .. }) | None => {}
+                        Some(ServerEvent::SubscribeRefused { topic, kind, reason }) => {
+                            tracing::info!(topic = %String::from_utf8_lossy(topic), ?kind, %reason, "subscription refused");
+                            add(&self.core.counters.refused, 1);
+                        }
+                        Some(ServerEvent::Unsubscribed { topic, removed }) => {
+                            if removed > 0 {
+                                tracing::debug!(topic = %String::from_utf8_lossy(topic), "unsubscribed");
+                                self.core.unsubscribe(self.key, topic);
+                                handler.subscription_changed(&self.context, SubscriptionChange::Unsubscribed { topic });
+                            }
+                        }
+                        Some(ServerEvent::Ignored {
+                            sigil,
+                            reason,
+                            answered,
+                        }) => {
+                            tracing::debug!(sigil = %char::from(sigil), ?reason, answered, "frame ignored");
+                            if answered {
+                                add(&self.core.counters.requests, 1);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
+            self.rbuf = BytesMut::new();
+        }
+    }
+}
+
+/// Encodes a handler's answer; frames the protocol cannot encode (too many
+/// values, say) become a failure so the request is still answered once.
+fn encode_answer(protocol: &mut Protocol, tag: &[u8], result: Result<Reply, Failure>, resp: &mut BytesMut) {
+    let sink = &mut Sink(resp);
+    let encoded = match &result {
+        Ok(Reply(ReplyValues::Empty)) => protocol.respond(tag, [&[][..]; 0], sink),
+        Ok(Reply(ReplyValues::One(v))) => protocol.respond(tag, [v], sink),
+        Ok(Reply(ReplyValues::Many(v))) => protocol.respond(tag, v, sink),
+        Ok(Reply(ReplyValues::Values(v))) => protocol.respond(tag, v.iter_slices(), sink),
+        Err(f) => protocol.fail(tag, &f.message, &f.details, sink),
+    };
+    if let Err(e) = encoded {
+        tracing::warn!(error = %e, "answer cannot be encoded; failing the request instead");
+        let _ = protocol.fail(tag, b"response cannot be encoded", [e.to_string()], sink);
+    }
+}

@@ -1,0 +1,759 @@
+//! The async server: listeners, the publish hub, counters and shutdown.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use microsocket_core::registry::Registry;
+use microsocket_core::{encode_publication, PatternError, SubscriptionKind};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, ToSocketAddrs, UnixListener};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::client::Client;
+use crate::conn;
+use crate::handler::{ConnectionId, Handler, PeerCredentials};
+use crate::values::Sink;
+
+/// What to do with a connection whose unsent bytes reached
+/// [`ServerConfig::max_queued_bytes`] when a publication is due to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SlowConsumer {
+    /// Drop the publication for that connection and count it
+    /// ([`Stats::publications_dropped`]). Other connections are unaffected.
+    #[default]
+    DropAndCount,
+    /// Close that connection.
+    Disconnect,
+}
+
+/// Limits and settings of a server. Every limit has a safe default.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The largest frame accepted from a client (default 16 MiB). A larger
+    /// request is answered with a `#` "frame too large" and skipped as it arrives,
+    /// without being buffered; the connection stays open.
+    pub max_frame: usize,
+    /// Requests of one connection handed to the handler and not yet answered
+    /// (default 256); past it, requests are failed at once.
+    pub max_in_flight: usize,
+    /// Distinct subscriptions of one connection (default and maximum
+    /// [`SERVER_MAX_SUBSCRIPTIONS`]; their strings total at most
+    /// [`SERVER_MAX_SUBSCRIPTION_BYTES`]). Subscriptions past it are refused.
+    pub max_subscriptions: usize,
+    /// Connections at once (default 16,384); connections past it are closed at
+    /// once.
+    pub max_connections: usize,
+    /// Bytes queued for one connection and not yet written (default 1 MiB).
+    /// Publications past it follow [`ServerConfig::slow_consumer`]; responses are
+    /// never dropped, but the connection's requests are not read until it drains.
+    pub max_queued_bytes: usize,
+    /// What happens to publications for a connection over its byte limit.
+    pub slow_consumer: SlowConsumer,
+    /// Permissions of a UNIX socket file (default `0o600`, owner only).
+    pub socket_mode: u32,
+    /// How long [`Server::shutdown`] lets requests in flight finish (default 5 s).
+    pub shutdown_timeout: Duration,
+}
+
+/// Distinct subscriptions one server connection can hold (the size of the
+/// connection's fixed table).
+pub const SERVER_MAX_SUBSCRIPTIONS: usize = 64;
+/// Bytes of topic and pattern strings one server connection can hold.
+pub const SERVER_MAX_SUBSCRIPTION_BYTES: usize = 4096;
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_frame: 16 << 20,
+            max_in_flight: 256,
+            max_subscriptions: SERVER_MAX_SUBSCRIPTIONS,
+            max_connections: 16_384,
+            max_queued_bytes: 1 << 20,
+            slow_consumer: SlowConsumer::DropAndCount,
+            socket_mode: microsocket_std::socket::DEFAULT_SOCKET_MODE,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Sets [`ServerConfig::max_frame`].
+    #[must_use]
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Sets [`ServerConfig::max_in_flight`].
+    #[must_use]
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Sets [`ServerConfig::max_subscriptions`] (at most [`SERVER_MAX_SUBSCRIPTIONS`]).
+    #[must_use]
+    pub fn max_subscriptions(mut self, n: usize) -> Self {
+        self.max_subscriptions = n.min(SERVER_MAX_SUBSCRIPTIONS);
+        self
+    }
+
+    /// Sets [`ServerConfig::max_connections`].
+    #[must_use]
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets [`ServerConfig::max_queued_bytes`].
+    #[must_use]
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_bytes = bytes;
+        self
+    }
+
+    /// Sets [`ServerConfig::slow_consumer`].
+    #[must_use]
+    pub fn slow_consumer(mut self, policy: SlowConsumer) -> Self {
+        self.slow_consumer = policy;
+        self
+    }
+
+    /// Sets [`ServerConfig::socket_mode`].
+    #[must_use]
+    pub fn socket_mode(mut self, mode: u32) -> Self {
+        self.socket_mode = mode;
+        self
+    }
+
+    /// Sets [`ServerConfig::shutdown_timeout`].
+    #[must_use]
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+}
+
+/// A snapshot of a server's counters (see [`Server::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connections open now.
+    pub connections: u64,
+    /// Connections accepted since the server started.
+    pub connections_total: u64,
+    /// Connections closed at once because [`ServerConfig::max_connections`] was
+    /// reached.
+    pub connections_refused: u64,
+    /// Requests answered (by the handler or by the server itself).
+    pub requests: u64,
+    /// Calls to publish.
+    pub publications: u64,
+    /// Publications queued to a connection.
+    pub publications_delivered: u64,
+    /// Publications dropped for connections over their byte limit.
+    pub publications_dropped: u64,
+    /// Connections closed under [`SlowConsumer::Disconnect`].
+    pub slow_consumers_disconnected: u64,
+    /// Subscriptions refused (by the hook, a full table or a malformed pattern).
+    pub subscriptions_refused: u64,
+    /// Bytes queued for all connections and not yet written.
+    pub queued_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) connections: AtomicU64,
+    pub(crate) connections_total: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    pub(crate) publications: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) slow_disconnected: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) queued_bytes: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> Stats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            connections: get(&self.connections),
+            connections_total: get(&self.connections_total),
+            connections_refused: get(&self.connections_refused),
+            requests: get(&self.requests),
+            publications: get(&self.publications),
+            publications_delivered: get(&self.delivered),
+            publications_dropped: get(&self.dropped),
+            slow_consumers_disconnected: get(&self.slow_disconnected),
+            subscriptions_refused: get(&self.refused),
+            queued_bytes: get(&self.queued_bytes),
+        }
+    }
+}
+
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+// ---------------------------------------------------------------------------
+// The hub: registry of subscriptions and the connections' outgoing queues
+// ---------------------------------------------------------------------------
+
+/// What the server's connections share with publishers (not generic over the
+/// handler).
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) config: ServerConfig,
+    pub(crate) counters: Counters,
+    hub: Mutex<Hub>,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) cancel: CancellationToken,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Hub {
+    registry: Registry<u32, Bytes>,
+    conns: Vec<Option<Arc<ConnShared>>>,
+    free: Vec<u32>,
+    scratch: Vec<u32>,
+    wake: Vec<Waker>,
+}
+
+/// One connection's queue of publications and its control flags, shared with
+/// publishers.
+#[derive(Debug)]
+pub(crate) struct ConnShared {
+    pub(crate) id: ConnectionId,
+    /// Bytes queued and not yet written (publications and responses).
+    pub(crate) unsent: AtomicUsize,
+    pub(crate) queue: Mutex<OutQueue>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct OutQueue {
+    /// Encoded publication frames, shared with every other subscriber.
+    pub(crate) frames: VecDeque<Bytes>,
+    pub(crate) waker: Option<Waker>,
+    /// Stop reading, finish in-flight requests, flush and close.
+    pub(crate) shutdown: bool,
+    /// Close now.
+    pub(crate) abort: bool,
+    /// Publications dropped for this connection.
+    pub(crate) dropped: u64,
+}
+
+impl ConnShared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, OutQueue> {
+        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Core {
+    fn hub(&self) -> MutexGuard<'_, Hub> {
+        self.hub.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a new connection; returns its registry key and shared state.
+    pub(crate) fn register(&self) -> (u32, Arc<ConnShared>) {
+        let id = ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let shared = Arc::new(ConnShared {
+            id,
+            unsent: AtomicUsize::new(0),
+            queue: Mutex::new(OutQueue {
+                shutdown: self.cancel.is_cancelled(),
+                ..OutQueue::default()
+            }),
+        });
+        let mut hub = self.hub();
+        let key = match hub.free.pop() {
+            Some(k) => {
+                hub.conns[k as usize] = Some(shared.clone());
+                k
+            }
+            None => {
+                hub.conns.push(Some(shared.clone()));
+                (hub.conns.len() - 1) as u32
+            }
+        };
+        add(&self.counters.connections, 1);
+        add(&self.counters.connections_total, 1);
+        (key, shared)
+    }
+
+    /// Forgets a closed connection and its subscriptions.
+    pub(crate) fn unregister<'a>(
+        &self,
+        key: u32,
+        shared: &ConnShared,
+        subscriptions: impl IntoIterator<Item = (SubscriptionKind, &'a [u8])>,
+    ) {
+        let mut hub = self.hub();
+        hub.registry.remove_connection(key, subscriptions);
+        if let Some(slot) = hub.conns.get_mut(key as usize) {
+            *slot = None;
+            hub.free.push(key);
+        }
+        drop(hub);
+        let unsent = shared.unsent.swap(0, Ordering::Relaxed);
+        self.counters.queued_bytes.fetch_sub(unsent as u64, Ordering::Relaxed);
+        self.counters.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Subscribes a connection in the registry and queues the buffered backlog
+    /// to it, atomically with respect to publishing.
+    pub(crate) fn subscribe(&self, key: u32, kind: SubscriptionKind, topic: &[u8]) {
+        let mut guard = self.hub();
+        let hub = &mut *guard;
+        if !hub.registry.subscribe(key, kind, topic) {
+            return;
+        }
+        let backlog = hub.registry.backlog(kind, topic);
+        if let Some(Some(conn)) = hub.conns.get(key as usize) {
+            for frame in backlog {
+                self.deliver(conn, frame, &mut hub.wake);
+            }
+        }
+        let wake = std::mem::take(&mut hub.wake);
+        drop(guard);
+        wake_all(wake, self);
+    }
+
+    /// Drops a connection's subscriptions made with `topic` from the registry.
+    pub(crate) fn unsubscribe(&self, key: u32, topic: &[u8]) {
+        let mut hub = self.hub();
+        hub.registry.unsubscribe(key, SubscriptionKind::Exact, topic);
+        hub.registry.unsubscribe(key, SubscriptionKind::Pattern, topic);
+    }
+
+    fn publish(&self, topic: &[u8], frame: Bytes) -> usize {
+        let mut guard = self.hub();
+        let hub = &mut *guard;
+        let mut subscribers = std::mem::take(&mut hub.scratch);
+        subscribers.clear();
+        hub.registry.publish(topic, &frame, &mut subscribers);
+        let mut delivered = 0;
+        for &key in &subscribers {
+            if let Some(Some(conn)) = hub.conns.get(key as usize) {
+                delivered += usize::from(self.deliver(conn, frame.clone(), &mut hub.wake));
+            }
+        }
+        hub.scratch = subscribers;
+        let wake = std::mem::take(&mut hub.wake);
+        drop(guard);
+        add(&self.counters.publications, 1);
+        add(&self.counters.delivered, delivered as u64);
+        wake_all(wake, self);
+        delivered
+    }
+
+    /// Queues one publication frame to a connection, applying the slow-consumer
+    /// policy. Returns whether it was queued.
+    fn deliver(&self, conn: &ConnShared, frame: Bytes, wake: &mut Vec<Waker>) -> bool {
+        let len = frame.len();
+        let unsent = conn.unsent.load(Ordering::Relaxed);
+        let mut queue = conn.lock();
+        if queue.abort {
+            return false;
+        }
+        if unsent + len > self.config.max_queued_bytes {
+            add(&self.counters.dropped, 1);
+            queue.dropped += 1;
+            if self.config.slow_consumer == SlowConsumer::Disconnect {
+                queue.abort = true;
+                add(&self.counters.slow_disconnected, 1);
+                tracing::warn!(connection = %conn.id, "slow consumer disconnected");
+                if let Some(w) = queue.waker.take() {
+                    wake.push(w);
+                }
+            } else if queue.dropped.is_power_of_two() {
+                tracing::debug!(connection = %conn.id, dropped = queue.dropped, "publication dropped for slow consumer");
+            }
+            return false;
+        }
+        conn.unsent.fetch_add(len, Ordering::Relaxed);
+        add(&self.counters.queued_bytes, len as u64);
+        queue.frames.push_back(frame);
+        if let Some(w) = queue.waker.take() {
+            wake.push(w);
+        }
+        true
+    }
+
+    /// Sets a flag on every connection and wakes it.
+    fn signal_all(&self, f: impl Fn(&mut OutQueue)) {
+        let hub = self.hub();
+        let mut wake = Vec::new();
+        for conn in hub.conns.iter().flatten() {
+            let mut q = conn.lock();
+            f(&mut q);
+            if let Some(w) = q.waker.take() {
+                wake.push(w);
+            }
+        }
+        drop(hub);
+        wake.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// Wakes the collected wakers, then gives the spare vector back to the hub.
+fn wake_all(mut wake: Vec<Waker>, core: &Core) {
+    if wake.is_empty() {
+        return;
+    }
+    wake.drain(..).for_each(Waker::wake);
+    let mut hub = core.hub();
+    if hub.wake.capacity() < wake.capacity() {
+        hub.wake = wake;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Publisher
+// ---------------------------------------------------------------------------
+
+/// Publishes from anywhere: cheap to clone, `Send + Sync`, independent of the
+/// handler type. See [`Server::publisher`].
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    core: Arc<Core>,
+}
+
+impl Publisher {
+    /// Publishes `values` on `topic` to every connection subscribed to it (once
+    /// per connection, however many of its subscriptions match) and keeps it if
+    /// the topic is buffered. Returns how many connections it was queued to.
+    ///
+    /// The frame is encoded once and shared by every subscriber; the cost grows
+    /// with the matching subscriptions, not with the number of connections.
+    ///
+    /// # Errors
+    /// [`microsocket_core::EncodeError`] for more than 254 values or a value
+    /// over 4 GiB.
+    pub fn publish<I>(&self, topic: impl AsRef<[u8]>, values: I) -> Result<usize, microsocket_core::EncodeError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        let topic = topic.as_ref();
+        let values = values.into_iter();
+        let len = microsocket_core::frame::encoded_len(values.clone())? + 4 + topic.len();
+        let mut buf = BytesMut::with_capacity(len);
+        encode_publication(topic, values, &mut Sink(&mut buf))?;
+        Ok(self.core.publish(topic, buf.freeze()))
+    }
+
+    /// Keeps the last `depth` publications of every topic equal to `selector`, or
+    /// matching it when it is a pattern, and replays them (oldest first) to each
+    /// new subscriber before any live publication. `depth` 0 stops buffering.
+    ///
+    /// # Errors
+    /// [`PatternError`] if `selector` is not a well-formed topic or pattern.
+    pub fn set_buffer(&self, selector: impl AsRef<[u8]>, depth: usize) -> Result<(), PatternError> {
+        self.core.hub().registry.set_buffer(selector.as_ref(), depth)
+    }
+
+    /// Whether any connection subscribes to a topic matching `topic`.
+    #[must_use]
+    pub fn has_subscribers(&self, topic: impl AsRef<[u8]>) -> bool {
+        self.core.hub().registry.has_subscribers(topic.as_ref())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------
+
+/// A microsocket server: a handler, any number of listeners, a publish hub.
+///
+/// Cheap to clone (all clones are the same server). Listening spawns tasks on
+/// the current Tokio runtime; [`Server::shutdown`] stops them all gracefully.
+#[derive(Debug)]
+pub struct Server<H> {
+    handler: Arc<H>,
+    core: Arc<Core>,
+}
+
+impl<H> Clone for Server<H> {
+    fn clone(&self) -> Self {
+        Self {
+            handler: self.handler.clone(),
+            core: self.core.clone(),
+        }
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// A server with default limits.
+    pub fn new(handler: H) -> Self {
+        Self::with_config(handler, ServerConfig::default())
+    }
+
+    /// A server with these limits.
+    pub fn with_config(handler: H, config: ServerConfig) -> Self {
+        Self {
+            handler: Arc::new(handler),
+            core: Arc::new(Core {
+                config,
+                counters: Counters::default(),
+                hub: Mutex::new(Hub::default()),
+                tracker: TaskTracker::new(),
+                cancel: CancellationToken::new(),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The server's settings.
+    #[must_use]
+    pub fn config(&self) -> &ServerConfig {
+        &self.core.config
+    }
+
+    /// The handler.
+    #[must_use]
+    pub fn handler(&self) -> &Arc<H> {
+        &self.handler
+    }
+
+    /// A handle to publish with.
+    #[must_use]
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            core: self.core.clone(),
+        }
+    }
+
+    /// Publishes (see [`Publisher::publish`]).
+    ///
+    /// # Errors
+    /// As [`Publisher::publish`].
+    pub fn publish<I>(&self, topic: impl AsRef<[u8]>, values: I) -> Result<usize, microsocket_core::EncodeError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        self.publisher().publish(topic, values)
+    }
+
+    /// Buffers a topic or pattern of topics (see [`Publisher::set_buffer`]).
+    ///
+    /// # Errors
+    /// As [`Publisher::set_buffer`].
+    pub fn set_buffer(&self, selector: impl AsRef<[u8]>, depth: usize) -> Result<(), PatternError> {
+        self.publisher().set_buffer(selector, depth)
+    }
+
+    /// The counters now.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.core.counters.snapshot()
+    }
+
+    /// Listens on a UNIX socket path: refuses to start if a live server listens
+    /// there, replaces a stale socket file, sets the file's mode
+    /// ([`ServerConfig::socket_mode`]) and removes the file when the server shuts
+    /// down.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::AddrInUse`] if a server listens on `path`,
+    /// [`io::ErrorKind::AlreadyExists`] if `path` is not a socket, or any error
+    /// binding it.
+    pub fn listen_unix(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        let (listener, guard) = microsocket_std::socket::bind_unix(path, self.core.config.socket_mode)?;
+        listener.set_nonblocking(true)?;
+        let listener = UnixListener::from_std(listener)?;
+        tracing::info!(path = %guard.path().display(), "microsocket server listening");
+        self.spawn_accept(Accept::Unix(listener), Some(guard));
+        Ok(())
+    }
+
+    /// Listens on a Linux abstract socket name (no file; any local process in the
+    /// network namespace may connect: check [`crate::RequestContext::peer`]).
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::AddrInUse`] if the name is taken.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub fn listen_abstract(&self, name: impl AsRef<[u8]>) -> io::Result<()> {
+        let listener = microsocket_std::socket::bind_abstract(name.as_ref())?;
+        listener.set_nonblocking(true)?;
+        self.serve_unix_listener(UnixListener::from_std(listener)?);
+        Ok(())
+    }
+
+    /// Listens on TCP; returns the bound address (useful with port 0).
+    ///
+    /// # Errors
+    /// Any error binding the address.
+    pub async fn listen_tcp(&self, addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        self.serve_tcp_listener(listener);
+        Ok(local)
+    }
+
+    /// Serves connections from a UNIX listener the caller opened (systemd socket
+    /// activation, say). The caller keeps charge of any socket file.
+    pub fn serve_unix_listener(&self, listener: UnixListener) {
+        self.spawn_accept(Accept::Unix(listener), None);
+    }
+
+    /// Serves connections from a TCP listener the caller opened.
+    pub fn serve_tcp_listener(&self, listener: TcpListener) {
+        self.spawn_accept(Accept::Tcp(listener), None);
+    }
+
+    /// Serves one connection over any stream (an in-process
+    /// `tokio::io::duplex`, one end of a `UnixStream::pair`, a pipe), without
+    /// peer credentials. Returns its id, or `None` if the server is shutting
+    /// down or full.
+    pub fn serve_stream<S>(&self, stream: S) -> Option<ConnectionId>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        self.spawn_connection(stream, None)
+    }
+
+    /// A client connected to this server in-process over a socket pair (no
+    /// socket file). Its requests carry this process's credentials.
+    ///
+    /// # Errors
+    /// If the socket pair cannot be made, or [`io::ErrorKind::ConnectionRefused`]
+    /// if the server is shutting down or full.
+    pub fn connect_in_process(&self) -> io::Result<Client> {
+        let (ours, theirs) = tokio::net::UnixStream::pair()?;
+        let peer = peer_credentials(&ours);
+        self.spawn_connection(ours, peer)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::ConnectionRefused, "server is shutting down or full"))?;
+        Ok(Client::new(theirs))
+    }
+
+    fn spawn_connection<S>(&self, stream: S, peer: Option<PeerCredentials>) -> Option<ConnectionId>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if self.core.cancel.is_cancelled() {
+            return None;
+        }
+        let open = self.core.counters.connections.load(Ordering::Relaxed);
+        if open >= self.core.config.max_connections as u64 {
+            add(&self.core.counters.connections_refused, 1);
+            tracing::warn!(open, "connection refused: too many connections");
+            return None;
+        }
+        let (key, shared) = self.core.register();
+        let id = shared.id;
+        let handler = self.handler.clone();
+        let core = self.core.clone();
+        self.core
+            .tracker
+            .spawn(conn::serve(stream, handler, core, key, shared, peer));
+        Some(id)
+    }
+
+    fn spawn_accept(&self, listener: Accept, guard: Option<microsocket_std::socket::SocketFileGuard>) {
+        let server = self.clone();
+        self.core.tracker.spawn(async move {
+            let cancel = server.core.cancel.clone();
+            let mut cancelled = pin!(cancel.cancelled());
+            loop {
+                let accepted = std::future::poll_fn(|cx| {
+                    if cancelled.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(None);
+                    }
+                    listener.poll_accept(cx).map(Some)
+                })
+                .await;
+                match accepted {
+                    None => break,
+                    Some(Ok(Accepted::Unix(stream))) => {
+                        let peer = peer_credentials(&stream);
+                        server.spawn_connection(stream, peer);
+                    }
+                    Some(Ok(Accepted::Tcp(stream))) => {
+                        let _ = stream.set_nodelay(true);
+                        server.spawn_connection(stream, None);
+                    }
+                    Some(Err(e)) => {
+                        // Out of file descriptors and the like: back off briefly
+                        // rather than spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            drop(listener);
+            if let Some(guard) = guard {
+                tracing::info!(path = %guard.path().display(), "microsocket server stopped listening");
+                drop(guard);
+            }
+        });
+    }
+
+    /// Shuts down gracefully: stops accepting, stops reading requests, lets
+    /// requests in flight finish within [`ServerConfig::shutdown_timeout`] (then
+    /// drops them), flushes what is queued, closes every connection and removes
+    /// the socket files. Publications made meanwhile still reach open
+    /// connections.
+    pub async fn shutdown(&self) {
+        self.core.cancel.cancel();
+        self.core.signal_all(|q| q.shutdown = true);
+        self.core.tracker.close();
+        let deadline = self.core.config.shutdown_timeout;
+        if tokio::time::timeout(deadline, self.core.tracker.wait()).await.is_err() {
+            tracing::warn!("shutdown deadline passed; closing connections with requests in flight");
+            self.core.signal_all(|q| q.abort = true);
+            self.core.tracker.wait().await;
+        }
+        tracing::info!("microsocket server shut down");
+    }
+
+    /// Whether [`Server::shutdown`] has begun.
+    #[must_use]
+    pub fn is_shutting_down(&self) -> bool {
+        self.core.cancel.is_cancelled()
+    }
+}
+
+fn peer_credentials(stream: &tokio::net::UnixStream) -> Option<PeerCredentials> {
+    stream.peer_cred().ok().map(|c| PeerCredentials {
+        pid: c.pid().and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+        uid: c.uid(),
+        gid: c.gid(),
+    })
+}
+
+enum Accept {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+enum Accepted {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+impl Accept {
+    fn poll_accept(&self, cx: &mut std::task::Context<'_>) -> Poll<io::Result<Accepted>> {
+        match self {
+            Self::Unix(l) => l.poll_accept(cx).map_ok(|(s, _)| Accepted::Unix(s)),
+            Self::Tcp(l) => l.poll_accept(cx).map_ok(|(s, _)| Accepted::Tcp(s)),
+        }
+    }
+}
