@@ -926,12 +926,8 @@ enum Ended {
     Lost(io::Error),
 }
 
-async fn drive<S>(
-    shared: Arc<Shared>,
-    stream: S,
-    connector: Option<Connector<S>>,
-    reconnect: Option<ReconnectPolicy>,
-) where
+async fn drive<S>(shared: Arc<Shared>, stream: S, connector: Option<Connector<S>>, reconnect: Option<ReconnectPolicy>)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut stream = Some(stream);
@@ -1053,7 +1049,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             let mut progress = false;
             if self.out.is_empty() {
                 let mut st = shared.lock();
-                if st.closing {
+                // Once closing, write what is queued (a last `-`, say), then stop.
+                if st.closing && st.wbuf.is_empty() && !self.flush {
                     return Poll::Ready(Ended::Closed);
                 }
                 if st.wbuf.is_empty() {

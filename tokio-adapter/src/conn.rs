@@ -18,7 +18,9 @@ use microsocket_core::{ServerEvent, ServerLimits, ServerProtocol};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
-use crate::handler::{Failure, Handler, PeerCredentials, Reply, ReplyValues, Request, RequestContext, SubscriptionChange};
+use crate::handler::{
+    Failure, Handler, PeerCredentials, Reply, ReplyValues, Request, RequestContext, SubscriptionChange,
+};
 use crate::server::{add, ConnShared, Core, SERVER_MAX_SUBSCRIPTIONS, SERVER_MAX_SUBSCRIPTION_BYTES};
 use crate::values::{decode_frozen, Sink, Values};
 
@@ -136,7 +138,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             {
                 let mut queue = self.shared.lock();
                 if queue.abort {
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "closed by server")));
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "closed by server",
+                    )));
                 }
                 if queue.shutdown && self.reading {
                     self.reading = false;
@@ -309,7 +314,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                             if allowed {
                                 tracing::debug!(topic = %String::from_utf8_lossy(topic), ?kind, "subscribed");
                                 self.core.subscribe(self.key, kind, topic);
-                                handler.subscription_changed(&self.context, SubscriptionChange::Subscribed { kind, topic });
+                                handler.subscription_changed(
+                                    &self.context,
+                                    SubscriptionChange::Subscribed { kind, topic },
+                                );
                             } else {
                                 tracing::info!(topic = %String::from_utf8_lossy(topic), ?kind, "subscription refused");
                                 self.protocol.remove_subscription(kind, topic);

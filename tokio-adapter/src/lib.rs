@@ -14,12 +14,12 @@ pub use client::{
     MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
 };
 pub use error::Error;
-pub use microsocket_core::SubscriptionKind;
-pub use values::{Iter, Publication, Values};
 pub use handler::{
     handler_fn, ConnectionId, Failure, FnHandler, Handler, PeerCredentials, Reply, Request, RequestContext,
     SubscriptionChange,
 };
+pub use microsocket_core::SubscriptionKind;
 pub use server::{
     Publisher, Server, ServerConfig, SlowConsumer, Stats, SERVER_MAX_SUBSCRIPTIONS, SERVER_MAX_SUBSCRIPTION_BYTES,
 };
+pub use values::{Iter, Publication, Values};
