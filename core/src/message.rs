@@ -73,6 +73,7 @@ pub enum Message<'a> {
 impl<'a> Message<'a> {
     /// Reads a frame as a message.
     #[must_use]
+    #[inline]
     pub fn parse(frame: &Frame<'a>) -> Self {
         let Some(sigil) = frame.sigil() else {
             return Self::Unknown {

@@ -1,12 +1,13 @@
 //! The streaming decoder.
 //!
-//! nom's streaming parsers read the header and each length prefix and take each
-//! argument's bytes, so truncated input is `Incomplete` rather than an error. The
+//! A header or length prefix that is whole in the input is read directly from the
+//! slice (the hot path: a few instructions per argument); a partial one goes to
+//! nom's streaming parsers, so truncated input is `Incomplete` rather than an
+//! error. An argument's bytes are checked to be all there, never copied. The
 //! decoder keeps how far it walked the current frame ([`State::Args`]), so when more
 //! bytes arrive it resumes at the first argument it has not seen whole: a frame
 //! arriving byte by byte is still walked once.
 
-use nom::bytes::streaming::take;
 use nom::number::streaming::{be_u32, u8 as byte};
 use nom::Parser;
 
@@ -129,9 +130,12 @@ impl Decoder {
                 args_left,
                 walked,
             } => (sigil, argc, args_left, walked),
-            State::Header => match (byte::<_, ()>, byte).parse(input) {
-                Ok((_, (sigil, argc))) => (sigil, argc, argc, HEADER_LEN),
-                Err(_) => return Decoded::NeedMore,
+            State::Header => match input.first_chunk::<HEADER_LEN>() {
+                Some(&[sigil, argc]) => (sigil, argc, argc, HEADER_LEN),
+                None => match (byte::<_, ()>, byte).parse(input) {
+                    Ok((_, (sigil, argc))) => (sigil, argc, argc, HEADER_LEN),
+                    Err(_) => return Decoded::NeedMore,
+                },
             },
         };
         while args_left > 0 {
@@ -141,7 +145,13 @@ impl Decoder {
                 return self.oversized(input, sigil, walked, 0, args_left, walked);
             }
             let rest = input.get(walked..).unwrap_or_default();
-            let Ok((body, len)) = be_u32::<_, ()>(rest) else {
+            // The hot path: a whole length prefix is there (nom's generic `be_u32`
+            // assembles it byte by byte, several times slower).
+            let parsed = match rest.split_first_chunk::<LENGTH_PREFIX_LEN>() {
+                Some((prefix, body)) => Ok((body, u32::from_be_bytes(*prefix))),
+                None => be_u32::<_, ()>(rest),
+            };
+            let Ok((body, len)) = parsed else {
                 self.state = State::Args {
                     sigil,
                     argc,
@@ -154,7 +164,9 @@ impl Decoder {
             if end > self.max_frame as u64 {
                 return self.oversized(input, sigil, walked, len, args_left - 1, walked + LENGTH_PREFIX_LEN);
             }
-            if take::<_, _, ()>(len).parse(body).is_err() {
+            // Whether the argument's bytes are all there (what nom's `take(len)`
+            // checks, without building the slice).
+            if (body.len() as u64) < u64::from(len) {
                 self.state = State::Args {
                     sigil,
                     argc,

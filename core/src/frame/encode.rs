@@ -17,10 +17,12 @@ pub trait FrameSink {
 }
 
 impl<const N: usize> FrameSink for heapless::Vec<u8, N> {
+    #[inline]
     fn available(&self) -> usize {
         N - self.len()
     }
 
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         // The encoder checked `available` first, so this cannot fail.
         let _ = self.extend_from_slice(bytes);
@@ -29,10 +31,12 @@ impl<const N: usize> FrameSink for heapless::Vec<u8, N> {
 
 #[cfg(feature = "alloc")]
 impl FrameSink for alloc::vec::Vec<u8> {
+    #[inline]
     fn available(&self) -> usize {
         usize::MAX - self.len()
     }
 
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
     }
@@ -72,10 +76,12 @@ impl<'a> SliceSink<'a> {
 }
 
 impl FrameSink for SliceSink<'_> {
+    #[inline]
     fn available(&self) -> usize {
         self.buf.len() - self.len
     }
 
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         let end = self.len + bytes.len();
         self.buf[self.len..end].copy_from_slice(bytes);

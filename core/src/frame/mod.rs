@@ -165,6 +165,7 @@ impl<'a> Args<'a> {
     }
 
     /// Takes the next argument, returning it and the rest.
+    #[inline]
     pub(crate) fn split_first(mut self) -> Option<(&'a [u8], Self)> {
         let first = self.next()?;
         Some((first, self))
@@ -174,6 +175,7 @@ impl<'a> Args<'a> {
 impl<'a> Iterator for Args<'a> {
     type Item = &'a [u8];
 
+    #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
         if self.remaining == 0 {
             return None;
