@@ -128,13 +128,6 @@ struct Reader {
 }
 
 #[derive(Debug)]
-enum Slot {
-    Free,
-    Waiting(RequestId),
-    Done(RequestId, Result<Vec<Bytes>>),
-}
-
-#[derive(Debug)]
 struct SubQueue {
     items: VecDeque<Item>,
     /// Publications dropped since the last item queued.
@@ -174,7 +167,10 @@ struct SubShared {
 #[derive(Debug)]
 struct State {
     protocol: Protocol,
-    slots: Vec<Slot>,
+    /// The request waiting in each slot. The core frees a slot as soon as its
+    /// answer arrives, so answers wait in `done`, keyed by id, not in the slot.
+    slots: Vec<Option<RequestId>>,
+    done: HashMap<RequestId, Result<Vec<Bytes>>>,
     /// Someone leads (reads the socket).
     reading: bool,
     closed: bool,
@@ -233,8 +229,7 @@ impl Client {
         let stream = stream.into();
         stream.set_write_timeout(config.request_timeout)?;
         stream.set_read_timeout(None)?;
-        let mut slots = Vec::with_capacity(MAX_IN_FLIGHT);
-        slots.resize_with(MAX_IN_FLIGHT, || Slot::Free);
+        let slots = vec![None; MAX_IN_FLIGHT];
         let reader = Reader {
             buf: RxBuf::new(64 << 10, config.max_frame),
             decoder: Decoder::new(config.max_frame),
@@ -246,6 +241,7 @@ impl Client {
                 state: Mutex::new(State {
                     protocol: Protocol::new(),
                     slots,
+                    done: HashMap::new(),
                     reading: false,
                     closed: false,
                     idle: Vec::new(),
@@ -379,7 +375,7 @@ impl Client {
                 return Err(e.into());
             }
         };
-        st.slots[usize::from(barrier.slot())] = Slot::Waiting(barrier);
+        st.slots[usize::from(barrier.slot())] = Some(barrier);
         drop(st);
         inner.write_locked(&mut tx)?;
         drop(tx);
@@ -402,7 +398,7 @@ impl Client {
         }
         tx.clear();
         let id = st.protocol.request(command, args, &mut *tx)?;
-        st.slots[usize::from(id.slot())] = Slot::Waiting(id);
+        st.slots[usize::from(id.slot())] = Some(id);
         drop(st);
         inner.write_locked(&mut tx)?;
         Ok(id)
@@ -410,34 +406,25 @@ impl Client {
 
     fn wait_response(&self, id: RequestId, deadline: Option<Instant>) -> Result<Vec<Bytes>> {
         let slot = usize::from(id.slot());
-        let outcome = self
-            .inner
-            .wait(WaitKey::Slot(id.slot()), deadline, false, |st| match std::mem::replace(
-                &mut st.slots[slot],
-                Slot::Free,
-            ) {
-                Slot::Done(got, result) if got == id => Some(result),
-                Slot::Waiting(got) if got == id && st.closed => Some(Err(Error::Closed)),
-                other => {
-                    st.slots[slot] = other;
-                    None
-                }
-            });
+        let outcome = self.inner.wait(WaitKey::Slot(id.slot()), deadline, false, |st| {
+            match st.done.remove(&id) {
+                Some(result) => Some(result),
+                None if st.closed => Some(Err(Error::Closed)),
+                None => None,
+            }
+        });
         match outcome {
             Some(result) => result,
             None => {
                 let mut st = self.inner.lock_state();
-                match std::mem::replace(&mut st.slots[slot], Slot::Free) {
-                    Slot::Done(got, result) if got == id => result,
-                    other => {
-                        if matches!(other, Slot::Waiting(got) if got == id) {
-                            st.protocol.cancel(id);
-                        } else {
-                            st.slots[slot] = other;
-                        }
-                        Err(Error::TimedOut)
-                    }
+                if let Some(result) = st.done.remove(&id) {
+                    return result;
                 }
+                if st.slots[slot] == Some(id) {
+                    st.slots[slot] = None;
+                    st.protocol.cancel(id);
+                }
+                Err(if st.closed { Error::Closed } else { Error::TimedOut })
             }
         }
     }
@@ -477,10 +464,11 @@ impl Inner {
         }
         st.closed = true;
         st.protocol.handle_eof();
-        for (slot, cv) in st.slots.iter_mut().zip(self.slot_cvs.iter()) {
-            if let Slot::Waiting(id) = *slot {
-                *slot = Slot::Done(id, Err(Error::Closed));
-                cv.notify_one();
+        let State { slots, done, .. } = st;
+        for (slot, cv) in slots.iter_mut().zip(self.slot_cvs.iter()) {
+            if let Some(id) = slot.take() {
+                done.insert(id, Err(Error::Closed));
+                cv.notify_all();
             }
         }
         for list in st.handles.values() {
@@ -492,7 +480,7 @@ impl Inner {
 
     fn notify(&self, key: &WaitKey) {
         match key {
-            WaitKey::Slot(s) => self.slot_cvs[usize::from(*s)].notify_one(),
+            WaitKey::Slot(s) => self.slot_cvs[usize::from(*s)].notify_all(),
             WaitKey::Sub(h) => h.cv.notify_all(),
         }
     }
@@ -622,6 +610,7 @@ impl Inner {
             let State {
                 protocol,
                 slots,
+                done,
                 handles,
                 queues,
                 ..
@@ -636,16 +625,16 @@ impl Inner {
                 None => {}
                 Some(ClientEvent::Response { id, values }) => {
                     let values = values.map(Bytes::copy_from_slice).collect();
-                    self.complete(slots, id, Ok(values));
+                    self.complete(slots, done, id, Ok(values));
                 }
                 Some(ClientEvent::Failure { id, message, details }) => {
                     let error = Error::Failed {
                         message: Bytes::copy_from_slice(message),
                         details: details.map(Bytes::copy_from_slice).collect(),
                     };
-                    self.complete(slots, id, Err(error));
+                    self.complete(slots, done, id, Err(error));
                 }
-                Some(ClientEvent::ResponseTooLarge { id }) => self.complete(slots, id, Err(Error::FrameTooLarge)),
+                Some(ClientEvent::ResponseTooLarge { id }) => self.complete(slots, done, id, Err(Error::FrameTooLarge)),
                 Some(ClientEvent::Publication {
                     topic,
                     values,
@@ -677,12 +666,19 @@ impl Inner {
         }
     }
 
-    fn complete(&self, slots: &mut [Slot], id: RequestId, result: Result<Vec<Bytes>>) {
+    fn complete(
+        &self,
+        slots: &mut [Option<RequestId>],
+        done: &mut HashMap<RequestId, Result<Vec<Bytes>>>,
+        id: RequestId,
+        result: Result<Vec<Bytes>>,
+    ) {
         let i = usize::from(id.slot());
         if let Some(slot) = slots.get_mut(i) {
-            if matches!(slot, Slot::Waiting(got) if *got == id) {
-                *slot = Slot::Done(id, result);
-                self.slot_cvs[i].notify_one();
+            if *slot == Some(id) {
+                *slot = None;
+                done.insert(id, result);
+                self.slot_cvs[i].notify_all();
             }
         }
     }

@@ -291,6 +291,8 @@ struct Out {
     queued: usize,
     /// In the flusher's hands.
     scheduled: bool,
+    /// The reader is handling a batch of frames: answers wait for its end.
+    corked: bool,
     dead: bool,
 }
 
@@ -378,24 +380,31 @@ impl Conn {
         }
     }
 
-    /// Queues an answer and writes what the socket takes now.
+    /// Queues an answer and writes what the socket takes now (unless the reader
+    /// has corked the connection while it handles a batch of frames: then the
+    /// batch's answers leave together when it uncorks).
     fn send_answer(self: &Arc<Self>, out: &mut Out, frame: Vec<u8>) {
         if out.dead || frame.is_empty() {
             return;
         }
-        let mut frame = Bytes::from(frame);
+        if out.corked {
+            out.queued += frame.len();
+            out.responses.push_back(Bytes::from(frame));
+            return;
+        }
         if out.partial.is_none() && out.responses.is_empty() && out.publications.is_empty() {
             // Fast path: straight to the socket.
             match rustix::net::send(&self.stream, &frame, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
                 Ok(n) if n == frame.len() => return,
                 Ok(n) => {
-                    let _ = frame.split_to(n);
-                    out.queued += frame.len();
-                    out.partial = Some(frame);
+                    let mut rest = Bytes::from(frame);
+                    let _ = rest.split_to(n);
+                    out.queued += rest.len();
+                    out.partial = Some(rest);
                 }
                 Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {
                     out.queued += frame.len();
-                    out.responses.push_back(frame);
+                    out.responses.push_back(Bytes::from(frame));
                 }
                 Err(_) => {
                     self.kill_locked(out);
@@ -404,13 +413,19 @@ impl Conn {
             }
         } else {
             out.queued += frame.len();
-            out.responses.push_back(frame);
-            match self.flush_locked(out) {
-                Flushed::Drained | Flushed::Dead => return,
-                Flushed::Blocked => {}
-            }
+            out.responses.push_back(Bytes::from(frame));
+            self.flush_answers(out);
+            return;
         }
         self.schedule_locked(out);
+    }
+
+    /// Writes what the socket takes now; leaves the rest to the flusher.
+    fn flush_answers(self: &Arc<Self>, out: &mut Out) {
+        match self.flush_locked(out) {
+            Flushed::Drained | Flushed::Dead => {}
+            Flushed::Blocked => self.schedule_locked(out),
+        }
     }
 
     fn schedule_locked(self: &Arc<Self>, out: &mut Out) {
@@ -1008,6 +1023,7 @@ impl<H: Handler> Server<H> {
                 publications: VecDeque::new(),
                 queued: 0,
                 scheduled: false,
+                corked: false,
                 dead: false,
             }),
             drained: Condvar::new(),
@@ -1139,6 +1155,7 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
             Err(_) => break,
         };
         rx.commit(n);
+        conn.lock().corked = true;
         loop {
             let (consumed, event) = {
                 let mut out = conn.lock();
@@ -1165,6 +1182,11 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
                 handle_event(conn, handler, event);
             }
             rx.consume(consumed);
+        }
+        let mut out = conn.lock();
+        out.corked = false;
+        if !out.responses.is_empty() || out.partial.is_some() {
+            conn.flush_answers(&mut out);
         }
     }
     // The client stopped sending (or the server is shutting down): let requests

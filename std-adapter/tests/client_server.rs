@@ -250,7 +250,7 @@ fn slow_subscriber_lags_and_others_are_unaffected() {
             }
             n
         });
-        let payload = vec![b'p'; 200];
+        let payload = [b'p'; 200];
         for i in 0..2000 {
             publisher
                 .publish("feed", [i.to_string().as_bytes(), &payload[..]])

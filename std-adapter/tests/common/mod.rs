@@ -20,6 +20,7 @@ use microsocket_std::{
 /// - `BIG n` answers one value of `n` bytes;
 /// - `WHO` answers the peer's pid and uid;
 /// - `PID` answers the server's own pid.
+///
 /// Subscriptions to topics starting `secret` are refused.
 #[derive(Default)]
 pub struct TestHandler {

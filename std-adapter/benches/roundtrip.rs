@@ -1,0 +1,223 @@
+//! Speed of the std adapter beside a floor, in one run.
+//!
+//! ```text
+//! taskset -c 0 cargo bench -p microsocket-std --bench roundtrip
+//! ```
+//!
+//! - `floor`: a minimal hand-written blocking ping-pong over a std `UnixStream`
+//!   pair of threads exchanging the same frames (`(` tag "PING" / `)` tag "PONG");
+//! - `microsocket`: `Client::request("PING")` against a `Server` whose handler
+//!   answers inline, over a UNIX socket file;
+//! - `8 threads`: eight threads sharing one `Client`, requests per second;
+//! - `fan-out`: one publisher, 100 subscribed client connections, deliveries per
+//!   second received by the subscribers.
+//!
+//! Round trips: p50 of each run, median of several runs, alternating floor and
+//! microsocket so both see the same machine state.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use microsocket_core::frame::{encode, Sigil};
+use microsocket_std::{Client, ClientConfig, Error, Request, Responder, Server, ServerConfig};
+
+const ROUND_TRIPS: usize = 20_000;
+const RUNS: usize = 5;
+
+fn frame(sigil: Sigil, args: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode(sigil, args, &mut out).unwrap();
+    out
+}
+
+fn p50(mut samples: Vec<Duration>) -> Duration {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs[xs.len() / 2]
+}
+
+fn floor_run() -> Duration {
+    let (mut client, mut server) = UnixStream::pair().unwrap();
+    let request = frame(Sigil::Request, &[b"\x01", b"PING"]);
+    let response = frame(Sigil::Response, &[b"\x01", b"PONG"]);
+    let (req_len, resp_len) = (request.len(), response.len());
+    let echo = std::thread::spawn(move || {
+        let mut buf = vec![0u8; req_len];
+        while server.read_exact(&mut buf).is_ok() {
+            if server.write_all(&response).is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = vec![0u8; resp_len];
+    let mut samples = Vec::with_capacity(ROUND_TRIPS);
+    for _ in 0..ROUND_TRIPS {
+        let t = Instant::now();
+        client.write_all(&request).unwrap();
+        client.read_exact(&mut buf).unwrap();
+        samples.push(t.elapsed());
+    }
+    drop(client);
+    echo.join().unwrap();
+    p50(samples)
+}
+
+fn ping(request: Request<'_>, responder: Responder) {
+    let _ = match request.command {
+        b"PING" => responder.respond([b"PONG"]),
+        _ => responder.fail("no such command", [b""; 0]),
+    };
+}
+
+fn microsocket_run(path: &std::path::Path) -> Duration {
+    let client = Client::connect_unix(path).unwrap();
+    let mut samples = Vec::with_capacity(ROUND_TRIPS);
+    for _ in 0..ROUND_TRIPS {
+        let t = Instant::now();
+        let v = client.request("PING", [b""; 0]).unwrap();
+        samples.push(t.elapsed());
+        debug_assert_eq!(v[0], "PONG");
+    }
+    p50(samples)
+}
+
+fn threads_run(path: &std::path::Path, threads: usize, each: usize) -> f64 {
+    let client = Client::connect_unix(path).unwrap();
+    let t = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                for _ in 0..each {
+                    client.request("PING", [b""; 0]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    (threads * each) as f64 / t.elapsed().as_secs_f64()
+}
+
+fn fanout_run(path: &std::path::Path, server: &microsocket_std::Publisher, subscribers: usize) -> (f64, f64, u64) {
+    let received = Arc::new(AtomicU64::new(0));
+    let missed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..subscribers {
+        let client = Client::new(
+            UnixStream::connect(path).unwrap(),
+            ClientConfig {
+                subscription_capacity: 1 << 16,
+                ..ClientConfig::default()
+            },
+        )
+        .unwrap();
+        let mut sub = client.subscribe("bench.topic").unwrap();
+        let (received, missed, stop) = (received.clone(), missed.clone(), stop.clone());
+        readers.push(std::thread::spawn(move || {
+            let _client = client;
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match sub.recv_timeout(Duration::from_millis(100)) {
+                    Ok(_) => n += 1,
+                    Err(Error::Lagged { missed: m }) => {
+                        missed.fetch_add(m, Ordering::Relaxed);
+                    }
+                    Err(_) => {}
+                }
+                if n % 1024 == 0 {
+                    received.fetch_add(n, Ordering::Relaxed);
+                    n = 0;
+                }
+            }
+            received.fetch_add(n, Ordering::Relaxed);
+        }));
+    }
+    let dropped_before = server.stats().publications_dropped;
+    let queued_before = server.stats().deliveries;
+    let window = Duration::from_secs(2);
+    let t = Instant::now();
+    let mut published = 0u64;
+    while t.elapsed() < window {
+        for _ in 0..64 {
+            server.publish("bench.topic", [b"payload-16-bytes"]).unwrap();
+            published += 1;
+        }
+        // Keep the publisher from outrunning delivery forever: wait while far ahead.
+        while server.stats().deliveries - queued_before > received.load(Ordering::Relaxed) + 200_000
+            && t.elapsed() < window
+        {
+            std::thread::yield_now();
+        }
+    }
+    let elapsed = t.elapsed().as_secs_f64();
+    let got = received.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    let dropped = server.stats().publications_dropped - dropped_before + missed.load(Ordering::Relaxed);
+    let _ = published;
+    (
+        got as f64 / elapsed,
+        (server.stats().deliveries - queued_before) as f64 / elapsed,
+        dropped,
+    )
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("roundtrip: benchmark");
+        return;
+    }
+    let quick = std::env::args().any(|a| a == "--test");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.sock");
+    let server = Server::bind_unix(&path, ping, ServerConfig::default())
+        .unwrap()
+        .spawn()
+        .unwrap();
+    if quick {
+        // `cargo test --benches`: one short pass to prove the bench runs.
+        let client = Client::connect_unix(&path).unwrap();
+        assert_eq!(client.request("PING", [b""; 0]).unwrap(), ["PONG"]);
+        return;
+    }
+
+    let mut floors = Vec::new();
+    let mut ours = Vec::new();
+    for _ in 0..RUNS {
+        floors.push(floor_run().as_secs_f64() * 1e6);
+        ours.push(microsocket_run(&path).as_secs_f64() * 1e6);
+    }
+    let (floor, mine) = (median(floors.clone()), median(ours.clone()));
+    println!("round trip p50 (median of {RUNS} runs of {ROUND_TRIPS}):");
+    println!("  floor (std UnixStream ping-pong)   {floor:8.2} us   runs {floors:.2?}");
+    println!("  microsocket Client/Server          {mine:8.2} us   runs {ours:.2?}");
+    println!(
+        "  ratio                              {:8.3}x  (target <= 1.15x)",
+        mine / floor
+    );
+
+    let rates: Vec<f64> = (0..3).map(|_| threads_run(&path, 8, 20_000)).collect();
+    println!(
+        "8 threads sharing one client:        {:8.0} requests/s (median of 3; target >= 300000)",
+        median(rates)
+    );
+
+    let publisher = server.publisher();
+    let (received, queued, dropped) = fanout_run(&path, &publisher, 100);
+    println!(
+        "publish to 100 subscribers:          {received:8.0} deliveries/s received ({queued:.0}/s queued, {dropped} dropped; target >= 5000000)"
+    );
+    drop(server);
+}
