@@ -60,6 +60,7 @@ enum Command {
 }
 
 fn contenders() -> Vec<Box<dyn Contender>> {
+    #[cfg_attr(not(feature = "zmq"), allow(unused_mut))]
     let mut all: Vec<Box<dyn Contender>> = vec![
         Box::new(floor_std::FloorStd),
         Box::new(floor_tokio::FloorTokio),
@@ -161,7 +162,7 @@ fn main() -> Result<()> {
         }
         for repeat in 0..repeats {
             // Interleave contenders so drift on a shared machine hits all alike.
-            for index in 0..names.len() {
+            for (index, name) in names.iter().enumerate() {
                 let w = workload.clone();
                 let pinned = w.pinned();
                 let outcome = on_thread(pinned, move || {
@@ -170,16 +171,16 @@ fn main() -> Result<()> {
                 });
                 match outcome {
                     Ok(Some(m)) => {
-                        eprintln!("{} #{repeat} {}: {}", workload.key(), names[index], m);
+                        eprintln!("{} #{repeat} {name}: {m}", workload.key());
                         results
                             .entry(workload.key())
                             .or_default()
-                            .entry(names[index])
+                            .entry(*name)
                             .or_default()
                             .push(m);
                     }
                     Ok(None) => {}
-                    Err(e) => eprintln!("{} #{repeat} {}: FAILED: {e}", workload.key(), names[index]),
+                    Err(e) => eprintln!("{} #{repeat} {name}: FAILED: {e}", workload.key()),
                 }
             }
         }

@@ -1,1 +1,299 @@
-fn main() {}
+//! `microsocket`: serve a local message bus, send requests, subscribe, publish and
+//! benchmark, from the shell.
+//!
+//! Exit codes: 0 success; 1 the server failed the request (its message on
+//! stderr); 2 no server, a connection error, or bad usage.
+
+mod bus;
+mod connect;
+mod demo;
+mod loadgen;
+mod output;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use microsocket_tokio::Error;
+
+use crate::connect::{connect, parse_address};
+
+#[derive(Parser)]
+#[command(
+    name = "microsocket",
+    version,
+    about = "Local request/response and publish/subscribe over one socket"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a ready-made message bus until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Send one request and print each value of the response on its own line.
+    Request(RequestArgs),
+    /// Print one line per publication: the topic, then each value, TAB-separated.
+    Subscribe(SubscribeArgs),
+    /// Publish values on a topic through the server's PUBLISH command; prints how
+    /// many connections it reached.
+    Publish(PublishArgs),
+    /// Measure request/response latency and throughput, and pub/sub fan-out.
+    Bench(BenchArgs),
+    /// Start a server inside this process and show what microsocket does.
+    Demo,
+}
+
+/// Arguments of `serve`.
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// UNIX socket path to listen on (`@name` for a Linux abstract name).
+    pub(crate) socket: String,
+    /// Also listen on TCP (`host:port` or `tcp://host:port`).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) tcp: Option<String>,
+    /// Keep the last N publications of topics matching TOPIC_OR_PATTERN for new
+    /// subscribers (repeatable).
+    #[arg(long, value_name = "TOPIC_OR_PATTERN=N")]
+    pub(crate) buffer: Vec<String>,
+    /// Log connections, requests and subscriptions to stderr.
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
+}
+
+#[derive(Args)]
+struct RequestArgs {
+    /// Server address: a UNIX socket path, `@name`, or `tcp://host:port`.
+    socket: String,
+    /// The command.
+    command: String,
+    /// Its arguments.
+    args: Vec<String>,
+    /// Print values as hex.
+    #[arg(long)]
+    hex: bool,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 25.0)]
+    timeout: f64,
+}
+
+#[derive(Args)]
+struct SubscribeArgs {
+    /// Server address.
+    socket: String,
+    /// Topics to subscribe to.
+    topics: Vec<String>,
+    /// Patterns to subscribe to (`*` one token, final `>` one or more; repeatable).
+    #[arg(long = "pattern", value_name = "P")]
+    patterns: Vec<String>,
+    /// Exit 0 after this many publications.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Print values as hex.
+    #[arg(long)]
+    hex: bool,
+}
+
+#[derive(Args)]
+struct PublishArgs {
+    /// Server address.
+    socket: String,
+    /// The topic.
+    topic: String,
+    /// The values.
+    args: Vec<String>,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 25.0)]
+    timeout: f64,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Server address (a `microsocket serve`, or any server with ECHO and PUBLISH).
+    socket: String,
+    /// Connections for the request phase.
+    #[arg(long, short = 'c', default_value_t = 4)]
+    connections: usize,
+    /// Requests in flight on each connection.
+    #[arg(long, short = 'k', default_value_t = 16)]
+    in_flight: usize,
+    /// Seconds each phase runs.
+    #[arg(long, short = 'd', default_value_t = 5.0)]
+    duration: f64,
+    /// Payload bytes per request and publication.
+    #[arg(long, short = 'p', default_value_t = 16)]
+    payload: usize,
+    /// Subscribers for the fan-out phase (0 skips it).
+    #[arg(long, short = 'n', default_value_t = 10)]
+    subscribers: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Exit code for a failed request.
+const EXIT_FAILED: u8 = 1;
+/// Exit code for connection errors and bad usage.
+const EXIT_ERROR: u8 = 2;
+
+fn timeout(seconds: f64) -> Option<Duration> {
+    (seconds > 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("microsocket: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    runtime.block_on(async move {
+        let outcome = match cli.command {
+            Command::Serve(args) => bus::serve(args).await,
+            Command::Request(args) => request(args).await,
+            Command::Subscribe(args) => subscribe(args).await,
+            Command::Publish(args) => publish(args).await,
+            Command::Bench(args) => bench(args).await,
+            Command::Demo => demo::run().await,
+        };
+        match outcome {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("microsocket: {e:#}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        }
+    })
+}
+
+/// Prints a server failure and returns exit code 1, or passes other errors on.
+fn failure(e: Error) -> Result<ExitCode> {
+    match e {
+        Error::Failed { message, details } => {
+            let mut err = std::io::stderr().lock();
+            err.write_all(&message)?;
+            for d in details {
+                err.write_all(b"\t")?;
+                err.write_all(&d)?;
+            }
+            err.write_all(b"\n")?;
+            Ok(ExitCode::from(EXIT_FAILED))
+        }
+        other => Err(other.into()),
+    }
+}
+
+async fn request(args: RequestArgs) -> Result<ExitCode> {
+    let address = parse_address(&args.socket)?;
+    let client = connect(&address, timeout(args.timeout)).await?;
+    match client.request(&args.command, &args.args).await {
+        Ok(values) => {
+            let mut out = std::io::stdout().lock();
+            output::write_lines(&mut out, values.iter_slices(), args.hex)?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => failure(e),
+    }
+}
+
+async fn publish(args: PublishArgs) -> Result<ExitCode> {
+    let address = parse_address(&args.socket)?;
+    let client = connect(&address, timeout(args.timeout)).await?;
+    let request_args: Vec<&str> = std::iter::once(args.topic.as_str())
+        .chain(args.args.iter().map(String::as_str))
+        .collect();
+    match client.request("PUBLISH", &request_args).await {
+        Ok(values) => {
+            let mut out = std::io::stdout().lock();
+            output::write_lines(&mut out, values.iter_slices(), false)?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => failure(e),
+    }
+}
+
+async fn subscribe(args: SubscribeArgs) -> Result<ExitCode> {
+    if args.topics.is_empty() && args.patterns.is_empty() {
+        anyhow::bail!("give at least one topic or --pattern");
+    }
+    let address = parse_address(&args.socket)?;
+    let client = connect(&address, Some(microsocket_tokio::DEFAULT_TIMEOUT)).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let mut subscriptions = Vec::new();
+    for topic in &args.topics {
+        subscriptions.push(
+            client
+                .subscribe(topic)
+                .await
+                .with_context(|| format!("cannot subscribe to {topic:?}"))?,
+        );
+    }
+    for pattern in &args.patterns {
+        subscriptions.push(
+            client
+                .subscribe_pattern(pattern)
+                .await
+                .with_context(|| format!("cannot subscribe to pattern {pattern:?}"))?,
+        );
+    }
+    // One task per subscription feeds a single printer, so lines never interleave.
+    for mut sub in subscriptions {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(item) = sub.next().await {
+                let end = item.is_err() && !matches!(item, Err(Error::Lagged(_)));
+                if tx.send(item).await.is_err() || end {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut printed = 0u64;
+    if args.count == Some(0) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    while let Some(item) = rx.recv().await {
+        match item {
+            Ok(p) => {
+                let mut out = std::io::stdout().lock();
+                output::write_publication(&mut out, &p.topic, p.values.iter_slices(), args.hex)?;
+                out.flush()?;
+                printed += 1;
+                if args.count.is_some_and(|n| printed >= n) {
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            Err(Error::Lagged(n)) => eprintln!("microsocket: missed {n} publications"),
+            Err(e) => return Err(anyhow::Error::from(e).context("subscription ended")),
+        }
+    }
+    anyhow::bail!("the server closed the connection")
+}
+
+async fn bench(args: BenchArgs) -> Result<ExitCode> {
+    let address = parse_address(&args.socket)?;
+    let settings = loadgen::Settings {
+        connections: args.connections,
+        in_flight: args.in_flight,
+        duration: Duration::from_secs_f64(args.duration.max(0.1)),
+        payload: args.payload,
+        subscribers: args.subscribers,
+        progress: !args.json,
+    };
+    let report = loadgen::run(&address, &settings).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", loadgen::table(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}

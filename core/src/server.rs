@@ -217,7 +217,7 @@ impl<const SUBS: usize, const SUB_BYTES: usize> ServerProtocol<SUBS, SUB_BYTES> 
     ) -> Result<Option<Handled>, EncodeError> {
         let sigil = frame.sigil_byte();
         let handled = match Message::parse(frame) {
-            Message::Request { tag, command, .. } if command.is_empty() => {
+            Message::Request { tag, command: b"", .. } => {
                 encode(Sigil::Response, [tag], sink)?;
                 return Ok(None);
             }

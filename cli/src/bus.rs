@@ -1,0 +1,146 @@
+//! `microsocket serve`: a ready-made local message bus.
+//!
+//! Commands: `PING` → `PONG`; `ECHO a b ...` → `a b ...`; `PUBLISH topic a b ...`
+//! publishes `a b ...` on `topic` and answers how many connections it reached;
+//! `FAIL message` fails with that message; `SLEEP ms [value]` answers after `ms`
+//! milliseconds. Anything else fails, naming the command.
+
+use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use microsocket_std::socket::Address;
+use microsocket_tokio::{Failure, Handler, Publisher, Reply, Request, Server};
+
+use crate::ServeArgs;
+
+/// The bus's request handler.
+#[derive(Debug, Default)]
+pub(crate) struct Bus {
+    /// Set once the server exists, before it listens.
+    publisher: OnceLock<Publisher>,
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl Handler for Bus {
+    async fn call(&self, request: Request) -> Result<Reply, Failure> {
+        let args = &request.args;
+        match &request.command[..] {
+            b"PING" if args.is_empty() => Ok(Reply::one("PONG")),
+            b"PING" => Err(Failure::new("PING takes no arguments")),
+            b"ECHO" => Ok(request.args.into()),
+            b"PUBLISH" => {
+                let Some(topic) = args.first() else {
+                    return Err(Failure::new("PUBLISH needs a topic: PUBLISH topic [value...]"));
+                };
+                let publisher = self.publisher.get().ok_or_else(|| Failure::new("server is starting"))?;
+                let reached = publisher
+                    .publish(&topic, args.iter_slices().skip(1))
+                    .map_err(|e| Failure::new(format!("PUBLISH cannot encode the publication: {e}")))?;
+                Ok(Reply::one(reached.to_string()))
+            }
+            b"FAIL" => match args.len() {
+                1 => Err(Failure::new(args.first().unwrap_or_default())),
+                n => Err(Failure::new(format!(
+                    "FAIL takes exactly one argument, the message; got {n}"
+                ))),
+            },
+            b"SLEEP" => {
+                if args.is_empty() || args.len() > 2 {
+                    return Err(Failure::new(
+                        "SLEEP takes a number of milliseconds and an optional value",
+                    ));
+                }
+                let ms_text = text(&args.first().unwrap_or_default());
+                let ms: u64 = ms_text.parse().map_err(|_| {
+                    Failure::new(format!("SLEEP needs milliseconds as a whole number, not {ms_text:?}"))
+                })?;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(args.get(1).map_or_else(Reply::empty, Reply::one))
+            }
+            other => Err(Failure::new(format!("unknown command {:?}", text(other)))),
+        }
+    }
+}
+
+/// A bus server, not yet listening.
+pub(crate) fn bus_server() -> Server<Bus> {
+    let server = Server::new(Bus::default());
+    let _ = server.handler().publisher.set(server.publisher());
+    server
+}
+
+/// Parses `TOPIC_OR_PATTERN=N`.
+fn parse_buffer(spec: &str) -> Result<(Bytes, usize)> {
+    let (selector, depth) = spec
+        .rsplit_once('=')
+        .with_context(|| format!("--buffer {spec:?}: expected TOPIC_OR_PATTERN=N"))?;
+    let depth = depth
+        .parse()
+        .with_context(|| format!("--buffer {spec:?}: N must be a whole number"))?;
+    Ok((Bytes::copy_from_slice(selector.as_bytes()), depth))
+}
+
+async fn terminated() -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// Runs the bus until SIGINT or SIGTERM.
+pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
+    if args.verbose {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+            .init();
+    }
+    let server = bus_server();
+    for spec in &args.buffer {
+        let (selector, depth) = parse_buffer(spec)?;
+        server
+            .set_buffer(&selector, depth)
+            .with_context(|| format!("--buffer {spec:?}: not a topic or pattern"))?;
+    }
+    match crate::connect::parse_address(&args.socket)? {
+        Address::Unix(path) => server
+            .listen_unix(&path)
+            .with_context(|| format!("cannot listen on {}", path.display()))?,
+        Address::Abstract(name) => server
+            .listen_abstract(&name)
+            .with_context(|| format!("cannot listen on @{}", text(&name)))?,
+        other => bail!("serve takes a UNIX socket path, not {other}; use --tcp for TCP"),
+    }
+    if let Some(tcp) = &args.tcp {
+        let addr = tcp.strip_prefix("tcp://").unwrap_or(tcp);
+        let bound = server
+            .listen_tcp(addr)
+            .await
+            .with_context(|| format!("cannot listen on TCP {addr}"))?;
+        tracing::info!(%bound, "listening on TCP");
+    }
+    terminated().await?;
+    server.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_specs() {
+        assert_eq!(parse_buffer("log.*=5").unwrap(), (Bytes::from_static(b"log.*"), 5));
+        assert_eq!(parse_buffer("a=b=2").unwrap(), (Bytes::from_static(b"a=b"), 2));
+        assert!(parse_buffer("log").is_err());
+        assert!(parse_buffer("log=x").is_err());
+    }
+}

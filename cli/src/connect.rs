@@ -1,0 +1,23 @@
+//! Turning a SOCKET argument into a connected client.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use microsocket_std::socket::Address;
+use microsocket_tokio::Client;
+
+/// Parses a SOCKET argument: a path, `@name` (Linux abstract), or `tcp://host:port`.
+pub(crate) fn parse_address(s: &str) -> Result<Address> {
+    s.parse::<Address>().with_context(|| format!("invalid address {s:?}"))
+}
+
+/// Connects a client to `address`, with a request deadline (`None`: none).
+pub(crate) async fn connect(address: &Address, timeout: Option<Duration>) -> Result<Client> {
+    let builder = Client::builder().request_timeout(timeout);
+    let client = match address {
+        Address::Unix(path) => builder.connect_unix(path).await,
+        Address::Abstract(name) => builder.connect_abstract(name).await,
+        Address::Tcp(hostport) => builder.connect_tcp(hostport.clone()).await,
+    };
+    client.with_context(|| format!("cannot connect to {address}"))
+}

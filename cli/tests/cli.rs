@@ -1,0 +1,334 @@
+//! Runs the built `microsocket` binary as a user would: a `serve` child process and
+//! `request`, `subscribe`, `publish`, `bench` and `demo` against it.
+
+use std::io::Read;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_microsocket");
+
+/// A `microsocket serve` child, killed on drop.
+struct Server {
+    child: Child,
+    path: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bus.sock");
+        let mut s = Self::start_at(&path, extra);
+        s._dir = Some(dir);
+        s
+    }
+
+    fn start_at(path: &Path, extra: &[&str]) -> Self {
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg(path)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child,
+            path: path.to_path_buf(),
+            _dir: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(path).is_err() {
+            assert!(Instant::now() < deadline, "server did not start");
+            sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn sock(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        wait_timeout(&mut self.child, Duration::from_secs(20)).expect("server did not exit after SIGTERM")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs the binary to completion (bounded by `--timeout`s and a 60 s guard).
+fn run(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(60));
+    if status.is_none() {
+        let _ = child.kill();
+        panic!("microsocket {args:?} did not finish");
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn ping_echo_and_hex() {
+    let server = Server::start(&[]);
+    let o = run(&["request", server.sock(), "PING"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "PONG\n");
+    let o = run(&["request", server.sock(), "ECHO", "a", "b c", ""]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stdout(&o), "a\nb c\n\n");
+    let o = run(&["request", "--hex", server.sock(), "ECHO", "ab"]);
+    assert_eq!(stdout(&o), "6162\n");
+}
+
+#[test]
+fn failures_exit_1_with_the_message_on_stderr() {
+    let server = Server::start(&[]);
+    let o = run(&["request", server.sock(), "FAIL", "it broke"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o), "it broke\n");
+    assert_eq!(stdout(&o), "");
+    let o = run(&["request", server.sock(), "NOSUCH", "x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("NOSUCH"), "{}", stderr(&o));
+    let o = run(&["request", server.sock(), "SLEEP", "soon"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("SLEEP"), "{}", stderr(&o));
+    let o = run(&["request", server.sock(), "PUBLISH"]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn no_server_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nobody.sock");
+    let o = run(&["request", path.to_str().unwrap(), "PING"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!stderr(&o).is_empty());
+    let o = run(&["subscribe", path.to_str().unwrap(), "t"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn sleep_does_not_hold_up_other_requests() {
+    let server = Server::start(&[]);
+    let mut slow = Command::new(BIN)
+        .args(["request", server.sock(), "SLEEP", "1500", "late"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let o = run(&["request", server.sock(), "PING"]);
+    assert_eq!(stdout(&o), "PONG\n");
+    assert!(start.elapsed() < Duration::from_millis(1400), "PING waited for SLEEP");
+    let status = wait_timeout(&mut slow, Duration::from_secs(20)).unwrap();
+    assert!(status.success());
+    let mut out = String::new();
+    slow.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert_eq!(out, "late\n");
+}
+
+/// Publishes until the server reports `want` connections reached.
+fn publish_until_reached(sock: &str, topic: &str, value: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = run(&["publish", sock, topic, value]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        if stdout(&o).trim() == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "subscriber never appeared");
+        sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn subscribe_prints_tab_separated_lines_and_stops_after_count() {
+    let server = Server::start(&[]);
+    let sub = Command::new(BIN)
+        .args([
+            "subscribe",
+            server.sock(),
+            "news",
+            "--pattern",
+            "sensor.*",
+            "--count",
+            "3",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    publish_until_reached(server.sock(), "news", "first", "1");
+    let o = run(&["publish", server.sock(), "sensor.kitchen", "21.5", "C"]);
+    assert_eq!(stdout(&o), "1\n");
+    let o = run(&["publish", server.sock(), "other", "ignored"]);
+    assert_eq!(stdout(&o), "0\n");
+    let o = run(&["request", server.sock(), "PUBLISH", "news", "second"]);
+    assert_eq!(stdout(&o), "1\n");
+    let mut sub = sub;
+    let status = wait_timeout(&mut sub, Duration::from_secs(20)).expect("subscriber did not stop");
+    assert!(status.success());
+    let mut out = String::new();
+    sub.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert_eq!(out, "news\tfirst\nsensor.kitchen\t21.5\tC\nnews\tsecond\n");
+}
+
+#[test]
+fn buffered_topics_catch_up_new_subscribers() {
+    let server = Server::start(&["--buffer", "log.*=2"]);
+    for v in ["one", "two", "three"] {
+        let o = run(&["publish", server.sock(), "log.app", v]);
+        assert_eq!(stdout(&o), "0\n");
+    }
+    let o = run(&["subscribe", server.sock(), "log.app", "--count", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "log.app\ttwo\nlog.app\tthree\n");
+}
+
+#[test]
+fn sigterm_exits_0_and_removes_the_socket_file() {
+    let mut server = Server::start(&[]);
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(!server.path.exists());
+}
+
+#[test]
+fn subscriber_exits_nonzero_when_the_server_goes_away() {
+    let mut server = Server::start(&[]);
+    let mut sub = Command::new(BIN)
+        .args(["subscribe", server.sock(), "news"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    publish_until_reached(server.sock(), "news", "x", "1");
+    server.terminate();
+    let status = wait_timeout(&mut sub, Duration::from_secs(20)).expect("subscriber hung");
+    assert!(!status.success());
+}
+
+#[test]
+fn stale_socket_file_is_replaced_and_live_server_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.sock");
+    drop(UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let server = Server::start_at(&path, &[]);
+    let o = run(&["request", server.sock(), "PING"]);
+    assert_eq!(stdout(&o), "PONG\n");
+    // A second server on the live path refuses and leaves it alone.
+    let o = run(&["serve", server.sock()]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(!stderr(&o).is_empty());
+    let o = run(&["request", server.sock(), "PING"]);
+    assert_eq!(stdout(&o), "PONG\n");
+}
+
+#[test]
+fn tcp_addresses_work() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let server = Server::start(&["--tcp", &addr]);
+    let url = format!("tcp://{addr}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = run(&["request", &url, "PING"]);
+        if o.status.success() {
+            assert_eq!(stdout(&o), "PONG\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", stderr(&o));
+        sleep(Duration::from_millis(20));
+    }
+    drop(server);
+}
+
+#[test]
+fn bench_json_reports_sane_figures() {
+    let server = Server::start(&[]);
+    let o = run(&[
+        "bench",
+        server.sock(),
+        "--connections",
+        "2",
+        "--in-flight",
+        "4",
+        "--duration",
+        "0.5",
+        "--subscribers",
+        "3",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = &v["requests"];
+    assert!(r["requests"].as_u64().unwrap() > 0);
+    assert!(r["requests_per_second"].as_f64().unwrap() > 0.0);
+    let l = &r["latency_us"];
+    let (p50, p99, max) = (
+        l["p50"].as_f64().unwrap(),
+        l["p99"].as_f64().unwrap(),
+        l["max"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{l}");
+    let f = &v["fan_out"];
+    assert_eq!(
+        f["deliveries"].as_u64().unwrap(),
+        f["publications"].as_u64().unwrap() * 3
+    );
+    assert!(f["deliveries_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn demo_runs_to_completion() {
+    let o = run(&["demo"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for needle in ["PONG", "failed", "catch-up", "requests/s"] {
+        assert!(out.contains(needle), "demo output lacks {needle:?}:\n{out}");
+    }
+}
