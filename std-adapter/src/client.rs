@@ -64,6 +64,9 @@ pub const MAX_SUBSCRIPTIONS: usize = 64;
 /// Total bytes of the topics and patterns of one client connection's subscriptions.
 pub const MAX_SUBSCRIPTION_BYTES: usize = 4096;
 
+/// Answers that arrived for one slot and are not yet collected, with their ids.
+type Answers = Vec<(RequestId, Result<Vec<Bytes>>)>;
+
 type Protocol = ClientProtocol<MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
 
 /// Settings of a client connection.
@@ -168,9 +171,9 @@ struct SubShared {
 struct State {
     protocol: Protocol,
     /// The request waiting in each slot. The core frees a slot as soon as its
-    /// answer arrives, so answers wait in `done`, keyed by id, not in the slot.
+    /// answer arrives, so answers wait in `done` (per slot, with their ids), not in `slots`.
     slots: Vec<Option<RequestId>>,
-    done: HashMap<RequestId, Result<Vec<Bytes>>>,
+    done: Vec<Answers>,
     /// Someone leads (reads the socket).
     reading: bool,
     closed: bool,
@@ -241,7 +244,7 @@ impl Client {
                 state: Mutex::new(State {
                     protocol: Protocol::new(),
                     slots,
-                    done: HashMap::new(),
+                    done: (0..MAX_IN_FLIGHT).map(|_| Vec::new()).collect(),
                     reading: false,
                     closed: false,
                     idle: Vec::new(),
@@ -407,7 +410,7 @@ impl Client {
     fn wait_response(&self, id: RequestId, deadline: Option<Instant>) -> Result<Vec<Bytes>> {
         let slot = usize::from(id.slot());
         let outcome = self.inner.wait(WaitKey::Slot(id.slot()), deadline, false, |st| {
-            match st.done.remove(&id) {
+            match take_done(&mut st.done[slot], id) {
                 Some(result) => Some(result),
                 None if st.closed => Some(Err(Error::Closed)),
                 None => None,
@@ -417,7 +420,7 @@ impl Client {
             Some(result) => result,
             None => {
                 let mut st = self.inner.lock_state();
-                if let Some(result) = st.done.remove(&id) {
+                if let Some(result) = take_done(&mut st.done[slot], id) {
                     return result;
                 }
                 if st.slots[slot] == Some(id) {
@@ -428,6 +431,12 @@ impl Client {
             }
         }
     }
+}
+
+/// Takes the answer for `id` from its slot's list of answers not yet collected.
+fn take_done(list: &mut Answers, id: RequestId) -> Option<Result<Vec<Bytes>>> {
+    let i = list.iter().position(|(got, _)| *got == id)?;
+    Some(list.swap_remove(i).1)
 }
 
 impl Inner {
@@ -465,9 +474,9 @@ impl Inner {
         st.closed = true;
         st.protocol.handle_eof();
         let State { slots, done, .. } = st;
-        for (slot, cv) in slots.iter_mut().zip(self.slot_cvs.iter()) {
+        for ((slot, done), cv) in slots.iter_mut().zip(done.iter_mut()).zip(self.slot_cvs.iter()) {
             if let Some(id) = slot.take() {
-                done.insert(id, Err(Error::Closed));
+                done.push((id, Err(Error::Closed)));
                 cv.notify_all();
             }
         }
@@ -669,7 +678,7 @@ impl Inner {
     fn complete(
         &self,
         slots: &mut [Option<RequestId>],
-        done: &mut HashMap<RequestId, Result<Vec<Bytes>>>,
+        done: &mut [Answers],
         id: RequestId,
         result: Result<Vec<Bytes>>,
     ) {
@@ -677,7 +686,7 @@ impl Inner {
         if let Some(slot) = slots.get_mut(i) {
             if *slot == Some(id) {
                 *slot = None;
-                done.insert(id, result);
+                done[i].push((id, result));
                 self.slot_cvs[i].notify_all();
             }
         }
