@@ -12,8 +12,11 @@ mod contender;
 mod core_pipe;
 mod floor_std;
 mod floor_tokio;
+mod memory;
 mod plot;
 mod report;
+mod std_adapter;
+mod tokio_adapter;
 mod wire;
 #[cfg(feature = "zmq")]
 mod zmq_bench;
@@ -57,6 +60,14 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Serves idle connections until SIGTERM (the child of the memory workload).
+    #[command(hide = true)]
+    ServeIdle {
+        /// `std` or `tokio`.
+        flavour: String,
+        /// Socket path.
+        path: PathBuf,
+    },
 }
 
 fn contenders() -> Vec<Box<dyn Contender>> {
@@ -65,6 +76,8 @@ fn contenders() -> Vec<Box<dyn Contender>> {
         Box::new(floor_std::FloorStd),
         Box::new(floor_tokio::FloorTokio),
         Box::new(core_pipe::CorePipe),
+        Box::new(std_adapter::StdAdapter),
+        Box::new(tokio_adapter::TokioAdapter),
     ];
     #[cfg(feature = "zmq")]
     all.push(Box::new(zmq_bench::Zmq));
@@ -145,14 +158,23 @@ fn measure(c: &dyn Contender, w: &Workload) -> Result<Option<Measurement>> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let Command::Run {
-        quick,
-        repeats,
-        only,
-        out,
-        plots,
-        json,
-    } = cli.command;
+    let (quick, repeats, only, out, plots, json) = match cli.command {
+        Command::Run {
+            quick,
+            repeats,
+            only,
+            out,
+            plots,
+            json,
+        } => (quick, repeats, only, out, plots, json),
+        Command::ServeIdle { flavour, path } => {
+            return match flavour.as_str() {
+                "std" => std_adapter::serve_idle(&path),
+                "tokio" => tokio_adapter::serve_idle(&path),
+                other => anyhow::bail!("unknown flavour {other}"),
+            };
+        }
+    };
     let repeats = if quick { 1 } else { repeats.max(1) };
     let mut results: Results = BTreeMap::new();
     let names: Vec<&'static str> = contenders().iter().map(|c| c.name()).collect();

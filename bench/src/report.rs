@@ -210,14 +210,27 @@ pub fn markdown(
         if latency {
             md.push_str("| contender | p50 | p99 | p99.9 | p50 / floor |\n|---|---|---|---|---|\n");
         } else {
-            md.push_str("| contender | median | min – max | ratio to floor |\n|---|---|---|---|\n");
+            let against = match w {
+                Workload::SlowSubscriber { fast, .. } => format!("ratio to own fan-out to {fast}"),
+                _ => "ratio to floor".into(),
+            };
+            md.push_str(&format!(
+                "| contender | median | min – max | {against} |\n|---|---|---|---|\n"
+            ));
         }
         for (name, runs) in by_contender {
             let family = families.get(name).copied().unwrap_or(Family::Blocking);
             let floor = median_of(results, &key, floor_name(family));
             let (median, min, max) = spread(runs.iter().map(headline).collect());
-            let ratio = match (floor, matches!(w, Workload::IdleMemory { .. })) {
-                (Some(f), false) if f > 0.0 => format!("{:.2}", median / f),
+            // A slow subscriber is compared with the contender's own fan-out to as
+            // many fast subscribers: the fast ones' rate must not fall.
+            let base = match w {
+                Workload::SlowSubscriber { fast, .. } => median_of(results, &format!("fanout-{fast}"), name),
+                Workload::IdleMemory { .. } => None,
+                _ => floor,
+            };
+            let ratio = match base {
+                Some(f) if f > 0.0 => format!("{:.2}", median / f),
                 _ => "–".into(),
             };
             if latency {

@@ -1,0 +1,217 @@
+//! microsocket's Tokio adapter, client and server.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use hdrhistogram::Histogram;
+use microsocket_tokio::{handler_fn, Client, Failure, FnHandler, Reply, Request, Server, ServerConfig};
+
+use crate::contender::{histogram, Contender, Family, FAN_OUT_PAYLOAD, FAN_OUT_TOPIC};
+use crate::floor_tokio::runtime;
+
+/// `microsocket-tokio`.
+pub struct TokioAdapter;
+
+type EchoFuture = std::future::Ready<Result<Reply, Failure>>;
+
+fn echo_handler() -> FnHandler<fn(Request) -> EchoFuture> {
+    fn echo(request: Request) -> EchoFuture {
+        std::future::ready(match &request.command[..] {
+            b"ECHO" => Ok(request.args.into()),
+            b"PING" => Ok(Reply::one("PONG")),
+            _ => Err(Failure::new("no such command")),
+        })
+    }
+    handler_fn(echo as fn(Request) -> EchoFuture)
+}
+
+fn config(max_queued_bytes: usize) -> ServerConfig {
+    ServerConfig::default()
+        .max_queued_bytes(max_queued_bytes)
+        .max_connections(16_384)
+}
+
+async fn start(
+    max_queued_bytes: usize,
+) -> Result<(
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Server<FnHandler<fn(Request) -> EchoFuture>>,
+)> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("tokio.sock");
+    let server = Server::with_config(echo_handler(), config(max_queued_bytes));
+    server.listen_unix(&path)?;
+    Ok((dir, path, server))
+}
+
+async fn client(path: &std::path::Path) -> Result<Client> {
+    Ok(Client::builder()
+        .subscription_capacity(1 << 22)
+        .max_in_flight(1024)
+        .connect_unix(path)
+        .await?)
+}
+
+impl Contender for TokioAdapter {
+    fn name(&self) -> &'static str {
+        "microsocket-tokio"
+    }
+
+    fn family(&self) -> Family {
+        Family::Async
+    }
+
+    fn round_trip(&self, payload: usize, iterations: usize) -> Result<Option<Histogram<u64>>> {
+        runtime()?.block_on(async move {
+            let (_dir, path, server) = start(1 << 20).await?;
+            let client = client(&path).await?;
+            let body = bytes::Bytes::from(vec![0xab; payload]);
+            let mut hist = histogram();
+            let warmup = iterations / 10;
+            for i in 0..warmup + iterations {
+                let start = Instant::now();
+                let values = client.request("ECHO", [&body]).await?;
+                let elapsed = start.elapsed();
+                if values.len() != 1 || values.first().as_ref() != Some(&body) {
+                    bail!("wrong answer");
+                }
+                if i >= warmup {
+                    hist.record(elapsed.as_nanos() as u64)?;
+                }
+            }
+            drop(client);
+            server.shutdown().await;
+            Ok(Some(hist))
+        })
+    }
+
+    fn pipelined(&self, connections: usize, in_flight: usize, requests: usize) -> Result<Option<f64>> {
+        runtime()?.block_on(async move {
+            let (_dir, path, server) = start(1 << 20).await?;
+            let mut clients = Vec::new();
+            for _ in 0..connections {
+                clients.push(client(&path).await?);
+            }
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for c in &clients {
+                for t in 0..in_flight {
+                    let c = c.clone();
+                    let share = requests / in_flight + usize::from(t < requests % in_flight);
+                    tasks.push(tokio::spawn(async move {
+                        for i in 0..share {
+                            let arg = [(i % 251) as u8];
+                            let values = c.request("ECHO", [&arg]).await?;
+                            if values.len() != 1 || values.first().as_deref() != Some(&arg[..]) {
+                                bail!("wrong answer");
+                            }
+                        }
+                        Ok(())
+                    }));
+                }
+            }
+            for t in tasks {
+                t.await??;
+            }
+            let elapsed = start.elapsed();
+            drop(clients);
+            server.shutdown().await;
+            Ok(Some((connections * requests) as f64 / elapsed.as_secs_f64()))
+        })
+    }
+
+    fn fan_out(&self, subscribers: usize, messages: usize) -> Result<Option<f64>> {
+        runtime()?.block_on(publish(subscribers, messages, false)).map(Some)
+    }
+
+    fn slow_subscriber(&self, fast: usize, messages: usize) -> Result<Option<f64>> {
+        runtime()?.block_on(publish(fast, messages, true)).map(Some)
+    }
+
+    fn idle_memory(&self, connections: usize) -> Result<Option<f64>> {
+        crate::memory::per_connection("tokio", connections).map(Some)
+    }
+}
+
+/// See the std twin: server-side publishing to `subscribers` clients; with `slow`
+/// one more never reads and publishing is paced.
+async fn publish(subscribers: usize, messages: usize, slow: bool) -> Result<f64> {
+    let (_dir, path, server) = start(if slow { 1 << 20 } else { 256 << 20 }).await?;
+    let received = Arc::new(AtomicUsize::new(0));
+    let mut readers = Vec::new();
+    for _ in 0..subscribers {
+        let c = client(&path).await?;
+        let mut sub = c.subscribe(FAN_OUT_TOPIC).await?;
+        let received = Arc::clone(&received);
+        readers.push(tokio::spawn(async move {
+            let _c = c;
+            for _ in 0..messages {
+                let p = tokio::time::timeout(Duration::from_secs(30), sub.next()).await?;
+                let p = p.ok_or_else(|| anyhow::anyhow!("subscription ended"))??;
+                if p.topic != FAN_OUT_TOPIC
+                    || p.values.len() != 1
+                    || p.values.first().as_deref() != Some(&FAN_OUT_PAYLOAD[..])
+                {
+                    bail!("wrong publication");
+                }
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        }));
+    }
+    let idle = if slow {
+        let c = client(&path).await?;
+        let sub = c.subscribe(FAN_OUT_TOPIC).await?;
+        Some((c, sub))
+    } else {
+        None
+    };
+    let publisher = server.publisher();
+    let start = Instant::now();
+    let batch = 1000;
+    let mut sent = 0;
+    while sent < messages {
+        let n = batch.min(messages - sent);
+        for _ in 0..n {
+            let reached = publisher.publish(FAN_OUT_TOPIC, [&FAN_OUT_PAYLOAD])?;
+            if reached != subscribers + usize::from(slow) {
+                bail!("publication reached {reached} connections");
+            }
+        }
+        sent += n;
+        // Let connection tasks run; with a slow subscriber also keep the fast
+        // ones within one batch, so none of them lags.
+        tokio::task::yield_now().await;
+        if slow {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while received.load(Ordering::Relaxed) < sent * subscribers {
+                if Instant::now() > deadline {
+                    bail!("fast subscribers stalled");
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    for r in readers {
+        r.await??;
+    }
+    let rate = (subscribers * messages) as f64 / start.elapsed().as_secs_f64();
+    drop(idle);
+    server.shutdown().await;
+    Ok(rate)
+}
+
+/// The server half of the idle-memory measurement, in a child process.
+pub fn serve_idle(path: &std::path::Path) -> Result<()> {
+    runtime()?.block_on(async move {
+        let server = Server::with_config(echo_handler(), config(1 << 20));
+        server.listen_unix(path)?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        term.recv().await;
+        server.shutdown().await;
+        Ok(())
+    })
+}
