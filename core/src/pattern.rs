@@ -187,6 +187,9 @@ mod tests {
     }
 
     proptest! {
+        // Miri runs a few cases only: it is some thousand times slower.
+        #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 8 } else { 256 }))]
+
         #[test]
         fn matcher_agrees_with_reference(p in dotted(), t in dotted()) {
             if let Ok(pattern) = Pattern::new(&p) {

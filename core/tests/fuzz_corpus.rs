@@ -1,0 +1,70 @@
+//! Replays every committed fuzz input on stable, as part of `cargo test`:
+//! the seed corpus in `fuzz/corpus/<target>/` and the regression inputs in
+//! `core/tests/data/<target>-*.bin` (each a crash the fuzzers once found).
+//!
+//! The target bodies are `fuzz/src/lib.rs`, included here as a module, so the
+//! fuzzers and this test run the very same checks.
+
+#[path = "../../fuzz/src/lib.rs"]
+#[allow(dead_code)]
+mod targets;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+type Target = fn(&[u8]);
+
+const TARGETS: [(&str, Target); 5] = [
+    ("decode", targets::decode),
+    ("decode_fragmented", targets::decode_fragmented),
+    ("client_ops", targets::client_ops),
+    ("server_ops", targets::server_ops),
+    ("roundtrip", targets::roundtrip),
+];
+
+fn files_in(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix) && !n.starts_with('.') && n != "README.md")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn replay(target: &str, run: Target, files: &[PathBuf]) -> usize {
+    for file in files {
+        let data = fs::read(file).unwrap();
+        let outcome = std::panic::catch_unwind(|| run(&data));
+        assert!(outcome.is_ok(), "{target} failed on {}", file.display());
+    }
+    files.len()
+}
+
+#[test]
+fn seed_corpus_replays_cleanly() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let mut total = 0;
+    for (name, run) in TARGETS {
+        let files = files_in(&root.join(name), "");
+        assert!(!files.is_empty(), "no seeds for {name}");
+        total += replay(name, run, &files);
+    }
+    assert!(total >= 5);
+}
+
+#[test]
+fn regression_inputs_replay_cleanly() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    for (name, run) in TARGETS {
+        replay(name, run, &files_in(&dir, &format!("{name}-")));
+    }
+}
