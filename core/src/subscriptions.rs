@@ -351,9 +351,9 @@ mod tests {
     #[test]
     fn exact_and_pattern_with_same_string_are_distinct() {
         let mut set: SubscriptionSet<4, 64> = SubscriptionSet::new();
-        set.insert(SubscriptionKind::Exact, b"a.b").unwrap();
-        set.insert(SubscriptionKind::Pattern, b"a.b").unwrap();
-        set.insert(SubscriptionKind::Pattern, b"a.*").unwrap();
+        let _ = set.insert(SubscriptionKind::Exact, b"a.b").unwrap();
+        let _ = set.insert(SubscriptionKind::Pattern, b"a.b").unwrap();
+        let _ = set.insert(SubscriptionKind::Pattern, b"a.*").unwrap();
         assert_eq!(set.matches(b"a.b").count(), 3);
         assert_eq!(set.remove_string(b"a.b"), 2);
         assert_eq!(set.matches(b"a.b").count(), 1);
@@ -364,12 +364,12 @@ mod tests {
     #[test]
     fn limits_are_typed_errors_that_change_nothing() {
         let mut set: SubscriptionSet<2, 8> = SubscriptionSet::new();
-        set.insert(SubscriptionKind::Exact, b"abcd").unwrap();
+        let _ = set.insert(SubscriptionKind::Exact, b"abcd").unwrap();
         assert_eq!(
             set.insert(SubscriptionKind::Exact, b"efghi"),
             Err(SubscribeError::TopicStorageFull)
         );
-        set.insert(SubscriptionKind::Exact, b"ef").unwrap();
+        let _ = set.insert(SubscriptionKind::Exact, b"ef").unwrap();
         assert_eq!(
             set.insert(SubscriptionKind::Exact, b"g"),
             Err(SubscribeError::SubscriptionsFull)
@@ -385,10 +385,10 @@ mod tests {
     fn removal_compacts_the_arena() {
         let mut set: SubscriptionSet<8, 16> = SubscriptionSet::new();
         let a = set.insert(SubscriptionKind::Exact, b"aaaa").unwrap().id;
-        set.insert(SubscriptionKind::Pattern, b"b.*").unwrap();
-        set.insert(SubscriptionKind::Exact, b"cccc").unwrap();
+        let _ = set.insert(SubscriptionKind::Pattern, b"b.*").unwrap();
+        let _ = set.insert(SubscriptionKind::Exact, b"cccc").unwrap();
         assert_eq!(set.release(a), Some(true));
-        set.insert(SubscriptionKind::Exact, b"dddddddd").unwrap();
+        let _ = set.insert(SubscriptionKind::Exact, b"dddddddd").unwrap();
         let strings: std::vec::Vec<&[u8]> = set.iter().map(|(_, _, b)| b).collect();
         assert_eq!(strings, [&b"cccc"[..], b"dddddddd", b"b.*"]);
         assert!(set.contains_match(b"b.x"));

@@ -248,7 +248,7 @@ fn extension_frames_byte_for_byte() {
     assert_eq!(take_client_tx(&mut client), expected);
 
     let mut client: Client = Client::new();
-    client.subscribe_pattern(b"sensor.>").unwrap();
+    let _ = client.subscribe_pattern(b"sensor.>").unwrap();
     let mut expected = vec![0x2a, 0x01, 0, 0, 0, 8];
     expected.extend_from_slice(b"sensor.>");
     assert_eq!(take_client_tx(&mut client), expected);

@@ -33,6 +33,9 @@ fn owned<'a>(args: impl Iterator<Item = &'a [u8]>) -> Vec<Vec<u8>> {
     args.map(<[u8]>::to_vec).collect()
 }
 
+/// A request the server application saw: tag, command, arguments.
+type SeenRequest = (Vec<u8>, Vec<u8>, Vec<Vec<u8>>);
+
 /// One side of a connection, as the pipes see it.
 trait Endpoint {
     type Event;
@@ -181,7 +184,7 @@ impl<C: Endpoint<Event = CEv>, S: Endpoint<Event = SEv>> Pair<C, S> {
     }
 
     /// Requests the server has seen, in order, removing them from its events.
-    fn take_requests(&mut self) -> Vec<(Vec<u8>, Vec<u8>, Vec<Vec<u8>>)> {
+    fn take_requests(&mut self) -> Vec<SeenRequest> {
         let mut out = Vec::new();
         self.server_events.retain(|e| match e {
             SEv::Request(tag, command, args) => {
