@@ -202,6 +202,11 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
     /// Drops one reference to a subscription, sending `-` when it was the last.
     /// Returns whether `-` was sent.
     ///
+    /// `-` removes the server's exact and pattern subscriptions made with the same
+    /// string alike, so when the table still holds the other kind with this string
+    /// (an exact topic `a.*` and the pattern `a.*`), the other is subscribed again
+    /// right after the `-`, in the same write.
+    ///
     /// # Errors
     /// [`UnsubscribeError::UnknownSubscription`] for an id not in the table,
     /// [`UnsubscribeError::Encode`] when the sink lacks room (nothing changes).
@@ -215,11 +220,27 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
             .refs(id)
             .ok_or(UnsubscribeError::UnknownSubscription)?;
         if refs == 1 {
-            let (_, bytes) = self
+            let (kind, bytes) = self
                 .subscriptions
                 .get(id)
                 .ok_or(UnsubscribeError::UnknownSubscription)?;
-            encode(Sigil::Unsubscribe, [bytes], sink)?;
+            let (other, other_sigil) = match kind {
+                SubscriptionKind::Exact => (SubscriptionKind::Pattern, Sigil::PatternSubscribe),
+                SubscriptionKind::Pattern => (SubscriptionKind::Exact, Sigil::Subscribe),
+            };
+            let keep_other = self.subscriptions.iter().any(|(_, k, b)| k == other && b == bytes);
+            if keep_other {
+                let frame_len = crate::frame::encoded_len([bytes])?;
+                let required = 2 * frame_len;
+                let available = sink.available();
+                if required > available {
+                    return Err(crate::EncodeError::BufferTooSmall { required, available }.into());
+                }
+                encode(Sigil::Unsubscribe, [bytes], sink)?;
+                encode(other_sigil, [bytes], sink)?;
+            } else {
+                encode(Sigil::Unsubscribe, [bytes], sink)?;
+            }
         }
         Ok(self.subscriptions.release(id) == Some(true))
     }
@@ -252,8 +273,21 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
         Some(self.event(handled, frame))
     }
 
-    /// Handles a frame the decoder reported as too large. Fails the request it
-    /// answers, if its tag was read and is pending.
+    /// Handles a frame the decoder reported as too large ([`Decoded::Oversized`]):
+    /// a response or failure whose tag was read fails the pending request it
+    /// answers with [`ClientEvent::ResponseTooLarge`]; anything else (an oversized
+    /// publication, say) is dropped.
+    pub fn handle_oversized_frame(&mut self, sigil: u8, tag: Option<&[u8]>) -> Option<ClientEvent<'static>> {
+        match Sigil::from_byte(sigil)? {
+            Sigil::Response | Sigil::Failure => self.handle_oversized(tag),
+            _ => None,
+        }
+    }
+
+    /// Handles an oversized frame known to be a response or failure. Prefer
+    /// [`ClientProtocol::handle_oversized_frame`], which checks the sigil: the first
+    /// argument of an oversized publication is a topic, not a tag, and must not
+    /// fail a request.
     pub fn handle_oversized(&mut self, tag: Option<&[u8]>) -> Option<ClientEvent<'static>> {
         match self.requests.resolve(tag?) {
             Resolved::Pending(id) => Some(ClientEvent::ResponseTooLarge { id }),
@@ -392,8 +426,8 @@ impl<const RX: usize, const TX: usize, const INFLIGHT: usize, const SUBS: usize,
             match self.rx.decode() {
                 Decoded::NeedMore => return None,
                 Decoded::Skipped { consumed } => self.rx.start += consumed,
-                Decoded::Oversized { tag, consumed, .. } => {
-                    let event = self.protocol.handle_oversized(tag);
+                Decoded::Oversized { sigil, tag, consumed } => {
+                    let event = self.protocol.handle_oversized_frame(sigil, tag);
                     self.rx.start += consumed;
                     if let Some(event) = event {
                         return Some(event);

@@ -792,3 +792,81 @@ fn stray_and_malformed_frames_are_ignored() {
     pair.drive();
     assert_eq!(pair.client_events, [CEv::Response(id, vec![])]);
 }
+
+/// Regression: an oversized publication's first argument is its topic; a topic
+/// that looked like a pending request's tag used to fail that request (and its
+/// real response was then dropped as a stray).
+#[test]
+fn an_oversized_publication_never_fails_a_request() {
+    for chunk in CHUNKS {
+        let client: Client = Client::with_max_frame(32);
+        let mut pair: DefaultPair = Pair::new(client, ServerConnection::default(), chunk);
+        let id = pair.client.request(b"Q", [b""; 0]).unwrap();
+        let topic = id.slot().to_be_bytes()[1..].to_vec();
+        let _ = pair.client.subscribe(&topic).unwrap();
+        pair.drive();
+        let requests = pair.take_requests();
+        assert_eq!(requests[0].0, topic, "the topic spells the request's tag");
+        assert_eq!(pair.server.outbox().publish(&topic, [&[0u8; 100][..]]), Ok(true));
+        pair.drive();
+        assert!(pair.client_events.is_empty(), "chunk {chunk}: {:?}", pair.client_events);
+        assert!(pair.client.protocol().is_pending(id));
+        pair.server.outbox().respond(&requests[0].0, [b"ok"]).unwrap();
+        pair.drive();
+        assert_eq!(pair.client_events, [CEv::Response(id, vec![b"ok".to_vec()])]);
+    }
+}
+
+/// Regression: `-` removes the server's exact and pattern subscriptions with the
+/// same string; dropping one kind used to silently drop the other on the server
+/// while the client still counted on it.
+#[test]
+fn unsubscribing_one_kind_keeps_the_other_with_the_same_string() {
+    let mut pair: DefaultPair = Pair::new(Client::new(), ServerConnection::default(), 5);
+    let exact = pair.client.subscribe(b"a.*").unwrap();
+    let pattern = pair.client.subscribe_pattern(b"a.*").unwrap();
+    pair.drive();
+    assert!(pair.server.protocol().is_subscribed(b"a.b"));
+    assert_eq!(pair.client.unsubscribe(pattern), Ok(true));
+    pair.drive();
+    assert!(
+        pair.server.protocol().is_subscribed(b"a.*"),
+        "the exact topic is still wanted"
+    );
+    assert!(!pair.server.protocol().is_subscribed(b"a.b"), "the pattern is gone");
+    assert_eq!(pair.server.outbox().publish(b"a.*", [b"v"]), Ok(true));
+    pair.drive();
+    assert_eq!(
+        pair.client_events,
+        [CEv::Publication(b"a.*".to_vec(), vec![b"v".to_vec()], vec![exact])]
+    );
+    // And the other way round.
+    let pattern = pair.client.subscribe_pattern(b"a.*").unwrap();
+    assert_eq!(pair.client.unsubscribe(exact), Ok(true));
+    pair.drive();
+    assert!(pair.server.protocol().is_subscribed(b"a.b"));
+    assert_eq!(
+        pair.server
+            .protocol()
+            .subscriptions()
+            .iter()
+            .map(|(_, k, _)| k)
+            .collect::<Vec<_>>(),
+        [SubscriptionKind::Pattern]
+    );
+    assert_eq!(pair.client.unsubscribe(pattern), Ok(true));
+    pair.drive();
+    assert!(pair.server.protocol().subscriptions().is_empty());
+    // Both frames or neither: a sink with room for one only gets an error.
+    let mut client: Client<64, 24> = Client::new();
+    let a = client.subscribe(b"x.y").unwrap();
+    let _ = client.subscribe_pattern(b"x.y").unwrap();
+    client.advance_transmit(usize::MAX);
+    let _ = client.request(b"R", [b""; 0]).unwrap(); // 12 bytes, 12 left: one 9-byte frame fits, not two
+    assert!(matches!(
+        client.unsubscribe(a),
+        Err(microsocket_core::UnsubscribeError::Encode(_))
+    ));
+    assert_eq!(client.poll_transmit().map(<[u8]>::len), Some(12));
+    assert_eq!(client.protocol().subscriptions().len(), 2);
+}
