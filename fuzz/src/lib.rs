@@ -446,6 +446,12 @@ struct ClientModel {
     subs: Vec<SubscriptionId>,
     wire: WireCheck,
     chunk: usize,
+    /// Whether the received stream is at a frame boundary before each feed: true
+    /// until raw bytes arrive, and again after end of stream.
+    aligned: bool,
+    /// While aligned, the only request the bytes being fed may answer (`None`:
+    /// they answer none, as a publication or a server-bound frame).
+    answering: Option<Option<RequestId>>,
 }
 
 const CLIENT_SIGILS: &[Sigil] = &[
@@ -485,6 +491,8 @@ fn run_client<const RX: usize, const TX: usize, const IF: usize, const S: usize,
         subs: Vec::new(),
         wire: WireCheck::new(CLIENT_SIGILS),
         chunk,
+        aligned: true,
+        answering: None,
     };
     for op in ops {
         match op {
@@ -537,23 +545,32 @@ fn run_client<const RX: usize, const TX: usize, const IF: usize, const S: usize,
                     let mut args = vec![tag];
                     args.extend(values.iter().take(200).cloned());
                     let bytes = raw_frame(if *fail { b'#' } else { b')' }, &args);
+                    m.answering = m.aligned.then_some(Some(id));
                     feed_client(&mut client, &mut m, &bytes);
+                    m.answering = None;
                 }
             }
             ClientOp::Publication { topic, values } => {
                 let mut args = vec![topic.clone()];
                 args.extend(values.iter().take(200).cloned());
+                // A publication, oversized or not, never answers a request.
+                m.answering = m.aligned.then_some(None);
                 feed_client(&mut client, &mut m, &raw_frame(b'!', &args));
+                m.answering = None;
             }
             ClientOp::Frame { sigil, args } => {
                 let args = &args[..args.len().min(255)];
                 feed_client(&mut client, &mut m, &raw_frame(*sigil, args));
             }
-            ClientOp::Raw(bytes) => feed_client(&mut client, &mut m, bytes),
+            ClientOp::Raw(bytes) => {
+                m.aligned = false;
+                feed_client(&mut client, &mut m, bytes);
+            }
             ClientOp::Transmit(n) => client_transmit(&mut client, &mut m, usize::from(*n)),
             ClientOp::TransmitAll => client_transmit(&mut client, &mut m, usize::MAX),
             ClientOp::Eof => {
                 let n = client.handle_eof();
+                m.aligned = true;
                 assert_eq!(n, m.pending.len());
                 m.pending.clear();
                 assert_eq!(client.protocol().requests_in_flight(), 0);
@@ -561,12 +578,27 @@ fn run_client<const RX: usize, const TX: usize, const IF: usize, const S: usize,
             }
             ClientOp::Reconnected => {
                 let _ = client.reconnected();
+                m.aligned = true;
                 m.pending.clear();
                 m.wire.reset();
                 assert_eq!(client.protocol().requests_in_flight(), 0);
             }
         }
         check_client(&client, &m);
+    }
+}
+
+/// Whether an expectation about which request a frame answers allows `id`.
+trait Answering {
+    fn is_none_or_is(&self, id: RequestId) -> bool;
+}
+
+impl Answering for Option<Option<RequestId>> {
+    fn is_none_or_is(&self, id: RequestId) -> bool {
+        match self {
+            None => true,
+            Some(expected) => *expected == Some(id),
+        }
     }
 }
 
@@ -709,9 +741,14 @@ fn drain_client<const RX: usize, const TX: usize, const IF: usize, const S: usiz
             ClientEvent::Response { id, values } => {
                 assert!(values.len() <= 254);
                 assert!(m.pending.remove(&id), "response for {id:?}, which is not pending");
+                assert!(
+                    m.answering.is_none_or_is(id),
+                    "response for {id:?} from the wrong frame"
+                );
             }
             ClientEvent::Failure { id, .. } | ClientEvent::ResponseTooLarge { id } => {
                 assert!(m.pending.remove(&id), "failure for {id:?}, which is not pending");
+                assert!(m.answering.is_none_or_is(id), "failure for {id:?} from the wrong frame");
             }
             ClientEvent::Publication {
                 topic, subscriptions, ..
