@@ -241,12 +241,21 @@ impl<C: Copy + Ord, P: Clone> Registry<C, P> {
     /// The kept publications a new subscription receives first, oldest first: those
     /// of the topic for an exact subscription, those of every matching buffered
     /// topic for a pattern.
+    ///
+    /// A connection that may already receive some of these topics through another
+    /// subscription should use [`Registry::subscribe_with_backlog`] instead, which
+    /// leaves those out.
     #[must_use]
     pub fn backlog(&self, kind: SubscriptionKind, bytes: &[u8]) -> Vec<P> {
+        self.backlog_where(kind, bytes, |_| true)
+    }
+
+    fn backlog_where(&self, kind: SubscriptionKind, bytes: &[u8], wanted: impl Fn(&[u8]) -> bool) -> Vec<P> {
         match kind {
             SubscriptionKind::Exact => self
                 .buffers
                 .get(bytes)
+                .filter(|_| wanted(bytes))
                 .map(|ring| ring.iter().map(|(_, p)| p.clone()).collect())
                 .unwrap_or_default(),
             SubscriptionKind::Pattern => {
@@ -256,13 +265,40 @@ impl<C: Copy + Ord, P: Clone> Registry<C, P> {
                 let mut items: Vec<&(u64, P)> = self
                     .buffers
                     .iter()
-                    .filter(|(topic, _)| pattern.matches(topic))
+                    .filter(|(topic, _)| pattern.matches(topic) && wanted(topic))
                     .flat_map(|(_, ring)| ring.iter())
                     .collect();
                 items.sort_unstable_by_key(|(seq, _)| *seq);
                 items.into_iter().map(|(_, p)| p.clone()).collect()
             }
         }
+    }
+
+    /// Whether `conn` has a subscription matching `topic`.
+    #[must_use]
+    pub fn reaches(&self, conn: C, topic: &[u8]) -> bool {
+        if self.exact.get(topic).is_some_and(|l| l.binary_search(&conn).is_ok()) {
+            return true;
+        }
+        let groups = self
+            .patterns_by_root
+            .get(first_token(topic))
+            .into_iter()
+            .chain([&self.wild_patterns]);
+        groups.flat_map(|g| g.iter()).any(|(pattern, list)| {
+            list.binary_search(&conn).is_ok() && Pattern::new(pattern).is_ok_and(|p| p.matches(topic))
+        })
+    }
+
+    /// Subscribes `conn` and returns the publications to send it first, oldest
+    /// first, or `None` if it already had this subscription (nothing to send).
+    ///
+    /// Topics the connection already receives through another subscription are
+    /// left out of the catch-up: it has seen their publications, and "a publication
+    /// is sent to a connection once" holds across its subscriptions.
+    pub fn subscribe_with_backlog(&mut self, conn: C, kind: SubscriptionKind, bytes: &[u8]) -> Option<Vec<P>> {
+        let backlog = self.backlog_where(kind, bytes, |topic| !self.reaches(conn, topic));
+        self.subscribe(conn, kind, bytes).then_some(backlog)
     }
 
     /// How many distinct exact topics and patterns have subscribers.
@@ -329,6 +365,22 @@ mod tests {
         assert_eq!(r.backlog(SubscriptionKind::Pattern, b"log.>"), vec![1, 2, 3, 4]);
         assert_eq!(r.backlog(SubscriptionKind::Exact, b"misc"), Vec::<u32>::new());
         assert_eq!(r.buffer_depth(b"log.audit"), 3);
+        // A connection that already receives log.a through a pattern is not sent
+        // its backlog again when it subscribes to it exactly.
+        assert_eq!(
+            r.subscribe_with_backlog(7, SubscriptionKind::Pattern, b"log.*"),
+            Some(vec![1, 2, 3, 4])
+        );
+        assert_eq!(
+            r.subscribe_with_backlog(7, SubscriptionKind::Exact, b"log.a"),
+            Some(vec![])
+        );
+        assert_eq!(r.subscribe_with_backlog(7, SubscriptionKind::Exact, b"log.a"), None);
+        assert_eq!(
+            r.subscribe_with_backlog(8, SubscriptionKind::Exact, b"log.a"),
+            Some(vec![2, 3])
+        );
+        assert!(r.reaches(7, b"log.audit") && !r.reaches(8, b"log.audit"));
         assert!(r.set_buffer(b"a..b", 1).is_err());
     }
 }
