@@ -12,3 +12,9 @@
 //! ```
 
 #![forbid(unsafe_code)]
+
+/// The README's Rust examples, compiled (and the core's one run) as doctests so
+/// the front page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeExamples;
