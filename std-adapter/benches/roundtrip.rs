@@ -10,7 +10,9 @@
 //!   answers inline, over a UNIX socket file;
 //! - `8 threads`: eight threads sharing one `Client`, requests per second;
 //! - `fan-out`: one publisher, 100 subscribed client connections, deliveries per
-//!   second received by the subscribers.
+//!   second received (and checked) by the subscribers, 64-byte messages.
+//!
+//! `-- --only rtt|threads|fanout` runs one part.
 //!
 //! Round trips: p50 of each run, median of several runs, alternating floor and
 //! microsocket so both see the same machine state.
@@ -26,6 +28,8 @@ use microsocket_std::{Client, ClientConfig, Error, Request, Responder, Server, S
 
 const ROUND_TRIPS: usize = 20_000;
 const RUNS: usize = 5;
+/// The fan-out message: 64 bytes.
+const PAYLOAD: &[u8; 64] = b"payload-64-bytes-payload-64-bytes-payload-64-bytes-payload-64-b.";
 
 fn frame(sigil: Sigil, args: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -128,7 +132,10 @@ fn fanout_run(path: &std::path::Path, server: &microsocket_std::Publisher, subsc
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 match sub.recv_timeout(Duration::from_millis(100)) {
-                    Ok(_) => n += 1,
+                    Ok(p) => {
+                        assert!(p.topic == "bench.topic" && p.values.len() == 1 && p.values[0] == PAYLOAD[..]);
+                        n += 1;
+                    }
                     Err(Error::Lagged { missed: m }) => {
                         missed.fetch_add(m, Ordering::Relaxed);
                     }
@@ -149,7 +156,7 @@ fn fanout_run(path: &std::path::Path, server: &microsocket_std::Publisher, subsc
     let mut published = 0u64;
     while t.elapsed() < window {
         for _ in 0..64 {
-            server.publish("bench.topic", [b"payload-16-bytes"]).unwrap();
+            server.publish("bench.topic", [PAYLOAD]).unwrap();
             published += 1;
         }
         // Keep the publisher from outrunning delivery forever: wait while far ahead.
@@ -193,11 +200,39 @@ fn main() {
         return;
     }
 
+    // `--only rtt|threads|fanout` runs one part (for profiling).
+    let only = std::env::args()
+        .skip_while(|a| a != "--only")
+        .nth(1)
+        .unwrap_or_default();
+    let part = |name: &str| only.is_empty() || only == name;
+
+    if part("rtt") {
+        round_trips(&path);
+    }
+    if part("threads") {
+        let rates: Vec<f64> = (0..3).map(|_| threads_run(&path, 8, 20_000)).collect();
+        println!(
+            "8 threads sharing one client:        {:8.0} requests/s (median of 3; target >= 300000)",
+            median(rates)
+        );
+    }
+    if part("fanout") {
+        let publisher = server.publisher();
+        let (received, queued, dropped) = fanout_run(&path, &publisher, 100);
+        println!(
+            "publish to 100 subscribers:          {received:8.0} deliveries/s received ({queued:.0}/s queued, {dropped} dropped; target >= 5000000)"
+        );
+    }
+    drop(server);
+}
+
+fn round_trips(path: &std::path::Path) {
     let mut floors = Vec::new();
     let mut ours = Vec::new();
     for _ in 0..RUNS {
         floors.push(floor_run().as_secs_f64() * 1e6);
-        ours.push(microsocket_run(&path).as_secs_f64() * 1e6);
+        ours.push(microsocket_run(path).as_secs_f64() * 1e6);
     }
     let (floor, mine) = (median(floors.clone()), median(ours.clone()));
     println!("round trip p50 (median of {RUNS} runs of {ROUND_TRIPS}):");
@@ -207,17 +242,4 @@ fn main() {
         "  ratio                              {:8.3}x  (target <= 1.15x)",
         mine / floor
     );
-
-    let rates: Vec<f64> = (0..3).map(|_| threads_run(&path, 8, 20_000)).collect();
-    println!(
-        "8 threads sharing one client:        {:8.0} requests/s (median of 3; target >= 300000)",
-        median(rates)
-    );
-
-    let publisher = server.publisher();
-    let (received, queued, dropped) = fanout_run(&path, &publisher, 100);
-    println!(
-        "publish to 100 subscribers:          {received:8.0} deliveries/s received ({queued:.0}/s queued, {dropped} dropped; target >= 5000000)"
-    );
-    drop(server);
 }

@@ -5,22 +5,28 @@
 //!
 //! A [`Client`] is a cheap handle (`Clone`, `Send`, `Sync`) to one connection. It
 //! starts no thread. Any thread may call [`Client::request`]; the request is
-//! encoded and written by the calling thread, under a write lock, and the thread
-//! then waits for its answer:
+//! encoded into the connection's pending buffer and written, and the thread then
+//! waits for its answer:
 //!
 //! - if no other thread is reading the socket, it becomes the *leader*: it reads,
 //!   decodes every complete frame, hands each response to the slot of the thread
-//!   that waits for it (waking that thread's own condition variable) and each
-//!   publication to the matching subscription queues, and stops leading as soon as
-//!   its own answer is in;
+//!   that waits for it and each publication to the matching subscription queues,
+//!   and stops leading as soon as its own answer is in;
 //! - otherwise it sleeps on its own condition variable until its answer arrives or
 //!   the leader role falls free (then one sleeper is woken to take it over).
+//!
+//! Writes are combined: a thread that finds another one writing leaves its frame
+//! in the pending buffer for that writer, and while answers handed out by the
+//! leader are still waiting to be collected by their (waking) threads, new
+//! requests wait for the last of those threads, which writes them all in one
+//! system call. Wake-ups go only to threads that sleep, after the leader has
+//! released the lock.
 //!
 //! A lone thread doing request after request therefore reads its own answers with
 //! no thread handoff at all: the round trip costs what a hand-written blocking
 //! ping-pong costs, plus a few uncontended locks. With many threads, each response
 //! costs one wake-up of the thread it belongs to, which a dedicated reader thread
-//! would cost too.
+//! would cost too, and the system calls are shared.
 //!
 //! The socket is read only while some thread waits: for a request, or in a
 //! [`Subscription`]'s `recv`/`recv_timeout`/iterator (or `try_recv`, which reads
@@ -63,6 +69,9 @@ pub const MAX_IN_FLIGHT: usize = 256;
 pub const MAX_SUBSCRIPTIONS: usize = 64;
 /// Total bytes of the topics and patterns of one client connection's subscriptions.
 pub const MAX_SUBSCRIPTION_BYTES: usize = 4096;
+
+/// Write buffers larger than this are freed once written rather than kept.
+const MAX_KEPT_BUFFER: usize = 1 << 20;
 
 /// Answers that arrived for one slot and are not yet collected, with their ids.
 type Answers = Vec<(RequestId, Result<Vec<Bytes>>)>;
@@ -114,8 +123,6 @@ struct Inner {
     stream: Stream,
     config: ClientConfig,
     state: Mutex<State>,
-    /// Write lock and the buffer frames are encoded into. Taken before `state`.
-    tx: Mutex<Vec<u8>>,
     /// Held only by the leader.
     rx: Mutex<Reader>,
     /// One condition variable per request slot, used with `state`.
@@ -133,6 +140,8 @@ struct Reader {
 #[derive(Debug)]
 struct SubQueue {
     items: VecDeque<Item>,
+    /// Its receiver sleeps on the condition variable (needs a notification).
+    sleeping: bool,
     /// Publications dropped since the last item queued.
     missed: u64,
     /// Items held, not counting lag markers.
@@ -174,6 +183,20 @@ struct State {
     /// answer arrives, so answers wait in `done` (per slot, with their ids), not in `slots`.
     slots: Vec<Option<RequestId>>,
     done: Vec<Answers>,
+    /// Per slot: its waiter sleeps on the slot's condition variable.
+    sleeping: Vec<bool>,
+    /// Encoded frames not yet written, in protocol order.
+    pending: Vec<u8>,
+    /// The writer's buffer, kept for reuse while nobody writes.
+    spare: Vec<u8>,
+    /// A thread is writing: it writes whatever `pending` holds before it stops.
+    writing: bool,
+    /// Stands in for the sleeping flag of a subscription being dropped.
+    sub_sleeping_gone: bool,
+    /// Wake-ups to send once the lock is released.
+    wakes: Vec<WaitKey>,
+    /// Answers handed out to `done` and not yet collected by their threads.
+    uncollected: usize,
     /// Someone leads (reads the socket).
     reading: bool,
     closed: bool,
@@ -245,6 +268,13 @@ impl Client {
                     protocol: Protocol::new(),
                     slots,
                     done: (0..MAX_IN_FLIGHT).map(|_| Vec::new()).collect(),
+                    sleeping: vec![false; MAX_IN_FLIGHT],
+                    pending: Vec::new(),
+                    spare: Vec::new(),
+                    writing: false,
+                    sub_sleeping_gone: false,
+                    wakes: Vec::new(),
+                    uncollected: 0,
                     reading: false,
                     closed: false,
                     idle: Vec::new(),
@@ -252,7 +282,6 @@ impl Client {
                     queues: HashMap::new(),
                     next_key: 0,
                 }),
-                tx: Mutex::new(Vec::with_capacity(4096)),
                 rx: Mutex::new(reader),
                 slot_cvs: (0..MAX_IN_FLIGHT).map(|_| Condvar::new()).collect(),
                 config,
@@ -338,16 +367,15 @@ impl Client {
 
     fn add_subscription(&self, bytes: &[u8], pattern: bool) -> Result<Subscription> {
         let inner = &self.inner;
-        let mut tx = inner.lock_tx();
         let mut st = inner.lock_state();
         if st.closed {
             return Err(Error::Closed);
         }
-        tx.clear();
+        let State { protocol, pending, .. } = &mut *st;
         let id = if pattern {
-            st.protocol.subscribe_pattern(bytes, &mut *tx)?
+            protocol.subscribe_pattern(bytes, pending)?
         } else {
-            st.protocol.subscribe(bytes, &mut *tx)?
+            protocol.subscribe(bytes, pending)?
         };
         let key = st.next_key;
         st.next_key += 1;
@@ -360,6 +388,7 @@ impl Client {
             key,
             SubQueue {
                 items: VecDeque::new(),
+                sleeping: false,
                 missed: 0,
                 len: 0,
             },
@@ -370,18 +399,18 @@ impl Client {
             id,
             topic: Bytes::copy_from_slice(bytes),
         };
-        let barrier = match st.protocol.barrier(&mut *tx) {
+        let State { protocol, pending, .. } = &mut *st;
+        let barrier = match protocol.barrier(pending) {
             Ok(b) => b,
             Err(e) => {
+                // The subscribe frame goes out with the next write; dropping
+                // `subscription` then unsubscribes.
                 drop(st);
-                drop(tx);
                 return Err(e.into());
             }
         };
         st.slots[usize::from(barrier.slot())] = Some(barrier);
-        drop(st);
-        inner.write_locked(&mut tx)?;
-        drop(tx);
+        inner.flush_pending(st)?;
         let deadline = inner.config.request_timeout.map(|t| Instant::now() + t);
         // An IPC::MicroSocket 0.03 server hands the empty command to its
         // application, which may well fail it: either answer proves the
@@ -399,23 +428,25 @@ impl Client {
         I::IntoIter: Clone,
     {
         let inner = &self.inner;
-        let mut tx = inner.lock_tx();
         let mut st = inner.lock_state();
         if st.closed {
             return Err(Error::Closed);
         }
-        tx.clear();
-        let id = st.protocol.request(command, args, &mut *tx)?;
+        let State { protocol, pending, .. } = &mut *st;
+        let id = protocol.request(command, args, pending)?;
         st.slots[usize::from(id.slot())] = Some(id);
-        drop(st);
-        inner.write_locked(&mut tx)?;
+        if st.uncollected == 0 {
+            inner.flush_pending(st)?;
+        }
+        // Otherwise threads are about to collect answers and, as they usually do,
+        // send their next requests: the last to collect writes them all at once.
         Ok(id)
     }
 
     fn wait_response(&self, id: RequestId, deadline: Option<Instant>) -> Result<Vec<Bytes>> {
         let slot = usize::from(id.slot());
         let outcome = self.inner.wait(WaitKey::Slot(id.slot()), deadline, false, |st| {
-            match take_done(&mut st.done[slot], id) {
+            match take_done(st, id) {
                 Some(result) => Some(result),
                 None if st.closed => Some(Err(Error::Closed)),
                 None => None,
@@ -425,7 +456,8 @@ impl Client {
             Some(result) => result,
             None => {
                 let mut st = self.inner.lock_state();
-                if let Some(result) = take_done(&mut st.done[slot], id) {
+                if let Some(result) = take_done(&mut st, id) {
+                    self.inner.release_and_flush(st);
                     return result;
                 }
                 if st.slots[slot] == Some(id) {
@@ -438,10 +470,34 @@ impl Client {
     }
 }
 
+/// The per-slot parts of [`State`] answers are handed out through.
+struct Slots<'a> {
+    slots: &'a mut [Option<RequestId>],
+    done: &'a mut [Answers],
+    sleeping: &'a mut [bool],
+    wakes: &'a mut Vec<WaitKey>,
+    uncollected: &'a mut usize,
+}
+
 /// Takes the answer for `id` from its slot's list of answers not yet collected.
-fn take_done(list: &mut Answers, id: RequestId) -> Option<Result<Vec<Bytes>>> {
+fn take_done(st: &mut State, id: RequestId) -> Option<Result<Vec<Bytes>>> {
+    let list = &mut st.done[usize::from(id.slot())];
     let i = list.iter().position(|(got, _)| *got == id)?;
+    st.uncollected = st.uncollected.saturating_sub(1);
     Some(list.swap_remove(i).1)
+}
+
+impl State {
+    /// Whether the thread waiting with `key` sleeps on its condition variable.
+    fn sleeping(&mut self, key: &WaitKey) -> &mut bool {
+        match key {
+            WaitKey::Slot(s) => &mut self.sleeping[usize::from(*s)],
+            WaitKey::Sub(h) => match self.queues.get_mut(&h.key) {
+                Some(q) => &mut q.sleeping,
+                None => &mut self.sub_sleeping_gone,
+            },
+        }
+    }
 }
 
 impl Inner {
@@ -449,24 +505,56 @@ impl Inner {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn lock_tx(&self) -> MutexGuard<'_, Vec<u8>> {
-        self.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Writes the frames in `pending`, unless another thread is writing: that
+    /// thread then writes them too before it stops (write combining: threads
+    /// requesting at once share system calls). The lock is not held while
+    /// writing. A failed write closes the connection: part of a frame may be on
+    /// the wire.
+    fn flush_pending<'a>(&'a self, st: MutexGuard<'a, State>) -> Result<()> {
+        self.flush_pending_then(st, || {})
     }
 
-    /// Writes the encoded frames in `tx` (the write lock is held by the caller).
-    /// A failed write closes the connection: part of a frame may be on the wire.
-    fn write_locked(&self, tx: &mut Vec<u8>) -> Result<()> {
-        let result = (&self.stream).write_all(tx);
-        tx.clear();
-        if let Err(e) = result {
-            let _ = self.stream.shutdown(Shutdown::Both);
-            let mut st = self.lock_state();
-            self.close_locked(&mut st);
-            return Err(match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::TimedOut,
-                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Error::Closed,
-                _ => Error::Io(e),
-            });
+    /// As [`Inner::flush_pending`], running `unlocked` once the lock is first
+    /// released.
+    fn flush_pending_then<'a>(&'a self, mut st: MutexGuard<'a, State>, unlocked: impl FnOnce()) -> Result<()> {
+        if st.writing || st.pending.is_empty() {
+            drop(st);
+            unlocked();
+            return Ok(());
+        }
+        st.writing = true;
+        let mut buf = std::mem::take(&mut st.spare);
+        let mut unlocked = Some(unlocked);
+        loop {
+            std::mem::swap(&mut buf, &mut st.pending);
+            drop(st);
+            if let Some(f) = unlocked.take() {
+                f();
+            }
+            let result = (&self.stream).write_all(&buf);
+            buf.clear();
+            st = self.lock_state();
+            if let Err(e) = result {
+                st.writing = false;
+                st.pending.clear();
+                let _ = self.stream.shutdown(Shutdown::Both);
+                self.close_locked(&mut st);
+                return Err(match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::TimedOut,
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Error::Closed,
+                    _ => Error::Io(e),
+                });
+            }
+            if st.pending.is_empty() || st.closed {
+                break;
+            }
+        }
+        st.writing = false;
+        if buf.capacity() <= MAX_KEPT_BUFFER {
+            st.spare = buf;
+        }
+        if st.pending.capacity() > MAX_KEPT_BUFFER && st.pending.is_empty() {
+            st.pending = Vec::new();
         }
         Ok(())
     }
@@ -482,6 +570,7 @@ impl Inner {
         for ((slot, done), cv) in slots.iter_mut().zip(done.iter_mut()).zip(self.slot_cvs.iter()) {
             if let Some(id) = slot.take() {
                 done.push((id, Err(Error::Closed)));
+                st.uncollected += 1;
                 cv.notify_all();
             }
         }
@@ -492,10 +581,19 @@ impl Inner {
         }
     }
 
-    fn notify(&self, key: &WaitKey) {
+    /// Owes a wake-up to the thread waiting with `key` if it sleeps (a
+    /// notification is a system call even when nobody waits, so it is made only
+    /// when needed); it is sent once the state is unlocked.
+    fn notify(&self, st: &mut State, key: &WaitKey) {
+        if std::mem::take(st.sleeping(key)) {
+            st.wakes.push(key.clone());
+        }
+    }
+
+    fn notify_now(&self, key: &WaitKey) {
         match key {
-            WaitKey::Slot(s) => self.slot_cvs[usize::from(*s)].notify_all(),
-            WaitKey::Sub(h) => h.cv.notify_all(),
+            WaitKey::Slot(s) => self.slot_cvs[usize::from(*s)].notify_one(),
+            WaitKey::Sub(h) => h.cv.notify_one(),
         }
     }
 
@@ -516,7 +614,7 @@ impl Inner {
             if let Some(v) = poll(&mut st) {
                 break Some(v);
             }
-            if nonblocking && (tried || st.closed) {
+            if nonblocking && (tried || st.closed || st.reading) {
                 break None;
             }
             let now = Instant::now();
@@ -529,10 +627,9 @@ impl Inner {
                     st.idle.retain(|k| !k.same(&key));
                     registered = false;
                 }
-                drop(st);
-                self.read_once(deadline, nonblocking);
+                self.release(st);
+                st = self.read_once(deadline, nonblocking);
                 tried = true;
-                st = self.lock_state();
                 st.reading = false;
                 continue;
             }
@@ -544,6 +641,11 @@ impl Inner {
                 WaitKey::Slot(s) => &self.slot_cvs[usize::from(*s)],
                 WaitKey::Sub(h) => &h.cv,
             };
+            // Wake-ups still owed go out now (under the lock: rare).
+            for wake in std::mem::take(&mut st.wakes) {
+                self.notify_now(&wake);
+            }
+            *st.sleeping(&key) = true;
             st = match deadline {
                 Some(d) => {
                     cv.wait_timeout(st, d - now)
@@ -552,20 +654,52 @@ impl Inner {
                 }
                 None => cv.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner),
             };
+            *st.sleeping(&key) = false;
         };
         if registered {
             st.idle.retain(|k| !k.same(&key));
         }
         if !st.reading {
-            if let Some(next) = st.idle.last() {
-                self.notify(next);
+            // Someone must take over reading for those still waiting.
+            if let Some(next) = st.idle.last().cloned() {
+                self.notify(&mut st, &next);
             }
         }
+        self.release_and_flush(st);
         result
     }
 
+    /// Unlocks the state, then sends the wake-ups owed (so woken threads do not
+    /// find the lock still held).
+    fn release(&self, mut st: MutexGuard<'_, State>) {
+        if st.wakes.is_empty() {
+            return;
+        }
+        let wakes = std::mem::take(&mut st.wakes);
+        drop(st);
+        for wake in &wakes {
+            self.notify_now(wake);
+        }
+    }
+
+    /// As [`Inner::release`], but first writes the requests that waited for every
+    /// handed-out answer to be collected (see [`Client::request`]'s write
+    /// combining).
+    fn release_and_flush(&self, mut st: MutexGuard<'_, State>) {
+        if st.uncollected == 0 && !st.pending.is_empty() && !st.writing && !st.closed {
+            let wakes = std::mem::take(&mut st.wakes);
+            let _ = self.flush_pending_then(st, || {
+                for wake in &wakes {
+                    self.notify_now(wake);
+                }
+            });
+        } else {
+            self.release(st);
+        }
+    }
+
     /// One read as the leader, then hands out every complete frame.
-    fn read_once(&self, deadline: Option<Instant>, nonblocking: bool) {
+    fn read_once(&self, deadline: Option<Instant>, nonblocking: bool) -> MutexGuard<'_, State> {
         let mut rx = self.rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let rx = &mut *rx;
         let read = if nonblocking {
@@ -597,7 +731,7 @@ impl Inner {
             Ok(0) => {
                 rx.decoder.reset();
                 self.close_locked(&mut st);
-                return;
+                return st;
             }
             Ok(n) => rx.buf.commit(n),
             Err(e)
@@ -606,15 +740,16 @@ impl Inner {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
                 ) =>
             {
-                return
+                return st
             }
             Err(_) => {
                 let _ = self.stream.shutdown(Shutdown::Both);
                 self.close_locked(&mut st);
-                return;
+                return st;
             }
         }
         self.dispatch(rx, &mut st);
+        st
     }
 
     /// Hands every complete frame in the buffer to its waiter.
@@ -625,12 +760,24 @@ impl Inner {
                 protocol,
                 slots,
                 done,
+                sleeping,
                 handles,
                 queues,
+                wakes,
+                uncollected,
                 ..
             } = &mut *st;
+            let mut answers = Slots {
+                slots,
+                done,
+                sleeping,
+                wakes,
+                uncollected,
+            };
             let (event, consumed) = match rx.decoder.decode(rx.buf.data()) {
-                Decoded::NeedMore => return,
+                Decoded::NeedMore => {
+                    return;
+                }
                 Decoded::Skipped { consumed } => (None, consumed),
                 Decoded::Oversized { tag, consumed, .. } => (protocol.handle_oversized(tag), consumed),
                 Decoded::Frame { frame, consumed } => (protocol.handle_frame(frame), consumed),
@@ -639,16 +786,18 @@ impl Inner {
                 None => {}
                 Some(ClientEvent::Response { id, values }) => {
                     let values = values.map(Bytes::copy_from_slice).collect();
-                    self.complete(slots, done, id, Ok(values));
+                    self.complete(&mut answers, id, Ok(values));
                 }
                 Some(ClientEvent::Failure { id, message, details }) => {
                     let error = Error::Failed {
                         message: Bytes::copy_from_slice(message),
                         details: details.map(Bytes::copy_from_slice).collect(),
                     };
-                    self.complete(slots, done, id, Err(error));
+                    self.complete(&mut answers, id, Err(error));
                 }
-                Some(ClientEvent::ResponseTooLarge { id }) => self.complete(slots, done, id, Err(Error::FrameTooLarge)),
+                Some(ClientEvent::ResponseTooLarge { id }) => {
+                    self.complete(&mut answers, id, Err(Error::FrameTooLarge))
+                }
                 Some(ClientEvent::Publication {
                     topic,
                     values,
@@ -670,7 +819,9 @@ impl Inner {
                                 }
                                 q.items.push_back(Item::Publication(publication.clone()));
                                 q.len += 1;
-                                h.cv.notify_all();
+                                if std::mem::take(&mut q.sleeping) {
+                                    answers.wakes.push(WaitKey::Sub(h.clone()));
+                                }
                             }
                         }
                     }
@@ -680,19 +831,16 @@ impl Inner {
         }
     }
 
-    fn complete(
-        &self,
-        slots: &mut [Option<RequestId>],
-        done: &mut [Answers],
-        id: RequestId,
-        result: Result<Vec<Bytes>>,
-    ) {
+    fn complete(&self, st: &mut Slots<'_>, id: RequestId, result: Result<Vec<Bytes>>) {
         let i = usize::from(id.slot());
-        if let Some(slot) = slots.get_mut(i) {
+        if let Some(slot) = st.slots.get_mut(i) {
             if *slot == Some(id) {
                 *slot = None;
-                done[i].push((id, result));
-                self.slot_cvs[i].notify_all();
+                st.done[i].push((id, result));
+                *st.uncollected += 1;
+                if std::mem::take(&mut st.sleeping[i]) {
+                    st.wakes.push(WaitKey::Slot(id.slot()));
+                }
             }
         }
     }
@@ -779,7 +927,6 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let inner = &self.client.inner;
-        let mut tx = inner.lock_tx();
         let mut st = inner.lock_state();
         st.queues.remove(&self.shared.key);
         if let Some(list) = st.handles.get_mut(&self.id) {
@@ -789,14 +936,18 @@ impl Drop for Subscription {
             }
         }
         st.idle.retain(|k| !k.same(&WaitKey::Sub(self.shared.clone())));
-        tx.clear();
-        let sent = st.protocol.unsubscribe(self.id, &mut *tx).unwrap_or(false);
-        let closed = st.closed;
-        drop(st);
-        if sent && !closed {
-            let _ = inner.write_locked(&mut tx);
+        let State {
+            protocol,
+            pending,
+            closed,
+            ..
+        } = &mut *st;
+        let sent = protocol.unsubscribe(self.id, pending).unwrap_or(false);
+        if *closed {
+            pending.clear();
+        } else if sent {
+            let _ = inner.flush_pending(st);
         }
-        tx.clear();
     }
 }
 
