@@ -78,9 +78,9 @@
 //!
 //! # Features
 //!
-//! - `embedded-io`: [`embedded`], blocking client and server-connection drivers over
-//!   any `embedded_io::Read + Write`, and [`frame::encode_to_writer`].
-//! - `alloc`: [`frame::FrameSink`] for `Vec<u8>`, and [`registry`], the
+//! - `embedded-io`: the `embedded` module, blocking client and server-connection
+//!   drivers over any `embedded_io::Read + Write`, and `frame::encode_to_writer`.
+//! - `alloc`: [`frame::FrameSink`] for `Vec<u8>`, and the `registry` module, the
 //!   cross-connection topic index that hosted servers publish through.
 //! - `defmt`: `defmt::Format` on errors, ids and small enums.
 //!

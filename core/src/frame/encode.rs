@@ -203,13 +203,30 @@ pub enum WriteError<E> {
     Encode(EncodeError),
     /// The writer failed (part of the frame may have been written).
     Io(E),
+    /// The writer accepted no bytes: the stream is closed (part of the frame may
+    /// have been written).
+    WriteZero,
+}
+
+/// Writes all of `bytes`, treating a write that accepts nothing as
+/// [`WriteError::WriteZero`] rather than looping or panicking.
+#[cfg(feature = "embedded-io")]
+fn write_all<W: embedded_io::Write + ?Sized>(writer: &mut W, mut bytes: &[u8]) -> Result<(), WriteError<W::Error>> {
+    while !bytes.is_empty() {
+        match writer.write(bytes).map_err(WriteError::Io)? {
+            0 => return Err(WriteError::WriteZero),
+            n => bytes = bytes.get(n..).unwrap_or_default(),
+        }
+    }
+    Ok(())
 }
 
 /// Writes one frame to an [`embedded_io::Write`], returning its length.
 ///
 /// # Errors
 /// [`WriteError::Encode`] if the frame cannot be encoded (nothing is written),
-/// [`WriteError::Io`] if the writer fails.
+/// [`WriteError::Io`] if the writer fails, [`WriteError::WriteZero`] if it accepts
+/// nothing.
 #[cfg(feature = "embedded-io")]
 pub fn encode_to_writer<I, W>(sigil: Sigil, args: I, writer: &mut W) -> Result<usize, WriteError<W::Error>>
 where
@@ -221,13 +238,11 @@ where
     let args = args.into_iter();
     let len = encoded_len(args.clone()).map_err(WriteError::Encode)?;
     let argc = args.clone().count() as u8;
-    writer.write_all(&[sigil.byte(), argc]).map_err(WriteError::Io)?;
+    write_all(writer, &[sigil.byte(), argc])?;
     for arg in args {
         let arg = arg.as_ref();
-        writer
-            .write_all(&(arg.len() as u32).to_be_bytes())
-            .map_err(WriteError::Io)?;
-        writer.write_all(arg).map_err(WriteError::Io)?;
+        write_all(writer, &(arg.len() as u32).to_be_bytes())?;
+        write_all(writer, arg)?;
     }
     Ok(len)
 }
