@@ -16,11 +16,16 @@
 //!
 //! Writes never block a thread that is not the connection's own: every write is
 //! non-blocking, made under the connection's lock, and what the socket does not
-//! take waits in the connection's queue. A [`Responder`] writes its answer
-//! straight to the socket from the answering thread when nothing is queued before
-//! it, so a request answered inline costs no thread handoff. Publications are only
-//! queued by the publishing thread (a lock and a reference-count increment per
-//! subscriber) and written by the flusher.
+//! take waits in the connection's queue. A [`Responder`] encodes its answer
+//! straight into the connection's answer buffer and writes it from the answering
+//! thread (after the batch of requests it came in, if the reader is handling
+//! one), so a request answered inline costs no thread handoff and no allocation.
+//! A publication is encoded once; the publishing thread appends its bytes to each
+//! subscriber's publication buffer (a lock and a copy per subscriber) and the
+//! flusher writes each connection's whole queue in one `sendmsg`. While
+//! publications keep coming, the flusher lets them gather for 100 µs between
+//! rounds, so that each write, and each wake-up of a subscriber, carries many
+//! frames; an isolated publication goes out at once.
 //!
 //! # Backpressure
 //!
@@ -284,17 +289,93 @@ struct Conn {
 #[derive(Debug)]
 struct Out {
     protocol: Protocol,
-    /// The rest of a frame partly written: goes before anything else.
-    partial: Option<Bytes>,
-    responses: VecDeque<Bytes>,
-    publications: VecDeque<Bytes>,
+    /// Encoded answers, whole frames; `answers[answers_sent..]` is unsent. They
+    /// go out before publications (but never inside a publication frame).
+    answers: Vec<u8>,
+    answers_sent: usize,
+    /// Encoded publication frames, in order; `pubs[pubs_sent..]` is unsent.
+    pubs: Vec<u8>,
+    pubs_sent: usize,
+    /// Lengths of the publication frames not wholly written; `front_sent` bytes
+    /// of the first are on the wire already.
+    pub_lens: VecDeque<usize>,
+    front_sent: usize,
+    /// Unsent bytes, answers and publications.
     queued: usize,
     /// In the flusher's hands.
     scheduled: bool,
     /// The reader is handling a batch of frames: answers wait for its end.
     corked: bool,
     dead: bool,
+    /// Threads waiting on `drained` (it is signalled only if some wait).
+    drain_waiters: usize,
 }
+
+impl Out {
+    fn new(protocol: Protocol) -> Self {
+        Self {
+            protocol,
+            answers: Vec::new(),
+            answers_sent: 0,
+            pubs: Vec::new(),
+            pubs_sent: 0,
+            pub_lens: VecDeque::new(),
+            front_sent: 0,
+            queued: 0,
+            scheduled: false,
+            corked: false,
+            dead: false,
+            drain_waiters: 0,
+        }
+    }
+
+    /// Records `n` more publication bytes written.
+    fn advance_pubs(&mut self, mut n: usize) {
+        self.pubs_sent += n;
+        while n > 0 {
+            let Some(&len) = self.pub_lens.front() else { break };
+            let take = n.min(len - self.front_sent);
+            self.front_sent += take;
+            n -= take;
+            if self.front_sent == len {
+                self.pub_lens.pop_front();
+                self.front_sent = 0;
+            }
+        }
+    }
+
+    /// Drops written bytes from the front of the buffers when that is cheap or
+    /// worthwhile; frees buffers a burst made large.
+    fn compact(&mut self) {
+        fn tidy(buf: &mut Vec<u8>, sent: &mut usize) {
+            if *sent == buf.len() {
+                buf.clear();
+                *sent = 0;
+                if buf.capacity() > KEPT_BUFFER {
+                    *buf = Vec::new();
+                }
+            } else if *sent >= 64 << 10 && *sent * 2 >= buf.len() {
+                buf.drain(..*sent);
+                *sent = 0;
+            }
+        }
+        tidy(&mut self.answers, &mut self.answers_sent);
+        tidy(&mut self.pubs, &mut self.pubs_sent);
+    }
+
+    fn clear(&mut self) {
+        self.answers = Vec::new();
+        self.answers_sent = 0;
+        self.pubs = Vec::new();
+        self.pubs_sent = 0;
+        self.pub_lens = VecDeque::new();
+        self.front_sent = 0;
+        self.queued = 0;
+    }
+}
+
+/// Output buffers larger than this are freed once drained rather than kept.
+const KEPT_BUFFER: usize = 1 << 20;
 
 enum Flushed {
     Drained,
@@ -307,55 +388,50 @@ impl Conn {
         lock(&self.out)
     }
 
-    /// Writes what the socket takes now, without blocking.
+    /// Writes what the socket takes now, without blocking: the rest of a
+    /// publication frame partly written, then answers, then publications, in one
+    /// `sendmsg`.
     fn flush_locked(&self, out: &mut Out) -> Flushed {
         loop {
             if out.dead {
                 return Flushed::Dead;
             }
-            let mut slices: [IoSlice<'_>; 64] = [IoSlice::new(&[]); 64];
-            let mut n = 0;
-            for frame in out
-                .partial
-                .iter()
-                .chain(out.responses.iter())
-                .chain(out.publications.iter())
-                .take(64)
-            {
-                slices[n] = IoSlice::new(frame);
-                n += 1;
-            }
-            if n == 0 {
+            let head = match out.pub_lens.front() {
+                Some(&len) if out.front_sent > 0 => len - out.front_sent,
+                _ => 0,
+            };
+            let p = out.pubs_sent;
+            let answers = &out.answers[out.answers_sent..];
+            let slices = [
+                IoSlice::new(&out.pubs[p..p + head]),
+                IoSlice::new(answers),
+                IoSlice::new(&out.pubs[p + head..]),
+            ];
+            let total = out.pubs.len() - p + answers.len();
+            if total == 0 {
+                out.compact();
                 return Flushed::Drained;
             }
+            let slices: &[IoSlice<'_>] = if head == 0 { &slices[1..] } else { &slices };
             let mut control = rustix::net::SendAncillaryBuffer::default();
             let sent = rustix::net::sendmsg(
                 &self.stream,
-                &slices[..n],
+                slices,
                 &mut control,
                 SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
             );
             match sent {
-                Ok(mut written) => {
+                Ok(written) => {
                     out.queued = out.queued.saturating_sub(written);
-                    while written > 0 {
-                        let mut frame = match out.partial.take() {
-                            Some(f) => f,
-                            None => match out.responses.pop_front() {
-                                Some(f) => f,
-                                None => match out.publications.pop_front() {
-                                    Some(f) => f,
-                                    None => break,
-                                },
-                            },
-                        };
-                        if written >= frame.len() {
-                            written -= frame.len();
-                        } else {
-                            let _ = frame.split_to(written);
-                            written = 0;
-                            out.partial = Some(frame);
-                        }
+                    let a = written.min(head);
+                    out.advance_pubs(a);
+                    let rest = written - a;
+                    let b = rest.min(out.answers.len() - out.answers_sent);
+                    out.answers_sent += b;
+                    out.advance_pubs(rest - b);
+                    out.compact();
+                    if written == total {
+                        return Flushed::Drained;
                     }
                 }
                 Err(rustix::io::Errno::AGAIN) => return Flushed::Blocked,
@@ -371,60 +447,38 @@ impl Conn {
     fn kill_locked(&self, out: &mut Out) {
         if !out.dead {
             out.dead = true;
-            out.partial = None;
-            out.responses.clear();
-            out.publications.clear();
-            out.queued = 0;
+            out.clear();
             let _ = self.stream.shutdown(Shutdown::Both);
             self.drained.notify_all();
         }
     }
 
-    /// Queues an answer and writes what the socket takes now (unless the reader
-    /// has corked the connection while it handles a batch of frames: then the
-    /// batch's answers leave together when it uncorks).
-    fn send_answer(self: &Arc<Self>, out: &mut Out, frame: Vec<u8>) {
-        if out.dead || frame.is_empty() {
+    /// Accounts for `added` bytes of answers appended to `out.answers` and
+    /// writes what the socket takes now (unless the reader has corked the
+    /// connection while it handles a batch of frames: then the batch's answers
+    /// leave together when it uncorks).
+    fn answers_added(self: &Arc<Self>, out: &mut Out, added: usize) {
+        if out.dead || added == 0 {
             return;
         }
-        if out.corked {
-            out.queued += frame.len();
-            out.responses.push_back(Bytes::from(frame));
-            return;
-        }
-        if out.partial.is_none() && out.responses.is_empty() && out.publications.is_empty() {
-            // Fast path: straight to the socket.
-            match rustix::net::send(&self.stream, &frame, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
-                Ok(n) if n == frame.len() => return,
-                Ok(n) => {
-                    let mut rest = Bytes::from(frame);
-                    let _ = rest.split_to(n);
-                    out.queued += rest.len();
-                    out.partial = Some(rest);
-                }
-                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {
-                    out.queued += frame.len();
-                    out.responses.push_back(Bytes::from(frame));
-                }
-                Err(_) => {
-                    self.kill_locked(out);
-                    return;
-                }
-            }
-        } else {
-            out.queued += frame.len();
-            out.responses.push_back(Bytes::from(frame));
+        out.queued += added;
+        if !out.corked {
             self.flush_answers(out);
-            return;
         }
-        self.schedule_locked(out);
     }
 
     /// Writes what the socket takes now; leaves the rest to the flusher.
     fn flush_answers(self: &Arc<Self>, out: &mut Out) {
         match self.flush_locked(out) {
-            Flushed::Drained | Flushed::Dead => {}
+            Flushed::Drained | Flushed::Dead => self.notify_drained(out),
             Flushed::Blocked => self.schedule_locked(out),
+        }
+    }
+
+    /// Signals threads waiting for the queue to drain, if any.
+    fn notify_drained(&self, out: &Out) {
+        if out.drain_waiters > 0 {
+            self.drained.notify_all();
         }
     }
 
@@ -438,7 +492,7 @@ impl Conn {
 
     /// Queues a publication frame, applying the slow-consumer policy. Returns
     /// whether it was queued and whether the connection needs the flusher.
-    fn queue_publication(&self, out: &mut Out, frame: &Bytes) -> (bool, bool) {
+    fn queue_publication(&self, out: &mut Out, frame: &[u8]) -> (bool, bool) {
         if out.dead {
             return (false, false);
         }
@@ -455,12 +509,17 @@ impl Conn {
             return (false, false);
         }
         out.queued += frame.len();
-        out.publications.push_back(frame.clone());
+        out.pubs.extend_from_slice(frame);
+        out.pub_lens.push_back(frame.len());
         let newly = !out.scheduled;
         out.scheduled = true;
         (true, newly)
     }
 }
+
+/// How long the flusher lets publications gather between rounds while they keep
+/// coming.
+const COALESCE: Duration = Duration::from_micros(100);
 
 /// Writes queued frames for every connection; see the module docs.
 #[derive(Debug)]
@@ -500,15 +559,24 @@ impl Flusher {
         let mut blocked: Vec<Arc<Conn>> = Vec::new();
         let mut batch: Vec<Arc<Conn>> = Vec::new();
         let mut sink = [0u8; 64];
+        let mut worked = false;
         loop {
+            if worked {
+                // Publications keep coming: let them gather for a moment so each
+                // write (and each wake-up of a subscriber) carries many frames.
+                // An isolated publication finds the flusher asleep and goes out
+                // at once.
+                std::thread::sleep(COALESCE);
+            }
             std::mem::swap(&mut batch, &mut *lock(&self.ready));
+            worked = !batch.is_empty();
             for conn in batch.drain(..) {
                 let mut out = conn.lock();
                 match conn.flush_locked(&mut out) {
                     Flushed::Blocked => blocked.push(conn.clone()),
                     Flushed::Drained | Flushed::Dead => {
                         out.scheduled = false;
-                        conn.drained.notify_all();
+                        conn.notify_drained(&out);
                     }
                 }
             }
@@ -535,6 +603,7 @@ impl Flusher {
             let ready: Vec<bool> = fds[1..].iter().map(|f| !f.revents().is_empty()).collect();
             drop(fds);
             self.asleep.store(false, Ordering::SeqCst);
+            worked = false;
             while matches!((&self.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
             let mut i = 0;
             blocked.retain(|conn| {
@@ -628,21 +697,18 @@ impl Responder {
         if out.dead {
             return Err(Error::Closed);
         }
-        let mut frame = Vec::new();
-        match out.protocol.respond(self.tag.as_bytes(), values, &mut frame) {
-            Ok(_) => {
-                self.conn.send_answer(&mut out, frame);
-                Ok(())
-            }
+        let Out { protocol, answers, .. } = &mut *out;
+        let before = answers.len();
+        let result = match protocol.respond(self.tag.as_bytes(), values, answers) {
+            Ok(_) => Ok(()),
             Err(e) => {
-                let mut frame = Vec::new();
-                let _ = out
-                    .protocol
-                    .fail(self.tag.as_bytes(), UNENCODABLE_RESPONSE, [b""; 0], &mut frame);
-                self.conn.send_answer(&mut out, frame);
+                let _ = protocol.fail(self.tag.as_bytes(), UNENCODABLE_RESPONSE, [b""; 0], answers);
                 Err(Error::Encode(e))
             }
-        }
+        };
+        let added = answers.len() - before;
+        self.conn.answers_added(&mut out, added);
+        result
     }
 
     /// Fails the request (`#`) with a message and optional details.
@@ -669,18 +735,17 @@ impl Responder {
         if out.dead {
             return Err(Error::Closed);
         }
-        let mut frame = Vec::new();
-        let result = match out.protocol.fail(self.tag.as_bytes(), message, details, &mut frame) {
+        let Out { protocol, answers, .. } = &mut *out;
+        let before = answers.len();
+        let result = match protocol.fail(self.tag.as_bytes(), message, details, answers) {
             Ok(_) => Ok(()),
             Err(e) => {
-                frame.clear();
-                let _ = out
-                    .protocol
-                    .fail(self.tag.as_bytes(), UNENCODABLE_RESPONSE, [b""; 0], &mut frame);
+                let _ = protocol.fail(self.tag.as_bytes(), UNENCODABLE_RESPONSE, [b""; 0], answers);
                 Err(Error::Encode(e))
             }
         };
-        self.conn.send_answer(&mut out, frame);
+        let added = answers.len() - before;
+        self.conn.answers_added(&mut out, added);
         result
     }
 }
@@ -1014,18 +1079,9 @@ impl<H: Handler> Server<H> {
         let conn = Arc::new(Conn {
             context,
             stream,
-            out: Mutex::new(Out {
-                protocol: Protocol::new(ServerLimits {
-                    max_in_flight: self.shared.config.max_in_flight,
-                }),
-                partial: None,
-                responses: VecDeque::new(),
-                publications: VecDeque::new(),
-                queued: 0,
-                scheduled: false,
-                corked: false,
-                dead: false,
-            }),
+            out: Mutex::new(Out::new(Protocol::new(ServerLimits {
+                max_in_flight: self.shared.config.max_in_flight,
+            }))),
             drained: Condvar::new(),
             shared: self.shared.clone(),
         });
@@ -1131,17 +1187,18 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
     handler.connected(&conn.context);
     let mut rx = RxBuf::new(16 << 10, config.max_frame);
     let mut decoder = Decoder::new(config.max_frame);
-    let mut answers = Vec::new();
     'read: loop {
         // Backpressure: stop reading requests while too much is unsent.
         {
             let mut out = conn.lock();
             while out.queued > config.max_queued_bytes && !out.dead {
+                out.drain_waiters += 1;
                 out = conn
                     .drained
                     .wait_timeout(out, Duration::from_millis(100))
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .0;
+                out.drain_waiters -= 1;
             }
             if out.dead {
                 break 'read;
@@ -1159,23 +1216,23 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
         loop {
             let (consumed, event) = {
                 let mut out = conn.lock();
-                let out = &mut *out;
+                let Out { protocol, answers, .. } = &mut *out;
+                let before = answers.len();
                 let (consumed, event) = match decoder.decode(rx.data()) {
                     Decoded::NeedMore => break,
                     Decoded::Skipped { consumed } => (consumed, None),
                     Decoded::Oversized { sigil, tag, consumed } => {
-                        let _ = out.protocol.handle_oversized(sigil, tag, &mut answers);
+                        let _ = protocol.handle_oversized(sigil, tag, answers);
                         (consumed, None)
                     }
                     Decoded::Frame { frame, consumed } => {
                         // Answers go into a growable buffer, so encoding cannot fail.
-                        let event = out.protocol.handle_frame(frame, &mut answers).ok().flatten();
+                        let event = protocol.handle_frame(frame, answers).ok().flatten();
                         (consumed, event)
                     }
                 };
-                if !answers.is_empty() {
-                    conn.send_answer(out, std::mem::take(&mut answers));
-                }
+                let added = answers.len() - before;
+                conn.answers_added(&mut out, added);
                 (consumed, event)
             };
             if let Some(event) = event {
@@ -1185,7 +1242,7 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
         }
         let mut out = conn.lock();
         out.corked = false;
-        if !out.responses.is_empty() || out.partial.is_some() {
+        if out.answers_sent < out.answers.len() {
             conn.flush_answers(&mut out);
         }
     }
@@ -1199,11 +1256,13 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
             if now >= deadline {
                 break;
             }
+            out.drain_waiters += 1;
             out = conn
                 .drained
                 .wait_timeout(out, (deadline - now).min(Duration::from_millis(50)))
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
+            out.drain_waiters -= 1;
         }
     }
     {

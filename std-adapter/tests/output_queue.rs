@@ -1,0 +1,90 @@
+//! The server's per-connection output queue: answers overtake queued
+//! publications only between frames, also when the socket takes frames in part.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use common::{bounded, start};
+use microsocket_core::frame::{Decoded, Decoder};
+use microsocket_std::ServerConfig;
+
+#[test]
+fn answers_and_a_backlog_larger_than_the_socket_arrive_whole_and_in_order() {
+    let server = start(ServerConfig {
+        max_queued_bytes: 64 << 20,
+        ..ServerConfig::default()
+    });
+    let publisher = server.publisher.clone();
+    let path = server.path.clone();
+    bounded(Duration::from_secs(60), move || {
+        let mut raw = UnixStream::connect(&path).unwrap();
+        // Subscribe to "feed", then a barrier (empty command, tag 1).
+        raw.write_all(b"+\x01\x00\x00\x00\x04feed(\x02\x00\x00\x00\x01\x01\x00\x00\x00\x00")
+            .unwrap();
+        let mut ack = [0u8; 7];
+        raw.read_exact(&mut ack).unwrap();
+        // Publications of odd sizes, far more than the socket buffers, interleaved
+        // with requests whose answers jump the queue.
+        const N: usize = 3000;
+        let mut requests = Vec::new();
+        for i in 0..N {
+            let value = vec![b'a' + (i % 26) as u8; 700 + i % 301];
+            assert_eq!(
+                publisher
+                    .publish("feed", [i.to_string().as_bytes(), &value[..]])
+                    .unwrap(),
+                1
+            );
+            if i % 500 == 250 {
+                let tag = [2 + (i / 500) as u8];
+                let mut frame = Vec::new();
+                microsocket_core::frame::encode(
+                    microsocket_core::frame::Sigil::Request,
+                    [&tag[..], b"ECHO", i.to_string().as_bytes()],
+                    &mut frame,
+                )
+                .unwrap();
+                raw.write_all(&frame).unwrap();
+                requests.push((tag[0], i));
+            }
+        }
+        // Read and decode everything; every frame must be well formed.
+        let mut decoder = Decoder::new(1 << 20);
+        let mut data = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        let mut next_publication = 0;
+        let mut answered = Vec::new();
+        while next_publication < N || answered.len() < requests.len() {
+            let n = raw.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed early");
+            data.extend_from_slice(&buf[..n]);
+            loop {
+                let consumed = match decoder.decode(&data) {
+                    Decoded::NeedMore => break,
+                    Decoded::Frame { frame, consumed } => {
+                        let args: Vec<&[u8]> = frame.args().collect();
+                        match frame.sigil_byte() {
+                            b'!' => {
+                                assert_eq!(args[0], b"feed");
+                                assert_eq!(args[1], next_publication.to_string().as_bytes());
+                                let expected = vec![b'a' + (next_publication % 26) as u8; 700 + next_publication % 301];
+                                assert_eq!(args[2], &expected[..]);
+                                next_publication += 1;
+                            }
+                            b')' => answered.push((args[0][0], std::str::from_utf8(args[1]).unwrap().to_owned())),
+                            other => panic!("unexpected frame {other}"),
+                        }
+                        consumed
+                    }
+                    other => panic!("bad frame: {other:?}"),
+                };
+                data.drain(..consumed);
+            }
+        }
+        let expected: Vec<(u8, String)> = requests.iter().map(|(t, i)| (*t, i.to_string())).collect();
+        assert_eq!(answered, expected);
+    });
+}
