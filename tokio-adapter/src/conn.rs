@@ -69,6 +69,7 @@ pub(crate) async fn serve<S, H>(
             core: &core,
             key,
             reading: true,
+            held: 0,
             flush: false,
         };
         let mut inflight = FuturesUnordered::new();
@@ -111,6 +112,8 @@ struct Conn<'a, S> {
     key: u32,
     /// False after end of stream or once shutdown began.
     reading: bool,
+    /// Bytes taken from the queue or encoded here and not yet written.
+    held: usize,
     flush: bool,
 }
 
@@ -147,11 +150,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                     self.reading = false;
                     progress = true;
                 }
-                if !queue.frames.is_empty() {
+                if !queue.is_empty() {
                     if !self.resp.is_empty() {
                         self.out.push_back(self.resp.split().freeze());
                     }
-                    self.out.extend(queue.frames.drain(..));
+                    self.held += queue.drain_into(&mut self.out);
                 }
                 match &queue.waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
@@ -168,8 +171,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 add(&self.core.counters.requests, n as u64);
                 progress = true;
             }
-            let unsent = self.shared.unsent.load(Ordering::Relaxed);
-            if self.reading && unsent <= self.core.config.max_queued_bytes {
+            if self.reading && self.held <= self.core.config.max_queued_bytes {
                 if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
                     let more = READ_CHUNK.max(self.rbuf.len());
                     self.rbuf.reserve(more);
@@ -190,6 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 }
             }
             progress |= self.write(cx)?;
+            self.shared.held.store(self.held, Ordering::Relaxed);
             if !self.reading
                 && inflight.is_empty()
                 && self.done.is_empty()
@@ -206,12 +209,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     }
 
     /// Counts answer bytes encoded into `resp` since it was `before` long.
-    fn account(&self, before: usize) {
-        let added = self.resp.len().saturating_sub(before);
-        if added > 0 {
-            self.shared.unsent.fetch_add(added, Ordering::Relaxed);
-            add(&self.core.counters.queued_bytes, added as u64);
-        }
+    fn account(&mut self, before: usize) {
+        self.held += self.resp.len().saturating_sub(before);
     }
 
     /// Writes as much as the socket takes, in vectored batches. Returns whether
@@ -233,8 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
                     self.consume(n);
-                    self.shared.unsent.fetch_sub(n, Ordering::Relaxed);
-                    self.core.counters.queued_bytes.fetch_sub(n as u64, Ordering::Relaxed);
+                    self.held = self.held.saturating_sub(n);
                     self.flush = true;
                     progress = true;
                 }

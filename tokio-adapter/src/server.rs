@@ -184,7 +184,6 @@ pub(crate) struct Counters {
     pub(crate) dropped: AtomicU64,
     pub(crate) slow_disconnected: AtomicU64,
     pub(crate) refused: AtomicU64,
-    pub(crate) queued_bytes: AtomicU64,
 }
 
 impl Counters {
@@ -200,7 +199,7 @@ impl Counters {
             publications_dropped: get(&self.dropped),
             slow_consumers_disconnected: get(&self.slow_disconnected),
             subscriptions_refused: get(&self.refused),
-            queued_bytes: get(&self.queued_bytes),
+            queued_bytes: 0,
         }
     }
 }
@@ -239,15 +238,22 @@ struct Hub {
 #[derive(Debug)]
 pub(crate) struct ConnShared {
     pub(crate) id: ConnectionId,
-    /// Bytes queued and not yet written (publications and responses).
-    pub(crate) unsent: AtomicUsize,
+    /// Bytes the connection's task holds and has not written yet (answers and
+    /// publications it took from the queue); only that task stores it.
+    pub(crate) held: AtomicUsize,
     pub(crate) queue: Mutex<OutQueue>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct OutQueue {
-    /// Encoded publication frames, shared with every other subscriber.
+    /// Encoded publication frames, in order: large ones shared with every other
+    /// subscriber, small ones copied into `tail` (cheaper than a shared
+    /// reference count, and written in one piece).
     pub(crate) frames: VecDeque<Bytes>,
+    /// Small publication frames queued after `frames`.
+    pub(crate) tail: BytesMut,
+    /// Bytes in `frames` and `tail`.
+    pub(crate) bytes: usize,
     pub(crate) waker: Option<Waker>,
     /// Stop reading, finish in-flight requests, flush and close.
     pub(crate) shutdown: bool,
@@ -255,6 +261,27 @@ pub(crate) struct OutQueue {
     pub(crate) abort: bool,
     /// Publications dropped for this connection.
     pub(crate) dropped: u64,
+}
+
+/// Publication frames up to this size are copied into the connection's queue
+/// rather than shared.
+const COPY_BELOW: usize = 512;
+
+impl OutQueue {
+    /// Whether no publication is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.frames.is_empty() && self.tail.is_empty()
+    }
+
+    /// Moves every queued publication frame to the end of `out`; returns their
+    /// size in bytes.
+    pub(crate) fn drain_into(&mut self, out: &mut VecDeque<Bytes>) -> usize {
+        out.extend(self.frames.drain(..));
+        if !self.tail.is_empty() {
+            out.push_back(self.tail.split().freeze());
+        }
+        std::mem::take(&mut self.bytes)
+    }
 }
 
 impl ConnShared {
@@ -273,7 +300,7 @@ impl Core {
         let id = ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let shared = Arc::new(ConnShared {
             id,
-            unsent: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
             queue: Mutex::new(OutQueue {
                 shutdown: self.cancel.is_cancelled(),
                 ..OutQueue::default()
@@ -309,8 +336,7 @@ impl Core {
             hub.free.push(key);
         }
         drop(hub);
-        let unsent = shared.unsent.swap(0, Ordering::Relaxed);
-        self.counters.queued_bytes.fetch_sub(unsent as u64, Ordering::Relaxed);
+        shared.held.store(0, Ordering::Relaxed);
         self.counters.connections.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -365,12 +391,11 @@ impl Core {
     /// policy. Returns whether it was queued.
     fn deliver(&self, conn: &ConnShared, frame: Bytes, wake: &mut Vec<Waker>) -> bool {
         let len = frame.len();
-        let unsent = conn.unsent.load(Ordering::Relaxed);
         let mut queue = conn.lock();
         if queue.abort {
             return false;
         }
-        if unsent + len > self.config.max_queued_bytes {
+        if queue.bytes + conn.held.load(Ordering::Relaxed) + len > self.config.max_queued_bytes {
             add(&self.counters.dropped, 1);
             queue.dropped += 1;
             if self.config.slow_consumer == SlowConsumer::Disconnect {
@@ -385,13 +410,30 @@ impl Core {
             }
             return false;
         }
-        conn.unsent.fetch_add(len, Ordering::Relaxed);
-        add(&self.counters.queued_bytes, len as u64);
-        queue.frames.push_back(frame);
+        queue.bytes += len;
+        if len <= COPY_BELOW {
+            queue.tail.extend_from_slice(&frame);
+        } else {
+            if !queue.tail.is_empty() {
+                let tail = queue.tail.split().freeze();
+                queue.frames.push_back(tail);
+            }
+            queue.frames.push_back(frame);
+        }
         if let Some(w) = queue.waker.take() {
             wake.push(w);
         }
         true
+    }
+
+    /// Bytes queued for all connections and not yet written.
+    fn queued_bytes(&self) -> u64 {
+        let hub = self.hub();
+        hub.conns
+            .iter()
+            .flatten()
+            .map(|c| (c.lock().bytes + c.held.load(Ordering::Relaxed)) as u64)
+            .sum()
     }
 
     /// Sets a flag on every connection and wakes it.
@@ -563,7 +605,9 @@ impl<H: Handler> Server<H> {
     /// The counters now.
     #[must_use]
     pub fn stats(&self) -> Stats {
-        self.core.counters.snapshot()
+        let mut stats = self.core.counters.snapshot();
+        stats.queued_bytes = self.core.queued_bytes();
+        stats
     }
 
     /// Listens on a UNIX socket path: refuses to start if a live server listens

@@ -1,0 +1,429 @@
+//! Speed and memory of the Tokio adapter, side by side with a floor.
+//!
+//! ```text
+//! cargo bench -p microsocket-tokio --bench tokio_adapter                 # everything
+//! taskset -c 0 cargo bench -p microsocket-tokio --bench tokio_adapter -- rtt
+//! cargo bench -p microsocket-tokio --bench tokio_adapter -- pipelined fanout idle
+//! ```
+//!
+//! - `rtt`: round trip with one request in flight, p50 and p99, against the floor:
+//!   a minimal hand-written Tokio UNIX-socket ping-pong exchanging the same frames.
+//!   Both run client and server in one current-thread runtime.
+//! - `pipelined`: one connection, 256 requests in flight from 256 tasks.
+//! - `fanout`: 64-byte publications to 100 subscribed client connections.
+//! - `idle`: server memory per idle connection, 10,000 connections opened from
+//!   another process (this binary run again).
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use microsocket_tokio::{handler_fn, Client, Failure, Reply, Request, Server, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+
+const PING: &[u8] = b"\x28\x02\x00\x00\x00\x01\x07\x00\x00\x00\x04PING";
+const PONG: &[u8] = b"\x29\x02\x00\x00\x00\x01\x07\x00\x00\x00\x04PONG";
+const CHILD_VAR: &str = "MICROSOCKET_BENCH_IDLE_CHILD";
+
+fn ping_server() -> Server<impl microsocket_tokio::Handler> {
+    let handler = handler_fn(|request: Request| async move {
+        if &request.command[..] == b"PING" {
+            Ok(Reply::one(&b"PONG"[..]))
+        } else {
+            Err(Failure::new("no such command"))
+        }
+    });
+    Server::with_config(handler, ServerConfig::default().max_connections(20_000))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p) as usize]
+}
+
+fn report_latency(name: &str, mut samples: Vec<Duration>) -> Duration {
+    samples.sort_unstable();
+    let p50 = percentile(&samples, 0.5);
+    println!(
+        "{name:<28} p50 {:>7.2} µs   p99 {:>7.2} µs   ({} round trips)",
+        p50.as_secs_f64() * 1e6,
+        percentile(&samples, 0.99).as_secs_f64() * 1e6,
+        samples.len()
+    );
+    p50
+}
+
+const RTT_ROUNDS: usize = 20_000;
+
+/// The floor: a hand-written server that answers each PING frame with a PONG
+/// frame, and a client that sends one and reads one, over a UNIX socket.
+async fn floor_rtt(path: &Path) -> Duration {
+    let listener = UnixListener::bind(path).unwrap();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; PING.len()];
+        while s.read_exact(&mut buf).await.is_ok() {
+            if s.write_all(PONG).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut c = UnixStream::connect(path).await.unwrap();
+    let mut buf = [0u8; PONG.len()];
+    let mut samples = Vec::with_capacity(RTT_ROUNDS);
+    for i in 0..RTT_ROUNDS + 1000 {
+        let t = Instant::now();
+        c.write_all(PING).await.unwrap();
+        c.read_exact(&mut buf).await.unwrap();
+        if i >= 1000 {
+            samples.push(t.elapsed());
+        }
+    }
+    drop(c);
+    server.await.unwrap();
+    report_latency("floor (hand-written tokio)", samples)
+}
+
+async fn microsocket_rtt(path: &Path) -> Duration {
+    let server = ping_server();
+    server.listen_unix(path).unwrap();
+    let client = Client::connect_unix(path).await.unwrap();
+    let mut samples = Vec::with_capacity(RTT_ROUNDS);
+    for i in 0..RTT_ROUNDS + 1000 {
+        let t = Instant::now();
+        let v = client.request(&b"PING"[..], [b""; 0]).await.unwrap();
+        if i >= 1000 {
+            samples.push(t.elapsed());
+        }
+        debug_assert_eq!(v, [b"PONG"]);
+    }
+    drop(client);
+    server.shutdown().await;
+    report_latency("microsocket-tokio", samples)
+}
+
+fn rtt() {
+    println!("== rtt: one request in flight, client and server in one current-thread runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut ratios = Vec::new();
+    for run in 0..5 {
+        let (floor, ours) = rt.block_on(async {
+            let floor = floor_rtt(&dir.path().join(format!("floor{run}.sock"))).await;
+            let ours = microsocket_rtt(&dir.path().join(format!("ms{run}.sock"))).await;
+            (floor, ours)
+        });
+        ratios.push(ours.as_secs_f64() / floor.as_secs_f64());
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "ratio p50 microsocket / floor: median of 5 runs {:.2}x (runs {:?})",
+        ratios[2],
+        ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>()
+    );
+}
+
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    if threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+}
+
+fn pipelined() {
+    for threads in [1, 2] {
+        pipelined_on(threads);
+    }
+}
+
+fn pipelined_on(threads: usize) {
+    println!("== pipelined: one connection, 256 requests in flight from 256 tasks, {threads} runtime thread(s)");
+    let rt = runtime(threads);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.sock");
+    rt.block_on(async {
+        let server = ping_server();
+        server.listen_unix(&path).unwrap();
+        let client = Client::connect_unix(&path).await.unwrap();
+        for secs in [1u64, 3] {
+            let count = Arc::new(AtomicU64::new(0));
+            let stop = Instant::now() + Duration::from_secs(secs);
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..256)
+                .map(|_| {
+                    let client = client.clone();
+                    let count = count.clone();
+                    tokio::spawn(async move {
+                        let mut n = 0u64;
+                        while Instant::now() < stop {
+                            for _ in 0..64 {
+                                client.request(&b"PING"[..], [b""; 0]).await.unwrap();
+                                n += 1;
+                            }
+                        }
+                        count.fetch_add(n, Ordering::Relaxed);
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            let n = count.load(Ordering::Relaxed);
+            if secs > 1 {
+                println!(
+                    "microsocket-tokio            {:>6.2} M requests/s ({n} in {elapsed:.2} s)",
+                    n as f64 / elapsed / 1e6
+                );
+            }
+        }
+        server.shutdown().await;
+    });
+}
+
+const SUBSCRIBERS: usize = 100;
+const MESSAGES: u64 = 200_000;
+
+fn fanout() {
+    fanout_raw();
+    fanout_clients();
+}
+
+/// Publishes `MESSAGES` 64-byte publications as fast as the hub takes them.
+async fn publish_all(server: &Server<impl microsocket_tokio::Handler>) -> f64 {
+    let payload = [0x5au8; 64];
+    let publisher = server.publisher();
+    let started = Instant::now();
+    tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            publisher.publish("bench.topic", [&payload]).unwrap();
+            if i % 256 == 255 {
+                tokio::task::yield_now().await;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    started.elapsed().as_secs_f64()
+}
+
+fn fanout_server(path: &Path) -> Server<impl microsocket_tokio::Handler> {
+    let server = Server::with_config(
+        handler_fn(|_: Request| async { Ok(Reply::empty()) }),
+        ServerConfig::default().max_queued_bytes(64 << 20),
+    );
+    server.listen_unix(path).unwrap();
+    server
+}
+
+/// Server fan-out: subscribers are plain sockets that read and count bytes (the
+/// floor of receiving), so the figure is what the server delivers.
+fn fanout_raw() {
+    println!("== fanout: 64-byte publications to {SUBSCRIBERS} subscriber sockets that only read");
+    let rt = runtime(2);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.sock");
+    rt.block_on(async {
+        let server = fanout_server(&path);
+        let frame_len = 2 + 4 + b"bench.topic".len() + 4 + 64;
+        let mut readers = Vec::new();
+        for _ in 0..SUBSCRIBERS {
+            let mut s = UnixStream::connect(&path).await.unwrap();
+            s.write_all(b"\x2b\x01\x00\x00\x00\x0bbench.topic").await.unwrap();
+            s.write_all(PING).await.unwrap();
+            // The answer to PING here: `)` with the tag and no values.
+            let mut pong = [0u8; 7];
+            s.read_exact(&mut pong).await.unwrap();
+            readers.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut total = 0usize;
+                while total < MESSAGES as usize * frame_len {
+                    let n = s.read(&mut buf).await.unwrap();
+                    assert!(n > 0);
+                    total += n;
+                }
+            }));
+        }
+        let started = Instant::now();
+        let published_in = publish_all(&server).await;
+        for r in readers {
+            r.await.unwrap();
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let deliveries = MESSAGES * SUBSCRIBERS as u64;
+        let stats = server.stats();
+        assert_eq!(stats.publications_dropped, 0);
+        println!(
+            "microsocket-tokio            {:>6.2} M deliveries/s ({deliveries} in {elapsed:.2} s; publish calls took {published_in:.2} s)",
+            deliveries as f64 / elapsed / 1e6,
+        );
+        server.shutdown().await;
+    });
+}
+
+/// End to end: every subscriber is a microsocket client with a subscription
+/// stream, all in this process.
+fn fanout_clients() {
+    println!("== fanout: 64-byte publications to {SUBSCRIBERS} microsocket client subscriptions (same process)");
+    let rt = runtime(2);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.sock");
+    rt.block_on(async {
+        let server = fanout_server(&path);
+        let mut readers = Vec::new();
+        let received = Arc::new(AtomicU64::new(0));
+        for _ in 0..SUBSCRIBERS {
+            let client = Client::builder()
+                .subscription_capacity(1 << 20)
+                .connect_unix(&path)
+                .await
+                .unwrap();
+            let mut sub = client.subscribe("bench.topic").await.unwrap();
+            let received = received.clone();
+            readers.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                let mut lagged = 0u64;
+                while n + lagged < MESSAGES {
+                    match sub.next().await {
+                        Some(Ok(_)) => n += 1,
+                        Some(Err(microsocket_tokio::Error::Lagged(k))) => lagged += k,
+                        other => panic!("{other:?}"),
+                    }
+                }
+                received.fetch_add(n, Ordering::Relaxed);
+                lagged
+            }));
+        }
+        let started = Instant::now();
+        let published_in = publish_all(&server).await;
+        let mut lagged = 0;
+        for r in readers {
+            lagged += r.await.unwrap();
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let received = received.load(Ordering::Relaxed);
+        println!(
+            "microsocket-tokio            {:>6.2} M deliveries/s received by clients ({received} in {elapsed:.2} s; \
+             publish calls took {published_in:.2} s; dropped by server {}, lagged in clients {lagged})",
+            received as f64 / elapsed / 1e6,
+            server.stats().publications_dropped,
+        );
+        server.shutdown().await;
+    });
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The other process: opens `n` connections, says so, waits for stdin to close.
+fn idle_child(path: &str) {
+    let n: usize = std::env::var("MICROSOCKET_BENCH_IDLE_N").unwrap().parse().unwrap();
+    let conns: Vec<_> = (0..n)
+        .map(|_| std::os::unix::net::UnixStream::connect(path).unwrap())
+        .collect();
+    println!("ready {}", conns.len());
+    std::io::stdout().flush().unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+}
+
+fn idle() {
+    const N: usize = 10_000;
+    println!("== idle: server memory per idle connection ({N} connections from another process)");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.sock");
+    rt.block_on(async {
+        let server = ping_server();
+        server.listen_unix(&path).unwrap();
+        // Warm up: one connection and a request, so lazily made runtime state
+        // is not charged to the idle connections.
+        let warm = Client::connect_unix(&path).await.unwrap();
+        warm.request(&b"PING"[..], [b""; 0]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let before = rss_kib();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(CHILD_VAR, &path)
+            .env("MICROSOCKET_BENCH_IDLE_N", N.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        {
+            let mut out = child.stdout.take().unwrap();
+            let mut byte = [0u8; 1];
+            while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+                line.push(char::from(byte[0]));
+            }
+        }
+        assert_eq!(line, format!("ready {N}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while server.stats().connections < N as u64 + 1 {
+            assert!(Instant::now() < deadline, "connections not accepted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = rss_kib();
+        let per = (after.saturating_sub(before)) as f64 * 1024.0 / N as f64;
+        println!(
+            "microsocket-tokio            {:>6.2} KiB resident per idle connection (RSS {before} -> {after} KiB)",
+            per / 1024.0
+        );
+        drop(child.stdin.take());
+        let _ = child.wait();
+        drop(warm);
+        server.shutdown().await;
+    });
+}
+
+fn main() {
+    if let Ok(path) = std::env::var(CHILD_VAR) {
+        idle_child(&path);
+        return;
+    }
+    let _ = rlimit_nofile(20_000);
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let all = args.is_empty();
+    let want = |name: &str| all || args.iter().any(|a| a == name);
+    if want("rtt") {
+        rtt();
+    }
+    if want("pipelined") {
+        pipelined();
+    }
+    if want("fanout") {
+        fanout();
+    }
+    if want("idle") {
+        idle();
+    }
+}
+
+/// Raises the open-file limit towards `n` (the idle benchmark holds 10,000
+/// connections).
+fn rlimit_nofile(n: u64) -> std::io::Result<()> {
+    let (soft, hard) = rlimit::Resource::NOFILE.get()?;
+    if soft < n {
+        rlimit::Resource::NOFILE.set(n.min(hard), hard)?;
+    }
+    Ok(())
+}
