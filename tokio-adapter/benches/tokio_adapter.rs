@@ -413,6 +413,9 @@ fn main() {
     if want("fanout") {
         fanout();
     }
+    if want("fanout-raw") {
+        fanout_raw();
+    }
     if want("idle") {
         idle();
     }

@@ -351,7 +351,7 @@ impl Core {
         let backlog = hub.registry.backlog(kind, topic);
         if let Some(Some(conn)) = hub.conns.get(key as usize) {
             for frame in backlog {
-                self.deliver(conn, frame, &mut hub.wake);
+                self.deliver(conn, &frame, &mut hub.wake);
             }
         }
         let wake = std::mem::take(&mut hub.wake);
@@ -375,7 +375,7 @@ impl Core {
         let mut delivered = 0;
         for &key in &subscribers {
             if let Some(Some(conn)) = hub.conns.get(key as usize) {
-                delivered += usize::from(self.deliver(conn, frame.clone(), &mut hub.wake));
+                delivered += usize::from(self.deliver(conn, &frame, &mut hub.wake));
             }
         }
         hub.scratch = subscribers;
@@ -389,7 +389,7 @@ impl Core {
 
     /// Queues one publication frame to a connection, applying the slow-consumer
     /// policy. Returns whether it was queued.
-    fn deliver(&self, conn: &ConnShared, frame: Bytes, wake: &mut Vec<Waker>) -> bool {
+    fn deliver(&self, conn: &ConnShared, frame: &Bytes, wake: &mut Vec<Waker>) -> bool {
         let len = frame.len();
         let mut queue = conn.lock();
         if queue.abort {
@@ -412,13 +412,13 @@ impl Core {
         }
         queue.bytes += len;
         if len <= COPY_BELOW {
-            queue.tail.extend_from_slice(&frame);
+            queue.tail.extend_from_slice(frame);
         } else {
             if !queue.tail.is_empty() {
                 let tail = queue.tail.split().freeze();
                 queue.frames.push_back(tail);
             }
-            queue.frames.push_back(frame);
+            queue.frames.push_back(frame.clone());
         }
         if let Some(w) = queue.waker.take() {
             wake.push(w);
