@@ -107,7 +107,10 @@ async fn microsocket_rtt(path: &Path) -> Duration {
 
 fn rtt() {
     println!("== rtt: one request in flight, client and server in one current-thread runtime");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut ratios = Vec::new();
     for run in 0..5 {
@@ -128,7 +131,10 @@ fn rtt() {
 
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
     if threads == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -412,6 +418,9 @@ fn main() {
     }
     if want("fanout") {
         fanout();
+    }
+    if want("pipelined1") {
+        pipelined_on(1);
     }
     if want("fanout-raw") {
         fanout_raw();

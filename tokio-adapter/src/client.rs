@@ -355,10 +355,9 @@ impl Client {
         I::Item: AsRef<[u8]>,
         I::IntoIter: Clone,
     {
-        let shared = self.shared().clone();
-        let started = shared.start_request(command.as_ref(), args, timeout);
+        let started = self.shared().start_request(command.as_ref(), args, timeout);
         ResponseFuture {
-            shared,
+            handle: self.handle.clone(),
             state: match started {
                 Ok(waiter) => FutureState::Waiting(waiter),
                 Err(e) => FutureState::Failed(Some(e)),
@@ -390,7 +389,7 @@ impl Client {
     }
 
     async fn subscribe_kind(&self, kind: SubscriptionKind, topic: &[u8]) -> Result<Subscription, Error> {
-        let shared = self.shared().clone();
+        let shared = self.shared();
         let queue = Arc::new(SubQueue {
             inner: Mutex::new(SubInner::default()),
             capacity: shared.config.subscription_capacity,
@@ -404,7 +403,7 @@ impl Client {
             kind,
         };
         let barrier = ResponseFuture {
-            shared,
+            handle: self.handle.clone(),
             state: FutureState::Waiting(barrier),
         };
         match barrier.await {
@@ -714,7 +713,8 @@ impl State {
 #[derive(Debug)]
 #[must_use = "the request is sent either way; await the future for its answer"]
 pub struct ResponseFuture {
-    shared: Arc<Shared>,
+    /// Keeps the connection open while the answer is awaited.
+    handle: Arc<Handle>,
     state: FutureState,
 }
 
@@ -738,7 +738,7 @@ impl Future for ResponseFuture {
             }
             FutureState::Done => return Poll::Ready(Err(Error::Closed)),
         };
-        let mut guard = self.shared.lock();
+        let mut guard = self.handle.shared.lock();
         let table = &mut guard.table;
         let Some(w) = table.waiters.get_mut(index) else {
             return Poll::Ready(Err(Error::Closed));
@@ -764,7 +764,7 @@ impl Drop for ResponseFuture {
         let FutureState::Waiting(index) = self.state else {
             return;
         };
-        let mut guard = self.shared.lock();
+        let mut guard = self.handle.shared.lock();
         let st = &mut *guard;
         let table = &mut st.table;
         let Some(w) = table.waiters.get_mut(index as usize) else {

@@ -82,6 +82,12 @@ async fn many_tasks_share_one_connection() {
         for t in tasks {
             t.await.unwrap();
         }
+        // A pending answer keeps the connection open after the last handle goes.
+        let pending = {
+            let temporary = Client::connect_unix(&path).await.unwrap();
+            temporary.request("SLEEP", ["50", "kept"])
+        };
+        assert_eq!(pending.await.unwrap(), [b"kept"]);
         let err = client.request("FAIL", ["bad", "d1", "d2"]).await.unwrap_err();
         match err {
             Error::Failed { message, details } => {
