@@ -422,6 +422,9 @@ fn main() {
     if want("pipelined1") {
         pipelined_on(1);
     }
+    if want("pipelined2") {
+        pipelined_on(2);
+    }
     if want("fanout-raw") {
         fanout_raw();
     }

@@ -23,7 +23,7 @@ use tokio::net::{TcpStream, ToSocketAddrs, UnixStream};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::Error;
-use crate::values::{decode_frozen, Publication, Sink, Values};
+use crate::values::{Publication, Sink, Span, Values};
 
 /// Requests a client can have in flight at most, whatever
 /// [`ClientBuilder::max_in_flight`] says (the size of the tag table).
@@ -1013,6 +1013,15 @@ async fn reconnect_loop<S>(shared: &Arc<Shared>, policy: ReconnectPolicy, connec
     }
 }
 
+/// What a received frame was, noted before the frame is cut from the buffer.
+enum Got {
+    Response(RequestId),
+    Failure(RequestId, Span, Vec<Span>),
+    TooLarge(RequestId),
+    Publication(Span),
+    Nothing,
+}
+
 /// One connection's I/O state, owned by the driver task.
 struct Conn<S> {
     stream: S,
@@ -1023,6 +1032,8 @@ struct Conn<S> {
     sleep_at: Option<Instant>,
     flush: bool,
     wake: Vec<Waker>,
+    /// The wire subscriptions the publication being delivered matches.
+    matched: Vec<SubscriptionId>,
 }
 
 /// Read buffer growth step and the size it shrinks back to.
@@ -1041,6 +1052,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             sleep_at: None,
             flush: false,
             wake: Vec::new(),
+            matched: Vec::new(),
         }
     }
 
@@ -1135,42 +1147,58 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     tracing::warn!("oversized frame from server skipped");
                     self.rbuf.advance(consumed);
                 }
-                Decoded::Frame { consumed, .. } => {
-                    let bytes = self.rbuf.split_to(consumed).freeze();
-                    let Some(frame) = decode_frozen(&bytes) else { continue };
+                Decoded::Frame { frame, consumed } => {
+                    let base = self.rbuf.as_ptr();
                     let argc = frame.argc();
                     let State {
                         protocol, subs, table, ..
                     } = &mut *st;
-                    let event = protocol.handle_frame(frame);
-                    match event {
-                        Some(ClientEvent::Response { id, .. }) => {
-                            table.complete(id, Ok(Values::new(bytes.clone(), argc, 1)), &mut self.wake);
-                        }
-                        Some(ClientEvent::Failure { id, message, details }) => {
-                            let error = Error::Failed {
-                                message: bytes.slice_ref(message),
-                                details: details.map(|d| bytes.slice_ref(d)).collect(),
-                            };
-                            table.complete(id, Err(error), &mut self.wake);
-                        }
-                        Some(ClientEvent::ResponseTooLarge { id }) => {
-                            table.complete(id, Err(Error::FrameTooLarge), &mut self.wake);
-                        }
+                    // Note what the frame is, then cut it from the buffer as a
+                    // frozen slice the values share.
+                    let got = match protocol.handle_frame(frame) {
+                        Some(ClientEvent::Response { id, .. }) => Got::Response(id),
+                        Some(ClientEvent::Failure { id, message, details }) => Got::Failure(
+                            id,
+                            Span::of(message, base),
+                            details.map(|d| Span::of(d, base)).collect(),
+                        ),
+                        Some(ClientEvent::ResponseTooLarge { id }) => Got::TooLarge(id),
                         Some(ClientEvent::Publication {
                             topic, subscriptions, ..
                         }) => {
-                            let publication = Publication {
-                                topic: bytes.slice_ref(topic),
-                                values: Values::new(bytes.clone(), argc, 1),
+                            self.matched.clear();
+                            self.matched.extend(subscriptions);
+                            Got::Publication(Span::of(topic, base))
+                        }
+                        None => Got::Nothing,
+                    };
+                    if let Got::Nothing = got {
+                        self.rbuf.advance(consumed);
+                        continue;
+                    }
+                    let bytes = self.rbuf.split_to(consumed).freeze();
+                    match got {
+                        Got::Response(id) => table.complete(id, Ok(Values::new(bytes, argc, 1)), &mut self.wake),
+                        Got::Failure(id, message, details) => {
+                            let error = Error::Failed {
+                                message: message.slice(&bytes),
+                                details: details.iter().map(|d| d.slice(&bytes)).collect(),
                             };
-                            for sid in subscriptions {
-                                for queue in subs.get(&sid).into_iter().flatten() {
+                            table.complete(id, Err(error), &mut self.wake);
+                        }
+                        Got::TooLarge(id) => table.complete(id, Err(Error::FrameTooLarge), &mut self.wake),
+                        Got::Publication(topic) => {
+                            let publication = Publication {
+                                topic: topic.slice(&bytes),
+                                values: Values::new(bytes, argc, 1),
+                            };
+                            for sid in &self.matched {
+                                for queue in subs.get(sid).into_iter().flatten() {
                                     deliver(queue, publication.clone(), &mut self.wake);
                                 }
                             }
                         }
-                        None => {}
+                        Got::Nothing => {}
                     }
                 }
             }

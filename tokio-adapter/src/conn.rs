@@ -22,7 +22,7 @@ use crate::handler::{
     Failure, Handler, PeerCredentials, Reply, ReplyValues, Request, RequestContext, SubscriptionChange,
 };
 use crate::server::{add, ConnShared, Core, SERVER_MAX_SUBSCRIPTIONS, SERVER_MAX_SUBSCRIPTION_BYTES};
-use crate::values::{decode_frozen, Sink, Values};
+use crate::values::{Sink, Span, Values};
 
 type Protocol = ServerProtocol<SERVER_MAX_SUBSCRIPTIONS, SERVER_MAX_SUBSCRIPTION_BYTES>;
 type Answer = (Bytes, Result<Reply, Failure>);
@@ -288,23 +288,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                     }
                     self.rbuf.advance(consumed);
                 }
-                Decoded::Frame { consumed, .. } => {
-                    let bytes = self.rbuf.split_to(consumed).freeze();
-                    let Some(frame) = decode_frozen(&bytes) else { continue };
+                Decoded::Frame { frame, consumed } => {
+                    let base = self.rbuf.as_ptr();
                     let argc = frame.argc();
                     // The sink grows, so the protocol's own answers always fit.
-                    let Ok(event) = self.protocol.handle_frame(frame, &mut Sink(&mut self.resp)) else {
-                        continue;
-                    };
+                    let event = self
+                        .protocol
+                        .handle_frame(frame, &mut Sink(&mut self.resp))
+                        .unwrap_or(None);
                     match event {
                         Some(ServerEvent::Request { tag, command, .. }) => {
                             tracing::trace!(command = %String::from_utf8_lossy(command), "request");
+                            let (tag, command) = (Span::of(tag, base), Span::of(command, base));
+                            // The frame becomes a frozen slice the request owns.
+                            let bytes = self.rbuf.split_to(consumed).freeze();
                             let request = Request {
-                                command: bytes.slice_ref(command),
+                                command: command.slice(&bytes),
                                 args: Values::new(bytes.clone(), argc, 2),
                                 context: self.context,
                             };
-                            inflight.push(make(bytes.slice_ref(tag), request));
+                            inflight.push(make(tag.slice(&bytes), request));
+                            continue;
                         }
                         Some(ServerEvent::Subscribed { topic, kind, new: true }) => {
                             let allowed = self.protocol.subscriptions().len() <= self.core.config.max_subscriptions
@@ -345,6 +349,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                             }
                         }
                     }
+                    self.rbuf.advance(consumed);
                 }
             }
         }

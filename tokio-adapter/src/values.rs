@@ -163,10 +163,27 @@ impl FrameSink for Sink<'_> {
     }
 }
 
-/// Decodes a frozen, complete frame.
-pub(crate) fn decode_frozen(frame: &Bytes) -> Option<microsocket_core::Frame<'_>> {
-    match Decoder::new(usize::MAX).decode(frame) {
-        Decoded::Frame { frame, .. } => Some(frame),
-        _ => None,
+/// Where a slice lies in the receive buffer, to cut it from the frozen frame.
+#[derive(Clone, Copy)]
+pub(crate) struct Span {
+    start: usize,
+    len: usize,
+}
+
+impl Span {
+    /// `part` must lie within the buffer starting at `base`.
+    pub(crate) fn of(part: &[u8], base: *const u8) -> Self {
+        Self {
+            start: (part.as_ptr() as usize).wrapping_sub(base as usize),
+            len: part.len(),
+        }
+    }
+
+    /// The same bytes in `frame`, the frozen buffer that started at `base`.
+    pub(crate) fn slice(self, frame: &Bytes) -> Bytes {
+        match self.start.checked_add(self.len) {
+            Some(end) if self.len > 0 && end <= frame.len() => frame.slice(self.start..end),
+            _ => Bytes::new(),
+        }
     }
 }
