@@ -140,8 +140,8 @@ struct Reader {
 #[derive(Debug)]
 struct SubQueue {
     items: VecDeque<Item>,
-    /// Its receiver sleeps on the condition variable (needs a notification).
-    sleeping: bool,
+    /// Threads sleeping on its condition variable (0 or 1).
+    sleeping: u16,
     /// Publications dropped since the last item queued.
     missed: u64,
     /// Items held, not counting lag markers.
@@ -183,8 +183,10 @@ struct State {
     /// answer arrives, so answers wait in `done` (per slot, with their ids), not in `slots`.
     slots: Vec<Option<RequestId>>,
     done: Vec<Answers>,
-    /// Per slot: its waiter sleeps on the slot's condition variable.
-    sleeping: Vec<bool>,
+    /// Per slot: threads sleeping on the slot's condition variable (two at most:
+    /// one whose answer is in but not yet collected, one whose request reuses the
+    /// freed slot).
+    sleeping: Vec<u16>,
     /// Encoded frames not yet written, in protocol order.
     pending: Vec<u8>,
     /// The writer's buffer, kept for reuse while nobody writes.
@@ -192,7 +194,7 @@ struct State {
     /// A thread is writing: it writes whatever `pending` holds before it stops.
     writing: bool,
     /// Stands in for the sleeping flag of a subscription being dropped.
-    sub_sleeping_gone: bool,
+    sub_sleeping_gone: u16,
     /// Wake-ups to send once the lock is released.
     wakes: Vec<WaitKey>,
     /// Answers handed out to `done` and not yet collected by their threads.
@@ -268,11 +270,11 @@ impl Client {
                     protocol: Protocol::new(),
                     slots,
                     done: (0..MAX_IN_FLIGHT).map(|_| Vec::new()).collect(),
-                    sleeping: vec![false; MAX_IN_FLIGHT],
+                    sleeping: vec![0; MAX_IN_FLIGHT],
                     pending: Vec::new(),
                     spare: Vec::new(),
                     writing: false,
-                    sub_sleeping_gone: false,
+                    sub_sleeping_gone: 0,
                     wakes: Vec::new(),
                     uncollected: 0,
                     reading: false,
@@ -388,7 +390,7 @@ impl Client {
             key,
             SubQueue {
                 items: VecDeque::new(),
-                sleeping: false,
+                sleeping: 0,
                 missed: 0,
                 len: 0,
             },
@@ -474,7 +476,7 @@ impl Client {
 struct Slots<'a> {
     slots: &'a mut [Option<RequestId>],
     done: &'a mut [Answers],
-    sleeping: &'a mut [bool],
+    sleeping: &'a mut [u16],
     wakes: &'a mut Vec<WaitKey>,
     uncollected: &'a mut usize,
 }
@@ -488,8 +490,8 @@ fn take_done(st: &mut State, id: RequestId) -> Option<Result<Vec<Bytes>>> {
 }
 
 impl State {
-    /// Whether the thread waiting with `key` sleeps on its condition variable.
-    fn sleeping(&mut self, key: &WaitKey) -> &mut bool {
+    /// How many threads waiting with `key` sleep on its condition variable.
+    fn sleeping(&mut self, key: &WaitKey) -> &mut u16 {
         match key {
             WaitKey::Slot(s) => &mut self.sleeping[usize::from(*s)],
             WaitKey::Sub(h) => match self.queues.get_mut(&h.key) {
@@ -585,14 +587,16 @@ impl Inner {
     /// notification is a system call even when nobody waits, so it is made only
     /// when needed); it is sent once the state is unlocked.
     fn notify(&self, st: &mut State, key: &WaitKey) {
-        if std::mem::take(st.sleeping(key)) {
+        if *st.sleeping(key) > 0 {
             st.wakes.push(key.clone());
         }
     }
 
     fn notify_now(&self, key: &WaitKey) {
         match key {
-            WaitKey::Slot(s) => self.slot_cvs[usize::from(*s)].notify_one(),
+            // Two threads may wait on one slot: one whose answer is in but not yet
+            // collected, and one whose new request reuses the freed slot.
+            WaitKey::Slot(s) => self.slot_cvs[usize::from(*s)].notify_all(),
             WaitKey::Sub(h) => h.cv.notify_one(),
         }
     }
@@ -645,7 +649,7 @@ impl Inner {
             for wake in std::mem::take(&mut st.wakes) {
                 self.notify_now(&wake);
             }
-            *st.sleeping(&key) = true;
+            *st.sleeping(&key) += 1;
             st = match deadline {
                 Some(d) => {
                     cv.wait_timeout(st, d - now)
@@ -654,7 +658,8 @@ impl Inner {
                 }
                 None => cv.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner),
             };
-            *st.sleeping(&key) = false;
+            let sleeping = st.sleeping(&key);
+            *sleeping = sleeping.saturating_sub(1);
         };
         if registered {
             st.idle.retain(|k| !k.same(&key));
@@ -819,7 +824,7 @@ impl Inner {
                                 }
                                 q.items.push_back(Item::Publication(publication.clone()));
                                 q.len += 1;
-                                if std::mem::take(&mut q.sleeping) {
+                                if q.sleeping > 0 {
                                     answers.wakes.push(WaitKey::Sub(h.clone()));
                                 }
                             }
@@ -838,7 +843,7 @@ impl Inner {
                 *slot = None;
                 st.done[i].push((id, result));
                 *st.uncollected += 1;
-                if std::mem::take(&mut st.sleeping[i]) {
+                if st.sleeping[i] > 0 {
                     st.wakes.push(WaitKey::Slot(id.slot()));
                 }
             }
