@@ -3,14 +3,18 @@
 //! ```text
 //! cargo bench -p microsocket-tokio --bench tokio_adapter                 # everything
 //! taskset -c 0 cargo bench -p microsocket-tokio --bench tokio_adapter -- rtt
-//! cargo bench -p microsocket-tokio --bench tokio_adapter -- pipelined fanout idle
+//! cargo bench -p microsocket-tokio --bench tokio_adapter -- pipelined1 pipelined2 fanout-raw fanout idle
 //! ```
+//!
+//! (`pipelined` runs both runtimes, `fanout` both fan-out variants.)
 //!
 //! - `rtt`: round trip with one request in flight, p50 and p99, against the floor:
 //!   a minimal hand-written Tokio UNIX-socket ping-pong exchanging the same frames.
 //!   Both run client and server in one current-thread runtime.
-//! - `pipelined`: one connection, 256 requests in flight from 256 tasks.
-//! - `fanout`: 64-byte publications to 100 subscribed client connections.
+//! - `pipelined1` / `pipelined2`: one connection, 256 requests in flight from
+//!   256 tasks, on a current-thread or a 2-worker runtime.
+//! - `fanout-raw`: 64-byte publications to 100 subscribed sockets that only read;
+//!   `fanout` adds the same to 100 microsocket client subscriptions.
 //! - `idle`: server memory per idle connection, 10,000 connections opened from
 //!   another process (this binary run again).
 

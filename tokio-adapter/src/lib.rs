@@ -120,22 +120,28 @@
 //!
 //! # Speed and memory
 //!
-//! `cargo bench -p microsocket-tokio --bench tokio_adapter` (release, on a shared
-//! 2-vCPU machine that other builds were loading at the time; figures vary with
-//! that load):
+//! `cargo bench -p microsocket-tokio --bench tokio_adapter -- <scenario>` (a
+//! custom harness; release build). Measured on a shared 2-vCPU machine while other
+//! builds and fuzzers were running (load average 2 to 10), so figures are ranges
+//! over several runs:
 //!
-//! | what | measured | target |
+//! | scenario | measured | target |
 //! |---|---|---|
-//! | round trip, one in flight, p50 (`taskset -c 0 … -- rtt`, current-thread runtime, median of 5 runs) | 8.5 µs vs 6.65 µs for the hand-written floor: **1.28x** | ≤ 1.3x floor |
-//! | one connection, 256 in flight from 256 tasks (`-- pipelined`), current-thread runtime | 1.1–1.4 M requests/s | ≥ 2 M/s |
-//! | the same on a 2-thread runtime | 0.25 M requests/s (cross-thread wake-ups dominate) | ≥ 2 M/s |
-//! | 64-byte publications to 100 subscriber sockets (`-- fanout`), server deliveries | 6.9–8.6 M deliveries/s | ≥ 10 M/s |
-//! | the same to 100 microsocket client subscriptions in-process | 3.5–4 M deliveries/s | |
-//! | server memory per idle connection, 10,000 from another process (`-- idle`) | 11.9 KiB | < 16 KiB |
+//! | `rtt`: round trip with one request in flight, p50, client and server in one current-thread runtime, `taskset -c 0`, median of 5 runs | 8.3–8.5 µs against 6.4–6.7 µs for the floor: **1.27–1.30x** (single runs 1.13–1.39x) | ≤ 1.3x floor |
+//! | `pipelined1`: one connection, 256 requests in flight from 256 tasks, current-thread runtime | **2.3–2.7 M requests/s** | ≥ 2 M/s |
+//! | `pipelined2`: the same on a 2-worker multi-thread runtime | 0.3–0.45 M requests/s (workers park and wake each other on every batch) | ≥ 2 M/s |
+//! | `fanout-raw`: 64-byte publications to 100 subscribed sockets that only read (what the server delivers) | **6.9–9.1 M deliveries/s** (the single publishing task is the limit) | ≥ 10 M/s |
+//! | `fanout`: the same, then to 100 microsocket client subscriptions in the same process | 3.2–4.4 M deliveries/s received | |
+//! | `idle`: server memory per idle connection, 10,000 connections opened by another process | **11.9–12.7 KiB** | < 16 KiB |
 //!
-//! The floor for the round trip is a minimal Tokio ping-pong over a UNIX socket
-//! exchanging the same frames, run in the same process right before each
-//! microsocket run.
+//! The floor for the round trip is a minimal hand-written Tokio ping-pong over a
+//! UNIX socket exchanging the same frames, run in the same process just before each
+//! microsocket run. Commands:
+//!
+//! ```text
+//! taskset -c 0 cargo bench -p microsocket-tokio --bench tokio_adapter -- rtt
+//! cargo bench -p microsocket-tokio --bench tokio_adapter -- pipelined1 pipelined2 fanout-raw fanout idle
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
