@@ -60,21 +60,40 @@
 //!
 //! # Speed
 //!
-//! `taskset -c 0 cargo bench -p microsocket-std --bench roundtrip` runs, in one
-//! process and one run, a floor (hand-written blocking ping-pong over a std
-//! `UnixStream` pair exchanging the same frames) beside this crate. Figures from a
-//! shared 2-vCPU machine under heavy load from other builds (load average 9-11),
-//! so noisy:
+//! The `roundtrip` bench runs a floor (hand-written blocking ping-pong over a std
+//! `UnixStream` pair exchanging the same frames) beside this crate in one process;
+//! `-- --only rtt|threads|fanout` runs one part:
 //!
-//! | measure | floor | microsocket | target |
-//! |---|---|---|---|
-//! | round trip p50, median of 5 runs | 8.46 us | 9.4-10.2 us (1.11x-1.20x; 1.40x in the noisiest run) | <= 1.15x |
-//! | 8 threads sharing one client | | 39k-54k requests/s | >= 300k |
-//! | publish to 100 subscribers (received) | | 0.41-1.26 M deliveries/s | >= 5 M |
+//! ```text
+//! taskset -c 0 cargo bench -p microsocket-std --bench roundtrip -- --only rtt
+//! cargo bench -p microsocket-std --bench roundtrip -- --only threads
+//! cargo bench -p microsocket-std --bench roundtrip -- --only fanout
+//! ```
 //!
-//! The last two miss their targets on this machine: every response to a waiting
-//! thread costs a futex wake-up and a context switch, and the 100 subscribers,
-//! their 100 server-side readers and the flusher share two contended cores.
+//! Figures from a shared 2-vCPU machine under load from other builds (load
+//! average 4-6), so noisy; "before" is the previous version's bench binary run in
+//! the same minutes:
+//!
+//! | measure | floor | before | now | target |
+//! |---|---|---|---|---|
+//! | round trip p50 (pinned, median of 5 runs) | 8.44-9.15 us | 10.04 us (1.19x) | 10.25 us (1.12x; 1.12x-1.13x over three runs) | <= 1.15x |
+//! | 8 threads sharing one client | | 55k-68k requests/s | 113k-165k requests/s | >= 300k |
+//! | publish 64-byte messages to 100 subscribers (each received and checked) | | 0.26-1.3 M deliveries/s | 1.4-1.8 M deliveries/s | >= 5 M |
+//!
+//! The comparison harness (`cargo run --release -p microsocket-bench -- run
+//! --quick --only pipelined`, resp. `--only fanout-100`) gave, in one run with
+//! its blocking floor: `pipelined-1x256` 133k/s (was 50k/s), `pipelined-8x64`
+//! 213k/s (was 41k/s), `fanout-100` 1.74 M/s (blocking floor 5.7 M/s).
+//!
+//! The last two rows miss their targets on this machine. What is left is mostly
+//! the kernel's: each answer to a sleeping thread costs a futex wake-up and a
+//! context switch (cross-CPU wake-ups are costly on this VM), and in the fan-out
+//! the 100 subscriber threads, their server-side readers and the flusher share two
+//! contended cores, each `sendmsg` waking a subscriber. Still in the way, in
+//! user space: the flusher holds a connection's lock during its `sendmsg`, so a
+//! publisher can wait for it, and the client allocates per publication (topic,
+//! values) and looks subscriptions up in hash maps. Spinning before sleeping
+//! was tried and made 8 threads slower on two cores.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
