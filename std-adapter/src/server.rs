@@ -1314,8 +1314,12 @@ fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, event: Serve
                 return;
             }
             let mut hub = lock(&shared.hub);
-            hub.registry.subscribe(conn.context.connection, kind, topic);
-            let backlog = hub.registry.backlog(kind, topic);
+            // Topics the connection already receives through another subscription
+            // are not replayed: a publication reaches a connection once.
+            let backlog = hub
+                .registry
+                .subscribe_with_backlog(conn.context.connection, kind, topic)
+                .unwrap_or_default();
             if !backlog.is_empty() {
                 let mut out = conn.lock();
                 let mut newly = false;

@@ -345,10 +345,11 @@ impl Core {
     pub(crate) fn subscribe(&self, key: u32, kind: SubscriptionKind, topic: &[u8]) {
         let mut guard = self.hub();
         let hub = &mut *guard;
-        if !hub.registry.subscribe(key, kind, topic) {
+        // Topics the connection already receives through another subscription
+        // are not replayed: a publication reaches a connection once.
+        let Some(backlog) = hub.registry.subscribe_with_backlog(key, kind, topic) else {
             return;
-        }
-        let backlog = hub.registry.backlog(kind, topic);
+        };
         if let Some(Some(conn)) = hub.conns.get(key as usize) {
             for frame in backlog {
                 self.deliver(conn, &frame, &mut hub.wake);
