@@ -289,8 +289,9 @@ struct Conn {
 #[derive(Debug)]
 struct Out {
     protocol: Protocol,
-    /// Encoded answers, whole frames; `answers[answers_sent..]` is unsent. They
-    /// go out before publications (but never inside a publication frame).
+    /// Encoded answers, whole frames; `answers[answers_sent..]` is unsent. An
+    /// answer made while publications wait goes behind them in `pubs` instead
+    /// (see [`Out::answer_sink`]).
     answers: Vec<u8>,
     answers_sent: usize,
     /// Encoded publication frames, in order; `pubs[pubs_sent..]` is unsent.
@@ -361,6 +362,16 @@ impl Out {
         }
         tidy(&mut self.answers, &mut self.answers_sent);
         tidy(&mut self.pubs, &mut self.pubs_sent);
+    }
+
+    /// Where an answer is encoded: behind publications still unsent (true), or
+    /// with the other answers. Publications queued before an answer, those made
+    /// while its request was handled among them, leave before it, as the
+    /// protocol promises; answers are never dropped, whatever the queue holds.
+    fn answer_sink(&mut self) -> (&mut Protocol, &mut Vec<u8>, bool) {
+        let behind = self.pubs_sent < self.pubs.len();
+        let buf = if behind { &mut self.pubs } else { &mut self.answers };
+        (&mut self.protocol, buf, behind)
     }
 
     fn clear(&mut self) {
@@ -697,16 +708,19 @@ impl Responder {
         if out.dead {
             return Err(Error::Closed);
         }
-        let Out { protocol, answers, .. } = &mut *out;
+        let (protocol, answers, behind) = out.answer_sink();
         let before = answers.len();
-        let result = match protocol.respond(self.tag.as_bytes(), values, answers) {
+        let result = match protocol.respond(self.tag.as_bytes(), values, &mut *answers) {
             Ok(_) => Ok(()),
             Err(e) => {
-                let _ = protocol.fail(self.tag.as_bytes(), UNENCODABLE_RESPONSE, [b""; 0], answers);
+                let _ = protocol.fail(self.tag.as_bytes(), UNENCODABLE_RESPONSE, [b""; 0], &mut *answers);
                 Err(Error::Encode(e))
             }
         };
         let added = answers.len() - before;
+        if behind && added > 0 {
+            out.pub_lens.push_back(added);
+        }
         self.conn.answers_added(&mut out, added);
         result
     }
@@ -735,16 +749,19 @@ impl Responder {
         if out.dead {
             return Err(Error::Closed);
         }
-        let Out { protocol, answers, .. } = &mut *out;
+        let (protocol, answers, behind) = out.answer_sink();
         let before = answers.len();
-        let result = match protocol.fail(self.tag.as_bytes(), message, details, answers) {
+        let result = match protocol.fail(self.tag.as_bytes(), message, details, &mut *answers) {
             Ok(_) => Ok(()),
             Err(e) => {
-                let _ = protocol.fail(self.tag.as_bytes(), UNENCODABLE_RESPONSE, [b""; 0], answers);
+                let _ = protocol.fail(self.tag.as_bytes(), UNENCODABLE_RESPONSE, [b""; 0], &mut *answers);
                 Err(Error::Encode(e))
             }
         };
         let added = answers.len() - before;
+        if behind && added > 0 {
+            out.pub_lens.push_back(added);
+        }
         self.conn.answers_added(&mut out, added);
         result
     }
