@@ -449,9 +449,11 @@ struct ClientModel {
     /// Whether the received stream is at a frame boundary before each feed: true
     /// until raw bytes arrive, and again after end of stream.
     aligned: bool,
-    /// While aligned, the only request the bytes being fed may answer (`None`:
-    /// they answer none, as a publication or a server-bound frame).
-    answering: Option<Option<RequestId>>,
+    /// While aligned, the only request slot the bytes being fed may answer
+    /// (`None`: they answer none, as a publication). A slot, not an id: an answer
+    /// built from a stale id carries the slot's tag, which now names the newer
+    /// request in that slot.
+    answering: Option<Option<u16>>,
 }
 
 const CLIENT_SIGILS: &[Sigil] = &[
@@ -545,7 +547,7 @@ fn run_client<const RX: usize, const TX: usize, const IF: usize, const S: usize,
                     let mut args = vec![tag];
                     args.extend(values.iter().take(200).cloned());
                     let bytes = raw_frame(if *fail { b'#' } else { b')' }, &args);
-                    m.answering = m.aligned.then_some(Some(id));
+                    m.answering = m.aligned.then_some(Some(id.slot()));
                     feed_client(&mut client, &mut m, &bytes);
                     m.answering = None;
                 }
@@ -593,11 +595,11 @@ trait Answering {
     fn is_none_or_is(&self, id: RequestId) -> bool;
 }
 
-impl Answering for Option<Option<RequestId>> {
+impl Answering for Option<Option<u16>> {
     fn is_none_or_is(&self, id: RequestId) -> bool {
         match self {
             None => true,
-            Some(expected) => *expected == Some(id),
+            Some(expected) => *expected == Some(id.slot()),
         }
     }
 }
