@@ -468,23 +468,57 @@ struct State {
     closing: bool,
 }
 
-/// Request waiters, indexed by their futures; indexes are reused via `free`.
+/// The pending requests, by tag slot.
 #[derive(Debug, Default)]
 struct Waiters {
-    waiters: Vec<Waiter>,
-    free: Vec<u32>,
-    /// Waiter index + 1 of the pending request in each tag slot (0: none).
-    by_slot: Vec<u32>,
+    /// The pending request in each tag slot, if any.
+    by_slot: Vec<Option<Pending>>,
     /// The earliest request deadline the driver must watch (may be stale-early).
     next_deadline: Option<Instant>,
 }
 
+/// A request whose answer is still expected.
+#[derive(Debug)]
+struct Pending {
+    id: RequestId,
+    waiter: Arc<Waiter>,
+    deadline: Option<Instant>,
+}
+
+/// Where one request's answer is left for its future: a lock of its own, so
+/// futures polling for their answers never contend for the connection's state.
 #[derive(Debug)]
 struct Waiter {
-    id: Option<RequestId>,
+    /// The request's tag slot.
+    slot: u16,
+    inner: Mutex<WaiterInner>,
+}
+
+#[derive(Debug, Default)]
+struct WaiterInner {
     waker: Option<Waker>,
     result: Option<Result<Values, Error>>,
-    deadline: Option<Instant>,
+    /// The result was delivered (it may have been taken since).
+    finished: bool,
+}
+
+impl Waiter {
+    fn lock(&self) -> MutexGuard<'_, WaiterInner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Leaves the result and collects the future's waker.
+    fn finish(&self, result: Result<Values, Error>, wake: &mut Vec<Waker>) {
+        let mut inner = self.lock();
+        if inner.finished {
+            return;
+        }
+        inner.finished = true;
+        inner.result = Some(result);
+        if let Some(w) = inner.waker.take() {
+            wake.push(w);
+        }
+    }
 }
 
 impl Shared {
@@ -505,7 +539,7 @@ impl Shared {
         }
     }
 
-    fn start_request<I>(&self, command: &[u8], args: I, timeout: Option<Duration>) -> Result<u32, Error>
+    fn start_request<I>(&self, command: &[u8], args: I, timeout: Option<Duration>) -> Result<Arc<Waiter>, Error>
     where
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
@@ -522,11 +556,11 @@ impl Shared {
         }
         let was_empty = st.wbuf.is_empty();
         let id = st.protocol.request(command, args, &mut Sink(&mut st.wbuf))?;
-        let (index, wake) = st.table.register(id, deadline, was_empty);
+        let (waiter, wake) = st.table.register(id, deadline, was_empty);
         let waker = if wake { st.driver.take() } else { None };
         drop(guard);
         drop_then_wake(waker);
-        Ok(index)
+        Ok(waiter)
     }
 
     fn start_subscription(
@@ -534,7 +568,7 @@ impl Shared {
         kind: SubscriptionKind,
         topic: &[u8],
         queue: &Arc<SubQueue>,
-    ) -> Result<(SubscriptionId, u32), Error> {
+    ) -> Result<(SubscriptionId, Arc<Waiter>), Error> {
         let deadline = self.config.timeout.map(|t| Instant::now() + t);
         let mut guard = self.lock();
         let st = &mut *guard;
@@ -554,11 +588,11 @@ impl Shared {
         // The barrier cannot fail: the in-flight check above left a slot and the
         // sink grows.
         let barrier = st.protocol.barrier(&mut Sink(&mut st.wbuf))?;
-        let (index, wake) = st.table.register(barrier, deadline, was_empty);
+        let (waiter, wake) = st.table.register(barrier, deadline, was_empty);
         let waker = if wake { st.driver.take() } else { None };
         drop(guard);
         drop_then_wake(waker);
-        Ok((id, index))
+        Ok((id, waiter))
     }
 
     fn unsubscribe(&self, id: SubscriptionId, queue: &Arc<SubQueue>) {
@@ -593,30 +627,22 @@ fn drop_then_wake(waker: Option<Waker>) {
 }
 
 impl Waiters {
-    /// Records a waiter for a request just encoded. Returns its index and whether
-    /// the driver must be woken (outside the lock).
-    fn register(&mut self, id: RequestId, deadline: Option<Instant>, was_empty: bool) -> (u32, bool) {
-        let waiter = Waiter {
-            id: Some(id),
-            waker: None,
-            result: None,
-            deadline,
-        };
-        let index = match self.free.pop() {
-            Some(i) => {
-                self.waiters[i as usize] = waiter;
-                i
-            }
-            None => {
-                self.waiters.push(waiter);
-                (self.waiters.len() - 1) as u32
-            }
-        };
+    /// Records a waiter for a request just encoded. Returns it and whether the
+    /// driver must be woken (outside the lock).
+    fn register(&mut self, id: RequestId, deadline: Option<Instant>, was_empty: bool) -> (Arc<Waiter>, bool) {
+        let waiter = Arc::new(Waiter {
+            slot: id.slot(),
+            inner: Mutex::default(),
+        });
         let slot = usize::from(id.slot());
         if self.by_slot.len() <= slot {
-            self.by_slot.resize(slot + 1, 0);
+            self.by_slot.resize_with(slot + 1, || None);
         }
-        self.by_slot[slot] = index + 1;
+        self.by_slot[slot] = Some(Pending {
+            id,
+            waiter: waiter.clone(),
+            deadline,
+        });
         let mut wake = was_empty;
         if let Some(d) = deadline {
             if self.next_deadline.map_or(true, |n| d < n) {
@@ -624,37 +650,36 @@ impl Waiters {
                 wake = true;
             }
         }
-        (index, wake)
+        (waiter, wake)
     }
 
     /// Completes the pending request `id` (if it still has a waiter).
     fn complete(&mut self, id: RequestId, result: Result<Values, Error>, wake: &mut Vec<Waker>) {
-        let slot = usize::from(id.slot());
-        let Some(index) = self.by_slot.get_mut(slot).map(std::mem::take) else {
+        let Some(entry) = self.by_slot.get_mut(usize::from(id.slot())) else {
             return;
         };
-        let Some(w) = index.checked_sub(1).and_then(|i| self.waiters.get_mut(i as usize)) else {
-            return;
-        };
-        if w.id == Some(id) && w.result.is_none() {
-            w.result = Some(result);
-            if let Some(waker) = w.waker.take() {
-                wake.push(waker);
+        if entry.as_ref().is_some_and(|p| p.id == id) {
+            if let Some(p) = entry.take() {
+                p.waiter.finish(result, wake);
             }
         }
     }
 
+    /// Forgets the pending request of an abandoned future; returns its id if it
+    /// was still pending.
+    fn abandon(&mut self, waiter: &Arc<Waiter>) -> Option<RequestId> {
+        let entry = self.by_slot.get_mut(usize::from(waiter.slot))?;
+        if !entry.as_ref().is_some_and(|p| Arc::ptr_eq(&p.waiter, waiter)) {
+            return None;
+        }
+        entry.take().map(|p| p.id)
+    }
+
     /// Fails every request still waiting (the connection ended).
     fn fail_all(&mut self, wake: &mut Vec<Waker>) {
-        self.by_slot.clear();
         self.next_deadline = None;
-        for w in &mut self.waiters {
-            if w.id.is_some() && w.result.is_none() {
-                w.result = Some(Err(Error::Closed));
-                if let Some(waker) = w.waker.take() {
-                    wake.push(waker);
-                }
-            }
+        for p in self.by_slot.drain(..).flatten() {
+            p.waiter.finish(Err(Error::Closed), wake);
         }
     }
 
@@ -662,18 +687,14 @@ impl Waiters {
     /// and records the next deadline.
     fn expire(&mut self, protocol: &mut Protocol, now: Instant, wake: &mut Vec<Waker>) {
         let mut next: Option<Instant> = None;
-        for w in &mut self.waiters {
-            let (Some(id), Some(deadline), None) = (w.id, w.deadline, &w.result) else {
+        for entry in &mut self.by_slot {
+            let Some(deadline) = entry.as_ref().and_then(|p| p.deadline) else {
                 continue;
             };
             if deadline <= now {
-                w.result = Some(Err(Error::TimedOut));
-                protocol.cancel(id);
-                if let Some(entry) = self.by_slot.get_mut(usize::from(id.slot())) {
-                    *entry = 0;
-                }
-                if let Some(waker) = w.waker.take() {
-                    wake.push(waker);
+                if let Some(p) = entry.take() {
+                    protocol.cancel(p.id);
+                    p.waiter.finish(Err(Error::TimedOut), wake);
                 }
             } else {
                 next = Some(next.map_or(deadline, |n| n.min(deadline)));
@@ -720,7 +741,7 @@ pub struct ResponseFuture {
 
 #[derive(Debug)]
 enum FutureState {
-    Waiting(u32),
+    Waiting(Arc<Waiter>),
     Failed(Option<Error>),
     Done,
 }
@@ -729,59 +750,44 @@ impl Future for ResponseFuture {
     type Output = Result<Values, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let index = match &mut self.state {
-            FutureState::Waiting(i) => *i as usize,
-            FutureState::Failed(e) => {
-                let e = e.take().unwrap_or(Error::Closed);
-                self.state = FutureState::Done;
-                return Poll::Ready(Err(e));
+        let result = match &mut self.state {
+            FutureState::Waiting(waiter) => {
+                let mut inner = waiter.lock();
+                match inner.result.take() {
+                    Some(result) => {
+                        inner.waker = None;
+                        result
+                    }
+                    None => {
+                        match &inner.waker {
+                            Some(old) if old.will_wake(cx.waker()) => {}
+                            _ => inner.waker = Some(cx.waker().clone()),
+                        }
+                        return Poll::Pending;
+                    }
+                }
             }
-            FutureState::Done => return Poll::Ready(Err(Error::Closed)),
+            FutureState::Failed(e) => Err(e.take().unwrap_or(Error::Closed)),
+            FutureState::Done => Err(Error::Closed),
         };
-        let mut guard = self.handle.shared.lock();
-        let table = &mut guard.table;
-        let Some(w) = table.waiters.get_mut(index) else {
-            return Poll::Ready(Err(Error::Closed));
-        };
-        if let Some(result) = w.result.take() {
-            w.id = None;
-            w.waker = None;
-            table.free.push(index as u32);
-            drop(guard);
-            self.state = FutureState::Done;
-            return Poll::Ready(result);
-        }
-        match &w.waker {
-            Some(old) if old.will_wake(cx.waker()) => {}
-            _ => w.waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
+        self.state = FutureState::Done;
+        Poll::Ready(result)
     }
 }
 
 impl Drop for ResponseFuture {
     fn drop(&mut self) {
-        let FutureState::Waiting(index) = self.state else {
+        let FutureState::Waiting(waiter) = &self.state else {
             return;
         };
+        if waiter.lock().finished {
+            return;
+        }
         let mut guard = self.handle.shared.lock();
         let st = &mut *guard;
-        let table = &mut st.table;
-        let Some(w) = table.waiters.get_mut(index as usize) else {
-            return;
-        };
-        if let Some(id) = w.id.take() {
-            if w.result.take().is_none() {
-                // Still pending: the tag stays reserved until the late answer.
-                st.protocol.cancel(id);
-                if let Some(entry) = table.by_slot.get_mut(usize::from(id.slot())) {
-                    if *entry == index + 1 {
-                        *entry = 0;
-                    }
-                }
-            }
-            w.waker = None;
-            table.free.push(index);
+        // Still pending: the tag stays reserved until the late answer.
+        if let Some(id) = st.table.abandon(waiter) {
+            st.protocol.cancel(id);
         }
     }
 }
