@@ -1037,6 +1037,9 @@ struct Conn<S> {
     sleep: Pin<Box<Sleep>>,
     sleep_at: Option<Instant>,
     flush: bool,
+    /// The driver let the other ready tasks run once before writing what is
+    /// queued (see `Conn::poll`).
+    deferred: bool,
     wake: Vec<Waker>,
     /// The wire subscriptions the publication being delivered matches.
     matched: Vec<SubscriptionId>,
@@ -1057,6 +1060,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
             sleep_at: None,
             flush: false,
+            deferred: false,
             wake: Vec::new(),
             matched: Vec::new(),
         }
@@ -1065,6 +1069,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn poll(&mut self, cx: &mut Context<'_>, shared: &Shared) -> Poll<Ended> {
         loop {
             let mut progress = false;
+            let mut defer = false;
             if self.out.is_empty() {
                 let mut st = shared.lock();
                 // Once closing, write what is queued (a last `-`, say), then stop.
@@ -1076,7 +1081,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         Some(w) if w.will_wake(cx.waker()) => {}
                         _ => st.driver = Some(cx.waker().clone()),
                     }
+                } else if !self.deferred && !st.closing && st.protocol.requests_in_flight() > 1 {
+                    // Other requests are in flight, so the tasks waiting for
+                    // them are likely runnable right now, about to queue more:
+                    // go to the back of the run queue once and write them all
+                    // together, rather than one request per write.
+                    self.deferred = true;
+                    defer = true;
                 } else {
+                    self.deferred = false;
                     std::mem::swap(&mut self.out, &mut st.wbuf);
                 }
                 if st.table.next_deadline != self.sleep_at {
@@ -1131,6 +1144,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 drop(guard);
                 self.wake.drain(..).for_each(Waker::wake);
                 progress = true;
+            }
+            if defer {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
             if !progress {
                 return Poll::Pending;
