@@ -122,7 +122,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         &mut self,
         cx: &mut Context<'_>,
         handler: &H,
-        inflight: &mut FuturesUnordered<F>,
+        inflight: &mut FuturesUnordered<Pin<Box<F>>>,
         make: &M,
     ) -> Poll<io::Result<()>>
     where
@@ -183,7 +183,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                     }
                     Poll::Ready(Ok(_)) => {
                         let before = self.resp.len();
-                        self.process(handler, inflight, make);
+                        self.process(cx, handler, inflight, make);
                         self.account(before);
                         progress = true;
                     }
@@ -269,11 +269,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         }
     }
 
-    /// Handles every whole frame received: requests become futures in
-    /// `inflight`, subscriptions go to the hub, protocol answers into `resp`.
-    fn process<H, F, M>(&mut self, handler: &H, inflight: &mut FuturesUnordered<F>, make: &M)
-    where
+    /// Handles every whole frame received: requests are polled once and, if
+    /// unfinished, become futures in `inflight` (finished ones go to `done`),
+    /// subscriptions go to the hub, protocol answers into `resp`.
+    fn process<H, F, M>(
+        &mut self,
+        cx: &mut Context<'_>,
+        handler: &H,
+        inflight: &mut FuturesUnordered<Pin<Box<F>>>,
+        make: &M,
+    ) where
         H: Handler,
+        F: Future<Output = Answer>,
         M: Fn(Bytes, Request) -> F,
     {
         loop {
@@ -307,7 +314,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                                 args: Values::new(bytes.clone(), argc, 2),
                                 context: self.context,
                             };
-                            inflight.push(make(tag.slice(&bytes), request));
+                            // Most handlers answer at once: poll the request
+                            // right away and keep only unfinished ones in
+                            // `inflight`. (A handler left pending may also wake
+                            // this task later, a harmless extra poll.)
+                            let mut future = Box::pin(make(tag.slice(&bytes), request));
+                            match future.as_mut().poll(cx) {
+                                Poll::Ready(answer) => self.done.push(answer),
+                                Poll::Pending => inflight.push(future),
+                            }
                             continue;
                         }
                         Some(ServerEvent::Subscribed { topic, kind, new: true }) => {
