@@ -1163,8 +1163,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             match self.decoder.decode(&self.rbuf) {
                 Decoded::NeedMore => break,
                 Decoded::Skipped { consumed } => self.rbuf.advance(consumed),
-                Decoded::Oversized { tag, consumed, .. } => {
-                    if let Some(ClientEvent::ResponseTooLarge { id }) = st.protocol.handle_oversized(tag) {
+                Decoded::Oversized { sigil, tag, consumed } => {
+                    if let Some(ClientEvent::ResponseTooLarge { id }) = st.protocol.handle_oversized_frame(sigil, tag) {
                         st.table.complete(id, Err(Error::FrameTooLarge), &mut self.wake);
                     }
                     tracing::warn!("oversized frame from server skipped");
@@ -1211,13 +1211,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         }
                         Got::TooLarge(id) => table.complete(id, Err(Error::FrameTooLarge), &mut self.wake),
                         Got::Publication(topic) => {
-                            let publication = Publication {
+                            let mut publication = Some(Publication {
                                 topic: topic.slice(&bytes),
                                 values: Values::new(bytes, argc, 1),
-                            };
-                            for sid in &self.matched {
-                                for queue in subs.get(sid).into_iter().flatten() {
-                                    deliver(queue, publication.clone(), &mut self.wake);
+                            });
+                            // The last subscriber gets the publication itself,
+                            // the others clones.
+                            let mut queues = self.matched.iter().flat_map(|sid| subs.get(sid).into_iter().flatten());
+                            let mut next = queues.next();
+                            while let Some(queue) = next {
+                                next = queues.next();
+                                let one = if next.is_some() {
+                                    publication.clone()
+                                } else {
+                                    publication.take()
+                                };
+                                if let Some(one) = one {
+                                    deliver(queue, one, &mut self.wake);
                                 }
                             }
                         }
