@@ -279,16 +279,13 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
     /// publication, say) is dropped.
     pub fn handle_oversized_frame(&mut self, sigil: u8, tag: Option<&[u8]>) -> Option<ClientEvent<'static>> {
         match Sigil::from_byte(sigil)? {
-            Sigil::Response | Sigil::Failure => self.handle_oversized(tag),
+            Sigil::Response | Sigil::Failure => self.oversized_answer(tag),
             _ => None,
         }
     }
 
-    /// Handles an oversized frame known to be a response or failure. Prefer
-    /// [`ClientProtocol::handle_oversized_frame`], which checks the sigil: the first
-    /// argument of an oversized publication is a topic, not a tag, and must not
-    /// fail a request.
-    pub fn handle_oversized(&mut self, tag: Option<&[u8]>) -> Option<ClientEvent<'static>> {
+    /// Fails the request an oversized response or failure answers.
+    fn oversized_answer(&mut self, tag: Option<&[u8]>) -> Option<ClientEvent<'static>> {
         match self.requests.resolve(tag?) {
             Resolved::Pending(id) => Some(ClientEvent::ResponseTooLarge { id }),
             Resolved::Cancelled | Resolved::Stray => None,

@@ -784,7 +784,7 @@ impl Inner {
                     return;
                 }
                 Decoded::Skipped { consumed } => (None, consumed),
-                Decoded::Oversized { tag, consumed, .. } => (protocol.handle_oversized(tag), consumed),
+                Decoded::Oversized { sigil, tag, consumed } => (protocol.handle_oversized_frame(sigil, tag), consumed),
                 Decoded::Frame { frame, consumed } => (protocol.handle_frame(frame), consumed),
             };
             match event {
