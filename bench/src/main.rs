@@ -120,6 +120,12 @@ fn workloads(quick: bool) -> Vec<Workload> {
         in_flight: 64,
         requests: 50_000 / scale,
     });
+    // Eight threads (or tasks) sharing one connection, one request each in flight.
+    w.push(Workload::Pipelined {
+        connections: 1,
+        in_flight: 8,
+        requests: 200_000 / scale,
+    });
     for (subscribers, messages) in [(1, 400_000), (10, 100_000), (100, 20_000)] {
         w.push(Workload::FanOut {
             subscribers,

@@ -121,7 +121,11 @@ pub fn render(results: &Results, _families: &BTreeMap<&'static str, Family>, dir
             written.push(path);
         }
     }
-    let throughput = [("pipelined-1x256", "1 conn × 256"), ("pipelined-8x64", "8 conns × 64")];
+    let throughput = [
+        ("pipelined-1x8", "1 conn × 8"),
+        ("pipelined-1x256", "1 conn × 256"),
+        ("pipelined-8x64", "8 conns × 64"),
+    ];
     let fanout = [
         ("fanout-1", "1 subscriber"),
         ("fanout-10", "10"),

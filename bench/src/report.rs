@@ -199,6 +199,8 @@ pub fn markdown(
             md.push_str(&format!("![{name}](docs/{name})\n\n"));
         }
     }
+    md.push_str(&targets(results));
+    md.push_str(CONTENDER_NOTES);
     md.push_str("## Results\n\n");
     for w in workloads {
         let key = w.key();
@@ -303,4 +305,108 @@ pub fn to_json(results: &Results) -> serde_json::Value {
         root.insert(key.clone(), serde_json::Value::Object(w));
     }
     serde_json::Value::Object(root)
+}
+
+const CONTENDER_NOTES: &str = "## Contenders\n\n\
+- **floor (blocking)**, **floor (tokio)**: the least code that exchanges the same frames over a UNIX socket: a hand-written frame reader, an echo server per connection answering whole batches with one write; the pipelined client has one writer and one reader per connection; the fan-out server writes pre-built batches of 64 frames to each socket in turn. No library, no subscription table, no backpressure: the physical limit.\n\
+- **core (in-memory)**: microsocket's client and server machines joined by an in-memory pipe in one thread, no I/O: what any adapter could reach.\n\
+- **microsocket-std**: the blocking adapter. Its client keeps one request in flight per thread, so *K in flight* means K threads sharing the connection.\n\
+- **microsocket-tokio**: the Tokio adapter, client and server in one process on a 2-worker runtime (as the Tokio floor); *K in flight* means K tasks sharing the connection.\n\
+- **ZeroMQ**: REQ/REP for round trips, one DEALER socket per connection keeping K requests outstanding against a ROUTER for pipelining, PUB/SUB for fan-out with the high-water marks off (0) so no delivery is dropped; with a slow subscriber ZeroMQ therefore buffers its share without bound, where microsocket bounds each connection's queue and drops (counting) for that subscriber only.\n\
+- Fan-out publishes from the server side (microsocket's `Publisher::publish`, ZeroMQ's PUB socket); every delivery is received, decoded and checked by a subscriber client. With a slow subscriber, publishing is paced in batches of 1,000 so the fast subscribers never lag; the rate is theirs.\n\
+- Idle memory: the server runs in a child process; each connection sends one PING, waits for the answer, then stays idle; the figure is the growth of the server's resident set divided by the connections.\n\n";
+
+/// One target the issues set, checked against this run.
+fn targets(results: &Results) -> String {
+    let ratio = |key: &str, a: &str, b: &str| Some(median_of(results, key, a)? / median_of(results, key, b)?);
+    let mut rows: Vec<(String, String, Option<bool>)> = Vec::new();
+    let mut row = |what: &str, got: Option<String>, ok: Option<bool>| {
+        rows.push((what.to_string(), got.unwrap_or_else(|| "not measured".into()), ok));
+    };
+    let r = ratio("rtt-16B-pinned", "microsocket-std", "floor (blocking)");
+    row(
+        "std round trip p50 within 1.15x of the blocking floor (16 B, pinned)",
+        r.map(|r| format!("{r:.2}x")),
+        r.map(|r| r <= 1.15),
+    );
+    let r = ratio("rtt-16B-pinned", "microsocket-tokio", "floor (tokio)");
+    row(
+        "Tokio round trip p50 within 1.3x of the Tokio floor (16 B, pinned)",
+        r.map(|r| format!("{r:.2}x")),
+        r.map(|r| r <= 1.3),
+    );
+    let v = median_of(results, "pipelined-1x256", "microsocket-tokio");
+    row(
+        "Tokio: 256 in flight on one connection, at least 2 M requests/s",
+        v.map(|v| format!("{}/s", rate(v))),
+        v.map(|v| v >= 2e6),
+    );
+    let v = median_of(results, "pipelined-1x8", "microsocket-std");
+    row(
+        "std: 8 threads sharing one client, at least 300 k requests/s",
+        v.map(|v| format!("{}/s", rate(v))),
+        v.map(|v| v >= 3e5),
+    );
+    let v = median_of(results, "fanout-100", "microsocket-tokio");
+    row(
+        "Tokio: fan-out to 100 subscribers, at least 10 M deliveries/s",
+        v.map(|v| format!("{}/s", rate(v))),
+        v.map(|v| v >= 1e7),
+    );
+    let v = median_of(results, "fanout-100", "microsocket-std");
+    row(
+        "std: fan-out to 100 subscribers, at least 5 M deliveries/s",
+        v.map(|v| format!("{}/s", rate(v))),
+        v.map(|v| v >= 5e6),
+    );
+    let v = median_of(results, "idle-memory-10000", "microsocket-tokio");
+    row(
+        "Tokio: an idle connection costs the server under 16 KiB",
+        v.map(|v| format!("{:.1} KiB", v / 1024.0)),
+        v.map(|v| v < 16.0 * 1024.0),
+    );
+    // Every microsocket figure ahead of ZeroMQ's.
+    let mut behind = Vec::new();
+    let mut compared = 0;
+    for (key, by) in results {
+        let Some(zmq) = by
+            .get("ZeroMQ")
+            .map(|runs| spread(runs.iter().map(headline).collect()).0)
+        else {
+            continue;
+        };
+        let lower_is_better = key.starts_with("rtt-");
+        for name in ["microsocket-std", "microsocket-tokio"] {
+            if let Some(v) = median_of(results, key, name) {
+                compared += 1;
+                let ahead = if lower_is_better { v < zmq } else { v > zmq };
+                if !ahead {
+                    behind.push(format!("{name} on {key}"));
+                }
+            }
+        }
+    }
+    if compared > 0 {
+        let got = if behind.is_empty() {
+            format!("ahead in all {compared} comparisons")
+        } else {
+            format!("behind in {} of {compared}: {}", behind.len(), behind.join(", "))
+        };
+        row(
+            "every microsocket figure ahead of ZeroMQ's",
+            Some(got),
+            Some(behind.is_empty()),
+        );
+    }
+    let mut md = String::from("## Targets\n\n| target | this run (medians) | met |\n|---|---|---|\n");
+    for (what, got, ok) in rows {
+        let mark = match ok {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "–",
+        };
+        md.push_str(&format!("| {what} | {got} | {mark} |\n"));
+    }
+    md.push('\n');
+    md
 }
