@@ -9,13 +9,21 @@ use plotters::prelude::*;
 use crate::contender::Family;
 use crate::report::{median_of, spread, Measurement, Results};
 
-const PALETTE: [RGBColor; 6] = [
+const PALETTE: [RGBColor; 5] = [
     RGBColor(90, 90, 90),
-    RGBColor(150, 150, 150),
+    RGBColor(160, 160, 160),
     RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
+];
+
+/// The contenders plotted, in legend order.
+const ORDER: [&str; 5] = [
+    "floor (blocking)",
+    "floor (tokio)",
+    "microsocket-std",
+    "microsocket-tokio",
+    "ZeroMQ",
 ];
 
 /// Draws grouped bars: one group per label, one bar per series.
@@ -72,18 +80,21 @@ fn bars(path: &Path, title: &str, y_label: &str, groups: &[String], series: &[(S
 /// Writes the plots; returns their paths.
 pub fn render(results: &Results, _families: &BTreeMap<&'static str, Family>, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
-    let contenders: Vec<&'static str> = {
-        let mut names: Vec<&'static str> = results.values().flat_map(|m| m.keys().copied()).collect();
-        names.sort();
-        names.dedup();
-        names
-    };
+    // Floors first, then microsocket, then ZeroMQ, in fixed colours. The core
+    // alone (no I/O) is an order of magnitude above the rest and would flatten
+    // every other bar; its figures are in the tables.
+    let contenders: Vec<&'static str> = ORDER
+        .iter()
+        .copied()
+        .filter(|name| results.values().any(|m| m.contains_key(name)))
+        .collect();
     for pinned in ["pinned", "unpinned"] {
         let key = format!("rtt-16B-{pinned}");
         if let Some(by) = results.get(&key) {
             let groups = vec!["p50".to_string(), "p99".to_string(), "p99.9".to_string()];
-            let series: Vec<(String, Vec<f64>)> = by
+            let series: Vec<(String, Vec<f64>)> = contenders
                 .iter()
+                .filter_map(|name| by.get_key_value(name))
                 .map(|(name, runs)| {
                     let pick = |f: fn(&Measurement) -> f64| spread(runs.iter().map(f).collect()).0 / 1000.0;
                     let p50 = pick(|m| {
