@@ -401,6 +401,8 @@ impl Client {
             queue,
             topic: Bytes::copy_from_slice(topic),
             kind,
+            local: VecDeque::new(),
+            taken: 0,
         };
         let barrier = ResponseFuture {
             handle: self.handle.clone(),
@@ -841,6 +843,11 @@ pub struct Subscription {
     queue: Arc<SubQueue>,
     topic: Bytes,
     kind: SubscriptionKind,
+    /// Items taken from `queue` in one go, handed out one by one.
+    local: VecDeque<Entry>,
+    /// Publications taken into `local` that `queue` still counts against its
+    /// capacity (they are uncounted at the next take).
+    taken: usize,
 }
 
 impl Subscription {
@@ -872,24 +879,31 @@ impl Subscription {
 impl Stream for Subscription {
     type Item = Result<Publication, Error>;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let mut inner = self.queue.lock();
-        match inner.items.pop_front() {
-            Some(Entry::Publication(p)) => {
-                inner.publications -= 1;
-                Poll::Ready(Some(Ok(p)))
-            }
-            Some(Entry::Lagged(n)) => Poll::Ready(Some(Err(Error::Lagged(n)))),
-            Some(Entry::Error(e)) => Poll::Ready(Some(Err(e))),
-            None if inner.ended => Poll::Ready(None),
-            None => {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.local.is_empty() {
+            // Take everything queued at once: one lock per batch, not per item.
+            let mut inner = this.queue.lock();
+            inner.publications -= this.taken;
+            if inner.items.is_empty() {
+                this.taken = 0;
+                if inner.ended {
+                    return Poll::Ready(None);
+                }
                 match &inner.waker {
                     Some(old) if old.will_wake(cx.waker()) => {}
                     _ => inner.waker = Some(cx.waker().clone()),
                 }
-                Poll::Pending
+                return Poll::Pending;
             }
+            std::mem::swap(&mut this.local, &mut inner.items);
+            this.taken = inner.publications;
         }
+        Poll::Ready(this.local.pop_front().map(|entry| match entry {
+            Entry::Publication(p) => Ok(p),
+            Entry::Lagged(n) => Err(Error::Lagged(n)),
+            Entry::Error(e) => Err(e),
+        }))
     }
 }
 
@@ -899,9 +913,9 @@ impl Drop for Subscription {
     }
 }
 
-/// Queues a publication for one local subscriber, or counts it as missed.
-fn deliver(queue: &SubQueue, publication: Publication, wake: &mut Vec<Waker>) {
-    let mut inner = queue.lock();
+/// Queues a publication for one local subscriber (whose queue is locked), or
+/// counts it as missed.
+fn deliver(queue: &SubQueue, inner: &mut SubInner, publication: Publication) {
     if inner.ended {
         return;
     }
@@ -914,9 +928,6 @@ fn deliver(queue: &SubQueue, publication: Publication, wake: &mut Vec<Waker>) {
     } else {
         inner.items.push_back(Entry::Publication(publication));
         inner.publications += 1;
-    }
-    if let Some(w) = inner.waker.take() {
-        wake.push(w);
     }
 }
 
@@ -1043,6 +1054,8 @@ struct Conn<S> {
     wake: Vec<Waker>,
     /// The wire subscriptions the publication being delivered matches.
     matched: Vec<SubscriptionId>,
+    /// Publications decoded and not yet handed to their subscription streams.
+    staged: Vec<(Arc<SubQueue>, Publication)>,
 }
 
 /// Read buffer growth step and the size it shrinks back to.
@@ -1063,6 +1076,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             deferred: false,
             wake: Vec::new(),
             matched: Vec::new(),
+            staged: Vec::new(),
         }
     }
 
@@ -1227,7 +1241,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                                     publication.take()
                                 };
                                 if let Some(one) = one {
-                                    deliver(queue, one, &mut self.wake);
+                                    self.staged.push((queue.clone(), one));
                                 }
                             }
                         }
@@ -1237,6 +1251,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
         }
         drop(guard);
+        // Hand the publications over, locking each stream once per run of
+        // publications for it.
+        let mut staged = self.staged.drain(..).peekable();
+        while let Some((queue, first)) = staged.next() {
+            let mut inner = queue.lock();
+            deliver(&queue, &mut inner, first);
+            while let Some((_, next)) = staged.next_if(|(q, _)| Arc::ptr_eq(q, &queue)) {
+                deliver(&queue, &mut inner, next);
+            }
+            if let Some(w) = inner.waker.take() {
+                self.wake.push(w);
+            }
+        }
+        drop(staged);
         if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
             self.rbuf = BytesMut::new();
         }
