@@ -472,6 +472,48 @@ impl Client {
     }
 }
 
+/// Received bytes shared by the publications cut out of them: one allocation
+/// and copy per read rather than one per topic and value. A publication keeps
+/// its whole chunk (at most [`CHUNK`] bytes, or one frame) alive while queued.
+#[derive(Default)]
+struct Chunk {
+    bytes: Bytes,
+    /// Where `bytes` was copied from (the receive buffer does not move while a
+    /// read's frames are handed out).
+    from: usize,
+}
+
+/// The most bytes copied into one [`Chunk`], unless a single frame is larger.
+const CHUNK: usize = 64 << 10;
+
+impl Chunk {
+    /// Makes sure the frame at the start of `data` (`len` bytes) lies inside the
+    /// chunk, copying it and the frames after it (up to [`CHUNK`] bytes) if not.
+    fn cut(&mut self, data: &[u8], len: usize) -> &Self {
+        let start = data.as_ptr() as usize;
+        let inside = start >= self.from && start + len <= self.from + self.bytes.len();
+        if !inside || self.bytes.is_empty() {
+            let take = data.len().min(len.max(CHUNK));
+            self.bytes = Bytes::copy_from_slice(&data[..take]);
+            self.from = start;
+        }
+        self
+    }
+
+    /// `part` (a slice of the frame last given to [`Chunk::cut`]) as a view of
+    /// the chunk.
+    fn slice(&self, part: &[u8]) -> Bytes {
+        let at = (part.as_ptr() as usize).wrapping_sub(self.from);
+        if part.is_empty() {
+            Bytes::new()
+        } else if at <= self.bytes.len() && part.len() <= self.bytes.len() - at {
+            self.bytes.slice(at..at + part.len())
+        } else {
+            Bytes::copy_from_slice(part)
+        }
+    }
+}
+
 /// The per-slot parts of [`State`] answers are handed out through.
 struct Slots<'a> {
     slots: &'a mut [Option<RequestId>],
@@ -760,6 +802,7 @@ impl Inner {
     /// Hands every complete frame in the buffer to its waiter.
     fn dispatch(&self, rx: &mut Reader, st: &mut State) {
         let capacity = self.config.subscription_capacity.max(1);
+        let mut chunk = Chunk::default();
         loop {
             let State {
                 protocol,
@@ -808,26 +851,35 @@ impl Inner {
                     values,
                     subscriptions,
                 }) => {
-                    let publication = Publication {
-                        topic: Bytes::copy_from_slice(topic),
-                        values: values.map(Bytes::copy_from_slice).collect(),
-                    };
-                    for id in subscriptions {
-                        for h in handles.get(&id).into_iter().flatten() {
-                            if let Some(q) = queues.get_mut(&h.key) {
-                                if q.len >= capacity {
-                                    q.missed += 1;
-                                    continue;
-                                }
-                                if q.missed > 0 {
-                                    q.items.push_back(Item::Lagged(std::mem::take(&mut q.missed)));
-                                }
-                                q.items.push_back(Item::Publication(publication.clone()));
-                                q.len += 1;
-                                if q.sleeping > 0 {
-                                    answers.wakes.push(WaitKey::Sub(h.clone()));
-                                }
-                            }
+                    let data = rx.buf.data();
+                    let chunk = chunk.cut(data, consumed);
+                    let mut publication = Some(Publication {
+                        topic: chunk.slice(topic),
+                        values: values.map(|v| chunk.slice(v)).collect(),
+                    });
+                    let mut targets = subscriptions
+                        .flat_map(|id| handles.get(&id).into_iter().flatten())
+                        .peekable();
+                    while let Some(h) = targets.next() {
+                        let Some(q) = queues.get_mut(&h.key) else { continue };
+                        if q.len >= capacity {
+                            q.missed += 1;
+                            continue;
+                        }
+                        if q.missed > 0 {
+                            q.items.push_back(Item::Lagged(std::mem::take(&mut q.missed)));
+                        }
+                        // The last queue takes the publication itself; the others a copy.
+                        let item = if targets.peek().is_some() {
+                            publication.clone()
+                        } else {
+                            publication.take()
+                        };
+                        let Some(item) = item else { break };
+                        q.items.push_back(Item::Publication(item));
+                        q.len += 1;
+                        if q.sleeping > 0 {
+                            answers.wakes.push(WaitKey::Sub(h.clone()));
                         }
                     }
                 }
