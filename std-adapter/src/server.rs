@@ -305,6 +305,12 @@ struct Out {
     queued: usize,
     /// In the flusher's hands.
     scheduled: bool,
+    /// A thread is writing bytes it took out of the buffers (without the lock):
+    /// others only append, and the writer sends what they appended after it.
+    flushing: bool,
+    /// An empty buffer with capacity, given to `pubs` while a writer holds its
+    /// bytes.
+    spare: Vec<u8>,
     /// The reader is handling a batch of frames: answers wait for its end.
     corked: bool,
     dead: bool,
@@ -324,6 +330,8 @@ impl Out {
             front_sent: 0,
             queued: 0,
             scheduled: false,
+            flushing: false,
+            spare: Vec::new(),
             corked: false,
             dead: false,
             drain_waiters: 0,
@@ -369,7 +377,8 @@ impl Out {
     /// while its request was handled among them, leave before it, as the
     /// protocol promises; answers are never dropped, whatever the queue holds.
     fn answer_sink(&mut self) -> (&mut Protocol, &mut Vec<u8>, bool) {
-        let behind = self.pubs_sent < self.pubs.len();
+        // While a writer holds taken bytes, anything may still be unsent.
+        let behind = self.flushing || self.pubs_sent < self.pubs.len();
         let buf = if behind { &mut self.pubs } else { &mut self.answers };
         (&mut self.protocol, buf, behind)
     }
@@ -382,6 +391,7 @@ impl Out {
         self.pub_lens = VecDeque::new();
         self.front_sent = 0;
         self.queued = 0;
+        self.spare = Vec::new();
     }
 }
 
@@ -392,7 +402,14 @@ enum Flushed {
     Drained,
     Blocked,
     Dead,
+    /// Another thread is writing; it writes these bytes too.
+    Busy,
+    /// Everything offered was written but more was queued meanwhile.
+    More,
 }
+
+/// Writes one writer makes in a row before leaving the rest to the flusher.
+const ROUNDS: usize = 4;
 
 impl Conn {
     fn lock(&self) -> MutexGuard<'_, Out> {
@@ -401,28 +418,42 @@ impl Conn {
 
     /// Writes what the socket takes now, without blocking: the rest of a
     /// publication frame partly written, then answers, then publications, in one
-    /// `sendmsg`.
-    fn flush_locked(&self, out: &mut Out) -> Flushed {
-        loop {
+    /// `sendmsg`. The bytes are taken out of the buffers and written without the
+    /// lock, so publishers and responders only wait for the lock, never for the
+    /// system call; what they append meanwhile goes out after them, in order.
+    fn flush<'a>(&'a self, mut out: MutexGuard<'a, Out>) -> (MutexGuard<'a, Out>, Flushed) {
+        for _ in 0..ROUNDS {
             if out.dead {
-                return Flushed::Dead;
+                return (out, Flushed::Dead);
+            }
+            if out.flushing {
+                return (out, Flushed::Busy);
             }
             let head = match out.pub_lens.front() {
                 Some(&len) if out.front_sent > 0 => len - out.front_sent,
                 _ => 0,
             };
-            let p = out.pubs_sent;
-            let answers = &out.answers[out.answers_sent..];
-            let slices = [
-                IoSlice::new(&out.pubs[p..p + head]),
-                IoSlice::new(answers),
-                IoSlice::new(&out.pubs[p + head..]),
-            ];
-            let total = out.pubs.len() - p + answers.len();
+            let total = out.pubs.len() - out.pubs_sent + out.answers.len() - out.answers_sent;
             if total == 0 {
                 out.compact();
-                return Flushed::Drained;
+                return (out, Flushed::Drained);
             }
+            // Take the bytes out; appends meanwhile go to fresh buffers (answers
+            // go behind publications while `flushing`, see `Out::answer_sink`).
+            let answers = std::mem::take(&mut out.answers);
+            let answers_sent = std::mem::replace(&mut out.answers_sent, 0);
+            let spare = std::mem::take(&mut out.spare);
+            let mut pubs = std::mem::replace(&mut out.pubs, spare);
+            let pubs_sent = std::mem::replace(&mut out.pubs_sent, 0);
+            out.flushing = true;
+            drop(out);
+            let p = pubs_sent;
+            let unsent_answers = &answers[answers_sent..];
+            let slices = [
+                IoSlice::new(&pubs[p..p + head]),
+                IoSlice::new(unsent_answers),
+                IoSlice::new(&pubs[p + head..]),
+            ];
             let slices: &[IoSlice<'_>] = if head == 0 { &slices[1..] } else { &slices };
             let mut control = rustix::net::SendAncillaryBuffer::default();
             let sent = rustix::net::sendmsg(
@@ -431,28 +462,71 @@ impl Conn {
                 &mut control,
                 SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
             );
-            match sent {
-                Ok(written) => {
-                    out.queued = out.queued.saturating_sub(written);
-                    let a = written.min(head);
-                    out.advance_pubs(a);
-                    let rest = written - a;
-                    let b = rest.min(out.answers.len() - out.answers_sent);
-                    out.answers_sent += b;
-                    out.advance_pubs(rest - b);
-                    out.compact();
-                    if written == total {
-                        return Flushed::Drained;
-                    }
-                }
-                Err(rustix::io::Errno::AGAIN) => return Flushed::Blocked,
-                Err(rustix::io::Errno::INTR) => {}
+            out = self.lock();
+            out.flushing = false;
+            if out.dead {
+                return (out, Flushed::Dead);
+            }
+            let written = match sent {
+                Ok(n) => n,
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => 0,
                 Err(_) => {
-                    self.kill_locked(out);
-                    return Flushed::Dead;
+                    self.kill_locked(&mut out);
+                    return (out, Flushed::Dead);
                 }
+            };
+            out.queued = out.queued.saturating_sub(written);
+            let a = written.min(head);
+            let rest = written - a;
+            let b = rest.min(unsent_answers.len());
+            let answers_sent = answers_sent + b;
+            let pubs_sent = p + a + (rest - b);
+            // Frame accounting only: `out.pubs_sent` counts the new buffer.
+            let appended_sent = out.pubs_sent;
+            out.advance_pubs(a + rest - b);
+            out.pubs_sent = appended_sent;
+            // Put back what the socket did not take, before what was appended.
+            if answers_sent < answers.len() {
+                // Nothing was appended to `answers` meanwhile (see above).
+                out.answers = answers;
+                out.answers_sent = answers_sent;
+            } else if out.answers.is_empty() && answers.capacity() <= KEPT_BUFFER {
+                out.answers = answers;
+                out.answers.clear();
+            }
+            if pubs_sent < pubs.len() {
+                if out.pubs.is_empty() {
+                    let fresh = std::mem::replace(&mut out.pubs, pubs);
+                    out.pubs_sent = pubs_sent;
+                    out.spare = fresh;
+                } else {
+                    pubs.drain(..pubs_sent);
+                    pubs.extend_from_slice(&out.pubs);
+                    let appended = std::mem::replace(&mut out.pubs, pubs);
+                    out.pubs_sent = 0;
+                    out.spare = appended;
+                }
+                out.spare.clear();
+            } else if pubs.capacity() <= KEPT_BUFFER {
+                pubs.clear();
+                out.spare = pubs;
+            }
+            if out.spare.capacity() > KEPT_BUFFER {
+                out.spare = Vec::new();
+            }
+            match sent {
+                Ok(n) if n == total => {}
+                Ok(_) | Err(rustix::io::Errno::AGAIN) => {
+                    out.compact();
+                    return (out, Flushed::Blocked);
+                }
+                _ => {}
             }
         }
+        let left = out.pubs.len() - out.pubs_sent + out.answers.len() - out.answers_sent;
+        let state = if left == 0 { Flushed::Drained } else { Flushed::More };
+        out.compact();
+        (out, state)
     }
 
     fn kill_locked(&self, out: &mut Out) {
@@ -464,25 +538,25 @@ impl Conn {
         }
     }
 
-    /// Accounts for `added` bytes of answers appended to `out.answers` and
-    /// writes what the socket takes now (unless the reader has corked the
+    /// Accounts for `added` bytes of answers appended to `out.answers`; returns
+    /// whether they should be written now (not if the reader has corked the
     /// connection while it handles a batch of frames: then the batch's answers
     /// leave together when it uncorks).
-    fn answers_added(self: &Arc<Self>, out: &mut Out, added: usize) {
+    fn answers_added(out: &mut Out, added: usize) -> bool {
         if out.dead || added == 0 {
-            return;
+            return false;
         }
         out.queued += added;
-        if !out.corked {
-            self.flush_answers(out);
-        }
+        !out.corked
     }
 
     /// Writes what the socket takes now; leaves the rest to the flusher.
-    fn flush_answers(self: &Arc<Self>, out: &mut Out) {
-        match self.flush_locked(out) {
-            Flushed::Drained | Flushed::Dead => self.notify_drained(out),
-            Flushed::Blocked => self.schedule_locked(out),
+    fn flush_answers(self: &Arc<Self>, out: MutexGuard<'_, Out>) {
+        let (mut out, flushed) = self.flush(out);
+        match flushed {
+            Flushed::Drained | Flushed::Dead => self.notify_drained(&out),
+            Flushed::Blocked | Flushed::More => self.schedule_locked(&mut out),
+            Flushed::Busy => {}
         }
     }
 
@@ -582,9 +656,15 @@ impl Flusher {
             std::mem::swap(&mut batch, &mut *lock(&self.ready));
             worked = !batch.is_empty();
             for conn in batch.drain(..) {
-                let mut out = conn.lock();
-                match conn.flush_locked(&mut out) {
+                let (mut out, flushed) = conn.flush(conn.lock());
+                match flushed {
                     Flushed::Blocked => blocked.push(conn.clone()),
+                    // A responder is writing: it hands what is left back (or
+                    // finds the connection scheduled and leaves it to the next round).
+                    Flushed::More | Flushed::Busy => {
+                        drop(out);
+                        self.push(conn.clone());
+                    }
                     Flushed::Drained | Flushed::Dead => {
                         out.scheduled = false;
                         conn.notify_drained(&out);
@@ -721,7 +801,9 @@ impl Responder {
         if behind && added > 0 {
             out.pub_lens.push_back(added);
         }
-        self.conn.answers_added(&mut out, added);
+        if Conn::answers_added(&mut out, added) {
+            self.conn.flush_answers(out);
+        }
         result
     }
 
@@ -762,7 +844,9 @@ impl Responder {
         if behind && added > 0 {
             out.pub_lens.push_back(added);
         }
-        self.conn.answers_added(&mut out, added);
+        if Conn::answers_added(&mut out, added) {
+            self.conn.flush_answers(out);
+        }
         result
     }
 }
@@ -1249,7 +1333,8 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
                     }
                 };
                 let added = answers.len() - before;
-                conn.answers_added(&mut out, added);
+                // Corked: the batch's answers are written when it ends.
+                Conn::answers_added(&mut out, added);
                 (consumed, event)
             };
             if let Some(event) = event {
@@ -1259,8 +1344,8 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
         }
         let mut out = conn.lock();
         out.corked = false;
-        if out.answers_sent < out.answers.len() {
-            conn.flush_answers(&mut out);
+        if out.answers_sent < out.answers.len() || (out.pubs_sent < out.pubs.len() && !out.scheduled) {
+            conn.flush_answers(out);
         }
     }
     // The client stopped sending (or the server is shutting down): let requests
