@@ -44,7 +44,6 @@
 //! which is dropped). Writes use the same timeout; a write that times out leaves a
 //! partial frame on the wire, so it closes the connection.
 
-use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -58,6 +57,7 @@ use microsocket_core::frame::{Decoded, Decoder};
 use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId};
 
 use crate::error::{Error, Result};
+use crate::hash::IdMap;
 use crate::rx::RxBuf;
 use crate::socket::{Address, Stream};
 
@@ -205,8 +205,8 @@ struct State {
     /// Threads waiting that could take over reading.
     idle: Vec<WaitKey>,
     /// Local subscription handles by wire subscription.
-    handles: HashMap<SubscriptionId, Vec<Arc<SubShared>>>,
-    queues: HashMap<u64, SubQueue>,
+    handles: IdMap<SubscriptionId, Vec<Arc<SubShared>>>,
+    queues: IdMap<u64, SubQueue>,
     next_key: u64,
 }
 
@@ -280,8 +280,8 @@ impl Client {
                     reading: false,
                     closed: false,
                     idle: Vec::new(),
-                    handles: HashMap::new(),
-                    queues: HashMap::new(),
+                    handles: IdMap::default(),
+                    queues: IdMap::default(),
                     next_key: 0,
                 }),
                 rx: Mutex::new(reader),
@@ -663,8 +663,9 @@ impl Inner {
             if nonblocking && (tried || st.closed || st.reading) {
                 break None;
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
+            // The clock is read only where there is a deadline.
+            let now = deadline.map(|_| Instant::now());
+            if deadline.zip(now).is_some_and(|(d, now)| now >= d) {
                 break None;
             }
             if !st.reading && !st.closed {
@@ -674,7 +675,7 @@ impl Inner {
                     registered = false;
                 }
                 self.release(st);
-                st = self.read_once(deadline, nonblocking);
+                st = self.read_once(deadline, now, nonblocking);
                 tried = true;
                 st.reading = false;
                 continue;
@@ -694,7 +695,7 @@ impl Inner {
             *st.sleeping(&key) += 1;
             st = match deadline {
                 Some(d) => {
-                    cv.wait_timeout(st, d - now)
+                    cv.wait_timeout(st, d.saturating_duration_since(now.unwrap_or(d)))
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .0
                 }
@@ -746,7 +747,7 @@ impl Inner {
     }
 
     /// One read as the leader, then hands out every complete frame.
-    fn read_once(&self, deadline: Option<Instant>, nonblocking: bool) -> MutexGuard<'_, State> {
+    fn read_once(&self, deadline: Option<Instant>, now: Option<Instant>, nonblocking: bool) -> MutexGuard<'_, State> {
         let mut rx = self.rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let rx = &mut *rx;
         let read = if nonblocking {
@@ -758,10 +759,8 @@ impl Inner {
             // Keep the socket's read timeout between a quarter of the time left and
             // all of it: a leader never oversleeps its deadline, and the timeout is
             // rarely changed (a syscall).
-            if let Some(d) = deadline {
-                let left = d
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(1));
+            if let Some((d, now)) = deadline.zip(now) {
+                let left = d.saturating_duration_since(now).max(Duration::from_millis(1));
                 let fits = rx.timeout.is_some_and(|t| t <= left && t >= left / 4);
                 if !fits {
                     let t = (left / 2).max(Duration::from_millis(1));

@@ -100,6 +100,7 @@
 
 pub mod client;
 mod error;
+mod hash;
 mod rx;
 pub mod server;
 pub mod socket;

@@ -47,7 +47,7 @@
 //! [`ServerConfig::drain_timeout`], then closes everything and returns.
 //! [`Server::run_until_signal`] does the same on SIGINT or SIGTERM.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
@@ -66,6 +66,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::net::SendFlags;
 
 use crate::error::Error;
+use crate::hash::IdMap;
 use crate::rx::RxBuf;
 use crate::socket::{Address, Listener, PeerCredentials, Stream, DEFAULT_SOCKET_MODE};
 
@@ -272,7 +273,7 @@ struct Shared {
 #[derive(Debug)]
 struct Hub {
     registry: Registry<u64, Bytes>,
-    conns: HashMap<u64, Arc<Conn>>,
+    conns: IdMap<u64, Arc<Conn>>,
     scratch: Vec<u64>,
 }
 
@@ -1031,7 +1032,7 @@ impl<H: Handler> Server<H> {
             config,
             hub: Mutex::new(Hub {
                 registry,
-                conns: HashMap::new(),
+                conns: IdMap::default(),
                 scratch: Vec::new(),
             }),
             flusher: Flusher::new()?,
