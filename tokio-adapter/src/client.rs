@@ -1054,12 +1054,16 @@ struct Conn<S> {
     wake: Vec<Waker>,
     /// The wire subscriptions the publication being delivered matches.
     matched: Vec<SubscriptionId>,
+    /// The current read buffer growth step.
+    chunk: usize,
     /// Publications decoded and not yet handed to their subscription streams.
     staged: Vec<(Arc<SubQueue>, Publication)>,
 }
 
 /// Read buffer growth step and the size it shrinks back to.
 const READ_CHUNK: usize = 8 * 1024;
+/// The read buffer growth step while reads keep filling the buffer.
+const MAX_READ_CHUNK: usize = 64 * 1024;
 /// A read buffer larger than this is released once empty.
 const SHRINK_ABOVE: usize = 256 * 1024;
 
@@ -1076,6 +1080,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             deferred: false,
             wake: Vec::new(),
             matched: Vec::new(),
+            chunk: READ_CHUNK,
             staged: Vec::new(),
         }
     }
@@ -1138,12 +1143,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             // Read what arrived and hand it out.
             if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-                let more = READ_CHUNK.max(self.rbuf.len());
+                let more = self.chunk.max(self.rbuf.len());
                 self.rbuf.reserve(more);
             }
+            let spare = self.rbuf.capacity() - self.rbuf.len();
             match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Ended::Lost(io::ErrorKind::UnexpectedEof.into())),
-                Poll::Ready(Ok(_)) => {
+                Poll::Ready(Ok(n)) => {
+                    // A read that fills the buffer suggests more is waiting
+                    // (a stream of publications): read more at a time.
+                    self.chunk = if n == spare {
+                        (self.chunk * 2).min(MAX_READ_CHUNK)
+                    } else {
+                        READ_CHUNK
+                    };
                     self.process(shared);
                     progress = true;
                 }
