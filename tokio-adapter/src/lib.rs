@@ -50,10 +50,12 @@
 //! [`Client`] is a cheap handle to one connection, whose reads and writes belong to
 //! one driver task. [`Client::request`] encodes its frame straight into the
 //! connection's write buffer; frames queued while a write is in progress leave
-//! together in the next one, so many tasks calling it at once share few system
-//! calls. Answers are matched by tag and delivered as they arrive, in any order, as
-//! [`Values`]: frozen slices of the read buffer, handed out as [`bytes::Bytes`]
-//! without copying.
+//! together in the next one, and while other requests are in flight the driver
+//! lets the tasks that are ready run first, so many tasks calling it at once share
+//! few system calls. Answers are matched by tag and delivered as they arrive, in
+//! any order, as [`Values`]: frozen slices of the read buffer, handed out as
+//! [`bytes::Bytes`] without copying. Each answer waits in a slot of its own, so
+//! tasks awaiting answers do not contend for the connection's state.
 //!
 //! - Errors are typed ([`Error`]): the server's failure (`#`) with message and
 //!   details, closed connection, timeout (25 s by default, see
@@ -80,9 +82,10 @@
 //!
 //! [`Server`] runs a [`Handler`] (a trait with an async method, or closures via
 //! [`handler_fn`]) for every request. Each connection is one task: it reads frames
-//! in order, runs its requests' futures side by side (a `FuturesUnordered`, no task
-//! per request), and writes answers in completion order together with
-//! publications, in vectored batches.
+//! in order, polls each request's future as soon as it is decoded, runs the
+//! unfinished ones side by side (a `FuturesUnordered`, no task per request), and
+//! writes answers in completion order together with publications, in vectored
+//! batches.
 //!
 //! - Listeners: [`Server::listen_unix`] (refuses a path a live server listens on,
 //!   replaces a stale socket file, mode 0600 by default, removes the file on
@@ -122,17 +125,27 @@
 //!
 //! `cargo bench -p microsocket-tokio --bench tokio_adapter -- <scenario>` (a
 //! custom harness; release build). Measured on a shared 2-vCPU machine while other
-//! builds and fuzzers were running (load average 2 to 10), so figures are ranges
+//! builds and fuzzers were running (load average 2 to 12), so figures are ranges
 //! over several runs:
 //!
 //! | scenario | measured | target |
 //! |---|---|---|
-//! | `rtt`: round trip with one request in flight, p50, client and server in one current-thread runtime, `taskset -c 0`, median of 5 runs | 8.3–8.5 µs against 6.4–6.7 µs for the floor: **1.27–1.30x** (single runs 1.13–1.39x) | ≤ 1.3x floor |
-//! | `pipelined1`: one connection, 256 requests in flight from 256 tasks, current-thread runtime | **2.3–2.7 M requests/s** | ≥ 2 M/s |
-//! | `pipelined2`: the same on a 2-worker multi-thread runtime | 0.3–0.45 M requests/s (workers park and wake each other on every batch) | ≥ 2 M/s |
-//! | `fanout-raw`: 64-byte publications to 100 subscribed sockets that only read (what the server delivers) | **6.9–9.1 M deliveries/s** (the single publishing task is the limit) | ≥ 10 M/s |
-//! | `fanout`: the same, then to 100 microsocket client subscriptions in the same process | 3.2–4.4 M deliveries/s received | |
+//! | `rtt`: round trip with one request in flight, p50, client and server in one current-thread runtime, `taskset -c 0`, median of 5 runs | 8.7 µs against 6.9 µs for the floor: **1.19–1.38x** (single runs 1.16–1.43x; the load decides which end) | ≤ 1.3x floor |
+//! | `pipelined1`: one connection, 256 requests in flight from 256 tasks, current-thread runtime | **2.5–2.7 M requests/s** | ≥ 2 M/s |
+//! | `pipelined2`: the same on a 2-worker multi-thread runtime | **1.9–2.2 M requests/s** on a quiet machine, 1.0–1.6 M/s under load (about 90 requests per write) | ≥ 2 M/s |
+//! | `fanout-raw`: 64-byte publications to 100 subscribed sockets that only read (what the server delivers) | **11–26 M deliveries/s** on a quiet machine, 7–8 M/s under load (the single publishing task is the limit: taking each connection's queue lock, a cache line the connection's task last held, is most of the cost) | ≥ 10 M/s |
+//! | `fanout`: the same, then to 100 microsocket client subscriptions in the same process | 7.8–9.5 M deliveries/s received on a quiet machine, 4.3–5.8 M/s under load | |
 //! | `idle`: server memory per idle connection, 10,000 connections opened by another process | **11.9–12.7 KiB** | < 16 KiB |
+//!
+//! The comparison harness (`cargo run --release -p microsocket-bench -- run
+//! --repeats 1 --only <workload>`) runs its floors in the same run: its
+//! `pipelined-1x256` (one `ECHO` with a value per request, timed from spawning
+//! the tasks) gives 1.45–1.54 M requests/s against 5.5–5.7 M/s for its Tokio
+//! floor, which writes all its requests from one task; `fanout-100` gives
+//! 0.3–0.4x of its Tokio floor (2.6–4.7 M/s against 7–16 M/s; its subscribers
+//! wrap every read in a timeout); `rtt-16B-pinned` (multi-thread runtime on one
+//! CPU) gives p50 25.5 µs against 11.3 µs: a request still passes from the
+//! calling task to the connection's driver task, and the answer back.
 //!
 //! The floor for the round trip is a minimal hand-written Tokio ping-pong over a
 //! UNIX socket exchanging the same frames, run in the same process just before each
