@@ -66,7 +66,6 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::net::SendFlags;
 
 use crate::error::Error;
-use crate::hash::IdMap;
 use crate::rx::RxBuf;
 use crate::socket::{Address, Listener, PeerCredentials, Stream, DEFAULT_SOCKET_MODE};
 
@@ -272,14 +271,63 @@ struct Shared {
 /// makes catch-up on buffered topics atomic.
 #[derive(Debug)]
 struct Hub {
-    registry: Registry<u64, Bytes>,
-    conns: IdMap<u64, Arc<Conn>>,
-    scratch: Vec<u64>,
+    /// Subscriptions by connection slot (see [`Conns`]).
+    registry: Registry<usize, Bytes>,
+    conns: Conns,
+    scratch: Vec<usize>,
+}
+
+/// The open connections, each in a slot: the registry names connections by
+/// slot, so a delivery finds its connection by index. A slot is reused only
+/// after its connection has left the registry (both change under the hub lock).
+#[derive(Debug, Default)]
+struct Conns {
+    slots: Vec<Option<Arc<Conn>>>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl Conns {
+    /// A free slot, to give the next connection.
+    fn vacant(&mut self) -> usize {
+        self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        })
+    }
+
+    fn put(&mut self, conn: Arc<Conn>) {
+        let slot = conn.slot;
+        if self.slots[slot].replace(conn).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn remove(&mut self, slot: usize) {
+        if self.slots.get_mut(slot).and_then(Option::take).is_some() {
+            self.len -= 1;
+            self.free.push(slot);
+        }
+    }
+
+    fn get(&self, slot: usize) -> Option<&Arc<Conn>> {
+        self.slots.get(slot)?.as_ref()
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Arc<Conn>> {
+        self.slots.iter().flatten()
+    }
 }
 
 #[derive(Debug)]
 struct Conn {
     context: Context,
+    /// Where it sits in [`Hub::conns`] and how the registry names it.
+    slot: usize,
     stream: Stream,
     out: Mutex<Out>,
     /// Signalled when the queue drains or the connection dies.
@@ -898,7 +946,7 @@ impl Publisher {
             scratch.clear();
             registry.publish(topic.as_ref(), &frame, scratch);
             for id in scratch.iter() {
-                let Some(conn) = conns.get(id) else { continue };
+                let Some(conn) = conns.get(*id) else { continue };
                 let mut out = conn.lock();
                 let (ok, newly) = conn.queue_publication(&mut out, &frame);
                 drop(out);
@@ -1032,7 +1080,7 @@ impl<H: Handler> Server<H> {
             config,
             hub: Mutex::new(Hub {
                 registry,
-                conns: IdMap::default(),
+                conns: Conns::default(),
                 scratch: Vec::new(),
             }),
             flusher: Flusher::new()?,
@@ -1178,8 +1226,10 @@ impl<H: Handler> Server<H> {
             connection: id,
             peer: stream.peer_credentials(),
         };
+        let mut hub = lock(&self.shared.hub);
         let conn = Arc::new(Conn {
             context,
+            slot: hub.conns.vacant(),
             stream,
             out: Mutex::new(Out::new(Protocol::new(ServerLimits {
                 max_in_flight: self.shared.config.max_in_flight,
@@ -1187,7 +1237,8 @@ impl<H: Handler> Server<H> {
             drained: Condvar::new(),
             shared: self.shared.clone(),
         });
-        lock(&self.shared.hub).conns.insert(id, conn.clone());
+        hub.conns.put(conn.clone());
+        drop(hub);
         self.shared.counters.connections.fetch_add(1, Ordering::Relaxed);
         let handler = self.handler.clone();
         let spawned = std::thread::Builder::new()
@@ -1203,7 +1254,7 @@ impl<H: Handler> Server<H> {
                 let mut out = conn.lock();
                 conn.kill_locked(&mut out);
                 drop(out);
-                lock(&self.shared.hub).conns.remove(&id);
+                lock(&self.shared.hub).conns.remove(conn.slot);
                 self.shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
                 None
             }
@@ -1377,11 +1428,9 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
             .iter()
             .map(|(_, kind, bytes)| (kind, bytes.to_vec()))
             .collect();
-        hub.registry.remove_connection(
-            conn.context.connection,
-            subscriptions.iter().map(|(k, b)| (*k, b.as_slice())),
-        );
-        hub.conns.remove(&conn.context.connection);
+        hub.registry
+            .remove_connection(conn.slot, subscriptions.iter().map(|(k, b)| (*k, b.as_slice())));
+        hub.conns.remove(conn.slot);
         out.protocol.handle_eof();
         conn.kill_locked(&mut out);
     }
@@ -1421,7 +1470,7 @@ fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, event: Serve
             // are not replayed: a publication reaches a connection once.
             let backlog = hub
                 .registry
-                .subscribe_with_backlog(conn.context.connection, kind, topic)
+                .subscribe_with_backlog(conn.slot, kind, topic)
                 .unwrap_or_default();
             if !backlog.is_empty() {
                 let mut out = conn.lock();
@@ -1439,10 +1488,8 @@ fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, event: Serve
         ServerEvent::Unsubscribed { topic, removed } => {
             if removed > 0 {
                 let mut hub = lock(&shared.hub);
-                hub.registry
-                    .unsubscribe(conn.context.connection, SubscriptionKind::Exact, topic);
-                hub.registry
-                    .unsubscribe(conn.context.connection, SubscriptionKind::Pattern, topic);
+                hub.registry.unsubscribe(conn.slot, SubscriptionKind::Exact, topic);
+                hub.registry.unsubscribe(conn.slot, SubscriptionKind::Pattern, topic);
             }
             handler.unsubscribed(&conn.context, topic, removed);
         }
