@@ -331,6 +331,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                             if allowed {
                                 tracing::debug!(topic = %String::from_utf8_lossy(topic), ?kind, "subscribed");
                                 self.core.subscribe(self.key, kind, topic);
+                                // The catch-up just queued goes before any answer
+                                // to a later frame (the subscribe barrier's, say).
+                                pull_publications(self.shared, &mut self.resp, &mut self.out, &mut self.held);
                                 handler.subscription_changed(
                                     &self.context,
                                     SubscriptionChange::Subscribed { kind, topic },
@@ -376,6 +379,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
 
 /// Encodes a handler's answer; frames the protocol cannot encode (too many
 /// values, say) become a failure so the request is still answered once.
+/// Moves publications queued for a connection into `out`, behind the answers
+/// encoded so far in `resp`, so answers encoded later follow them.
+fn pull_publications(shared: &ConnShared, resp: &mut BytesMut, out: &mut VecDeque<Bytes>, held: &mut usize) {
+    let mut queue = shared.lock();
+    if !queue.is_empty() {
+        if !resp.is_empty() {
+            out.push_back(resp.split().freeze());
+        }
+        *held += queue.drain_into(out);
+    }
+}
+
 fn encode_answer(protocol: &mut Protocol, tag: &[u8], result: Result<Reply, Failure>, resp: &mut BytesMut) {
     let sink = &mut Sink(resp);
     let encoded = match &result {
