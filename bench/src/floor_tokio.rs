@@ -15,6 +15,12 @@ use crate::wire::{check, put_frame, tag, AsyncFrameReader};
 /// The Tokio floor.
 pub struct FloorTokio;
 
+/// A single-threaded runtime: a round trip's client and server each run on their
+/// own, on their own thread, as two processes would.
+pub fn single_threaded() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
 /// A runtime like the adapter's: multi-threaded, one worker per core.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
@@ -59,11 +65,19 @@ impl Contender for FloorTokio {
     }
 
     fn round_trip(&self, payload: usize, iterations: usize) -> Result<Option<Histogram<u64>>> {
-        runtime()?.block_on(async move {
-            let dir = tempfile::tempdir()?;
-            let path = dir.path().join("floor.sock");
-            let listener = UnixListener::bind(&path)?;
-            serve_echo(listener, 1);
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("floor.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path)?;
+        listener.set_nonblocking(true)?;
+        let server = std::thread::spawn(move || -> Result<()> {
+            single_threaded()?.block_on(async move {
+                let listener = UnixListener::from_std(listener)?;
+                let (stream, _) = listener.accept().await?;
+                echo_server(stream).await?;
+                Ok(())
+            })
+        });
+        let hist = single_threaded()?.block_on(async move {
             let stream = UnixStream::connect(&path).await?;
             let (read, mut writer) = stream.into_split();
             let mut reader = AsyncFrameReader::new(read);
@@ -87,8 +101,10 @@ impl Contender for FloorTokio {
                     hist.record(elapsed.as_nanos() as u64)?;
                 }
             }
-            Ok(Some(hist))
-        })
+            anyhow::Ok(hist)
+        })?;
+        server.join().map_err(|_| anyhow::anyhow!("server panicked"))??;
+        Ok(Some(hist))
     }
 
     fn pipelined(&self, connections: usize, in_flight: usize, requests: usize) -> Result<Option<f64>> {

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use microsocket_tokio::{handler_fn, Client, Failure, FnHandler, Reply, Request, Server, ServerConfig};
 
 use crate::contender::{histogram, Contender, Family, FAN_OUT_PAYLOAD, FAN_OUT_TOPIC};
-use crate::floor_tokio::runtime;
+use crate::floor_tokio::{runtime, single_threaded};
 
 /// `microsocket-tokio`.
 pub struct TokioAdapter;
@@ -65,8 +65,28 @@ impl Contender for TokioAdapter {
     }
 
     fn round_trip(&self, payload: usize, iterations: usize) -> Result<Option<Histogram<u64>>> {
-        runtime()?.block_on(async move {
-            let (_dir, path, server) = start(1 << 20).await?;
+        // Client and server each on a single-threaded runtime of their own thread,
+        // as two processes would be (the floor runs the same way).
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("tokio.sock");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server_path = path.clone();
+        let server = std::thread::spawn(move || -> Result<()> {
+            single_threaded()?.block_on(async move {
+                let server = Server::with_config(echo_handler(), config(1 << 20));
+                let listening = server.listen_unix(&server_path);
+                let _ = ready_tx.send(listening.is_ok());
+                listening?;
+                let _ = stop_rx.await;
+                server.shutdown().await;
+                Ok(())
+            })
+        });
+        if !ready_rx.recv_timeout(Duration::from_secs(10)).unwrap_or(false) {
+            bail!("server did not start");
+        }
+        let measured = single_threaded()?.block_on(async move {
             let client = client(&path).await?;
             let body = bytes::Bytes::from(vec![0xab; payload]);
             let mut hist = histogram();
@@ -82,10 +102,11 @@ impl Contender for TokioAdapter {
                     hist.record(elapsed.as_nanos() as u64)?;
                 }
             }
-            drop(client);
-            server.shutdown().await;
-            Ok(Some(hist))
-        })
+            Ok(hist)
+        });
+        let _ = stop_tx.send(());
+        server.join().map_err(|_| anyhow::anyhow!("server panicked"))??;
+        Ok(Some(measured?))
     }
 
     fn pipelined(&self, connections: usize, in_flight: usize, requests: usize) -> Result<Option<f64>> {
