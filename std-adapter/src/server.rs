@@ -1342,7 +1342,7 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
     let mut decoder = Decoder::new(config.max_frame);
     'read: loop {
         // Backpressure: stop reading requests while too much is unsent.
-        {
+        let subscribed = {
             let mut out = conn.lock();
             while out.queued > config.max_queued_bytes && !out.dead {
                 out.drain_waiters += 1;
@@ -1356,9 +1356,26 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
             if out.dead {
                 break 'read;
             }
-        }
+            !out.protocol.subscriptions().is_empty()
+        };
         let spare = rx.spare();
-        let n = match (&conn.stream).read(spare) {
+        let read = if subscribed {
+            // A thread blocked in `read` is woken each time the peer reads
+            // publications and frees send-buffer space (the socket has one wait
+            // queue); one waiting in `poll` for input is not.
+            match rustix::net::recv(&conn.stream, spare, rustix::net::RecvFlags::DONTWAIT) {
+                Ok((n, _)) => Ok(n),
+                Err(rustix::io::Errno::AGAIN) => {
+                    let mut fds = [PollFd::new(&conn.stream, PollFlags::IN)];
+                    let _ = rustix::event::poll(&mut fds, None);
+                    continue;
+                }
+                Err(e) => Err(io::Error::from(e)),
+            }
+        } else {
+            (&conn.stream).read(spare)
+        };
+        let n = match read {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
