@@ -21,6 +21,24 @@ pub fn single_threaded() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
+/// Runs `server` on a single-threaded runtime on a thread of its own and `client`
+/// on another here, as two processes would; once the client is done, the server
+/// gets its stop signal and is joined.
+pub fn split<S, SF, C, CF, T>(server: S, client: C) -> Result<T>
+where
+    S: FnOnce(tokio::sync::oneshot::Receiver<()>) -> SF + Send + 'static,
+    SF: std::future::Future<Output = Result<()>>,
+    C: FnOnce() -> CF,
+    CF: std::future::Future<Output = Result<T>>,
+{
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let handle = std::thread::spawn(move || single_threaded()?.block_on(server(stop_rx)));
+    let outcome = single_threaded()?.block_on(client());
+    let _ = stop_tx.send(());
+    handle.join().map_err(|_| anyhow::anyhow!("server thread panicked"))??;
+    outcome
+}
+
 /// A runtime like the adapter's: multi-threaded, one worker per core.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
@@ -108,11 +126,16 @@ impl Contender for FloorTokio {
     }
 
     fn pipelined(&self, connections: usize, in_flight: usize, requests: usize) -> Result<Option<f64>> {
-        runtime()?.block_on(async move {
-            let dir = tempfile::tempdir()?;
-            let path = dir.path().join("floor.sock");
-            let listener = UnixListener::bind(&path)?;
-            serve_echo(listener, connections);
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("floor.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path)?;
+        listener.set_nonblocking(true)?;
+        let server = move |stop: tokio::sync::oneshot::Receiver<()>| async move {
+            serve_echo(UnixListener::from_std(listener)?, connections);
+            let _ = stop.await;
+            Ok(())
+        };
+        split(server, || async move {
             let mut streams = Vec::new();
             for _ in 0..connections {
                 streams.push(UnixStream::connect(&path).await?);
@@ -165,45 +188,24 @@ impl Contender for FloorTokio {
     }
 
     fn fan_out(&self, subscribers: usize, messages: usize) -> Result<Option<f64>> {
-        runtime()?.block_on(async move {
-            let dir = tempfile::tempdir()?;
-            let path = dir.path().join("floor.sock");
-            let listener = UnixListener::bind(&path)?;
-            let mut subs = Vec::new();
+        // The publishing server on a runtime of its own, the subscribers on another
+        // (as two processes would be; the adapter runs the same way).
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("floor.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path)?;
+        listener.set_nonblocking(true)?;
+        let server = move |stop: tokio::sync::oneshot::Receiver<()>| async move {
+            let listener = UnixListener::from_std(listener)?;
             let mut conns = Vec::new();
             for _ in 0..subscribers {
-                let mut stream = UnixStream::connect(&path).await?;
-                let mut out = Vec::new();
-                put_frame(&mut out, b'+', &[FAN_OUT_TOPIC]);
-                stream.write_all(&out).await?;
-                subs.push(stream);
                 let (conn, _) = listener.accept().await?;
                 let (read, write) = conn.into_split();
                 let mut reader = AsyncFrameReader::new(read);
                 check(reader.next().await? == Some(b'+'), "subscribe")?;
                 conns.push(write);
             }
-            let readers: Vec<_> = subs
-                .into_iter()
-                .map(|stream| {
-                    tokio::spawn(async move {
-                        let mut reader = AsyncFrameReader::new(stream);
-                        for _ in 0..messages {
-                            let sigil = reader.next().await?;
-                            check(
-                                sigil == Some(b'!')
-                                    && reader.arg(0) == FAN_OUT_TOPIC
-                                    && reader.arg(1) == FAN_OUT_PAYLOAD,
-                                "publication",
-                            )?;
-                        }
-                        std::io::Result::Ok(())
-                    })
-                })
-                .collect();
-            let start = Instant::now();
-            // One writer task per subscriber, as a server would have, fed the same
-            // batches.
+            // One writer task per subscriber, as a server would have, fed the
+            // same batches.
             let batch_len = 64;
             let mut batch = Vec::new();
             for _ in 0..batch_len {
@@ -236,6 +238,37 @@ impl Contender for FloorTokio {
             for w in writers {
                 w.await??;
             }
+            let _ = stop.await;
+            Ok(())
+        };
+        split(server, || async move {
+            let mut subs = Vec::new();
+            for _ in 0..subscribers {
+                let mut stream = UnixStream::connect(&path).await?;
+                let mut out = Vec::new();
+                put_frame(&mut out, b'+', &[FAN_OUT_TOPIC]);
+                stream.write_all(&out).await?;
+                subs.push(stream);
+            }
+            let start = Instant::now();
+            let readers: Vec<_> = subs
+                .into_iter()
+                .map(|stream| {
+                    tokio::spawn(async move {
+                        let mut reader = AsyncFrameReader::new(stream);
+                        for _ in 0..messages {
+                            let sigil = reader.next().await?;
+                            check(
+                                sigil == Some(b'!')
+                                    && reader.arg(0) == FAN_OUT_TOPIC
+                                    && reader.arg(1) == FAN_OUT_PAYLOAD,
+                                "publication",
+                            )?;
+                        }
+                        std::io::Result::Ok(())
+                    })
+                })
+                .collect();
             for r in readers {
                 r.await??;
             }

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use microsocket_tokio::{handler_fn, Client, Failure, FnHandler, Reply, Request, Server, ServerConfig};
 
 use crate::contender::{histogram, Contender, Family, FAN_OUT_PAYLOAD, FAN_OUT_TOPIC};
-use crate::floor_tokio::{runtime, single_threaded};
+use crate::floor_tokio::{runtime, single_threaded, split};
 
 /// `microsocket-tokio`.
 pub struct TokioAdapter;
@@ -31,20 +31,6 @@ fn config(max_queued_bytes: usize) -> ServerConfig {
     ServerConfig::default()
         .max_queued_bytes(max_queued_bytes)
         .max_connections(16_384)
-}
-
-async fn start(
-    max_queued_bytes: usize,
-) -> Result<(
-    tempfile::TempDir,
-    std::path::PathBuf,
-    Server<FnHandler<fn(Request) -> EchoFuture>>,
-)> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("tokio.sock");
-    let server = Server::with_config(echo_handler(), config(max_queued_bytes));
-    server.listen_unix(&path)?;
-    Ok((dir, path, server))
 }
 
 async fn client(path: &std::path::Path) -> Result<Client> {
@@ -110,8 +96,17 @@ impl Contender for TokioAdapter {
     }
 
     fn pipelined(&self, connections: usize, in_flight: usize, requests: usize) -> Result<Option<f64>> {
-        runtime()?.block_on(async move {
-            let (_dir, path, server) = start(1 << 20).await?;
+        // Client and server on runtimes of their own, as two processes (the Tokio
+        // floor runs the same way).
+        let (_dir, path, listener) = std_listener()?;
+        let server = move |stop: tokio::sync::oneshot::Receiver<()>| async move {
+            let server = Server::with_config(echo_handler(), config(1 << 20));
+            server.serve_unix_listener(tokio::net::UnixListener::from_std(listener)?);
+            let _ = stop.await;
+            server.shutdown().await;
+            Ok(())
+        };
+        split(server, || async move {
             let mut clients = Vec::new();
             for _ in 0..connections {
                 clients.push(client(&path).await?);
@@ -137,19 +132,16 @@ impl Contender for TokioAdapter {
             for t in tasks {
                 t.await??;
             }
-            let elapsed = start.elapsed();
-            drop(clients);
-            server.shutdown().await;
-            Ok(Some((connections * requests) as f64 / elapsed.as_secs_f64()))
+            Ok(Some((connections * requests) as f64 / start.elapsed().as_secs_f64()))
         })
     }
 
     fn fan_out(&self, subscribers: usize, messages: usize) -> Result<Option<f64>> {
-        runtime()?.block_on(publish(subscribers, messages, false)).map(Some)
+        publish(subscribers, messages, false).map(Some)
     }
 
     fn slow_subscriber(&self, fast: usize, messages: usize) -> Result<Option<f64>> {
-        runtime()?.block_on(publish(fast, messages, true)).map(Some)
+        publish(fast, messages, true).map(Some)
     }
 
     fn idle_memory(&self, connections: usize) -> Result<Option<f64>> {
@@ -158,71 +150,100 @@ impl Contender for TokioAdapter {
 }
 
 /// See the std twin: server-side publishing to `subscribers` clients; with `slow`
-/// one more never reads and publishing is paced.
-async fn publish(subscribers: usize, messages: usize, slow: bool) -> Result<f64> {
-    let (_dir, path, server) = start(if slow { 1 << 20 } else { 256 << 20 }).await?;
+/// one more never reads and publishing is paced. The server runs on a runtime of
+/// its own and the subscribers on another, as two processes would (the Tokio
+/// floor runs the same way).
+fn publish(subscribers: usize, messages: usize, slow: bool) -> Result<f64> {
+    let (_dir, path, listener) = std_listener()?;
     let received = Arc::new(AtomicUsize::new(0));
-    let mut readers = Vec::new();
-    for _ in 0..subscribers {
-        let c = client(&path).await?;
-        let mut sub = c.subscribe(FAN_OUT_TOPIC).await?;
-        let received = Arc::clone(&received);
-        readers.push(tokio::spawn(async move {
-            let _c = c;
-            for _ in 0..messages {
-                let p = tokio::time::timeout(Duration::from_secs(30), sub.next()).await?;
-                let p = p.ok_or_else(|| anyhow::anyhow!("subscription ended"))??;
-                if p.topic != FAN_OUT_TOPIC
-                    || p.values.len() != 1
-                    || p.values.first().as_deref() != Some(&FAN_OUT_PAYLOAD[..])
-                {
-                    bail!("wrong publication");
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let paced = Arc::clone(&received);
+    let server = move |stop: tokio::sync::oneshot::Receiver<()>| async move {
+        let server = Server::with_config(echo_handler(), config(if slow { 1 << 20 } else { 256 << 20 }));
+        server.serve_unix_listener(tokio::net::UnixListener::from_std(listener)?);
+        let published = async {
+            if go_rx.await.is_err() {
+                return Ok(());
+            }
+            let publisher = server.publisher();
+            let batch = 1000;
+            let mut sent = 0;
+            while sent < messages {
+                let n = batch.min(messages - sent);
+                for _ in 0..n {
+                    let reached = publisher.publish(FAN_OUT_TOPIC, [&FAN_OUT_PAYLOAD])?;
+                    if reached != subscribers + usize::from(slow) {
+                        bail!("publication reached {reached} connections");
+                    }
                 }
-                received.fetch_add(1, Ordering::Relaxed);
+                sent += n;
+                // Let the connection tasks write; with a slow subscriber also keep
+                // the fast ones within one batch, so none of them lags.
+                tokio::task::yield_now().await;
+                if slow {
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    while paced.load(Ordering::Relaxed) < sent * subscribers {
+                        if Instant::now() > deadline {
+                            bail!("fast subscribers stalled");
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                }
             }
             Ok(())
-        }));
-    }
-    let idle = if slow {
-        let c = client(&path).await?;
-        let sub = c.subscribe(FAN_OUT_TOPIC).await?;
-        Some((c, sub))
-    } else {
-        None
+        };
+        let outcome = published.await;
+        let _ = stop.await;
+        server.shutdown().await;
+        outcome
     };
-    let publisher = server.publisher();
-    let start = Instant::now();
-    let batch = 1000;
-    let mut sent = 0;
-    while sent < messages {
-        let n = batch.min(messages - sent);
-        for _ in 0..n {
-            let reached = publisher.publish(FAN_OUT_TOPIC, [&FAN_OUT_PAYLOAD])?;
-            if reached != subscribers + usize::from(slow) {
-                bail!("publication reached {reached} connections");
-            }
-        }
-        sent += n;
-        // Let connection tasks run; with a slow subscriber also keep the fast
-        // ones within one batch, so none of them lags.
-        tokio::task::yield_now().await;
-        if slow {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while received.load(Ordering::Relaxed) < sent * subscribers {
-                if Instant::now() > deadline {
-                    bail!("fast subscribers stalled");
+    split(server, || async move {
+        let mut readers = Vec::new();
+        for _ in 0..subscribers {
+            let c = client(&path).await?;
+            let mut sub = c.subscribe(FAN_OUT_TOPIC).await?;
+            let received = Arc::clone(&received);
+            readers.push(tokio::spawn(async move {
+                let _c = c;
+                for _ in 0..messages {
+                    let p = tokio::time::timeout(Duration::from_secs(30), sub.next()).await?;
+                    let p = p.ok_or_else(|| anyhow::anyhow!("subscription ended"))??;
+                    if p.topic != FAN_OUT_TOPIC
+                        || p.values.len() != 1
+                        || p.values.first().as_deref() != Some(&FAN_OUT_PAYLOAD[..])
+                    {
+                        bail!("wrong publication");
+                    }
+                    received.fetch_add(1, Ordering::Relaxed);
                 }
-                tokio::task::yield_now().await;
-            }
+                Ok(())
+            }));
         }
-    }
-    for r in readers {
-        r.await??;
-    }
-    let rate = (subscribers * messages) as f64 / start.elapsed().as_secs_f64();
-    drop(idle);
-    server.shutdown().await;
-    Ok(rate)
+        let idle = if slow {
+            let c = client(&path).await?;
+            let sub = c.subscribe(FAN_OUT_TOPIC).await?;
+            Some((c, sub))
+        } else {
+            None
+        };
+        let start = Instant::now();
+        let _ = go_tx.send(());
+        for r in readers {
+            r.await??;
+        }
+        let rate = (subscribers * messages) as f64 / start.elapsed().as_secs_f64();
+        drop(idle);
+        Ok(rate)
+    })
+}
+
+/// A bound UNIX listener in a fresh directory, ready for a runtime to adopt.
+fn std_listener() -> Result<(tempfile::TempDir, std::path::PathBuf, std::os::unix::net::UnixListener)> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("tokio.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    listener.set_nonblocking(true)?;
+    Ok((dir, path, listener))
 }
 
 /// The server half of the idle-memory measurement, in a child process.
