@@ -103,6 +103,10 @@ impl Default for ClientConfig {
 }
 
 /// One publication received on a subscription.
+///
+/// Its topic and values are views of one buffer shared by the publications
+/// received in the same read (up to 64 KiB), so receiving one costs no copy of
+/// its bytes; a publication kept alive keeps that buffer alive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publication {
     /// The topic it was published on.

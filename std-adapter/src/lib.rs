@@ -71,29 +71,47 @@
 //! ```
 //!
 //! Figures from a shared 2-vCPU machine under load from other builds (load
-//! average 4-6), so noisy; "before" is the previous version's bench binary run in
-//! the same minutes:
+//! average 4-16), so noisy; "before" is the previous version's bench binary run
+//! alternately with this one in the same minutes:
 //!
 //! | measure | floor | before | now | target |
 //! |---|---|---|---|---|
-//! | round trip p50 (pinned, median of 5 runs) | 8.44-9.15 us | 10.04 us (1.19x) | 10.25 us (1.12x; 1.12x-1.13x over three runs) | <= 1.15x |
-//! | 8 threads sharing one client | | 55k-68k requests/s | 113k-165k requests/s | >= 300k |
-//! | publish 64-byte messages to 100 subscribers (each received and checked) | | 0.26-1.3 M deliveries/s | 1.4-1.8 M deliveries/s | >= 5 M |
+//! | round trip p50 (pinned, median of 5 runs) | 8.39-9.10 us | 10.30 us (1.13x) | 9.57 us (1.14x) | <= 1.15x |
+//! | 8 threads sharing one client | | 110k-172k requests/s | 108k-153k requests/s (same, within noise) | >= 300k |
+//! | publish 64-byte messages to 100 subscribers (each received and checked) | | 2.1-2.7 M deliveries/s | 5.4-6.7 M deliveries/s | >= 5 M |
 //!
 //! The comparison harness (`cargo run --release -p microsocket-bench -- run
-//! --quick --only pipelined`, resp. `--only fanout-100`) gave, in one run with
-//! its blocking floor: `pipelined-1x256` 133k/s (was 50k/s), `pipelined-8x64`
-//! 213k/s (was 41k/s), `fanout-100` 1.74 M/s (blocking floor 5.7 M/s).
+//! --only fanout-100`, resp. `--only pipelined-1x8` and `--only
+//! pipelined-8x64`; three interleaved runs each, with its blocking floor in the
+//! same run) gave `fanout-100` 4.67-6.23 M deliveries/s (floor 8.72-11.29 M/s;
+//! with `--quick`, whose 2,000 messages are mostly start-up, 3.6-3.7 M/s
+//! against 8.6-10.6 M/s), `pipelined-1x8` (8 threads, one client) 95k-112k
+//! requests/s (floor 337k-793k/s) and `pipelined-8x64` (8 connections, 64 in
+//! flight each) 282k-301k requests/s (floor 5.5-6.5 M/s).
 //!
-//! The last two rows miss their targets on this machine. What is left is mostly
-//! the kernel's: each answer to a sleeping thread costs a futex wake-up and a
-//! context switch (cross-CPU wake-ups are costly on this VM), and in the fan-out
-//! the 100 subscriber threads, their server-side readers and the flusher share two
-//! contended cores, each `sendmsg` waking a subscriber. Still in the way, in
-//! user space: the flusher holds a connection's lock during its `sendmsg`, so a
-//! publisher can wait for it, and the client allocates per publication (topic,
-//! values) and looks subscriptions up in hash maps. Spinning before sleeping
-//! was tried and made 8 threads slower on two cores.
+//! What made the fan-out faster: the client cuts publications out of one
+//! shared copy of each read (one allocation per read instead of three or more
+//! per publication); writers send without holding the connection's lock; the
+//! internal maps use a cheap integer hash and the server finds a subscriber's
+//! connection by slot; and a subscribed connection's server-side reader waits
+//! in `poll`, because a thread blocked in `read` on that socket was woken by
+//! every read its subscriber made (send-space wake-ups share the socket's wait
+//! queue), which had cost about a tenth of the machine. What remains is spread
+//! out: the subscriber side (decode, topic match, queue hand-off between
+//! threads) is about a third of the CPU, the publisher's per-subscriber lock
+//! and copy about a tenth (the lock's cache line moves between cores each
+//! time), and wake-ups and copies in the kernel most of the rest. Handing
+//! publications to the flusher in one log instead (so the publisher touched no
+//! connection) was tried and halved the rate: it made the writes smaller and the
+//! wake-ups more frequent.
+//!
+//! The 8-thread row still misses its target: almost all of its time is the
+//! kernel's (context switches and futex wake-ups, about 60% of samples), one
+//! wake-up per answer to a sleeping thread, costly across CPUs on this VM.
+//! Waiting for answers in `poll` rather than `read` (which would avoid the
+//! wake-up a server's reading of requests causes) brought nothing measurable
+//! there and cost 5% on the round trip, so it was left out. Spinning before
+//! sleeping was tried earlier and made 8 threads slower on two cores.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -15,8 +15,11 @@
 //!   and waits in `poll` for sockets that are full.
 //!
 //! Writes never block a thread that is not the connection's own: every write is
-//! non-blocking, made under the connection's lock, and what the socket does not
-//! take waits in the connection's queue. A [`Responder`] encodes its answer
+//! non-blocking, and what the socket does not take waits in the connection's
+//! queue. A writer takes the unsent bytes out of the queue under the
+//! connection's lock and makes its `sendmsg` without it, so publishers and
+//! responders never wait for a system call; what they append meanwhile goes out
+//! after those bytes, in order. A [`Responder`] encodes its answer
 //! straight into the connection's answer buffer and writes it from the answering
 //! thread (after the batch of requests it came in, if the reader is handling
 //! one), so a request answered inline costs no thread handoff and no allocation.
@@ -25,7 +28,9 @@
 //! flusher writes each connection's whole queue in one `sendmsg`. While
 //! publications keep coming, the flusher lets them gather for 100 µs between
 //! rounds, so that each write, and each wake-up of a subscriber, carries many
-//! frames; an isolated publication goes out at once.
+//! frames; an isolated publication goes out at once. A subscribed connection's
+//! reader waits for requests in `poll` rather than in a blocking `read`, which
+//! the subscriber's reading of its publications would otherwise wake each time.
 //!
 //! # Backpressure
 //!
