@@ -1037,3 +1037,37 @@ impl<'a> IntoIterator for &'a mut Subscription {
         self.iter()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Chunk, CHUNK};
+
+    #[test]
+    fn chunk_slices_share_one_copy_and_recut_past_its_end() {
+        let data: Vec<u8> = (0..(CHUNK * 2 + 10)).map(|i| (i % 251) as u8).collect();
+        let mut chunk = Chunk::default();
+        // A 100-byte frame at the start: the chunk copies CHUNK bytes.
+        let c = chunk.cut(&data, 100);
+        assert_eq!(c.bytes.len(), CHUNK);
+        let part = c.slice(&data[10..20]);
+        assert_eq!(&part[..], &data[10..20]);
+        let first = c.bytes.as_ptr();
+        // A later frame inside the chunk reuses it.
+        let c = chunk.cut(&data[500..], 100);
+        assert_eq!(c.bytes.as_ptr(), first);
+        assert_eq!(&c.slice(&data[510..530])[..], &data[510..530]);
+        // A frame crossing the chunk's end makes a new chunk from its start.
+        let at = CHUNK - 50;
+        let c = chunk.cut(&data[at..], 100);
+        assert_ne!(c.bytes.as_ptr(), first);
+        assert_eq!(&c.slice(&data[at + 60..at + 100])[..], &data[at + 60..at + 100]);
+        // A frame larger than CHUNK is copied whole.
+        let c = chunk.cut(&data, CHUNK + 5);
+        assert_eq!(c.bytes.len(), CHUNK + 5);
+        assert_eq!(&c.slice(&data[CHUNK..CHUNK + 5])[..], &data[CHUNK..CHUNK + 5]);
+        // Empty parts and parts from elsewhere are handled without the chunk.
+        assert!(c.slice(&[]).is_empty());
+        let elsewhere = [1u8, 2, 3];
+        assert_eq!(&c.slice(&elsewhere)[..], &elsewhere);
+    }
+}

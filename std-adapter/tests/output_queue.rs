@@ -88,3 +88,60 @@ fn answers_and_a_backlog_larger_than_the_socket_arrive_whole_and_in_order() {
         assert_eq!(answered, expected);
     });
 }
+
+#[test]
+fn concurrent_publishers_and_requests_keep_every_topics_order() {
+    let server = start(ServerConfig {
+        max_queued_bytes: 64 << 20,
+        ..ServerConfig::default()
+    });
+    let publisher = server.publisher.clone();
+    let path = server.path.clone();
+    bounded(Duration::from_secs(60), move || {
+        const THREADS: usize = 4;
+        const EACH: usize = 5000;
+        let client = microsocket_std::Client::new(
+            UnixStream::connect(&path).unwrap(),
+            microsocket_std::ClientConfig {
+                subscription_capacity: THREADS * EACH,
+                ..microsocket_std::ClientConfig::default()
+            },
+        )
+        .unwrap();
+        let mut sub = client.subscribe_pattern("t.*").unwrap();
+        // Publishers on their own topics race the flusher's unlocked writes, while
+        // a requester's answers are written from the reader thread.
+        let publishers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let publisher = publisher.clone();
+                std::thread::spawn(move || {
+                    let topic = format!("t.{t}");
+                    for i in 0..EACH {
+                        assert_eq!(publisher.publish(&topic, [i.to_string()]).unwrap(), 1);
+                    }
+                })
+            })
+            .collect();
+        let requester = {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    let n = i.to_string();
+                    assert_eq!(client.request("ECHO", [&n]).unwrap(), [n.as_str()]);
+                }
+            })
+        };
+        let mut next = [0usize; THREADS];
+        for _ in 0..THREADS * EACH {
+            let p = sub.recv_timeout(Duration::from_secs(20)).unwrap();
+            let t: usize = std::str::from_utf8(&p.topic[2..]).unwrap().parse().unwrap();
+            assert_eq!(p.values[0], next[t].to_string().as_bytes());
+            next[t] += 1;
+        }
+        assert_eq!(next, [EACH; THREADS]);
+        for p in publishers {
+            p.join().unwrap();
+        }
+        requester.join().unwrap();
+    });
+}
