@@ -1391,22 +1391,27 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
         loop {
             let (consumed, event) = {
                 let mut out = conn.lock();
-                let Out { protocol, answers, .. } = &mut *out;
+                // The protocol's own answers (the subscribe barrier's, say) follow
+                // publications already queued, a subscription's catch-up among them.
+                let (protocol, answers, behind) = out.answer_sink();
                 let before = answers.len();
                 let (consumed, event) = match decoder.decode(rx.data()) {
                     Decoded::NeedMore => break,
                     Decoded::Skipped { consumed } => (consumed, None),
                     Decoded::Oversized { sigil, tag, consumed } => {
-                        let _ = protocol.handle_oversized(sigil, tag, answers);
+                        let _ = protocol.handle_oversized(sigil, tag, &mut *answers);
                         (consumed, None)
                     }
                     Decoded::Frame { frame, consumed } => {
                         // Answers go into a growable buffer, so encoding cannot fail.
-                        let event = protocol.handle_frame(frame, answers).ok().flatten();
+                        let event = protocol.handle_frame(frame, &mut *answers).ok().flatten();
                         (consumed, event)
                     }
                 };
                 let added = answers.len() - before;
+                if behind && added > 0 {
+                    out.pub_lens.push_back(added);
+                }
                 // Corked: the batch's answers are written when it ends.
                 Conn::answers_added(&mut out, added);
                 (consumed, event)
