@@ -176,7 +176,8 @@ fn publish(subscribers: usize, messages: usize, slow: bool) -> Result<f64> {
         let n = batch.min(messages - sent);
         for _ in 0..n {
             let reached = publisher.publish(FAN_OUT_TOPIC, [&FAN_OUT_PAYLOAD])?;
-            if reached != subscribers + usize::from(slow) {
+            // The slow subscriber's publications are dropped once its queue is full.
+            if reached < subscribers || reached > subscribers + usize::from(slow) {
                 bail!("publication reached {reached} connections");
             }
         }
