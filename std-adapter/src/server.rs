@@ -437,6 +437,20 @@ impl Out {
         (&mut self.protocol, buf, behind)
     }
 
+    /// Encodes one answer frame with `encode` where [`Out::answer_sink`] puts it,
+    /// keeping the publication frame lengths in step; returns `encode`'s result
+    /// and the bytes added.
+    fn encode_answer<T>(&mut self, encode: impl FnOnce(&mut Protocol, &mut Vec<u8>) -> T) -> (T, usize) {
+        let (protocol, answers, behind) = self.answer_sink();
+        let before = answers.len();
+        let result = encode(protocol, answers);
+        let added = answers.len() - before;
+        if behind && added > 0 {
+            self.pub_lens.push_back(added);
+        }
+        (result, added)
+    }
+
     fn clear(&mut self) {
         self.answers = Vec::new();
         self.answers_sent = 0;
@@ -838,27 +852,8 @@ impl Responder {
         I::IntoIter: Clone,
     {
         self.answered = true;
-        let mut out = self.conn.lock();
-        if out.dead {
-            return Err(Error::Closed);
-        }
-        let (protocol, answers, behind) = out.answer_sink();
-        let before = answers.len();
-        let result = match protocol.respond(self.tag.as_bytes(), values, &mut *answers) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let _ = protocol.fail(self.tag.as_bytes(), UNENCODABLE_RESPONSE, [b""; 0], &mut *answers);
-                Err(Error::Encode(e))
-            }
-        };
-        let added = answers.len() - before;
-        if behind && added > 0 {
-            out.pub_lens.push_back(added);
-        }
-        if Conn::answers_added(&mut out, added) {
-            self.conn.flush_answers(out);
-        }
-        result
+        let tag = self.tag.as_bytes();
+        self.answer(|protocol, answers| protocol.respond(tag, values, answers))
     }
 
     /// Fails the request (`#`) with a message and optional details.
@@ -881,23 +876,28 @@ impl Responder {
         I::Item: AsRef<[u8]>,
         I::IntoIter: Clone,
     {
+        let tag = self.tag.as_bytes();
+        self.answer(|protocol, answers| protocol.fail(tag, message, details, answers))
+    }
+
+    /// Encodes this request's answer with `encode` (falling back to a failure if
+    /// it cannot be encoded) and writes what the socket takes now.
+    fn answer(
+        &self,
+        encode: impl FnOnce(&mut Protocol, &mut Vec<u8>) -> Result<usize, EncodeError>,
+    ) -> Result<(), Error> {
         let mut out = self.conn.lock();
         if out.dead {
             return Err(Error::Closed);
         }
-        let (protocol, answers, behind) = out.answer_sink();
-        let before = answers.len();
-        let result = match protocol.fail(self.tag.as_bytes(), message, details, &mut *answers) {
+        let tag = self.tag.as_bytes();
+        let (result, added) = out.encode_answer(|protocol, answers| match encode(protocol, answers) {
             Ok(_) => Ok(()),
             Err(e) => {
-                let _ = protocol.fail(self.tag.as_bytes(), UNENCODABLE_RESPONSE, [b""; 0], &mut *answers);
+                let _ = protocol.fail(tag, UNENCODABLE_RESPONSE, [b""; 0], answers);
                 Err(Error::Encode(e))
             }
-        };
-        let added = answers.len() - before;
-        if behind && added > 0 {
-            out.pub_lens.push_back(added);
-        }
+        });
         if Conn::answers_added(&mut out, added) {
             self.conn.flush_answers(out);
         }
@@ -1393,25 +1393,19 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
                 let mut out = conn.lock();
                 // The protocol's own answers (the subscribe barrier's, say) follow
                 // publications already queued, a subscription's catch-up among them.
-                let (protocol, answers, behind) = out.answer_sink();
-                let before = answers.len();
-                let (consumed, event) = match decoder.decode(rx.data()) {
-                    Decoded::NeedMore => break,
-                    Decoded::Skipped { consumed } => (consumed, None),
+                let (decoded, added) = out.encode_answer(|protocol, answers| match decoder.decode(rx.data()) {
+                    Decoded::NeedMore => None,
+                    Decoded::Skipped { consumed } => Some((consumed, None)),
                     Decoded::Oversized { sigil, tag, consumed } => {
-                        let _ = protocol.handle_oversized(sigil, tag, &mut *answers);
-                        (consumed, None)
+                        let _ = protocol.handle_oversized(sigil, tag, answers);
+                        Some((consumed, None))
                     }
                     Decoded::Frame { frame, consumed } => {
                         // Answers go into a growable buffer, so encoding cannot fail.
-                        let event = protocol.handle_frame(frame, &mut *answers).ok().flatten();
-                        (consumed, event)
+                        Some((consumed, protocol.handle_frame(frame, answers).ok().flatten()))
                     }
-                };
-                let added = answers.len() - before;
-                if behind && added > 0 {
-                    out.pub_lens.push_back(added);
-                }
+                });
+                let Some((consumed, event)) = decoded else { break };
                 // Corked: the batch's answers are written when it ends.
                 Conn::answers_added(&mut out, added);
                 (consumed, event)
