@@ -72,7 +72,7 @@ use rustix::net::SendFlags;
 
 use crate::error::Error;
 use crate::rx::RxBuf;
-use crate::socket::{Address, Listener, PeerCredentials, Stream, DEFAULT_SOCKET_MODE};
+use crate::socket::{Address, Listener, PeerCredentials, SocketOptions, Stream, DEFAULT_SOCKET_MODE};
 
 /// Distinct subscriptions (topics and patterns) one server connection may hold;
 /// further `+`/`*` are refused.
@@ -113,6 +113,12 @@ pub struct ServerConfig {
     pub slow_consumer: SlowConsumerPolicy,
     /// Permissions of a UNIX socket file the server binds. Default 0o600.
     pub socket_mode: u32,
+    /// Owner (user id) given to a UNIX socket file the server binds; `None`
+    /// (default) keeps this process's user. See [`crate::socket::SocketOptions`].
+    pub socket_owner: Option<u32>,
+    /// Group (group id) given to a UNIX socket file the server binds; `None`
+    /// (default) keeps the group it was created with.
+    pub socket_group: Option<u32>,
     /// Stack size of each connection's reader thread (the handler runs on it).
     /// Default 256 KiB.
     pub stack_size: usize,
@@ -132,10 +138,25 @@ impl Default for ServerConfig {
             max_queued_bytes: 4 << 20,
             slow_consumer: SlowConsumerPolicy::DropAndCount,
             socket_mode: DEFAULT_SOCKET_MODE,
+            socket_owner: None,
+            socket_group: None,
             stack_size: 256 << 10,
             buffers: Vec::new(),
             drain_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl ServerConfig {
+    /// The socket-file settings ([`ServerConfig::socket_mode`],
+    /// [`ServerConfig::socket_owner`], [`ServerConfig::socket_group`]) as
+    /// [`SocketOptions`].
+    #[must_use]
+    pub fn socket_options(&self) -> SocketOptions {
+        let mut options = SocketOptions::new(self.socket_mode);
+        options.owner = self.socket_owner;
+        options.group = self.socket_group;
+        options
     }
 }
 
@@ -1034,7 +1055,7 @@ impl<H: Handler> Server<H> {
     /// # Errors
     /// As the bind.
     pub fn bind(address: &Address, handler: H, config: ServerConfig) -> io::Result<Self> {
-        let listener = address.bind(config.socket_mode)?;
+        let listener = address.bind_with(&config.socket_options())?;
         Self::from_listener(listener, handler, config)
     }
 

@@ -63,6 +63,12 @@ pub struct ServerConfig {
     pub slow_consumer: SlowConsumer,
     /// Permissions of a UNIX socket file (default `0o600`, owner only).
     pub socket_mode: u32,
+    /// Owner (user id) of a UNIX socket file; `None` (default) keeps this
+    /// process's user. See [`microsocket_std::socket::SocketOptions`].
+    pub socket_owner: Option<u32>,
+    /// Group (group id) of a UNIX socket file; `None` (default) keeps the group
+    /// it was created with.
+    pub socket_group: Option<u32>,
     /// How long [`Server::shutdown`] lets requests in flight finish (default 5 s).
     pub shutdown_timeout: Duration,
 }
@@ -83,6 +89,8 @@ impl Default for ServerConfig {
             max_queued_bytes: 1 << 20,
             slow_consumer: SlowConsumer::DropAndCount,
             socket_mode: microsocket_std::socket::DEFAULT_SOCKET_MODE,
+            socket_owner: None,
+            socket_group: None,
             shutdown_timeout: Duration::from_secs(5),
         }
     }
@@ -136,6 +144,30 @@ impl ServerConfig {
     pub fn socket_mode(mut self, mode: u32) -> Self {
         self.socket_mode = mode;
         self
+    }
+
+    /// Sets [`ServerConfig::socket_owner`].
+    #[must_use]
+    pub fn socket_owner(mut self, uid: u32) -> Self {
+        self.socket_owner = Some(uid);
+        self
+    }
+
+    /// Sets [`ServerConfig::socket_group`].
+    #[must_use]
+    pub fn socket_group(mut self, gid: u32) -> Self {
+        self.socket_group = Some(gid);
+        self
+    }
+
+    /// The socket-file settings (mode, owner, group) as
+    /// [`microsocket_std::socket::SocketOptions`].
+    #[must_use]
+    pub fn socket_options(&self) -> microsocket_std::socket::SocketOptions {
+        let mut options = microsocket_std::socket::SocketOptions::new(self.socket_mode);
+        options.owner = self.socket_owner;
+        options.group = self.socket_group;
+        options
     }
 
     /// Sets [`ServerConfig::shutdown_timeout`].
@@ -611,17 +643,21 @@ impl<H: Handler> Server<H> {
         stats
     }
 
-    /// Listens on a UNIX socket path: refuses to start if a live server listens
-    /// there, replaces a stale socket file, sets the file's mode
-    /// ([`ServerConfig::socket_mode`]) and removes the file when the server shuts
+    /// Listens on a UNIX socket path with the socket-file rules of
+    /// [`microsocket_std::socket`]: refuses to start if a live server listens
+    /// there, replaces only a stale socket file, creates the file never more open
+    /// than [`ServerConfig::socket_mode`] (with [`ServerConfig::socket_owner`] and
+    /// [`ServerConfig::socket_group`] if set) and removes it when the server shuts
     /// down.
     ///
     /// # Errors
+    /// As [`microsocket_std::socket::bind_unix_with`]: among others
     /// [`io::ErrorKind::AddrInUse`] if a server listens on `path`,
-    /// [`io::ErrorKind::AlreadyExists`] if `path` is not a socket, or any error
-    /// binding it.
+    /// [`io::ErrorKind::AlreadyExists`] if `path` is not a socket,
+    /// [`io::ErrorKind::InvalidInput`] if it is too long,
+    /// [`io::ErrorKind::NotFound`] if its directory does not exist.
     pub fn listen_unix(&self, path: impl AsRef<Path>) -> io::Result<()> {
-        let (listener, guard) = microsocket_std::socket::bind_unix(path, self.core.config.socket_mode)?;
+        let (listener, guard) = microsocket_std::socket::bind_unix_with(path, &self.core.config.socket_options())?;
         listener.set_nonblocking(true)?;
         let listener = UnixListener::from_std(listener)?;
         tracing::info!(path = %guard.path().display(), "microsocket server listening");
