@@ -154,6 +154,7 @@ impl Contender for TokioAdapter {
 /// its own and the subscribers on another, as two processes would (the Tokio
 /// floor runs the same way).
 fn publish(subscribers: usize, messages: usize, slow: bool) -> Result<f64> {
+    const PROGRESS_STEP: usize = 100;
     let (_dir, path, listener) = std_listener()?;
     let received = Arc::new(AtomicUsize::new(0));
     let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
@@ -204,20 +205,35 @@ fn publish(subscribers: usize, messages: usize, slow: bool) -> Result<f64> {
             let c = client(&path).await?;
             let mut sub = c.subscribe(FAN_OUT_TOPIC).await?;
             let received = Arc::clone(&received);
-            readers.push(tokio::spawn(async move {
+            // One deadline for the whole stream, as the floor's readers have none
+            // per message; progress is shared in steps of PROGRESS_STEP (the paced
+            // publisher waits for whole batches), so the readers do not all write
+            // one counter per delivery.
+            let read_all = async move {
                 let _c = c;
+                let mut unreported = 0;
                 for _ in 0..messages {
-                    let p = tokio::time::timeout(Duration::from_secs(30), sub.next()).await?;
-                    let p = p.ok_or_else(|| anyhow::anyhow!("subscription ended"))??;
+                    let p = sub
+                        .next()
+                        .await
+                        .ok_or_else(|| anyhow::anyhow!("subscription ended"))??;
                     if p.topic != FAN_OUT_TOPIC
                         || p.values.len() != 1
                         || p.values.first().as_deref() != Some(&FAN_OUT_PAYLOAD[..])
                     {
                         bail!("wrong publication");
                     }
-                    received.fetch_add(1, Ordering::Relaxed);
+                    unreported += 1;
+                    if unreported == PROGRESS_STEP {
+                        received.fetch_add(unreported, Ordering::Relaxed);
+                        unreported = 0;
+                    }
                 }
+                received.fetch_add(unreported, Ordering::Relaxed);
                 Ok(())
+            };
+            readers.push(tokio::spawn(async move {
+                tokio::time::timeout(Duration::from_secs(60), read_all).await?
             }));
         }
         let idle = if slow {
