@@ -497,6 +497,13 @@ enum Flushed {
     More,
 }
 
+/// How long the acceptor waits before accepting again after `accept` failed
+/// for want of file descriptors or memory.
+const ACCEPT_BACKOFF: rustix::event::Timespec = rustix::event::Timespec {
+    tv_sec: 0,
+    tv_nsec: 50_000_000,
+};
+
 /// Writes one writer makes in a row before leaving the rest to the flusher.
 const ROUNDS: usize = 4;
 
@@ -1203,28 +1210,46 @@ impl<H: Handler> Server<H> {
         let mut readers: Vec<JoinHandle<()>> = Vec::new();
         let next_id = AtomicUsize::new(1);
         let mut sink = [0u8; 64];
+        let mut backoff = false;
         let result = loop {
             if shared.stopping.load(Ordering::SeqCst) || signalled.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
                 break Ok(());
             }
-            let mut fds = [
-                PollFd::new(&self.listener, PollFlags::IN),
-                PollFd::new(&self.wake_rx, PollFlags::IN),
-            ];
-            match rustix::event::poll(&mut fds, None) {
+            let polled = if backoff {
+                // Accepting failed for want of descriptors or memory. The
+                // connection stays in the backlog and keeps the listener
+                // readable, so wait for shutdown only, a while, then retry.
+                let mut fds = [PollFd::new(&self.wake_rx, PollFlags::IN)];
+                rustix::event::poll(&mut fds, Some(&ACCEPT_BACKOFF))
+            } else {
+                let mut fds = [
+                    PollFd::new(&self.listener, PollFlags::IN),
+                    PollFd::new(&self.wake_rx, PollFlags::IN),
+                ];
+                rustix::event::poll(&mut fds, None)
+            };
+            match polled {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => break Err(io::Error::from(e)),
             }
+            backoff = false;
             while matches!((&self.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
             readers.retain(|r| !r.is_finished());
             loop {
                 let stream = match self.listener.accept() {
                     Ok(s) => s,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    // Per-connection failures (aborted handshakes) and running out
-                    // of descriptors: try again at the next wake-up.
-                    Err(_) => break,
+                    // A signal, or a connection that went away before it was
+                    // accepted: the next one may be fine.
+                    Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {
+                        continue
+                    }
+                    // Out of descriptors (EMFILE, ENFILE) or memory, and anything
+                    // else: back off rather than spin, keep serving what is open.
+                    Err(_) => {
+                        backoff = true;
+                        break;
+                    }
                 };
                 shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
                 if lock(&shared.hub).conns.len() >= shared.config.max_connections {
