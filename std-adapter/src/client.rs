@@ -34,7 +34,11 @@
 //! waits stay in the socket buffer; a server that cannot deliver them applies its
 //! slow-consumer policy. When the connection ends (EOF, an error, or
 //! [`Client::close`]) the leader marks it closed and wakes every waiter, which gets
-//! [`Error::Closed`]: nothing hangs.
+//! [`Error::Closed`]: nothing hangs. A server that stops reading but still
+//! answers (a microsocket server shutting down gracefully) makes writes fail
+//! with `EPIPE`: from then on new requests fail with [`Error::Closed`] at once,
+//! while requests already sent get their answers, or [`Error::Closed`] when the
+//! server closes the connection.
 //!
 //! # Timeouts
 //!
@@ -206,6 +210,11 @@ struct State {
     /// Someone leads (reads the socket).
     reading: bool,
     closed: bool,
+    /// The server stopped reading (a write failed with `EPIPE`, as when a
+    /// server shutting down gracefully shuts its side for reading): nothing
+    /// more is written, new requests fail with [`Error::Closed`], and requests
+    /// already sent still get the answers the server gives before it closes.
+    send_closed: bool,
     /// Threads waiting that could take over reading.
     idle: Vec<WaitKey>,
     /// Local subscription handles by wire subscription.
@@ -283,6 +292,7 @@ impl Client {
                     uncollected: 0,
                     reading: false,
                     closed: false,
+                    send_closed: false,
                     idle: Vec::new(),
                     handles: IdMap::default(),
                     queues: IdMap::default(),
@@ -374,7 +384,7 @@ impl Client {
     fn add_subscription(&self, bytes: &[u8], pattern: bool) -> Result<Subscription> {
         let inner = &self.inner;
         let mut st = inner.lock_state();
-        if st.closed {
+        if st.closed || st.send_closed {
             return Err(Error::Closed);
         }
         let State { protocol, pending, .. } = &mut *st;
@@ -435,7 +445,7 @@ impl Client {
     {
         let inner = &self.inner;
         let mut st = inner.lock_state();
-        if st.closed {
+        if st.closed || st.send_closed {
             return Err(Error::Closed);
         }
         let State { protocol, pending, .. } = &mut *st;
@@ -557,7 +567,8 @@ impl Inner {
     /// thread then writes them too before it stops (write combining: threads
     /// requesting at once share system calls). The lock is not held while
     /// writing. A failed write closes the connection: part of a frame may be on
-    /// the wire.
+    /// the wire. Except `EPIPE`: the server stopped reading, and the connection
+    /// stays open for reading the answers it still sends (see `State::send_closed`).
     fn flush_pending<'a>(&'a self, st: MutexGuard<'a, State>) -> Result<()> {
         self.flush_pending_then(st, || {})
     }
@@ -565,6 +576,9 @@ impl Inner {
     /// As [`Inner::flush_pending`], running `unlocked` once the lock is first
     /// released.
     fn flush_pending_then<'a>(&'a self, mut st: MutexGuard<'a, State>, unlocked: impl FnOnce()) -> Result<()> {
+        if st.send_closed {
+            st.pending.clear();
+        }
         if st.writing || st.pending.is_empty() {
             drop(st);
             unlocked();
@@ -585,11 +599,18 @@ impl Inner {
             if let Err(e) = result {
                 st.writing = false;
                 st.pending.clear();
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    // The server stopped reading but may still answer what it
+                    // read: keep reading until it closes (then requests it did not
+                    // read fail with `Closed`); write nothing more.
+                    st.send_closed = true;
+                    return Ok(());
+                }
                 let _ = self.stream.shutdown(Shutdown::Both);
                 self.close_locked(&mut st);
                 return Err(match e.kind() {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::TimedOut,
-                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Error::Closed,
+                    io::ErrorKind::ConnectionReset => Error::Closed,
                     _ => Error::Io(e),
                 });
             }
