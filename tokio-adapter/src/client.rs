@@ -4,6 +4,11 @@
 //! driver task swaps that buffer out and writes it whole, so requests issued while
 //! a write is in progress leave together in the next one. Responses are matched to
 //! their waiters by tag and handed over as frozen slices of the read buffer.
+//!
+//! A server that stops reading but still answers (a microsocket server shutting
+//! down gracefully) makes writes fail with `EPIPE`: from then on new requests
+//! fail with [`Error::Closed`] at once, while requests already sent get their
+//! answers, or [`Error::Closed`] when the server closes the connection.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -231,6 +236,7 @@ impl ClientBuilder {
                 driver: None,
                 link: Link::Up,
                 closing: false,
+                send_closed: false,
             }),
             config: self,
         });
@@ -468,6 +474,11 @@ struct State {
     link: Link,
     /// Every handle is gone or `close` was called.
     closing: bool,
+    /// The server stopped reading (a write failed with `EPIPE`, as when a
+    /// server shutting down gracefully shuts its side for reading): nothing
+    /// more is written, new requests fail with [`Error::Closed`], and requests
+    /// already sent still get the answers the server gives before it closes.
+    send_closed: bool,
 }
 
 /// The pending requests, by tag slot.
@@ -550,7 +561,7 @@ impl Shared {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut guard = self.lock();
         let st = &mut *guard;
-        if st.link != Link::Up || st.closing {
+        if st.link != Link::Up || st.closing || st.send_closed {
             return Err(Error::Closed);
         }
         if st.protocol.requests_in_flight() >= self.config.max_in_flight {
@@ -574,7 +585,7 @@ impl Shared {
         let deadline = self.config.timeout.map(|t| Instant::now() + t);
         let mut guard = self.lock();
         let st = &mut *guard;
-        if st.link != Link::Up || st.closing {
+        if st.link != Link::Up || st.closing || st.send_closed {
             return Err(Error::Closed);
         }
         if st.protocol.requests_in_flight() >= self.config.max_in_flight {
@@ -979,6 +990,7 @@ where
                 let mut st = shared.lock();
                 let st = &mut *st;
                 st.link = Link::Up;
+                st.send_closed = false;
                 st.wbuf.clear();
                 // The subscriptions fit: they were encoded before into a sink
                 // that only grows.
@@ -1058,6 +1070,8 @@ struct Conn<S> {
     chunk: usize,
     /// Publications decoded and not yet handed to their subscription streams.
     staged: Vec<(Arc<SubQueue>, Publication)>,
+    /// A write failed with `EPIPE` (see `State::send_closed`).
+    send_closed: bool,
 }
 
 /// Read buffer growth step and the size it shrinks back to.
@@ -1082,6 +1096,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             matched: Vec::new(),
             chunk: READ_CHUNK,
             staged: Vec::new(),
+            send_closed: false,
         }
     }
 
@@ -1091,6 +1106,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             let mut defer = false;
             if self.out.is_empty() {
                 let mut st = shared.lock();
+                if self.send_closed {
+                    st.wbuf.clear();
+                }
                 // Once closing, write what is queued (a last `-`, say), then stop.
                 if st.closing && st.wbuf.is_empty() && !self.flush {
                     return Poll::Ready(Ended::Closed);
@@ -1126,6 +1144,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         self.out.advance(n);
                         self.flush = true;
                         progress = true;
+                    }
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+                        // The server stopped reading but may still answer what it
+                        // read: write nothing more, read on until it closes.
+                        self.out.clear();
+                        self.flush = false;
+                        self.send_closed = true;
+                        shared.lock().send_closed = true;
+                        tracing::debug!("microsocket server stopped reading");
+                        break;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Ended::Lost(e)),
                     Poll::Pending => break,
