@@ -16,6 +16,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -828,10 +829,15 @@ fn tokio_server_out_of_descriptors() {
 // ---------------------------------------------------------------------------
 // 4. Shutdown under load
 // ---------------------------------------------------------------------------
+//
+// "Accepted" means: the server read the request's frame and started its
+// handler before shutdown began. The test knows which requests those are: the
+// handler notes its request's id if `App::begun` is still unset, and the test
+// sets it just before it starts the shutdown.
 
-/// Connections sending requests during the shutdown tests.
-const LOAD_CLIENTS: usize = 12;
-/// Requests each keeps in flight.
+/// Connections of each client kind sending requests during the shutdown tests.
+const LOAD_CLIENTS: usize = 6;
+/// Requests each keeps in flight (one thread or task each).
 const LOAD_DEPTH: usize = 4;
 
 /// How one request of the load ended.
@@ -839,32 +845,8 @@ const LOAD_DEPTH: usize = 4;
 enum Outcome {
     /// Answered with its id.
     Answered,
-    /// Failed with a connection error.
+    /// Failed with a connection error (its description).
     Refused(String),
-}
-
-/// Checks the outcomes of a shutdown under load: every request whose handler
-/// started before shutdown began was answered with its id; every other request
-/// was answered too or failed with a connection error. Returns (answered,
-/// failed, accepted).
-fn check_load(app: &App, outcomes: &[(u64, Outcome)]) -> (usize, usize, usize) {
-    let accepted = app.accepted.lock().unwrap().clone();
-    let answered: std::collections::HashSet<u64> = outcomes
-        .iter()
-        .filter(|(_, o)| matches!(o, Outcome::Answered))
-        .map(|(id, _)| *id)
-        .collect();
-    for id in &accepted {
-        let outcome = outcomes.iter().find(|(i, _)| i == id);
-        assert!(
-            answered.contains(id),
-            "request {id} was accepted before shutdown but ended {outcome:?}"
-        );
-    }
-    let failed = outcomes.len() - answered.len();
-    assert!(accepted.len() > LOAD_CLIENTS, "load was running");
-    assert!(failed > 0, "some requests came after shutdown began");
-    (answered.len(), failed, accepted.len())
 }
 
 /// The command and delay of load request `id`: delays 0 to 60 ms, in the
@@ -874,136 +856,149 @@ fn load_request(id: u64) -> (&'static str, String) {
     (command, (id * 7 % 61).to_string())
 }
 
-#[test]
-fn std_server_shutdown_under_load() {
-    bounded(LIMIT, || {
-        use microsocket_std::Error;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("load.sock");
-        let app = Arc::new(App::default());
-        let config = microsocket_std::ServerConfig {
-            drain_timeout: Duration::from_secs(5),
-            ..Default::default()
+/// One std client thread: requests until one fails; which client made them.
+fn std_load(client: microsocket_std::Client, next: Arc<AtomicU64>) -> Vec<(u64, Outcome, &'static str)> {
+    use microsocket_std::Error;
+    let mut outcomes = Vec::new();
+    loop {
+        let id = next.fetch_add(1, Ordering::SeqCst);
+        let (command, ms) = load_request(id);
+        let outcome = match client.request(command, [ms, id.to_string()]) {
+            Ok(v) => {
+                assert_eq!(v, [id.to_string()]);
+                Outcome::Answered
+            }
+            Err(e @ Error::Closed) => Outcome::Refused(e.to_string()),
+            Err(Error::Io(e)) => Outcome::Refused(format!("{:?}", e.kind())),
+            Err(e) => panic!("request {id}: {e:?}"),
         };
-        let running = std_server(&path, &app, config).spawn().unwrap();
-        let next = Arc::new(AtomicU64::new(1));
-        let stop = Arc::new(AtomicBool::new(false));
-        let workers: Vec<_> = (0..LOAD_CLIENTS)
-            .flat_map(|_| {
-                let client = microsocket_std::Client::connect_unix(&path).unwrap();
-                let (next, stop) = (next.clone(), stop.clone());
-                (0..LOAD_DEPTH).map(move |_| (client.clone(), next.clone(), stop.clone()))
-            })
-            .map(|(client, next, stop)| {
-                std::thread::spawn(move || {
-                    let mut outcomes = Vec::new();
-                    while !stop.load(Ordering::SeqCst) {
-                        let id = next.fetch_add(1, Ordering::SeqCst);
-                        let (command, ms) = load_request(id);
-                        let outcome = match client.request(command, [ms, id.to_string()]) {
-                            Ok(v) => {
-                                assert_eq!(v, [id.to_string()]);
-                                Outcome::Answered
-                            }
-                            Err(e @ Error::Closed) => Outcome::Refused(e.to_string()),
-                            Err(Error::Io(e)) => Outcome::Refused(format!("{:?}", e.kind())),
-                            Err(e) => panic!("request {id}: {e:?}"),
-                        };
-                        let closed = matches!(outcome, Outcome::Refused(_));
-                        outcomes.push((id, outcome));
-                        if closed {
-                            break;
-                        }
-                    }
-                    outcomes
-                })
-            })
-            .collect();
-        std::thread::sleep(Duration::from_millis(300));
-        app.begun.store(true, Ordering::SeqCst);
-        let began = Instant::now();
-        running.stop().unwrap();
-        let took = began.elapsed();
-        stop.store(true, Ordering::SeqCst);
-        let outcomes: Vec<(u64, Outcome)> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
-        let (answered, failed, accepted) = check_load(&app, &outcomes);
-        let kinds: std::collections::BTreeSet<&str> = outcomes
-            .iter()
-            .filter_map(|(_, o)| match o {
-                Outcome::Refused(k) => Some(k.as_str()),
-                Outcome::Answered => None,
-            })
-            .collect();
-        assert!(!path.exists(), "socket file removed");
-        assert!(microsocket_std::Client::connect_unix(&path).is_err());
-        eprintln!(
-            "faults: std server shutdown under load took {took:?}: {accepted} requests accepted before it \
-             began, all answered; {answered} answered in all, {failed} failed with {kinds:?}"
+        let end = matches!(outcome, Outcome::Refused(_));
+        outcomes.push((id, outcome, "std"));
+        if end {
+            return outcomes;
+        }
+    }
+}
+
+/// One Tokio client task: as [`std_load`].
+async fn tokio_load(client: microsocket_tokio::Client, next: Arc<AtomicU64>) -> Vec<(u64, Outcome, &'static str)> {
+    use microsocket_tokio::Error;
+    let mut outcomes = Vec::new();
+    loop {
+        let id = next.fetch_add(1, Ordering::SeqCst);
+        let (command, ms) = load_request(id);
+        let outcome = match client.request(command, [ms, id.to_string()]).await {
+            Ok(v) => {
+                assert_eq!(v, [id.to_string()]);
+                Outcome::Answered
+            }
+            Err(e @ Error::Closed) => Outcome::Refused(e.to_string()),
+            Err(Error::Io(e)) => Outcome::Refused(format!("{:?}", e.kind())),
+            Err(e) => panic!("request {id}: {e:?}"),
+        };
+        let end = matches!(outcome, Outcome::Refused(_));
+        outcomes.push((id, outcome, "tokio"));
+        if end {
+            return outcomes;
+        }
+    }
+}
+
+/// Runs [`LOAD_CLIENTS`] std and as many Tokio client connections against the
+/// server at `path`, [`LOAD_DEPTH`] requests in flight each, begins shutdown
+/// with `shutdown` after 300 ms and checks that every request accepted before
+/// it began was answered with its id, and every other one was answered too or
+/// failed with a connection error.
+async fn shutdown_under_load<F: Future<Output = ()>>(kind: &str, path: &Path, app: &App, shutdown: F) {
+    let next = Arc::new(AtomicU64::new(1));
+    let mut threads = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..LOAD_CLIENTS {
+        let std_client = microsocket_std::Client::connect_unix(path).unwrap();
+        let tokio_client = microsocket_tokio::Client::connect_unix(path).await.unwrap();
+        for _ in 0..LOAD_DEPTH {
+            let (client, counter) = (std_client.clone(), next.clone());
+            threads.push(std::thread::spawn(move || std_load(client, counter)));
+            tasks.push(tokio::spawn(tokio_load(tokio_client.clone(), next.clone())));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.begun.store(true, Ordering::SeqCst);
+    let began = Instant::now();
+    shutdown.await;
+    let took = began.elapsed();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.extend(within(STEP, "tokio load", t).await.unwrap());
+    }
+    for t in threads {
+        let t = tokio::task::spawn_blocking(move || t.join().unwrap());
+        outcomes.extend(within(STEP, "std load", t).await.unwrap());
+    }
+
+    let accepted = app.accepted.lock().unwrap().clone();
+    let answered: std::collections::HashSet<u64> = outcomes
+        .iter()
+        .filter(|(_, o, _)| matches!(o, Outcome::Answered))
+        .map(|(id, _, _)| *id)
+        .collect();
+    for id in &accepted {
+        let outcome = outcomes.iter().find(|(i, _, _)| i == id);
+        assert!(
+            answered.contains(id),
+            "request {id} was accepted before shutdown but ended {outcome:?}"
         );
-    });
+    }
+    let failed: std::collections::BTreeSet<(&str, &str)> = outcomes
+        .iter()
+        .filter_map(|(_, o, client)| match o {
+            Outcome::Refused(e) => Some((*client, e.as_str())),
+            Outcome::Answered => None,
+        })
+        .collect();
+    assert!(accepted.len() > 2 * LOAD_CLIENTS, "load was running");
+    assert_eq!(
+        outcomes.len() - answered.len(),
+        2 * LOAD_CLIENTS * LOAD_DEPTH,
+        "every load thread and task ended with one failure"
+    );
+    assert!(!path.exists(), "socket file removed");
+    assert!(microsocket_std::Client::connect_unix(path).is_err());
+    assert!(microsocket_tokio::Client::connect_unix(path).await.is_err());
+    eprintln!(
+        "faults: {kind} server shutdown under load took {took:?}: {} requests accepted before it began, all \
+         answered; {} answered in all; {} failed, with {failed:?}",
+        accepted.len(),
+        answered.len(),
+        outcomes.len() - answered.len(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn std_server_shutdown_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("load.sock");
+    let app = Arc::new(App::default());
+    let config = microsocket_std::ServerConfig {
+        drain_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let running = std_server(&path, &app, config).spawn().unwrap();
+    let shutdown = async move {
+        tokio::task::spawn_blocking(move || running.stop().unwrap())
+            .await
+            .unwrap();
+    };
+    within(LIMIT, "test", shutdown_under_load("std", &path, &app, shutdown)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_server_shutdown_under_load() {
-    use microsocket_tokio::Error;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("load.sock");
     let app = Arc::new(App::default());
     let config = microsocket_tokio::ServerConfig::default().shutdown_timeout(Duration::from_secs(5));
     let server = tokio_server(&path, &app, config);
-    within(LIMIT, "test", async {
-        let next = Arc::new(AtomicU64::new(1));
-        let mut workers = Vec::new();
-        for _ in 0..LOAD_CLIENTS {
-            let client = microsocket_tokio::Client::connect_unix(&path).await.unwrap();
-            for _ in 0..LOAD_DEPTH {
-                let (client, next) = (client.clone(), next.clone());
-                workers.push(tokio::spawn(async move {
-                    let mut outcomes = Vec::new();
-                    loop {
-                        let id = next.fetch_add(1, Ordering::SeqCst);
-                        let (command, ms) = load_request(id);
-                        let outcome = match client.request(command, [ms, id.to_string()]).await {
-                            Ok(v) => {
-                                assert_eq!(v, [id.to_string()]);
-                                Outcome::Answered
-                            }
-                            Err(e @ Error::Closed) => Outcome::Refused(e.to_string()),
-                            Err(Error::Io(e)) => Outcome::Refused(format!("{:?}", e.kind())),
-                            Err(e) => panic!("request {id}: {e:?}"),
-                        };
-                        let closed = matches!(outcome, Outcome::Refused(_));
-                        outcomes.push((id, outcome));
-                        if closed {
-                            return outcomes;
-                        }
-                    }
-                }));
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        app.begun.store(true, Ordering::SeqCst);
-        let began = Instant::now();
-        server.shutdown().await;
-        let took = began.elapsed();
-        let mut outcomes = Vec::new();
-        for w in workers {
-            outcomes.extend(within(STEP, "load worker", w).await.unwrap());
-        }
-        let (answered, failed, accepted) = check_load(&app, &outcomes);
-        let kinds: std::collections::BTreeSet<&str> = outcomes
-            .iter()
-            .filter_map(|(_, o)| match o {
-                Outcome::Refused(k) => Some(k.as_str()),
-                Outcome::Answered => None,
-            })
-            .collect();
-        assert!(!path.exists(), "socket file removed");
-        assert!(microsocket_tokio::Client::connect_unix(&path).await.is_err());
-        eprintln!(
-            "faults: tokio server shutdown under load took {took:?}: {accepted} requests accepted before it \
-             began, all answered; {answered} answered in all, {failed} failed with {kinds:?}"
-        );
-    })
-    .await;
+    let shutdown = async move { server.shutdown().await };
+    within(LIMIT, "test", shutdown_under_load("tokio", &path, &app, shutdown)).await;
 }
