@@ -19,8 +19,12 @@ pub enum Error {
     #[error("connection closed")]
     Closed,
     /// The connection was lost and the client is reconnecting: a subscription
-    /// stream yields this once and resumes after the reconnect (publications in
-    /// between were missed). Not terminal.
+    /// stream yields this once, when the connection is lost, and resumes after
+    /// the reconnect. Publications made between the loss and the moment the new
+    /// connection's subscription is in place may have been missed (the next
+    /// item is the first publication received on the new connection); a
+    /// buffered topic's catch-up is replayed by the server on resubscribing.
+    /// Not terminal.
     #[error("connection lost, reconnecting; publications may have been missed")]
     Reconnecting,
     /// No answer came within the request's deadline.
