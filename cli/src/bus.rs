@@ -75,6 +75,34 @@ pub(crate) fn bus_server() -> Server<Bus> {
     server
 }
 
+/// Parses an octal file mode such as `600` or `0o660` (permission bits only).
+pub(crate) fn parse_mode(s: &str) -> Result<u32> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    let mode = u32::from_str_radix(digits, 8).with_context(|| format!("{s:?} is not an octal mode"))?;
+    if mode > 0o777 {
+        bail!("{s:?}: a socket mode has permission bits only (at most 777)");
+    }
+    Ok(mode)
+}
+
+/// A numeric id, or the id of a name in `database` (`/etc/passwd` or
+/// `/etc/group`: `name:password:id:...` lines).
+fn parse_id(s: &str, database: &str) -> Result<u32> {
+    if let Ok(id) = s.parse() {
+        return Ok(id);
+    }
+    let text = std::fs::read_to_string(database).with_context(|| format!("cannot read {database}"))?;
+    find_id(&text, s).with_context(|| format!("no {s:?} in {database}"))
+}
+
+/// The id of `name` in the text of a passwd or group file.
+fn find_id(text: &str, name: &str) -> Option<u32> {
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next() == Some(name)).then(|| fields.nth(1)?.parse().ok())?
+    })
+}
+
 /// Parses `TOPIC_OR_PATTERN=N`.
 fn parse_buffer(spec: &str) -> Result<(Bytes, usize)> {
     let (selector, depth) = spec
@@ -103,7 +131,15 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
             .init();
     }
-    let server = bus_server();
+    let mut config = microsocket_tokio::ServerConfig::default().socket_mode(args.mode);
+    if let Some(owner) = &args.owner {
+        config = config.socket_owner(parse_id(owner, "/etc/passwd").with_context(|| format!("--owner {owner:?}"))?);
+    }
+    if let Some(group) = &args.group {
+        config = config.socket_group(parse_id(group, "/etc/group").with_context(|| format!("--group {group:?}"))?);
+    }
+    let server = Server::with_config(Bus::default(), config);
+    let _ = server.handler().publisher.set(server.publisher());
     for spec in &args.buffer {
         let (selector, depth) = parse_buffer(spec)?;
         server
@@ -135,6 +171,21 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modes_and_ids() {
+        assert_eq!(parse_mode("600").unwrap(), 0o600);
+        assert_eq!(parse_mode("0o660").unwrap(), 0o660);
+        assert_eq!(parse_mode("0777").unwrap(), 0o777);
+        assert!(parse_mode("800").is_err());
+        assert!(parse_mode("4755").is_err());
+        assert_eq!(parse_id("42", "/nonexistent").unwrap(), 42);
+        let group = "root:x:0:\nwheel:x:10:alice,bob\nnogroup:x:65534:\n";
+        assert_eq!(find_id(group, "wheel"), Some(10));
+        assert_eq!(find_id(group, "nogroup"), Some(65534));
+        assert_eq!(find_id(group, "whee"), None);
+        assert!(parse_id("no-such-name", "/nonexistent").is_err());
+    }
 
     #[test]
     fn buffer_specs() {

@@ -60,6 +60,18 @@ pub(crate) struct ServeArgs {
     /// subscribers (repeatable).
     #[arg(long, value_name = "TOPIC_OR_PATTERN=N")]
     pub(crate) buffer: Vec<String>,
+    /// Permissions of the socket file, in octal. The file never has more, even
+    /// while it is being created.
+    #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = crate::bus::parse_mode)]
+    pub(crate) mode: u32,
+    /// Owner of the socket file: a user id, or a name from /etc/passwd (needs
+    /// privilege).
+    #[arg(long, value_name = "USER")]
+    pub(crate) owner: Option<String>,
+    /// Group of the socket file: a group id, or a name from /etc/group (one of
+    /// yours, unless privileged).
+    #[arg(long, value_name = "GROUP")]
+    pub(crate) group: Option<String>,
     /// Log connections, requests and subscriptions to stderr.
     #[arg(short, long)]
     pub(crate) verbose: bool,
