@@ -61,6 +61,7 @@ pub(crate) async fn serve<S, H>(
             }),
             decoder: Decoder::new(core.config.max_frame),
             rbuf: BytesMut::new(),
+            rbuf_allocation: 0,
             out: VecDeque::new(),
             resp: BytesMut::new(),
             done: Vec::new(),
@@ -101,6 +102,9 @@ struct Conn<'a, S> {
     protocol: Protocol,
     decoder: Decoder,
     rbuf: BytesMut,
+    /// About how large the allocation `rbuf` reads into is (its capacity when
+    /// last grown): a request cut from it keeps it alive while in flight.
+    rbuf_allocation: usize,
     /// Frames to write, in order, before `resp`.
     out: VecDeque<Bytes>,
     /// Answers encoded since the last publication was queued.
@@ -175,6 +179,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
                     let more = READ_CHUNK.max(self.rbuf.len());
                     self.rbuf.reserve(more);
+                    self.rbuf_allocation = self.rbuf.capacity();
                 }
                 match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf) {
                     Poll::Ready(Ok(0)) => {
@@ -308,7 +313,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                             tracing::trace!(command = %String::from_utf8_lossy(command), "request");
                             let (tag, command) = (Span::of(tag, base), Span::of(command, base));
                             // The frame becomes a frozen slice the request owns.
-                            let bytes = self.rbuf.split_to(consumed).freeze();
+                            // A request keeps the allocation it is a slice of
+                            // alive while in flight; a small one in a buffer a
+                            // large frame made large is copied out instead, so
+                            // held requests keep at most 4 times their own size
+                            // (or 64 KiB) each, not the whole receive buffer.
+                            let bytes = if self.rbuf_allocation > SHRINK_ABOVE && consumed < self.rbuf_allocation / 4 {
+                                let bytes = Bytes::copy_from_slice(&self.rbuf[..consumed]);
+                                self.rbuf.advance(consumed);
+                                bytes
+                            } else {
+                                self.rbuf.split_to(consumed).freeze()
+                            };
                             let request = Request {
                                 command: command.slice(&bytes),
                                 args: Values::new(bytes.clone(), argc, 2),
@@ -373,6 +389,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         }
         if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
             self.rbuf = BytesMut::new();
+            self.rbuf_allocation = 0;
         }
     }
 }
