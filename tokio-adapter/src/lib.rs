@@ -88,15 +88,20 @@
 //! batches.
 //!
 //! - Listeners: [`Server::listen_unix`] (refuses a path a live server listens on,
-//!   replaces a stale socket file, mode 0600 by default, removes the file on
-//!   shutdown; through `microsocket_std::socket::bind_unix`),
+//!   replaces only a stale socket file, creates the file never more open than
+//!   [`ServerConfig::socket_mode`], 0600 by default, with
+//!   [`ServerConfig::socket_owner`] and [`ServerConfig::socket_group`] if set,
+//!   removes it on shutdown if it is still the server's; the rules of
+//!   `microsocket_std::socket`, through `bind_unix_with`),
 //!   [`Server::listen_abstract`], [`Server::listen_tcp`], or a listener you opened
 //!   ([`Server::serve_unix_listener`], [`Server::serve_tcp_listener`]: systemd
 //!   socket activation).
 //! - Every request carries a [`RequestContext`]: the connection's id and, on UNIX
-//!   sockets, the peer's pid, uid and gid. [`Handler::authorize_subscription`]
-//!   accepts or refuses each subscription; [`Handler::subscription_changed`]
-//!   observes them.
+//!   sockets, the peer's pid, uid and gid as the kernel recorded them at
+//!   `connect` (`SO_PEERCRED`; the peer cannot choose them).
+//!   [`Handler::authorize_subscription`] accepts or refuses each subscription;
+//!   [`Handler::subscription_changed`] observes them. The `uid_gate` example
+//!   allows a command and a topic tree to one user id only.
 //! - [`Publisher::publish`] (from [`Server::publisher`], cloneable, usable
 //!   anywhere) encodes a publication once and queues it to every connection with a
 //!   matching subscription, found through the core's registry: the cost grows with
