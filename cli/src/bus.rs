@@ -150,9 +150,12 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
         Address::Unix(path) => server
             .listen_unix(&path)
             .with_context(|| format!("cannot listen on {}", path.display()))?,
+        #[cfg(any(target_os = "linux", target_os = "android"))]
         Address::Abstract(name) => server
             .listen_abstract(&name)
             .with_context(|| format!("cannot listen on @{}", text(&name)))?,
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        Address::Abstract(_) => bail!("abstract socket names (@name) exist on Linux only"),
         other => bail!("serve takes a UNIX socket path, not {other}; use --tcp for TCP"),
     }
     if let Some(tcp) = &args.tcp {

@@ -16,7 +16,10 @@ pub(crate) async fn connect(address: &Address, timeout: Option<Duration>) -> Res
     let builder = Client::builder().request_timeout(timeout);
     let client = match address {
         Address::Unix(path) => builder.connect_unix(path).await,
+        #[cfg(any(target_os = "linux", target_os = "android"))]
         Address::Abstract(name) => builder.connect_abstract(name).await,
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        Address::Abstract(_) => anyhow::bail!("abstract socket names (@name) exist on Linux only"),
         Address::Tcp(hostport) => builder.connect_tcp(hostport.clone()).await,
     };
     client.with_context(|| format!("cannot connect to {address}"))

@@ -74,6 +74,14 @@ use crate::error::Error;
 use crate::rx::RxBuf;
 use crate::socket::{Address, Listener, PeerCredentials, SocketOptions, Stream, DEFAULT_SOCKET_MODE};
 
+/// Flags of every socket write: never block, and where the platform allows it
+/// never raise SIGPIPE for a peer that went away (elsewhere Rust programs ignore
+/// SIGPIPE by default).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SEND_FLAGS: SendFlags = SendFlags::DONTWAIT.union(SendFlags::NOSIGNAL);
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const SEND_FLAGS: SendFlags = SendFlags::DONTWAIT;
+
 /// Distinct subscriptions (topics and patterns) one server connection may hold;
 /// further `+`/`*` are refused.
 pub const MAX_SUBSCRIPTIONS: usize = 64;
@@ -552,12 +560,7 @@ impl Conn {
             ];
             let slices: &[IoSlice<'_>] = if head == 0 { &slices[1..] } else { &slices };
             let mut control = rustix::net::SendAncillaryBuffer::default();
-            let sent = rustix::net::sendmsg(
-                &self.stream,
-                slices,
-                &mut control,
-                SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
-            );
+            let sent = rustix::net::sendmsg(&self.stream, slices, &mut control, SEND_FLAGS);
             out = self.lock();
             out.flushing = false;
             if out.dead {

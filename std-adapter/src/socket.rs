@@ -411,6 +411,7 @@ fn remove_stale(path: &Path) -> io::Result<()> {
 
 /// The mode a socket file is created with: none at all while its owner or group
 /// is still to change, else the requested mode (less the umask's bits).
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn creation_mode(options: &SocketOptions) -> u32 {
     if options.changes_owner() {
         0
