@@ -1,6 +1,7 @@
 //! Replays every committed fuzz input on stable, as part of `cargo test`:
-//! the seed corpus in `fuzz/corpus/<target>/` and the regression inputs in
-//! `core/tests/data/<target>-*.bin` (each a crash the fuzzers once found).
+//! the seed corpus in `fuzz/corpus/<target>/`, the inputs fuzzing found and
+//! kept for their coverage in `fuzz/found/<target>/`, and the regression inputs
+//! in `core/tests/data/<target>-*.bin` (each a crash the fuzzers once found).
 //!
 //! The target bodies are `fuzz/src/lib.rs`, included here as a module, so the
 //! fuzzers and this test run the very same checks.
@@ -59,6 +60,16 @@ fn seed_corpus_replays_cleanly() {
         total += replay(name, run, &files);
     }
     assert!(total >= 5);
+}
+
+#[test]
+fn found_corpus_replays_cleanly() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/found");
+    let total: usize = TARGETS
+        .into_iter()
+        .map(|(name, run)| replay(name, run, &files_in(&root.join(name), "")))
+        .sum();
+    assert!(total > 0, "no inputs in {}", root.display());
 }
 
 #[test]
