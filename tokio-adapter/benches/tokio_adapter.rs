@@ -3,7 +3,7 @@
 //! ```text
 //! cargo bench -p microsocket-tokio --bench tokio_adapter                 # everything
 //! taskset -c 0 cargo bench -p microsocket-tokio --bench tokio_adapter -- rtt
-//! cargo bench -p microsocket-tokio --bench tokio_adapter -- pipelined1 pipelined2 fanout-raw fanout idle
+//! cargo bench -p microsocket-tokio --bench tokio_adapter -- pipelined1 pipelined2 pipelined-split fanout-raw fanout idle
 //! ```
 //!
 //! (`pipelined` runs both runtimes, `fanout` both fan-out variants.)
@@ -13,6 +13,9 @@
 //!   Both run client and server in one current-thread runtime.
 //! - `pipelined1` / `pipelined2`: one connection, 256 requests in flight from
 //!   256 tasks, on a current-thread or a 2-worker runtime.
+//! - `pipelined-split`: one connection, 256 tasks each looping over one-byte
+//!   ECHO requests, client and server each on a current-thread runtime on a
+//!   thread of its own (the comparison harness's layout).
 //! - `fanout-raw`: 64-byte publications to 100 subscribed sockets that only read;
 //!   `fanout` adds the same to 100 microsocket client subscriptions.
 //! - `idle`: server memory per idle connection, 10,000 connections opened from
@@ -130,6 +133,64 @@ fn rtt() {
         "ratio p50 microsocket / floor: median of 5 runs {:.2}x (runs {:?})",
         ratios[2],
         ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>()
+    );
+}
+
+/// One connection, 256 tasks each looping over ECHO requests of one byte,
+/// client and server each on a current-thread runtime on a thread of its own, as
+/// two processes would be (the layout of the comparison harness).
+fn pipelined_split() {
+    const REQUESTS: usize = 1_000_000;
+    const TASKS: usize = 256;
+    println!("== pipelined-split: one connection, {TASKS} tasks, client and server on a runtime thread each");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_path = path.clone();
+    let server = std::thread::spawn(move || {
+        runtime(1).block_on(async move {
+            let handler =
+                handler_fn(|request: Request| std::future::ready(Ok::<_, Failure>(Reply::from(request.args))));
+            let server = Server::new(handler);
+            server.listen_unix(&server_path).unwrap();
+            ready_tx.send(()).unwrap();
+            let _ = stop_rx.await;
+            server.shutdown().await;
+        });
+    });
+    ready_rx.recv().unwrap();
+    let mut rates = Vec::new();
+    runtime(1).block_on(async {
+        let client = Client::builder().max_in_flight(1024).connect_unix(&path).await.unwrap();
+        for _ in 0..5 {
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|_| {
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        for i in 0..REQUESTS / TASKS {
+                            let arg = [(i % 251) as u8];
+                            let values = client.request("ECHO", [&arg]).await.unwrap();
+                            assert_eq!(values.first().as_deref(), Some(&arg[..]));
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            rates.push((REQUESTS / TASKS * TASKS) as f64 / started.elapsed().as_secs_f64() / 1e6);
+        }
+    });
+    let _ = stop_tx.send(());
+    server.join().unwrap();
+    let shown: Vec<_> = rates.iter().map(|r| format!("{r:.2}")).collect();
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "microsocket-tokio            {:>6.2} M requests/s (median of 5 runs: {})",
+        rates[2],
+        shown.join(" ")
     );
 }
 
@@ -428,6 +489,9 @@ fn main() {
     }
     if want("pipelined2") {
         pipelined_on(2);
+    }
+    if want("pipelined-split") {
+        pipelined_split();
     }
     if want("fanout-raw") {
         fanout_raw();

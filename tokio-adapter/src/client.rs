@@ -484,17 +484,32 @@ struct State {
 /// The pending requests, by tag slot.
 #[derive(Debug, Default)]
 struct Waiters {
-    /// The pending request in each tag slot, if any.
-    by_slot: Vec<Option<Pending>>,
+    /// Each tag slot's waiter and the request pending in it, if any.
+    by_slot: Vec<Slot>,
+    /// Slots whose pending request has a timeout but no deadline yet: the
+    /// driver stamps them with one clock reading per round rather than each
+    /// request reading the clock (a deadline is thus never early, and late by
+    /// at most the time until the driver runs).
+    unstamped: Vec<u16>,
     /// The earliest request deadline the driver must watch (may be stale-early).
     next_deadline: Option<Instant>,
+}
+
+/// One tag slot. Its waiter is reused by the slot's next request once no
+/// future holds it any more, so a request allocates nothing in the steady state.
+#[derive(Debug)]
+struct Slot {
+    waiter: Arc<Waiter>,
+    pending: Option<Pending>,
 }
 
 /// A request whose answer is still expected.
 #[derive(Debug)]
 struct Pending {
     id: RequestId,
-    waiter: Arc<Waiter>,
+    timeout: Option<Duration>,
+    /// `None` until the driver stamps it (see `Waiters::unstamped`), or for
+    /// a request without timeout.
     deadline: Option<Instant>,
 }
 
@@ -516,6 +531,13 @@ struct WaiterInner {
 }
 
 impl Waiter {
+    fn new(slot: u16) -> Arc<Self> {
+        Arc::new(Self {
+            slot,
+            inner: Mutex::default(),
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, WaiterInner> {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -558,7 +580,6 @@ impl Shared {
         I::Item: AsRef<[u8]>,
         I::IntoIter: Clone,
     {
-        let deadline = timeout.map(|t| Instant::now() + t);
         let mut guard = self.lock();
         let st = &mut *guard;
         if st.link != Link::Up || st.closing || st.send_closed {
@@ -569,7 +590,7 @@ impl Shared {
         }
         let was_empty = st.wbuf.is_empty();
         let id = st.protocol.request(command, args, &mut Sink(&mut st.wbuf))?;
-        let (waiter, wake) = st.table.register(id, deadline, was_empty);
+        let (waiter, wake) = st.table.register(id, timeout, was_empty);
         let waker = if wake { st.driver.take() } else { None };
         drop(guard);
         drop_then_wake(waker);
@@ -582,7 +603,6 @@ impl Shared {
         topic: &[u8],
         queue: &Arc<SubQueue>,
     ) -> Result<(SubscriptionId, Arc<Waiter>), Error> {
-        let deadline = self.config.timeout.map(|t| Instant::now() + t);
         let mut guard = self.lock();
         let st = &mut *guard;
         if st.link != Link::Up || st.closing || st.send_closed {
@@ -601,7 +621,7 @@ impl Shared {
         // The barrier cannot fail: the in-flight check above left a slot and the
         // sink grows.
         let barrier = st.protocol.barrier(&mut Sink(&mut st.wbuf))?;
-        let (waiter, wake) = st.table.register(barrier, deadline, was_empty);
+        let (waiter, wake) = st.table.register(barrier, self.config.timeout, was_empty);
         let waker = if wake { st.driver.take() } else { None };
         drop(guard);
         drop_then_wake(waker);
@@ -641,29 +661,59 @@ fn drop_then_wake(waker: Option<Waker>) {
 
 impl Waiters {
     /// Records a waiter for a request just encoded. Returns it and whether the
-    /// driver must be woken (outside the lock).
-    fn register(&mut self, id: RequestId, deadline: Option<Instant>, was_empty: bool) -> (Arc<Waiter>, bool) {
-        let waiter = Arc::new(Waiter {
-            slot: id.slot(),
-            inner: Mutex::default(),
-        });
+    /// driver must be woken (outside the lock): for the first frame queued, or
+    /// to stamp the deadline.
+    fn register(&mut self, id: RequestId, timeout: Option<Duration>, was_empty: bool) -> (Arc<Waiter>, bool) {
         let slot = usize::from(id.slot());
         if self.by_slot.len() <= slot {
-            self.by_slot.resize_with(slot + 1, || None);
+            let fresh = |i: usize| Slot {
+                waiter: Waiter::new(i as u16),
+                pending: None,
+            };
+            let start = self.by_slot.len();
+            self.by_slot.extend((start..=slot).map(fresh));
         }
-        self.by_slot[slot] = Some(Pending {
+        let entry = &mut self.by_slot[slot];
+        // Only this table holds the waiter: nothing else can take a clone
+        // without the connection's lock, so it can start over. Otherwise a
+        // future not yet dropped still looks at it: give the slot a new one.
+        match Arc::get_mut(&mut entry.waiter) {
+            Some(waiter) => {
+                *waiter
+                    .inner
+                    .get_mut()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = WaiterInner::default()
+            }
+            None => entry.waiter = Waiter::new(id.slot()),
+        }
+        entry.pending = Some(Pending {
             id,
-            waiter: waiter.clone(),
-            deadline,
+            timeout,
+            deadline: None,
         });
         let mut wake = was_empty;
-        if let Some(d) = deadline {
-            if self.next_deadline.map_or(true, |n| d < n) {
-                self.next_deadline = Some(d);
-                wake = true;
+        if timeout.is_some() {
+            wake |= self.unstamped.is_empty();
+            self.unstamped.push(id.slot());
+        }
+        (entry.waiter.clone(), wake)
+    }
+
+    /// Gives every request registered since the last call its deadline,
+    /// counted from `now`.
+    fn stamp(&mut self, now: Instant) {
+        for slot in self.unstamped.drain(..) {
+            let Some(p) = self.by_slot.get_mut(usize::from(slot)).and_then(|s| s.pending.as_mut()) else {
+                continue;
+            };
+            if let (None, Some(timeout)) = (p.deadline, p.timeout) {
+                let deadline = now + timeout;
+                p.deadline = Some(deadline);
+                if self.next_deadline.map_or(true, |n| deadline < n) {
+                    self.next_deadline = Some(deadline);
+                }
             }
         }
-        (waiter, wake)
     }
 
     /// Completes the pending request `id` (if it still has a waiter).
@@ -671,10 +721,9 @@ impl Waiters {
         let Some(entry) = self.by_slot.get_mut(usize::from(id.slot())) else {
             return;
         };
-        if entry.as_ref().is_some_and(|p| p.id == id) {
-            if let Some(p) = entry.take() {
-                p.waiter.finish(result, wake);
-            }
+        if entry.pending.as_ref().is_some_and(|p| p.id == id) {
+            entry.pending = None;
+            entry.waiter.finish(result, wake);
         }
     }
 
@@ -682,17 +731,20 @@ impl Waiters {
     /// was still pending.
     fn abandon(&mut self, waiter: &Arc<Waiter>) -> Option<RequestId> {
         let entry = self.by_slot.get_mut(usize::from(waiter.slot))?;
-        if !entry.as_ref().is_some_and(|p| Arc::ptr_eq(&p.waiter, waiter)) {
+        if !Arc::ptr_eq(&entry.waiter, waiter) {
             return None;
         }
-        entry.take().map(|p| p.id)
+        entry.pending.take().map(|p| p.id)
     }
 
     /// Fails every request still waiting (the connection ended).
     fn fail_all(&mut self, wake: &mut Vec<Waker>) {
         self.next_deadline = None;
-        for p in self.by_slot.drain(..).flatten() {
-            p.waiter.finish(Err(Error::Closed), wake);
+        self.unstamped.clear();
+        for entry in &mut self.by_slot {
+            if entry.pending.take().is_some() {
+                entry.waiter.finish(Err(Error::Closed), wake);
+            }
         }
     }
 
@@ -701,13 +753,13 @@ impl Waiters {
     fn expire(&mut self, protocol: &mut Protocol, now: Instant, wake: &mut Vec<Waker>) {
         let mut next: Option<Instant> = None;
         for entry in &mut self.by_slot {
-            let Some(deadline) = entry.as_ref().and_then(|p| p.deadline) else {
+            let Some(deadline) = entry.pending.as_ref().and_then(|p| p.deadline) else {
                 continue;
             };
             if deadline <= now {
-                if let Some(p) = entry.take() {
+                if let Some(p) = entry.pending.take() {
                     protocol.cancel(p.id);
-                    p.waiter.finish(Err(Error::TimedOut), wake);
+                    entry.waiter.finish(Err(Error::TimedOut), wake);
                 }
             } else {
                 next = Some(next.map_or(deadline, |n| n.min(deadline)));
@@ -1104,30 +1156,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         loop {
             let mut progress = false;
             let mut defer = false;
-            if self.out.is_empty() {
-                let mut st = shared.lock();
-                if self.send_closed {
-                    st.wbuf.clear();
+            {
+                let mut guard = shared.lock();
+                let st = &mut *guard;
+                if !st.table.unstamped.is_empty() {
+                    st.table.stamp(Instant::now());
                 }
-                // Once closing, write what is queued (a last `-`, say), then stop.
-                if st.closing && st.wbuf.is_empty() && !self.flush {
-                    return Poll::Ready(Ended::Closed);
+                // Woken when a first frame is queued or a deadline needs stamping.
+                match &st.driver {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => st.driver = Some(cx.waker().clone()),
                 }
-                if st.wbuf.is_empty() {
-                    match &st.driver {
-                        Some(w) if w.will_wake(cx.waker()) => {}
-                        _ => st.driver = Some(cx.waker().clone()),
+                if self.out.is_empty() {
+                    if self.send_closed {
+                        st.wbuf.clear();
                     }
-                } else if !self.deferred && !st.closing && st.protocol.requests_in_flight() > 1 {
-                    // Other requests are in flight, so the tasks waiting for
-                    // them are likely runnable right now, about to queue more:
-                    // go to the back of the run queue once and write them all
-                    // together, rather than one request per write.
-                    self.deferred = true;
-                    defer = true;
-                } else {
-                    self.deferred = false;
-                    std::mem::swap(&mut self.out, &mut st.wbuf);
+                    // Once closing, write what is queued (a last `-`, say), then stop.
+                    if st.closing && st.wbuf.is_empty() && !self.flush {
+                        return Poll::Ready(Ended::Closed);
+                    }
+                    if st.wbuf.is_empty() {
+                        self.deferred = false;
+                    } else if !self.deferred && !st.closing && st.protocol.requests_in_flight() > 1 {
+                        // Other requests are in flight, so the tasks waiting for
+                        // them are likely runnable right now, about to queue more:
+                        // go to the back of the run queue once and write them all
+                        // together, rather than one request per write.
+                        self.deferred = true;
+                        defer = true;
+                    } else {
+                        self.deferred = false;
+                        std::mem::swap(&mut self.out, &mut st.wbuf);
+                    }
                 }
                 if st.table.next_deadline != self.sleep_at {
                     self.sleep_at = st.table.next_deadline;

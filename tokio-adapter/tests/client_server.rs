@@ -444,6 +444,31 @@ async fn peer_credentials_reach_the_handler() {
 }
 
 #[tokio::test]
+async fn timeouts_hold_while_the_server_reads_nothing() {
+    within(async {
+        let (_dir, path) = socket();
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let client = Client::builder()
+            .request_timeout(Some(Duration::from_millis(200)))
+            .connect_unix(&path)
+            .await
+            .unwrap();
+        // A peer that never reads: a large request fills the socket buffers
+        // and the connection cannot write anything more.
+        let (_peer, _) = listener.accept().await.unwrap();
+        let big = client.request_with_timeout("BIG", [vec![0u8; 8 << 20]], Some(Duration::from_secs(60)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A request queued behind it still fails at its own deadline, not early.
+        let started = Instant::now();
+        assert!(matches!(client.request("PING", [b""; 0]).await, Err(Error::TimedOut)));
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(2), "{took:?}");
+        drop(big);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn timeouts_cancellation_and_in_flight_limit() {
     within(async {
         let (_dir, path) = socket();
