@@ -462,7 +462,10 @@ async fn timeouts_hold_while_the_server_reads_nothing() {
         let started = Instant::now();
         assert!(matches!(client.request("PING", [b""; 0]).await, Err(Error::TimedOut)));
         let took = started.elapsed();
-        assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(2), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
         drop(big);
     })
     .await;
