@@ -296,8 +296,29 @@ struct Shared {
     flusher: Flusher,
     counters: Counters,
     stopping: AtomicBool,
+    /// Reader threads running (see [`ReaderRunning`]). Readers are detached, not
+    /// joined: a finished reader's thread is released by the system at once,
+    /// whether or not another connection comes.
+    readers: AtomicUsize,
     /// The write end of the acceptor's wake-up socket.
     wake: UnixStream,
+}
+
+/// Counts one reader thread in [`Shared::readers`] while it lives (also if the
+/// handler panics on it).
+struct ReaderRunning(Arc<Shared>);
+
+impl ReaderRunning {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.readers.fetch_add(1, Ordering::SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for ReaderRunning {
+    fn drop(&mut self) {
+        self.0.readers.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The cross-connection index, under one lock: held around (registry change +
@@ -504,6 +525,10 @@ enum Flushed {
     /// Everything offered was written but more was queued meanwhile.
     More,
 }
+
+/// Connections the acceptor accepts in a row before it looks at the shutdown
+/// flag again (while clients keep connecting, `accept` never runs dry).
+const ACCEPT_BATCH: usize = 64;
 
 /// How long the acceptor waits before accepting again after `accept` failed
 /// for want of file descriptors or memory.
@@ -1122,6 +1147,7 @@ impl<H: Handler> Server<H> {
             flusher: Flusher::new()?,
             counters: Counters::default(),
             stopping: AtomicBool::new(false),
+            readers: AtomicUsize::new(0),
             wake,
         });
         Ok(Self {
@@ -1210,7 +1236,6 @@ impl<H: Handler> Server<H> {
                 .name("microsocket-flush".into())
                 .spawn(move || shared.flusher.run())?
         };
-        let mut readers: Vec<JoinHandle<()>> = Vec::new();
         let next_id = AtomicUsize::new(1);
         let mut sink = [0u8; 64];
         let mut backoff = false;
@@ -1237,8 +1262,9 @@ impl<H: Handler> Server<H> {
             }
             backoff = false;
             while matches!((&self.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
-            readers.retain(|r| !r.is_finished());
-            loop {
+            // Bounded, so that shutdown is noticed while clients keep connecting;
+            // the listener stays readable and `poll` returns at once.
+            for _ in 0..ACCEPT_BATCH {
                 let stream = match self.listener.accept() {
                     Ok(s) => s,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -1260,12 +1286,10 @@ impl<H: Handler> Server<H> {
                     continue;
                 }
                 let id = next_id.fetch_add(1, Ordering::Relaxed) as u64;
-                if let Some(handle) = self.start_connection(id, stream) {
-                    readers.push(handle);
-                }
+                self.start_connection(id, stream);
             }
         };
-        self.shutdown_connections(readers);
+        self.shutdown_connections();
         shared.flusher.stop.store(true, Ordering::SeqCst);
         shared.flusher.asleep.store(true, Ordering::SeqCst);
         shared.flusher.wake();
@@ -1274,7 +1298,11 @@ impl<H: Handler> Server<H> {
         result
     }
 
-    fn start_connection(&self, id: u64, stream: Stream) -> Option<JoinHandle<()>> {
+    /// Registers a connection and starts its reader thread, detached: the thread
+    /// is released when it ends (a handle kept until the next `accept` would
+    /// keep its stack mapped until then, without bound while clients keep
+    /// connecting).
+    fn start_connection(&self, id: u64, stream: Stream) {
         let _ = stream.set_read_timeout(None);
         let context = Context {
             connection: id,
@@ -1295,35 +1323,37 @@ impl<H: Handler> Server<H> {
         drop(hub);
         self.shared.counters.connections.fetch_add(1, Ordering::Relaxed);
         let handler = self.handler.clone();
+        let running = ReaderRunning::new(self.shared.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("microsocket-conn-{id}"))
             .stack_size(self.shared.config.stack_size)
             .spawn({
                 let conn = conn.clone();
-                move || serve_connection(&conn, &*handler)
+                move || {
+                    let _running = running;
+                    serve_connection(&conn, &*handler);
+                }
             });
-        match spawned {
-            Ok(handle) => Some(handle),
-            Err(_) => {
-                let mut out = conn.lock();
-                conn.kill_locked(&mut out);
-                drop(out);
-                lock(&self.shared.hub).conns.remove(conn.slot);
-                self.shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
-                None
-            }
+        // Dropping the handle detaches the thread (the count above tracks it).
+        if spawned.is_err() {
+            let mut out = conn.lock();
+            conn.kill_locked(&mut out);
+            drop(out);
+            lock(&self.shared.hub).conns.remove(conn.slot);
+            self.shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     /// Stops reading every connection, waits for answers and queues to drain,
     /// then closes what is left.
-    fn shutdown_connections(&self, mut readers: Vec<JoinHandle<()>>) {
+    fn shutdown_connections(&self) {
+        let readers_running = || self.shared.readers.load(Ordering::SeqCst) > 0;
         let conns: Vec<Arc<Conn>> = lock(&self.shared.hub).conns.values().cloned().collect();
         for conn in &conns {
             let _ = conn.stream.shutdown(Shutdown::Read);
         }
         let deadline = Instant::now() + self.shared.config.drain_timeout;
-        while readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+        while readers_running() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
         for conn in &conns {
@@ -1331,10 +1361,9 @@ impl<H: Handler> Server<H> {
             conn.kill_locked(&mut out);
         }
         let deadline = Instant::now() + Duration::from_secs(1);
-        while readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+        while readers_running() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
-        readers.retain(|r| !r.is_finished());
         // Readers still running are stuck in handler code; they are left to end on
         // their own (their connections are closed).
     }

@@ -688,8 +688,22 @@ fn garbage(rng: &mut Rng, out: &mut Vec<u8>, len: usize) {
     }
 }
 
+/// How long the random-bytes attack churns connections by default.
+const CHURN: Duration = Duration::from_millis(1500);
+/// Environment variable that sets that time in milliseconds instead: a longer
+/// run (`CHURN_MS=6000`, some 30,000 connections in a release build) shows a
+/// slow per-connection growth that the default might not.
+const CHURN_MS: &str = "CHURN_MS";
+
+fn churn_time() -> Duration {
+    std::env::var(CHURN_MS)
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(CHURN, Duration::from_millis)
+}
+
 fn random_bytes(server: &ServerProcess) -> Outcome {
-    let deadline = Instant::now() + Duration::from_millis(1500);
+    let deadline = Instant::now() + churn_time();
     let workers: Vec<_> = (0..4u64)
         .map(|w| {
             let path = server.path.clone();
