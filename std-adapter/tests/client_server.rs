@@ -400,6 +400,48 @@ fn shutdown_with_requests_in_flight() {
 }
 
 #[test]
+fn shutdown_while_clients_keep_connecting() {
+    let mut server = start(ServerConfig {
+        drain_timeout: Duration::from_millis(500),
+        ..ServerConfig::default()
+    });
+    let running = server.running.take().unwrap();
+    let path = server.path.clone();
+    bounded(LIMIT, move || {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Connections that come faster than they are accepted: `accept` never
+        // runs dry while these go on.
+        let churners: Vec<_> = (0..4)
+            .map(|_| {
+                let (stop, path) = (stop.clone(), path.clone());
+                std::thread::spawn(move || {
+                    let end = Instant::now() + Duration::from_secs(20);
+                    let mut n = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                        if UnixStream::connect(&path).is_ok() {
+                            n += 1;
+                        }
+                    }
+                    n
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        let stopped = running.stop();
+        let took = t.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let connections: u64 = churners.into_iter().map(|c| c.join().unwrap()).sum();
+        stopped.unwrap();
+        assert!(connections > 0);
+        assert!(
+            took < Duration::from_secs(5),
+            "shutdown took {took:?} under {connections} connects"
+        );
+    });
+}
+
+#[test]
 fn closing_the_client_wakes_every_waiter() {
     let server = start(ServerConfig::default());
     let client = Client::connect_unix(server.path()).unwrap();
