@@ -64,6 +64,12 @@ struct Tally {
     reconnects: AtomicU64,
     /// Publications missing between two received ones of a subscription.
     gaps: AtomicU64,
+    /// Gaps right after a subscription's first publication from a publisher,
+    /// on a connection that unsubscribed and subscribed again without a round
+    /// trip in between: that first publication can be one that was on its way
+    /// to the previous subscription (made before this one was in place), and
+    /// the publications after it, made while neither was, are not owed.
+    stale_gaps: AtomicU64,
     /// Publications reported missed by lagged subscriptions.
     lagged: AtomicU64,
 }
@@ -88,21 +94,55 @@ fn pick_selector(rng: &mut Rng) -> (String, bool, u64) {
     }
 }
 
-/// Checks a received publication against the last one of its publisher on this
-/// subscription: strictly increasing (no duplicate, no reordering), and counts
-/// gaps.
-fn check(last: &mut HashMap<Vec<u8>, u64>, topic: &[u8], value: &[u8], step: u64, tally: &Tally) {
-    let publisher = topic.split(|&b| b == b'.').nth(1).unwrap().to_vec();
-    let seq: u64 = std::str::from_utf8(value).unwrap().parse().unwrap();
-    if let Some(prev) = last.insert(publisher, seq) {
-        assert!(
-            seq > prev,
-            "publication {seq} after {prev} on {}: duplicated or reordered",
-            String::from_utf8_lossy(topic)
-        );
-        Tally::add(&tally.gaps, (seq - prev) / step - 1);
+/// What one subscription received so far, by publisher.
+#[derive(Debug)]
+struct Received {
+    /// The last sequence number and how many were received, by publisher.
+    last: HashMap<Vec<u8>, (u64, u64)>,
+    /// How consecutive sequence numbers step on this subscription.
+    step: u64,
+    /// The connection unsubscribed and subscribed again with no round trip in
+    /// between (see [`Tally::stale_gaps`]).
+    quick_resubscribe: bool,
+}
+
+impl Received {
+    fn new(step: u64, quick_resubscribe: bool) -> Self {
+        Self {
+            last: HashMap::new(),
+            step,
+            quick_resubscribe,
+        }
     }
-    Tally::add(&tally.publications_received, 1);
+
+    /// Checks a received publication against the last one of its publisher:
+    /// strictly increasing (no duplicate, no reordering), and counts gaps.
+    fn check(&mut self, topic: &[u8], value: &[u8], tally: &Tally) {
+        let publisher = topic.split(|&b| b == b'.').nth(1).unwrap().to_vec();
+        let seq: u64 = std::str::from_utf8(value).unwrap().parse().unwrap();
+        let entry = self.last.entry(publisher).or_insert((seq, 0));
+        let (prev, count) = *entry;
+        *entry = (seq, count + 1);
+        if count > 0 {
+            assert!(
+                seq > prev,
+                "publication {seq} after {prev} on {}: duplicated or reordered",
+                String::from_utf8_lossy(topic)
+            );
+            let missing = (seq - prev) / self.step - 1;
+            if count == 1 && self.quick_resubscribe {
+                Tally::add(&tally.stale_gaps, missing);
+            } else {
+                Tally::add(&tally.gaps, missing);
+            }
+        }
+        Tally::add(&tally.publications_received, 1);
+    }
+
+    /// A loss was reported: the next publication starts afresh.
+    fn reset(&mut self) {
+        self.last.clear();
+    }
 }
 
 /// Random request arguments; the answer to ECHO must be them.
@@ -135,14 +175,17 @@ fn std_publisher(path: &Path, id: u64, until: Instant, tally: &Tally) {
 fn std_worker(path: &Path, seed: u64, until: Instant, tally: &Tally) {
     let mut rng = Rng::new(seed);
     let mut client = probe_client(path);
+    let mut fresh = true;
     while Instant::now() < until {
         // A few requests with their answers checked.
-        for _ in 0..rng.below(8) {
+        let requests = rng.below(8);
+        for _ in 0..requests {
             let args = random_args(&mut rng);
             let answer = client.request("ECHO", &args).unwrap();
             assert_eq!(answer, args, "ECHO answered with other values");
             Tally::add(&tally.requests, 1);
         }
+        let quick_resubscribe = requests == 0 && !fresh;
         // A subscription for a while, then its end (`-`).
         let (selector, pattern, step) = pick_selector(&mut rng);
         let mut sub = if pattern {
@@ -151,23 +194,25 @@ fn std_worker(path: &Path, seed: u64, until: Instant, tally: &Tally) {
             client.subscribe(&selector).unwrap()
         };
         Tally::add(&tally.subscriptions, 1);
-        let mut last = HashMap::new();
+        let mut received = Received::new(step, quick_resubscribe);
         let stop = Instant::now() + Duration::from_millis(50 + rng.below(300));
         while Instant::now() < stop {
             match sub.recv_timeout(Duration::from_millis(20)) {
-                Ok(p) => check(&mut last, &p.topic, &p.values[0], step, tally),
+                Ok(p) => received.check(&p.topic, &p.values[0], tally),
                 Err(microsocket_std::Error::TimedOut) => {}
                 Err(microsocket_std::Error::Lagged { missed }) => {
                     Tally::add(&tally.lagged, missed);
-                    last.clear();
+                    received.reset();
                 }
                 Err(e) => panic!("subscription on {selector}: {e}"),
             }
         }
         drop(sub);
+        fresh = false;
         // Now and then a new connection.
         if rng.below(3) == 0 {
             client = probe_client(path);
+            fresh = true;
             Tally::add(&tally.reconnects, 1);
         }
     }
@@ -200,9 +245,11 @@ async fn tokio_publisher(path: PathBuf, id: u64, until: Instant, tally: Arc<Tall
 async fn tokio_worker(path: PathBuf, seed: u64, until: Instant, tally: Arc<Tally>) {
     let mut rng = Rng::new(seed);
     let mut client = tokio_client(&path).await;
+    let mut fresh = true;
     while Instant::now() < until {
         // Requests side by side, each answered with its own values.
         let batch: Vec<_> = (0..rng.below(8)).map(|_| random_args(&mut rng)).collect();
+        let quick_resubscribe = batch.is_empty() && !fresh;
         let answers = futures_join(batch.iter().map(|args| client.request("ECHO", args))).await;
         for (args, answer) in batch.iter().zip(answers) {
             assert_eq!(&answer.unwrap().to_vec(), args, "ECHO answered with other values");
@@ -215,23 +262,25 @@ async fn tokio_worker(path: PathBuf, seed: u64, until: Instant, tally: Arc<Tally
             client.subscribe(&selector).await.unwrap()
         };
         Tally::add(&tally.subscriptions, 1);
-        let mut last = HashMap::new();
+        let mut received = Received::new(step, quick_resubscribe);
         let stop = tokio::time::Instant::now() + Duration::from_millis(50 + rng.below(300));
         loop {
             match tokio::time::timeout_at(stop, sub.next()).await {
                 Err(_) => break,
-                Ok(Some(Ok(p))) => check(&mut last, &p.topic, &p.values.first().unwrap(), step, &tally),
+                Ok(Some(Ok(p))) => received.check(&p.topic, &p.values.first().unwrap(), &tally),
                 Ok(Some(Err(microsocket_tokio::Error::Lagged(missed)))) => {
                     Tally::add(&tally.lagged, missed);
-                    last.clear();
+                    received.reset();
                 }
                 Ok(other) => panic!("subscription on {selector}: {other:?}"),
             }
         }
         drop(sub);
+        fresh = false;
         if rng.below(3) == 0 {
             client.close();
             client = tokio_client(&path).await;
+            fresh = true;
             Tally::add(&tally.reconnects, 1);
         }
     }
@@ -330,7 +379,7 @@ fn soak(duration: Duration) {
         let stats = server.stats();
         eprintln!(
             "[{}] soak {:.0} s: {} requests, {} publications sent, {} received on {} subscriptions, \
-             {} reconnects, {} gaps, {} lagged, {} dropped by the server; RSS before {} KiB, \
+             {} reconnects, {} gaps, {} after a quick resubscription, {} lagged, {} dropped by the server; RSS before {} KiB, \
              at 1/4 {} KiB, at end {} KiB, after {} KiB (peak {} KiB); fds {} -> {}; threads {} -> {}",
             server.role,
             duration.as_secs_f64(),
@@ -340,6 +389,7 @@ fn soak(duration: Duration) {
             Tally::get(&tally.subscriptions),
             Tally::get(&tally.reconnects),
             Tally::get(&tally.gaps),
+            Tally::get(&tally.stale_gaps),
             Tally::get(&tally.lagged),
             stats.dropped,
             before.rss_kib,
