@@ -25,7 +25,45 @@ use crate::server::{add, ConnShared, Core, SERVER_MAX_SUBSCRIPTIONS, SERVER_MAX_
 use crate::values::{Sink, Span, Values};
 
 type Protocol = ServerProtocol<SERVER_MAX_SUBSCRIPTIONS, SERVER_MAX_SUBSCRIPTION_BYTES>;
-type Answer = (Bytes, Result<Reply, Failure>);
+type Answer = (Tag, Result<Reply, Failure>);
+
+/// A request's tag, kept for its answer: inline when short, as every
+/// microsocket and IPC::MicroSocket client's tags are, so holding it costs no
+/// reference to the receive buffer.
+enum Tag {
+    Inline { bytes: [u8; 15], len: u8 },
+    Shared(Bytes),
+}
+
+impl Tag {
+    /// The tag at `span` in `frame`.
+    fn new(span: Span, frame: &Bytes) -> Self {
+        let tag = span.get(frame);
+        match u8::try_from(tag.len()) {
+            Ok(len) if tag.len() <= 15 => {
+                let mut bytes = [0; 15];
+                bytes[..tag.len()].copy_from_slice(tag);
+                Self::Inline { bytes, len }
+            }
+            _ => Self::Shared(span.slice(frame)),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { bytes, len } => &bytes[..usize::from(*len)],
+            Self::Shared(b) => b,
+        }
+    }
+}
+
+/// The handler futures of one connection's requests still running, and a
+/// finished one's allocation kept for the next request (most handlers answer
+/// at once, so most requests need no allocation of their own).
+struct Running<F> {
+    inflight: FuturesUnordered<Pin<Box<F>>>,
+    spare: Option<Pin<Box<F>>>,
+}
 
 /// First read buffer size; it doubles while a frame needs more.
 const READ_CHUNK: usize = 4 * 1024;
@@ -73,13 +111,16 @@ pub(crate) async fn serve<S, H>(
             held: 0,
             flush: false,
         };
-        let mut inflight = FuturesUnordered::new();
-        let make = |tag: Bytes, request: Request| {
+        let mut running = Running {
+            inflight: FuturesUnordered::new(),
+            spare: None,
+        };
+        let make = |tag: Tag, request: Request| {
             let answer = handler.call(request);
             async move { (tag, answer.await) }
         };
-        let result = std::future::poll_fn(|cx| conn.poll(cx, handler, &mut inflight, &make)).await;
-        drop(inflight);
+        let result = std::future::poll_fn(|cx| conn.poll(cx, handler, &mut running, &make)).await;
+        drop(running);
         match result {
             Ok(()) => {
                 let _ = std::future::poll_fn(|cx| Pin::new(&mut conn.stream).poll_shutdown(cx)).await;
@@ -126,18 +167,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         &mut self,
         cx: &mut Context<'_>,
         handler: &H,
-        inflight: &mut FuturesUnordered<Pin<Box<F>>>,
+        running: &mut Running<F>,
         make: &M,
     ) -> Poll<io::Result<()>>
     where
         H: Handler,
         F: Future<Output = Answer>,
-        M: Fn(Bytes, Request) -> F,
+        M: Fn(Tag, Request) -> F,
     {
         loop {
             let mut progress = false;
             // Answers of the requests that completed.
-            while let Poll::Ready(Some(answer)) = inflight.poll_next_unpin(cx) {
+            while let Poll::Ready(Some(answer)) = running.inflight.poll_next_unpin(cx) {
                 self.done.push(answer);
             }
             // Publications queued so far go before those answers: a publication
@@ -169,7 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 let before = self.resp.len();
                 let n = self.done.len();
                 for (tag, result) in self.done.drain(..) {
-                    encode_answer(&mut self.protocol, &tag, result, &mut self.resp);
+                    encode_answer(&mut self.protocol, tag.as_bytes(), result, &mut self.resp);
                 }
                 self.account(before);
                 add(&self.core.counters.requests, n as u64);
@@ -188,7 +229,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                     }
                     Poll::Ready(Ok(_)) => {
                         let before = self.resp.len();
-                        self.process(cx, handler, inflight, make);
+                        self.process(cx, handler, running, make);
                         self.account(before);
                         progress = true;
                     }
@@ -199,7 +240,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             progress |= self.write(cx)?;
             self.shared.held.store(self.held, Ordering::Relaxed);
             if !self.reading
-                && inflight.is_empty()
+                && running.inflight.is_empty()
                 && self.done.is_empty()
                 && self.out.is_empty()
                 && self.resp.is_empty()
@@ -277,16 +318,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     /// Handles every whole frame received: requests are polled once and, if
     /// unfinished, become futures in `inflight` (finished ones go to `done`),
     /// subscriptions go to the hub, protocol answers into `resp`.
-    fn process<H, F, M>(
-        &mut self,
-        cx: &mut Context<'_>,
-        handler: &H,
-        inflight: &mut FuturesUnordered<Pin<Box<F>>>,
-        make: &M,
-    ) where
+    fn process<H, F, M>(&mut self, cx: &mut Context<'_>, handler: &H, running: &mut Running<F>, make: &M)
+    where
         H: Handler,
         F: Future<Output = Answer>,
-        M: Fn(Bytes, Request) -> F,
+        M: Fn(Tag, Request) -> F,
     {
         loop {
             match self.decoder.decode(&self.rbuf) {
@@ -311,7 +347,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                     match event {
                         Some(ServerEvent::Request { tag, command, .. }) => {
                             tracing::trace!(command = %String::from_utf8_lossy(command), "request");
-                            let (tag, command) = (Span::of(tag, base), Span::of(command, base));
+                            let command = Span::of(command, base);
+                            let tag_span = Span::of(tag, base);
                             // The frame becomes a frozen slice the request owns.
                             // A request keeps the allocation it is a slice of
                             // alive while in flight; a small one in a buffer a
@@ -334,10 +371,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                             // right away and keep only unfinished ones in
                             // `inflight`. (A handler left pending may also wake
                             // this task later, a harmless extra poll.)
-                            let mut future = Box::pin(make(tag.slice(&bytes), request));
+                            let tag = Tag::new(tag_span, &bytes);
+                            let future = make(tag, request);
+                            let mut future = match running.spare.take() {
+                                Some(mut spare) => {
+                                    spare.set(future);
+                                    spare
+                                }
+                                None => Box::pin(future),
+                            };
                             match future.as_mut().poll(cx) {
-                                Poll::Ready(answer) => self.done.push(answer),
-                                Poll::Pending => inflight.push(future),
+                                Poll::Ready(answer) => {
+                                    self.done.push(answer);
+                                    running.spare = Some(future);
+                                }
+                                Poll::Pending => running.inflight.push(future),
                             }
                             continue;
                         }

@@ -179,6 +179,14 @@ impl Span {
         }
     }
 
+    /// The same bytes borrowed from `frame`, the buffer that started at `base`.
+    pub(crate) fn get(self, frame: &[u8]) -> &[u8] {
+        self.start
+            .checked_add(self.len)
+            .and_then(|end| frame.get(self.start..end))
+            .unwrap_or_default()
+    }
+
     /// The same bytes in `frame`, the frozen buffer that started at `base`.
     pub(crate) fn slice(self, frame: &Bytes) -> Bytes {
         match self.start.checked_add(self.len) {
