@@ -58,8 +58,9 @@ impl Tag {
 }
 
 /// The handler futures of one connection's requests still running, and a
-/// finished one's allocation kept for the next request (most handlers answer
-/// at once, so most requests need no allocation of their own).
+/// finished one's allocation kept for the next request while the connection
+/// is busy (most handlers answer at once, so a batch of requests needs one
+/// allocation, not one each).
 struct Running<F> {
     inflight: FuturesUnordered<Pin<Box<F>>>,
     spare: Option<Pin<Box<F>>>,
@@ -249,6 +250,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 return Poll::Ready(Ok(()));
             }
             if !progress {
+                // An idle connection keeps no spare allocation.
+                running.spare = None;
                 return Poll::Pending;
             }
         }

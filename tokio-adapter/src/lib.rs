@@ -138,16 +138,21 @@
 //! | `rtt`: round trip with one request in flight, p50, client and server in one current-thread runtime, `taskset -c 0`, median of 5 runs | 8.7 µs against 6.9 µs for the floor: **1.19–1.38x** (single runs 1.16–1.43x; the load decides which end) | ≤ 1.3x floor |
 //! | `pipelined1`: one connection, 256 requests in flight from 256 tasks, current-thread runtime | **2.5–2.7 M requests/s** | ≥ 2 M/s |
 //! | `pipelined2`: the same on a 2-worker multi-thread runtime | **1.9–2.2 M requests/s** on a quiet machine, 1.0–1.6 M/s under load (about 90 requests per write) | ≥ 2 M/s |
+//! | `pipelined-split`: one connection, 256 tasks looping over one-byte `ECHO` requests, client and server each on a current-thread runtime on a thread of its own (the comparison harness's layout), median of 9 runs of 400,000 | **2.0–2.4 M requests/s** in single runs when the machine leaves both threads a core; medians 0.9–1.6 M/s at load average 7–12 | ≥ 2 M/s |
 //! | `fanout-raw`: 64-byte publications to 100 subscribed sockets that only read (what the server delivers) | **11–26 M deliveries/s** on a quiet machine, 7–8 M/s under load (the single publishing task is the limit: taking each connection's queue lock, a cache line the connection's task last held, is most of the cost) | ≥ 10 M/s |
 //! | `fanout`: the same, then to 100 microsocket client subscriptions in the same process | 7.8–9.5 M deliveries/s received on a quiet machine, 4.3–5.8 M/s under load | |
 //! | `idle`: server memory per idle connection, 10,000 connections opened by another process | **11.9–12.7 KiB** | < 16 KiB |
 //!
-//! The comparison harness (`cargo run --release -p microsocket-bench -- run
-//! --repeats 1 --only <workload>`) runs its floors in the same run: its
-//! `pipelined-1x256` (one `ECHO` with a value per request, timed from spawning
-//! the tasks) gives 1.45–1.54 M requests/s against 5.5–5.7 M/s for its Tokio
-//! floor, which writes all its requests from one task; `fanout-100` gives
-//! 0.3–0.4x of its Tokio floor (2.6–4.7 M/s against 7–16 M/s; its subscribers
+//! The comparison harness (`cargo run --release -p microsocket-bench --features
+//! zmq -- run --repeats 3 --only <workload>`) runs its floors in the same run:
+//! its `pipelined-1x256` (one `ECHO` with a value per request, timed from
+//! spawning the tasks) gives medians of 2.2–2.3 M requests/s (1.5 M/s when
+//! the load takes a core) against 2.2–4.5 M/s for its Tokio floor, which
+//! writes all its requests from one task. A request costs the two threads
+//! about 0.45 µs of CPU together (`perf stat` over `pipelined-split`), which
+//! matches that rate: with 256 in flight the client and the server mostly take
+//! turns, each handling a whole batch while the other waits. Its `fanout-100`
+//! gives 0.3–0.4x of its Tokio floor (2.6–4.7 M/s against 7–16 M/s; its subscribers
 //! wrap every read in a timeout); `rtt-16B-pinned` (multi-thread runtime on one
 //! CPU) gives p50 25.5 µs against 11.3 µs: a request still passes from the
 //! calling task to the connection's driver task, and the answer back.
@@ -158,7 +163,7 @@
 //!
 //! ```text
 //! taskset -c 0 cargo bench -p microsocket-tokio --bench tokio_adapter -- rtt
-//! cargo bench -p microsocket-tokio --bench tokio_adapter -- pipelined1 pipelined2 fanout-raw fanout idle
+//! cargo bench -p microsocket-tokio --bench tokio_adapter -- pipelined1 pipelined2 pipelined-split fanout-raw fanout idle
 //! ```
 
 #![forbid(unsafe_code)]
