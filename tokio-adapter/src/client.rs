@@ -1120,8 +1120,6 @@ struct Conn<S> {
     matched: Vec<SubscriptionId>,
     /// The current read buffer growth step.
     chunk: usize,
-    /// Publications decoded and not yet handed to their subscription streams.
-    staged: Vec<(Arc<SubQueue>, Publication)>,
     /// A write failed with `EPIPE` (see `State::send_closed`).
     send_closed: bool,
 }
@@ -1147,7 +1145,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             wake: Vec::new(),
             matched: Vec::new(),
             chunk: READ_CHUNK,
-            staged: Vec::new(),
             send_closed: false,
         }
     }
@@ -1156,6 +1153,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         loop {
             let mut progress = false;
             let mut defer = false;
+            let mut yielded = false;
             {
                 let mut guard = shared.lock();
                 let st = &mut *guard;
@@ -1245,7 +1243,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     } else {
                         READ_CHUNK
                     };
-                    self.process(shared);
+                    if self.process(shared) {
+                        // Publications were handed to subscription streams: let
+                        // their readers take them (while they are still in
+                        // cache) before reading more, rather than draining the
+                        // socket into ever longer queues.
+                        yielded = true;
+                    }
                     progress = true;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Ended::Lost(e)),
@@ -1260,7 +1264,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.wake.drain(..).for_each(Waker::wake);
                 progress = true;
             }
-            if defer {
+            if defer || yielded {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -1270,17 +1274,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Decodes every whole frame received and delivers it.
-    fn process(&mut self, shared: &Shared) {
+    /// Decodes every whole frame received and delivers it. Returns whether
+    /// publications were handed to subscription streams.
+    ///
+    /// Publications go straight into their streams' queues: a stream's lock is
+    /// taken once per run of publications for it (with the connection's state
+    /// locked, the order `notify_subscriptions` also follows) and its reader is
+    /// woken once per run.
+    fn process(&mut self, shared: &Shared) -> bool {
         let mut guard = shared.lock();
-        let st = &mut *guard;
+        let State {
+            protocol, subs, table, ..
+        } = &mut *guard;
+        let subs = &*subs;
+        // The stream being filled, locked.
+        let mut current: Option<(&SubQueue, MutexGuard<'_, SubInner>)> = None;
+        // The last wire subscription looked up and its local streams.
+        let mut last: Option<(SubscriptionId, &[Arc<SubQueue>])> = None;
+        let mut delivered = false;
         loop {
             match self.decoder.decode(&self.rbuf) {
                 Decoded::NeedMore => break,
                 Decoded::Skipped { consumed } => self.rbuf.advance(consumed),
                 Decoded::Oversized { sigil, tag, consumed } => {
-                    if let Some(ClientEvent::ResponseTooLarge { id }) = st.protocol.handle_oversized_frame(sigil, tag) {
-                        st.table.complete(id, Err(Error::FrameTooLarge), &mut self.wake);
+                    if let Some(ClientEvent::ResponseTooLarge { id }) = protocol.handle_oversized_frame(sigil, tag) {
+                        table.complete(id, Err(Error::FrameTooLarge), &mut self.wake);
                     }
                     tracing::warn!("oversized frame from server skipped");
                     self.rbuf.advance(consumed);
@@ -1288,9 +1306,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Decoded::Frame { frame, consumed } => {
                     let base = self.rbuf.as_ptr();
                     let argc = frame.argc();
-                    let State {
-                        protocol, subs, table, ..
-                    } = &mut *st;
                     // Note what the frame is, then cut it from the buffer as a
                     // frozen slice the values share.
                     let got = match protocol.handle_frame(frame) {
@@ -1332,7 +1347,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                             });
                             // The last subscriber gets the publication itself,
                             // the others clones.
-                            let mut queues = self.matched.iter().flat_map(|sid| subs.get(sid).into_iter().flatten());
+                            let mut queues = self.matched.iter().flat_map(|&sid| match last {
+                                Some((id, queues)) if id == sid => queues,
+                                _ => {
+                                    let queues = subs.get(&sid).map_or(&[][..], Vec::as_slice);
+                                    last = Some((sid, queues));
+                                    queues
+                                }
+                            });
                             let mut next = queues.next();
                             while let Some(queue) = next {
                                 next = queues.next();
@@ -1341,9 +1363,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                                 } else {
                                     publication.take()
                                 };
-                                if let Some(one) = one {
-                                    self.staged.push((queue.clone(), one));
-                                }
+                                let Some(one) = one else { break };
+                                let inner = match &mut current {
+                                    Some((q, inner)) if std::ptr::eq(*q, &**queue) => inner,
+                                    _ => {
+                                        if let Some((_, mut inner)) = current.take() {
+                                            self.wake.extend(inner.waker.take());
+                                        }
+                                        &mut current.insert((queue, queue.lock())).1
+                                    }
+                                };
+                                deliver(queue, inner, one);
+                                delivered = true;
                             }
                         }
                         Got::Nothing => {}
@@ -1351,24 +1382,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
             }
         }
-        drop(guard);
-        // Hand the publications over, locking each stream once per run of
-        // publications for it.
-        let mut staged = self.staged.drain(..).peekable();
-        while let Some((queue, first)) = staged.next() {
-            let mut inner = queue.lock();
-            deliver(&queue, &mut inner, first);
-            while let Some((_, next)) = staged.next_if(|(q, _)| Arc::ptr_eq(q, &queue)) {
-                deliver(&queue, &mut inner, next);
-            }
-            if let Some(w) = inner.waker.take() {
-                self.wake.push(w);
-            }
+        if let Some((_, mut inner)) = current.take() {
+            self.wake.extend(inner.waker.take());
         }
-        drop(staged);
+        drop(current);
+        drop(guard);
         if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
             self.rbuf = BytesMut::new();
         }
         self.wake.drain(..).for_each(Waker::wake);
+        delivered
     }
 }
