@@ -298,6 +298,9 @@ pub(crate) struct OutQueue {
 /// Publication frames up to this size are copied into the connection's queue
 /// rather than shared.
 const COPY_BELOW: usize = 512;
+/// Copied publication frames are gathered in chunks of up to this size, each
+/// handed to the writer whole.
+const TAIL_CHUNK: usize = 32 * 1024;
 
 impl OutQueue {
     /// Whether no publication is queued.
@@ -310,7 +313,8 @@ impl OutQueue {
     pub(crate) fn drain_into(&mut self, out: &mut VecDeque<Bytes>) -> usize {
         out.extend(self.frames.drain(..));
         if !self.tail.is_empty() {
-            out.push_back(self.tail.split().freeze());
+            // The whole chunk goes, so an idle connection keeps no spare room.
+            out.push_back(std::mem::take(&mut self.tail).freeze());
         }
         std::mem::take(&mut self.bytes)
     }
@@ -445,6 +449,18 @@ impl Core {
         }
         queue.bytes += len;
         if len <= COPY_BELOW {
+            if queue.tail.len() + len > TAIL_CHUNK {
+                // A full chunk goes to the writer whole; the next one starts
+                // afresh rather than this one growing (and being copied).
+                let full = std::mem::take(&mut queue.tail).freeze();
+                queue.frames.push_back(full);
+            }
+            if queue.tail.capacity() - queue.tail.len() < len {
+                // A chunk for many frames on a busy connection (more is queued
+                // already), a small one for an occasional publication.
+                let room = if queue.bytes > len { TAIL_CHUNK } else { 1024 };
+                queue.tail.reserve(room);
+            }
             queue.tail.extend_from_slice(frame);
         } else {
             if !queue.tail.is_empty() {
