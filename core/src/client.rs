@@ -269,6 +269,17 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
     /// (unknown tags, publications nobody here subscribed to, unknown sigils,
     /// messages only a server takes) make none.
     pub fn handle_frame<'a>(&'a mut self, frame: Frame<'a>) -> Option<ClientEvent<'a>> {
+        // A publication (the bulk of what a subscriber receives) changes no
+        // state: parse it and look its topic up once.
+        if let Message::Publication { topic, values } = Message::parse(&frame) {
+            let this: &'a Self = self;
+            let subscriptions = this.subscriptions.matches(topic);
+            return subscriptions.clone().next().is_some().then_some(ClientEvent::Publication {
+                topic,
+                values,
+                subscriptions,
+            });
+        }
         let handled = self.handle(&frame)?;
         Some(self.event(handled, frame))
     }
