@@ -274,11 +274,15 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
         if let Message::Publication { topic, values } = Message::parse(&frame) {
             let this: &'a Self = self;
             let subscriptions = this.subscriptions.matches(topic);
-            return subscriptions.clone().next().is_some().then_some(ClientEvent::Publication {
-                topic,
-                values,
-                subscriptions,
-            });
+            return subscriptions
+                .clone()
+                .next()
+                .is_some()
+                .then_some(ClientEvent::Publication {
+                    topic,
+                    values,
+                    subscriptions,
+                });
         }
         let handled = self.handle(&frame)?;
         Some(self.event(handled, frame))
