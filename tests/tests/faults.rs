@@ -785,12 +785,15 @@ fn out_of_descriptors(kind: &'static str) {
                 }
             })
             .collect();
-        // Those the server has descriptors for are answered.
-        let mut served = 0;
+        // Those the server has descriptors for are answered. The count must hold
+        // still for 500 ms: a server briefly starved of CPU on a busy machine
+        // may still be answering the connections it has.
+        let (mut served, mut still) = (0, 0);
         wait_until("some answered", || {
             let now = raws.iter_mut().map(Raw::answered).filter(|a| *a).count();
-            let settled = now > 0 && now == served;
+            still = if now > 0 && now == served { still + 1 } else { 0 };
             served = now;
+            let settled = still >= 5;
             if !settled {
                 std::thread::sleep(Duration::from_millis(100));
             }
