@@ -12,9 +12,8 @@
 //! Publications already received when `subscribe` returns are counted as
 //! "early" and not checked: they were made before the subscription was in
 //! place, and some may have been on their way to an earlier subscription of the
-//! same connection to an overlapping topic or pattern (the std server lets
-//! answers overtake queued publications, so even a round trip after an
-//! unsubscription does not flush them).
+//! same connection to an overlapping topic or pattern (dropped just before,
+//! with no request answered in between to flush them).
 //!
 //! `soak_short` (about 10 s) runs with the other tests. The long run, 10 minutes:
 //!
