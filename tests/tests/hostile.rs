@@ -34,9 +34,11 @@ fn server_process() {
 // Bounds
 // ---------------------------------------------------------------------------
 
-/// The probe's 99th-percentile round trip during an attack (debug build on a
-/// busy two-core machine; typical figures are far lower, see the output).
-const P99_BOUND: Duration = Duration::from_millis(100);
+/// The probe's 99th-percentile round trip during an attack. It is generous
+/// because the tests run as a debug build, possibly beside other test binaries
+/// on a two-core machine: measured p99s are 0.2-50 ms in debug and under 7 ms in
+/// release (see the output and docs/reliability.md).
+const P99_BOUND: Duration = Duration::from_millis(250);
 /// The probe's slowest round trip during an attack.
 const MAX_BOUND: Duration = Duration::from_secs(2);
 /// Memory a server may grow by regardless of connections: allocator arenas,
