@@ -36,8 +36,9 @@
 //!
 //! Each connection's queue is bounded ([`ServerConfig::max_queued_bytes`]):
 //!
-//! - responses are never dropped and go out before queued publications; while a
-//!   connection has more than the bound unsent, its reader stops reading its
+//! - responses are never dropped, and they leave after the publications queued
+//!   before them (those made while their request was handled among them); while
+//!   a connection has more than the bound unsent, its reader stops reading its
 //!   requests until the queue drains;
 //! - a publication that would exceed the bound is dropped and counted, or the
 //!   connection is closed, as [`ServerConfig::slow_consumer`] says. Other

@@ -1,5 +1,6 @@
-//! The server's per-connection output queue: answers overtake queued
-//! publications only between frames, also when the socket takes frames in part.
+//! The server's per-connection output queue: answers and publications leave
+//! whole and in the order they were queued, also when the socket takes frames
+//! in part.
 
 mod common;
 
@@ -27,7 +28,7 @@ fn answers_and_a_backlog_larger_than_the_socket_arrive_whole_and_in_order() {
         let mut ack = [0u8; 7];
         raw.read_exact(&mut ack).unwrap();
         // Publications of odd sizes, far more than the socket buffers, interleaved
-        // with requests whose answers jump the queue.
+        // with requests whose answers join the queue behind them.
         const N: usize = 3000;
         let mut requests = Vec::new();
         for i in 0..N {
