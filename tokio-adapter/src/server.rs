@@ -300,7 +300,9 @@ pub(crate) struct OutQueue {
 const COPY_BELOW: usize = 512;
 /// Copied publication frames are gathered in chunks of up to this size, each
 /// handed to the writer whole.
-const TAIL_CHUNK: usize = 32 * 1024;
+const MAX_TAIL_CHUNK: usize = 32 * 1024;
+/// The smallest chunk for copied publication frames (more than `COPY_BELOW`).
+const MIN_TAIL_CHUNK: usize = 1024;
 
 impl OutQueue {
     /// Whether no publication is queued.
@@ -449,16 +451,17 @@ impl Core {
         }
         queue.bytes += len;
         if len <= COPY_BELOW {
-            if queue.tail.len() + len > TAIL_CHUNK {
-                // A full chunk goes to the writer whole; the next one starts
-                // afresh rather than this one growing (and being copied).
-                let full = std::mem::take(&mut queue.tail).freeze();
-                queue.frames.push_back(full);
-            }
             if queue.tail.capacity() - queue.tail.len() < len {
-                // A chunk for many frames on a busy connection (more is queued
-                // already), a small one for an occasional publication.
-                let room = if queue.bytes > len { TAIL_CHUNK } else { 1024 };
+                // A full chunk goes to the writer whole, and the next one
+                // starts afresh rather than this one growing (and being
+                // copied): as large as what is queued already, so a busy
+                // connection gets large chunks and an occasional publication
+                // a small one, and the spare room never exceeds what is queued.
+                if !queue.tail.is_empty() {
+                    let full = std::mem::take(&mut queue.tail).freeze();
+                    queue.frames.push_back(full);
+                }
+                let room = queue.bytes.clamp(MIN_TAIL_CHUNK, MAX_TAIL_CHUNK);
                 queue.tail.reserve(room);
             }
             queue.tail.extend_from_slice(frame);
