@@ -300,9 +300,7 @@ pub(crate) struct OutQueue {
 const COPY_BELOW: usize = 512;
 /// Copied publication frames are gathered in chunks of up to this size, each
 /// handed to the writer whole.
-const MAX_TAIL_CHUNK: usize = 32 * 1024;
-/// The smallest chunk for copied publication frames (more than `COPY_BELOW`).
-const MIN_TAIL_CHUNK: usize = 1024;
+const TAIL_CHUNK: usize = 32 * 1024;
 
 impl OutQueue {
     /// Whether no publication is queued.
@@ -315,8 +313,9 @@ impl OutQueue {
     pub(crate) fn drain_into(&mut self, out: &mut VecDeque<Bytes>) -> usize {
         out.extend(self.frames.drain(..));
         if !self.tail.is_empty() {
-            // The whole chunk goes, so an idle connection keeps no spare room.
-            out.push_back(std::mem::take(&mut self.tail).freeze());
+            // The spare room stays: once written, the chunk's buffer is taken
+            // back whole by the next `reserve`.
+            out.push_back(self.tail.split().freeze());
         }
         std::mem::take(&mut self.bytes)
     }
@@ -451,18 +450,13 @@ impl Core {
         }
         queue.bytes += len;
         if len <= COPY_BELOW {
-            if queue.tail.capacity() - queue.tail.len() < len {
+            if queue.tail.len() + len > TAIL_CHUNK {
                 // A full chunk goes to the writer whole, and the next one
-                // starts afresh rather than this one growing (and being
-                // copied): as large as what is queued already, so a busy
-                // connection gets large chunks and an occasional publication
-                // a small one, and the spare room never exceeds what is queued.
-                if !queue.tail.is_empty() {
-                    let full = std::mem::take(&mut queue.tail).freeze();
-                    queue.frames.push_back(full);
-                }
-                let room = queue.bytes.clamp(MIN_TAIL_CHUNK, MAX_TAIL_CHUNK);
-                queue.tail.reserve(room);
+                // starts with room for as much, rather than this one growing
+                // (and being copied) without end.
+                let full = queue.tail.split().freeze();
+                queue.frames.push_back(full);
+                queue.tail.reserve(TAIL_CHUNK);
             }
             queue.tail.extend_from_slice(frame);
         } else {
