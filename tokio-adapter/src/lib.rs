@@ -139,8 +139,8 @@
 //! | `pipelined1`: one connection, 256 requests in flight from 256 tasks, current-thread runtime | **2.5–2.7 M requests/s** | ≥ 2 M/s |
 //! | `pipelined2`: the same on a 2-worker multi-thread runtime | **1.9–2.2 M requests/s** on a quiet machine, 1.0–1.6 M/s under load (about 90 requests per write) | ≥ 2 M/s |
 //! | `pipelined-split`: one connection, 256 tasks looping over one-byte `ECHO` requests, client and server each on a current-thread runtime on a thread of its own (the comparison harness's layout), median of 9 runs of 400,000 | **2.0–2.4 M requests/s** in single runs when the machine leaves both threads a core; medians 0.9–1.6 M/s at load average 7–12 | ≥ 2 M/s |
-//! | `fanout-raw`: 64-byte publications to 100 subscribed sockets that only read (what the server delivers) | **11–26 M deliveries/s** on a quiet machine, 7–8 M/s under load (the single publishing task is the limit: taking each connection's queue lock, a cache line the connection's task last held, is most of the cost) | ≥ 10 M/s |
-//! | `fanout`: the same, then to 100 microsocket client subscriptions in the same process | 9.6–11.2 M deliveries/s received at load average 2–3 (median of 7 runs 10.2 M/s), 5 M/s when the load takes a core | |
+//! | `fanout-raw`: 64-byte publications to 100 subscribed sockets that only read (what the server delivers) | **11–33 M deliveries/s** on a quiet machine, 7–8 M/s under load (the single publishing task is the limit: taking each connection's queue lock, a cache line the connection's task last held, is most of the cost) | ≥ 10 M/s |
+//! | `fanout`: the same, then to 100 microsocket client subscriptions in the same process | 9.5–11.2 M deliveries/s received at load average 2–3 (medians about 10.2 M/s), 5 M/s when the load takes a core | |
 //! | `idle`: server memory per idle connection, 10,000 connections opened by another process | **11.9–12.7 KiB** | < 16 KiB |
 //!
 //! The comparison harness (`cargo run --release -p microsocket-bench --features
@@ -154,7 +154,7 @@
 //! turns, each handling a whole batch while the other waits. Its `fanout-100`
 //! (the server on one current-thread runtime, the 100 subscriber clients and
 //! their reader tasks on another) gives medians of 6.1–6.3 M deliveries/s
-//! against 8.9–10.6 M/s for its Tokio floor at load average 2–5 (0.6–0.7x);
+//! against 8.9–10.5 M/s for its Tokio floor at load average 2–5 (0.6–0.7x);
 //! the subscribers' thread is the limit: each publication is decoded, matched,
 //! cut from the read buffer and queued by the connection's driver task, then
 //! taken and checked by the reader task, about twice the server's CPU per
