@@ -146,9 +146,10 @@
 //! The comparison harness (`cargo run --release -p microsocket-bench --features
 //! zmq -- run --repeats 3 --only <workload>`) runs its floors in the same run:
 //! its `pipelined-1x256` (one `ECHO` with a value per request, timed from
-//! spawning the tasks) gives medians of 2.2–2.3 M requests/s (1.5 M/s when
-//! the load takes a core) against 2.2–4.5 M/s for its Tokio floor, which
-//! writes all its requests from one task. A request costs the two threads
+//! spawning the tasks) gave medians of 2.2–2.3 M requests/s in some runs, but
+//! 1.45–1.71 M/s in most, and 1.59 M/s against 2.99 M/s for its Tokio floor in
+//! the full run behind BENCHMARKS.md (load average about 2). The floor writes
+//! all its requests from one task. A request costs the two threads
 //! about 0.45 µs of CPU together (`perf stat` over `pipelined-split`), which
 //! matches that rate: with 256 in flight the client and the server mostly take
 //! turns, each handling a whole batch while the other waits. Its `fanout-100`
@@ -160,10 +161,10 @@
 //! taken and checked by the reader task, about twice the server's CPU per
 //! delivery (`perf record`). A driver reads once (up to 64 KiB) per turn when
 //! publications arrive and lets their readers run before reading more, so the
-//! queued publications are still in cache when taken. `rtt-16B-pinned`
-//! (multi-thread runtime on one CPU) gives p50 25.5 µs against 11.3 µs: a
-//! request still passes from the calling task to the connection's driver task,
-//! and the answer back.
+//! queued publications are still in cache when taken; the full run gave
+//! 6.28 M/s against 10.26 M/s. Its `rtt-16B-pinned` gave p50 16.3 µs against
+//! 13.9 µs for the floor (1.17x): a request still passes from the calling task
+//! to the connection's driver task, and the answer back.
 //!
 //! The floor for the round trip is a minimal hand-written Tokio ping-pong over a
 //! UNIX socket exchanging the same frames, run in the same process just before each
