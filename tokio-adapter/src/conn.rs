@@ -445,8 +445,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     }
 }
 
-/// Encodes a handler's answer; frames the protocol cannot encode (too many
-/// values, say) become a failure so the request is still answered once.
 /// Moves publications queued for a connection into `out`, behind the answers
 /// encoded so far in `resp`, so answers encoded later follow them.
 fn pull_publications(shared: &ConnShared, resp: &mut BytesMut, out: &mut VecDeque<Bytes>, held: &mut usize) {
@@ -459,6 +457,8 @@ fn pull_publications(shared: &ConnShared, resp: &mut BytesMut, out: &mut VecDequ
     }
 }
 
+/// Encodes a handler's answer; frames the protocol cannot encode (too many
+/// values, say) become a failure so the request is still answered once.
 fn encode_answer(protocol: &mut Protocol, tag: &[u8], result: Result<Reply, Failure>, resp: &mut BytesMut) {
     let sink = &mut Sink(resp);
     let encoded = match &result {
