@@ -229,9 +229,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                         progress = true;
                     }
                     Poll::Ready(Ok(_)) => {
-                        let before = self.resp.len();
                         self.process(cx, handler, running, make);
-                        self.account(before);
                         progress = true;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -320,13 +318,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
 
     /// Handles every whole frame received: requests are polled once and, if
     /// unfinished, become futures in `inflight` (finished ones go to `done`),
-    /// subscriptions go to the hub, protocol answers into `resp`.
+    /// subscriptions go to the hub, protocol answers into `resp` (counted in
+    /// `held` as they are encoded).
     fn process<H, F, M>(&mut self, cx: &mut Context<'_>, handler: &H, running: &mut Running<F>, make: &M)
     where
         H: Handler,
         F: Future<Output = Answer>,
         M: Fn(Tag, Request) -> F,
     {
+        // `resp` bytes up to here are counted; a subscription's catch-up moves
+        // `resp` into `out`, so what was encoded before it is counted first.
+        let mut counted = self.resp.len();
         loop {
             match self.decoder.decode(&self.rbuf) {
                 Decoded::NeedMore => break,
@@ -400,7 +402,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                                 self.core.subscribe(self.key, kind, topic);
                                 // The catch-up just queued goes before any answer
                                 // to a later frame (the subscribe barrier's, say).
+                                self.held += self.resp.len() - counted;
                                 pull_publications(self.shared, &mut self.resp, &mut self.out, &mut self.held);
+                                counted = self.resp.len();
                                 handler.subscription_changed(
                                     &self.context,
                                     SubscriptionChange::Subscribed { kind, topic },
@@ -438,6 +442,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 }
             }
         }
+        self.account(counted);
         if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
             self.rbuf = BytesMut::new();
             self.rbuf_allocation = 0;
