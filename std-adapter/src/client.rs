@@ -12,8 +12,10 @@
 //!   decodes every complete frame, hands each response to the slot of the thread
 //!   that waits for it and each publication to the matching subscription queues,
 //!   and stops leading as soon as its own answer is in;
-//! - otherwise it sleeps on its own condition variable until its answer arrives or
-//!   the leader role falls free (then one sleeper is woken to take it over).
+//! - otherwise it yields the CPU a bounded number of times, which on a busy
+//!   connection usually finds its answer in or the leader role free without a
+//!   wake-up, then sleeps on its own condition variable until its answer arrives
+//!   or the leader role falls free (then one sleeper is woken to take it over).
 //!
 //! Writes are combined: a thread that finds another one writing leaves its frame
 //! in the pending buffer for that writer, and while answers handed out by the
@@ -53,6 +55,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -76,6 +79,13 @@ pub const MAX_SUBSCRIPTION_BYTES: usize = 4096;
 
 /// Write buffers larger than this are freed once written rather than kept.
 const MAX_KEPT_BUFFER: usize = 1 << 20;
+
+/// How many times a thread whose answer another thread is reading yields the CPU
+/// before it sleeps. A wake-up from a condition variable costs a futex call and a
+/// cross-CPU context switch; yielding lets the leader and the server run and
+/// usually finds the answer in, or the leader role free, first. Bounded, so a
+/// slow server costs a waiter at most this many `sched_yield` calls.
+const SPIN_YIELDS: u32 = 64;
 
 /// Answers that arrived for one slot and are not yet collected, with their ids.
 type Answers = Vec<(RequestId, Result<Vec<Bytes>>)>;
@@ -135,6 +145,9 @@ struct Inner {
     rx: Mutex<Reader>,
     /// One condition variable per request slot, used with `state`.
     slot_cvs: Box<[Condvar]>,
+    /// Bumped whenever an answer is handed out, the connection closes or the
+    /// leader steps down.
+    progress: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -300,6 +313,7 @@ impl Client {
                 }),
                 rx: Mutex::new(reader),
                 slot_cvs: (0..MAX_IN_FLIGHT).map(|_| Condvar::new()).collect(),
+                progress: AtomicU64::new(0),
                 config,
             }),
         })
@@ -634,6 +648,7 @@ impl Inner {
             return;
         }
         st.closed = true;
+        self.progress.fetch_add(1, Ordering::Release);
         st.protocol.handle_eof();
         let State { slots, done, .. } = st;
         for ((slot, done), cv) in slots.iter_mut().zip(done.iter_mut()).zip(self.slot_cvs.iter()) {
@@ -681,6 +696,7 @@ impl Inner {
         let mut st = self.lock_state();
         let mut registered = false;
         let mut tried = false;
+        let mut spins = 0;
         let result = loop {
             if let Some(v) = poll(&mut st) {
                 break Some(v);
@@ -703,6 +719,17 @@ impl Inner {
                 st = self.read_once(deadline, now, nonblocking);
                 tried = true;
                 st.reading = false;
+                self.progress.fetch_add(1, Ordering::Release);
+                continue;
+            }
+            if spins < SPIN_YIELDS && matches!(key, WaitKey::Slot(_)) {
+                let seen = self.progress.load(Ordering::Acquire);
+                self.release(st);
+                while spins < SPIN_YIELDS && self.progress.load(Ordering::Acquire) == seen {
+                    spins += 1;
+                    std::thread::yield_now();
+                }
+                st = self.lock_state();
                 continue;
             }
             if !registered {
@@ -919,6 +946,7 @@ impl Inner {
                 *slot = None;
                 st.done[i].push((id, result));
                 *st.uncollected += 1;
+                self.progress.fetch_add(1, Ordering::Release);
                 if st.sleeping[i] > 0 {
                     st.wakes.push(WaitKey::Slot(id.slot()));
                 }
