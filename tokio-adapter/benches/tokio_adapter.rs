@@ -3,10 +3,10 @@
 //! ```text
 //! cargo bench -p microsocket-tokio --bench tokio_adapter                 # everything
 //! taskset -c 0 cargo bench -p microsocket-tokio --bench tokio_adapter -- rtt
-//! cargo bench -p microsocket-tokio --bench tokio_adapter -- pipelined1 pipelined2 pipelined-split fanout-raw fanout idle
+//! cargo bench -p microsocket-tokio --bench tokio_adapter -- pipelined1 pipelined2 pipelined-split fanout-raw fanout-clients fanout idle
 //! ```
 //!
-//! (`pipelined` runs both runtimes, `fanout` both fan-out variants.)
+//! (`pipelined` runs both runtimes, `fanout` both fan-out variants beside their floors.)
 //!
 //! - `rtt`: round trip with one request in flight, p50 and p99, against the floor:
 //!   a minimal hand-written Tokio UNIX-socket ping-pong exchanging the same frames.
@@ -16,8 +16,15 @@
 //! - `pipelined-split`: one connection, 256 tasks each looping over one-byte
 //!   ECHO requests, client and server each on a current-thread runtime on a
 //!   thread of its own (the comparison harness's layout).
+//!
+//!   Each pipelined scenario first runs its floor in the same layout: one task
+//!   writing whatever keeps 256 requests outstanding in one write, one task
+//!   reading the answers, and an echo task answering each read with one write.
 //! - `fanout-raw`: 64-byte publications to 100 subscribed sockets that only read;
-//!   `fanout` adds the same to 100 microsocket client subscriptions.
+//!   `fanout-clients` the same to 100 microsocket client subscriptions. `fanout`
+//!   runs, three times in turn, two floors (a hand-written publisher writing
+//!   batches of 256 pre-built frames to each socket in turn, to readers that
+//!   count bytes or that walk and check every frame) and then both.
 //! - `idle`: server memory per idle connection, 10,000 connections opened from
 //!   another process (this binary run again).
 
@@ -186,6 +193,28 @@ fn pipelined_split() {
     });
     let _ = stop_tx.send(());
     server.join().unwrap();
+    let mut floors = Vec::new();
+    for _ in 0..RUNS {
+        let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+        let echo = std::thread::spawn(move || {
+            runtime(1).block_on(async move {
+                server.set_nonblocking(true).unwrap();
+                floor_echo(UnixStream::from_std(server).unwrap()).await;
+            });
+        });
+        floors.push(runtime(1).block_on(async move {
+            client.set_nonblocking(true).unwrap();
+            floor_pipelined_client(UnixStream::from_std(client).unwrap(), REQUESTS as u64).await / 1e6
+        }));
+        echo.join().unwrap();
+    }
+    let shown_floors: Vec<_> = floors.iter().map(|r| format!("{r:.2}")).collect();
+    floors.sort_by(f64::total_cmp);
+    println!(
+        "floor (hand-written)         {:>6.2} M requests/s (median of {RUNS} runs of {REQUESTS}: {})",
+        floors[RUNS / 2],
+        shown_floors.join(" ")
+    );
     let shown: Vec<_> = rates.iter().map(|r| format!("{r:.2}")).collect();
     rates.sort_by(f64::total_cmp);
     println!(
@@ -193,6 +222,83 @@ fn pipelined_split() {
         rates[RUNS / 2],
         shown.join(" ")
     );
+}
+
+/// The pipelined floor's server: answers each read's whole PING frames with as
+/// many PONGs in one write.
+async fn floor_echo(mut stream: UnixStream) {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut out = Vec::new();
+    let mut have = 0;
+    loop {
+        let n = match stream.read(&mut buf[have..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        have += n;
+        let whole = have / PING.len();
+        out.clear();
+        for _ in 0..whole {
+            out.extend_from_slice(PONG);
+        }
+        if stream.write_all(&out).await.is_err() {
+            return;
+        }
+        buf.copy_within(whole * PING.len()..have, 0);
+        have -= whole * PING.len();
+    }
+}
+
+/// The pipelined floor's client: one task writes whatever keeps `IN_FLIGHT`
+/// requests outstanding in one write, another reads and counts the answers.
+/// Returns requests per second.
+async fn floor_pipelined_client(stream: UnixStream, requests: u64) -> f64 {
+    const IN_FLIGHT: u64 = 256;
+    let (mut rd, mut wr) = stream.into_split();
+    let answered = Arc::new(AtomicU64::new(0));
+    let more = Arc::new(tokio::sync::Notify::new());
+    let started = Instant::now();
+    let reader = {
+        let (answered, more) = (answered.clone(), more.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 << 10];
+            let mut bytes = 0u64;
+            while bytes < requests * PONG.len() as u64 {
+                let n = rd.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                bytes += n as u64;
+                answered.store(bytes / PONG.len() as u64, Ordering::Release);
+                more.notify_one();
+            }
+        })
+    };
+    let mut out = Vec::new();
+    let mut sent = 0;
+    while sent < requests {
+        let outstanding = sent - answered.load(Ordering::Acquire);
+        let n = (IN_FLIGHT - outstanding).min(requests - sent);
+        if n == 0 {
+            more.notified().await;
+            continue;
+        }
+        out.clear();
+        for _ in 0..n {
+            out.extend_from_slice(PING);
+        }
+        wr.write_all(&out).await.unwrap();
+        sent += n;
+    }
+    reader.await.unwrap();
+    requests as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The pipelined floor on the current runtime: client and echo server as tasks.
+async fn floor_pipelined(requests: u64) -> f64 {
+    let (client, server) = UnixStream::pair().unwrap();
+    let echo = tokio::spawn(floor_echo(server));
+    let rate = floor_pipelined_client(client, requests).await;
+    echo.abort();
+    rate
 }
 
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
@@ -225,6 +331,11 @@ fn pipelined_on(threads: usize) {
         let server = ping_server();
         server.listen_unix(&path).unwrap();
         let client = Client::connect_unix(&path).await.unwrap();
+        let floor = floor_pipelined(2_000_000).await;
+        println!(
+            "floor (hand-written)         {:>6.2} M requests/s (one writer, one reader, an echo task)",
+            floor / 1e6
+        );
         for secs in [1u64, 3] {
             let count = Arc::new(AtomicU64::new(0));
             let stop = Instant::now() + Duration::from_secs(secs);
@@ -269,6 +380,23 @@ fn fanout() {
     fanout_clients();
 }
 
+/// Both fan-out floors, then both microsocket fan-outs, `RUNS` times in turn.
+fn fanout_side_by_side() {
+    const RUNS: usize = 3;
+    for run in 1..=RUNS {
+        println!("== fan-out, run {run} of {RUNS}: floors, then microsocket");
+        println!(
+            "floor, readers count bytes   {:>6.2} M deliveries/s",
+            fanout_floor(false) / 1e6
+        );
+        println!(
+            "floor, readers decode frames {:>6.2} M deliveries/s",
+            fanout_floor(true) / 1e6
+        );
+        fanout();
+    }
+}
+
 /// Publishes `MESSAGES` 64-byte publications as fast as the hub takes them.
 async fn publish_all(server: &Server<impl microsocket_tokio::Handler>) -> f64 {
     let payload = [0x5au8; 64];
@@ -285,6 +413,87 @@ async fn publish_all(server: &Server<impl microsocket_tokio::Handler>) -> f64 {
     .await
     .unwrap();
     started.elapsed().as_secs_f64()
+}
+
+/// The fan-out floor: a hand-written publisher writes pre-built batches of 256
+/// publication frames to each subscriber socket in turn; each subscriber only
+/// counts bytes or, with `decode`, walks every frame and checks its topic and
+/// payload (what a client subscription does at the least). Returns deliveries
+/// per second.
+fn fanout_floor(decode: bool) -> f64 {
+    const BATCH: u64 = 256;
+    let rt = runtime(2);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("floor.sock");
+    rt.block_on(async {
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut frame = vec![b'!', 2];
+        for arg in [&b"bench.topic"[..], &[0x5a; 64]] {
+            frame.extend_from_slice(&(arg.len() as u32).to_be_bytes());
+            frame.extend_from_slice(arg);
+        }
+        let total = MESSAGES * frame.len() as u64;
+        let mut readers = Vec::new();
+        let mut sockets = Vec::new();
+        for _ in 0..SUBSCRIBERS {
+            let mut s = UnixStream::connect(&path).await.unwrap();
+            sockets.push(listener.accept().await.unwrap().0);
+            readers.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 256 * 1024];
+                let (mut have, mut bytes, mut frames) = (0, 0u64, 0u64);
+                while bytes < total {
+                    let n = s.read(&mut buf[have..]).await.unwrap();
+                    assert!(n > 0);
+                    bytes += n as u64;
+                    have += n;
+                    if !decode {
+                        have = 0;
+                        continue;
+                    }
+                    let mut at = 0;
+                    while let Some((topic, values, end)) = floor_publication(&buf[at..have]) {
+                        assert!(topic == b"bench.topic" && values.len() == 64);
+                        frames += 1;
+                        at += end;
+                    }
+                    buf.copy_within(at..have, 0);
+                    have -= at;
+                }
+                assert!(!decode || frames == MESSAGES);
+            }));
+        }
+        let batch = frame.repeat(BATCH as usize);
+        let started = Instant::now();
+        tokio::spawn(async move {
+            let mut sent = 0;
+            while sent < MESSAGES {
+                let n = BATCH.min(MESSAGES - sent);
+                for s in &mut sockets {
+                    s.write_all(&batch[..n as usize * frame.len()]).await.unwrap();
+                }
+                sent += n;
+            }
+        })
+        .await
+        .unwrap();
+        for r in readers {
+            r.await.unwrap();
+        }
+        (MESSAGES * SUBSCRIBERS as u64) as f64 / started.elapsed().as_secs_f64()
+    })
+}
+
+/// The topic and the one value of the two-argument publication frame at the
+/// start of `data`, and its length, if it is whole.
+fn floor_publication(data: &[u8]) -> Option<(&[u8], &[u8], usize)> {
+    let arg = |at: usize| -> Option<(&[u8], usize)> {
+        let len = u32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?) as usize;
+        Some((data.get(at + 4..at + 4 + len)?, at + 4 + len))
+    };
+    assert!(data.len() < 2 || data[..2] == [b'!', 2]);
+    let (topic, at) = arg(2)?;
+    let (value, end) = arg(at)?;
+    Some((topic, value, end))
 }
 
 fn fanout_server(path: &Path) -> Server<impl microsocket_tokio::Handler> {
@@ -483,7 +692,7 @@ fn main() {
         pipelined();
     }
     if want("fanout") {
-        fanout();
+        fanout_side_by_side();
     }
     if want("pipelined1") {
         pipelined_on(1);
@@ -496,6 +705,9 @@ fn main() {
     }
     if want("fanout-raw") {
         fanout_raw();
+    }
+    if want("fanout-clients") {
+        fanout_clients();
     }
     if want("idle") {
         idle();
