@@ -151,48 +151,6 @@ fn pipelined_split() {
     const TASKS: usize = 256;
     const RUNS: usize = 9;
     println!("== pipelined-split: one connection, {TASKS} tasks, client and server on a runtime thread each");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.sock");
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server_path = path.clone();
-    let server = std::thread::spawn(move || {
-        runtime(1).block_on(async move {
-            let handler =
-                handler_fn(|request: Request| std::future::ready(Ok::<_, Failure>(Reply::from(request.args))));
-            let server = Server::new(handler);
-            server.listen_unix(&server_path).unwrap();
-            ready_tx.send(()).unwrap();
-            let _ = stop_rx.await;
-            server.shutdown().await;
-        });
-    });
-    ready_rx.recv().unwrap();
-    let mut rates = Vec::new();
-    runtime(1).block_on(async {
-        let client = Client::builder().max_in_flight(1024).connect_unix(&path).await.unwrap();
-        for _ in 0..RUNS {
-            let started = Instant::now();
-            let tasks: Vec<_> = (0..TASKS)
-                .map(|_| {
-                    let client = client.clone();
-                    tokio::spawn(async move {
-                        for i in 0..REQUESTS / TASKS {
-                            let arg = [(i % 251) as u8];
-                            let values = client.request("ECHO", [&arg]).await.unwrap();
-                            assert_eq!(values.first().as_deref(), Some(&arg[..]));
-                        }
-                    })
-                })
-                .collect();
-            for t in tasks {
-                t.await.unwrap();
-            }
-            rates.push((REQUESTS / TASKS * TASKS) as f64 / started.elapsed().as_secs_f64() / 1e6);
-        }
-    });
-    let _ = stop_tx.send(());
-    server.join().unwrap();
     let mut floors = Vec::new();
     for _ in 0..RUNS {
         let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
@@ -208,20 +166,73 @@ fn pipelined_split() {
         }));
         echo.join().unwrap();
     }
-    let shown_floors: Vec<_> = floors.iter().map(|r| format!("{r:.2}")).collect();
-    floors.sort_by(f64::total_cmp);
-    println!(
-        "floor (hand-written)         {:>6.2} M requests/s (median of {RUNS} runs of {REQUESTS}: {})",
-        floors[RUNS / 2],
-        shown_floors.join(" ")
-    );
+    report_runs("floor (hand-written)", floors, REQUESTS);
+    for server_spin in [Duration::ZERO, Duration::from_micros(50)] {
+        let rates = pipelined_split_runs(server_spin, REQUESTS, TASKS, RUNS);
+        let name = format!("microsocket-tokio, server spin {} µs", server_spin.as_micros());
+        report_runs(&name, rates, REQUESTS);
+    }
+}
+
+/// Prints the median of `rates` (millions per second) and every run.
+fn report_runs(name: &str, mut rates: Vec<f64>, requests: usize) {
     let shown: Vec<_> = rates.iter().map(|r| format!("{r:.2}")).collect();
     rates.sort_by(f64::total_cmp);
     println!(
-        "microsocket-tokio            {:>6.2} M requests/s (median of {RUNS} runs of {REQUESTS}: {})",
-        rates[RUNS / 2],
+        "{name:<36} {:>6.2} M requests/s (median of {} runs of {requests}: {})",
+        rates[rates.len() / 2],
+        rates.len(),
         shown.join(" ")
     );
+}
+
+/// `runs` runs of `requests` one-byte ECHO requests from `tasks` tasks, the
+/// client on this thread's runtime and the server (spinning `server_spin`
+/// before sleep) on another thread's.
+fn pipelined_split_runs(server_spin: Duration, requests: usize, tasks: usize, runs: usize) -> Vec<f64> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_path = path.clone();
+    let server = std::thread::spawn(move || {
+        runtime(1).block_on(async move {
+            let handler =
+                handler_fn(|request: Request| std::future::ready(Ok::<_, Failure>(Reply::from(request.args))));
+            let server = Server::with_config(handler, ServerConfig::default().spin_before_sleep(server_spin));
+            server.listen_unix(&server_path).unwrap();
+            ready_tx.send(()).unwrap();
+            let _ = stop_rx.await;
+            server.shutdown().await;
+        });
+    });
+    ready_rx.recv().unwrap();
+    let mut rates = Vec::new();
+    runtime(1).block_on(async {
+        let client = Client::builder().max_in_flight(1024).connect_unix(&path).await.unwrap();
+        for _ in 0..runs {
+            let started = Instant::now();
+            let spawned: Vec<_> = (0..tasks)
+                .map(|_| {
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        for i in 0..requests / tasks {
+                            let arg = [(i % 251) as u8];
+                            let values = client.request("ECHO", [&arg]).await.unwrap();
+                            assert_eq!(values.first().as_deref(), Some(&arg[..]));
+                        }
+                    })
+                })
+                .collect();
+            for t in spawned {
+                t.await.unwrap();
+            }
+            rates.push((requests / tasks * tasks) as f64 / started.elapsed().as_secs_f64() / 1e6);
+        }
+    });
+    let _ = stop_tx.send(());
+    server.join().unwrap();
+    rates
 }
 
 /// The pipelined floor's server: answers each read's whole PING frames with as

@@ -22,6 +22,7 @@ use crate::handler::{
     Failure, Handler, PeerCredentials, Reply, ReplyValues, Request, RequestContext, SubscriptionChange,
 };
 use crate::server::{add, ConnShared, Core, SERVER_MAX_SUBSCRIPTIONS, SERVER_MAX_SUBSCRIPTION_BYTES};
+use crate::spin::Spin;
 use crate::values::{Sink, Span, Values};
 
 type Protocol = ServerProtocol<SERVER_MAX_SUBSCRIPTIONS, SERVER_MAX_SUBSCRIPTION_BYTES>;
@@ -111,6 +112,7 @@ pub(crate) async fn serve<S, H>(
             reading: true,
             held: 0,
             flush: false,
+            spin: Spin::new(core.config.spin_before_sleep),
         };
         let mut running = Running {
             inflight: FuturesUnordered::new(),
@@ -161,6 +163,8 @@ struct Conn<'a, S> {
     /// Bytes taken from the queue or encoded here and not yet written.
     held: usize,
     flush: bool,
+    /// Polling before sleep after the connection was busy.
+    spin: Spin,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
@@ -248,10 +252,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 return Poll::Ready(Ok(()));
             }
             if !progress {
+                if self.reading {
+                    self.spin.idle(cx);
+                }
                 // An idle connection keeps no spare allocation.
                 running.spare = None;
                 return Poll::Pending;
             }
+            self.spin.busy();
         }
     }
 

@@ -183,11 +183,12 @@ mod conn;
 mod error;
 mod handler;
 mod server;
+mod spin;
 mod values;
 
 pub use client::{
-    Client, ClientBuilder, ReconnectPolicy, ResponseFuture, Subscription, DEFAULT_MAX_FRAME, DEFAULT_TIMEOUT,
-    MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
+    Client, ClientBuilder, ReconnectPolicy, ResponseFuture, Subscription, DEFAULT_CLIENT_SPIN, DEFAULT_MAX_FRAME,
+    DEFAULT_TIMEOUT, MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
 };
 pub use error::Error;
 pub use handler::{

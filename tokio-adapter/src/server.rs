@@ -71,6 +71,10 @@ pub struct ServerConfig {
     pub socket_group: Option<u32>,
     /// How long [`Server::shutdown`] lets requests in flight finish (default 5 s).
     pub shutdown_timeout: Duration,
+    /// How long a connection that has just handled requests keeps polling for
+    /// more before its runtime thread may sleep (default zero: never). See
+    /// [`ServerConfig::spin_before_sleep`].
+    pub spin_before_sleep: Duration,
 }
 
 /// Distinct subscriptions one server connection can hold (the size of the
@@ -92,11 +96,27 @@ impl Default for ServerConfig {
             socket_owner: None,
             socket_group: None,
             shutdown_timeout: Duration::from_secs(5),
+            spin_before_sleep: Duration::ZERO,
         }
     }
 }
 
 impl ServerConfig {
+    /// Sets [`ServerConfig::spin_before_sleep`]: after a connection's requests
+    /// are handled and answered, it keeps polling for the next ones for this
+    /// long, yielding to other tasks, before its runtime thread may sleep. A
+    /// client pipelining requests then finds the server awake: no cross-CPU
+    /// wake-up per batch, which on two cores is most of a batch's cost. The
+    /// price is CPU: a runtime thread does not sleep while any connection is
+    /// within the window of its last activity, so a server with steady light
+    /// traffic on many connections may never sleep. Off by default; tens of
+    /// microseconds suit a server whose clients pipeline.
+    #[must_use]
+    pub fn spin_before_sleep(mut self, window: Duration) -> Self {
+        self.spin_before_sleep = window;
+        self
+    }
+
     /// Sets [`ServerConfig::max_frame`].
     #[must_use]
     pub fn max_frame(mut self, bytes: usize) -> Self {
