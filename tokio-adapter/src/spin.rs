@@ -46,6 +46,9 @@ impl Spin {
         let now = Instant::now();
         let since = *self.idle_since.get_or_insert(now);
         if now.duration_since(since) < self.window {
+            // The thread that will send the awaited bytes may be waiting for
+            // this very CPU: let it run first.
+            std::thread::yield_now();
             // A fresh `yield_now` registers the waker with the runtime's
             // deferred list, which the runtime polls after it checks for I/O.
             let _ = std::pin::pin!(tokio::task::yield_now()).poll(cx);
