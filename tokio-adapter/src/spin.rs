@@ -12,12 +12,22 @@ use std::future::Future;
 use std::task::Context;
 use std::time::{Duration, Instant};
 
+/// Turns spun before each further turn also yields the CPU to other threads.
+///
+/// With client and server in one runtime, an answer is usually in by the
+/// second turn, and a `sched_yield` per turn would only add system calls; with
+/// the peer in another thread on the same CPU, yielding from then on lets it
+/// run instead of waiting for the window to pass.
+const TURNS_BEFORE_YIELDING_CPU: u32 = 2;
+
 /// A task's window of polling before it lets its runtime thread sleep.
 #[derive(Debug)]
 pub(crate) struct Spin {
     window: Duration,
     /// When the task last ran out of work, while it keeps finding none.
     idle_since: Option<Instant>,
+    /// Turns spun since then.
+    turns: u32,
 }
 
 impl Spin {
@@ -26,12 +36,14 @@ impl Spin {
         Self {
             window,
             idle_since: None,
+            turns: 0,
         }
     }
 
     /// The task found work: the window starts afresh when it next runs out.
     pub(crate) fn busy(&mut self) {
         self.idle_since = None;
+        self.turns = 0;
     }
 
     /// The task found no work and is about to return `Pending`. Within the
@@ -48,7 +60,10 @@ impl Spin {
         if now.duration_since(since) < self.window {
             // The thread that will send the awaited bytes may be waiting for
             // this very CPU: let it run first.
-            std::thread::yield_now();
+            if self.turns >= TURNS_BEFORE_YIELDING_CPU {
+                std::thread::yield_now();
+            }
+            self.turns += 1;
             // A fresh `yield_now` registers the waker with the runtime's
             // deferred list, which the runtime polls after it checks for I/O.
             let _ = std::pin::pin!(tokio::task::yield_now()).poll(cx);
