@@ -131,7 +131,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
             .init();
     }
-    let mut config = microsocket_tokio::ServerConfig::default().socket_mode(args.mode);
+    let mut config = microsocket_tokio::ServerConfig::default()
+        .socket_mode(args.mode)
+        .spin_before_sleep(std::time::Duration::from_micros(args.spin_us));
     if let Some(owner) = &args.owner {
         config = config.socket_owner(parse_id(owner, "/etc/passwd").with_context(|| format!("--owner {owner:?}"))?);
     }

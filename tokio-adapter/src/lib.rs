@@ -129,46 +129,51 @@
 //! # Speed and memory
 //!
 //! `cargo bench -p microsocket-tokio --bench tokio_adapter -- <scenario>` (a
-//! custom harness; release build). Measured on a shared 2-vCPU machine while other
-//! builds and fuzzers were running (load average 2 to 12), so figures are ranges
-//! over several runs:
+//! custom harness; release build) runs each scenario beside a hand-written floor
+//! in the same layout and the same process run. One run of every scenario on a
+//! shared 2-vCPU VM (load average 1–2):
 //!
-//! | scenario | measured | target |
-//! |---|---|---|
-//! | `rtt`: round trip with one request in flight, p50, client and server in one current-thread runtime, `taskset -c 0`, median of 5 runs | 8.7 µs against 6.9 µs for the floor: **1.19–1.38x** (single runs 1.16–1.43x; the load decides which end) | ≤ 1.3x floor |
-//! | `pipelined1`: one connection, 256 requests in flight from 256 tasks, current-thread runtime | **2.5–2.7 M requests/s** | ≥ 2 M/s |
-//! | `pipelined2`: the same on a 2-worker multi-thread runtime | **1.9–2.2 M requests/s** on a quiet machine, 1.0–1.6 M/s under load (about 90 requests per write) | ≥ 2 M/s |
-//! | `pipelined-split`: one connection, 256 tasks looping over one-byte `ECHO` requests, client and server each on a current-thread runtime on a thread of its own (the comparison harness's layout), median of 9 runs of 400,000 | **2.0–2.4 M requests/s** in single runs when the machine leaves both threads a core; medians 0.9–1.6 M/s at load average 7–12 | ≥ 2 M/s |
-//! | `fanout-raw`: 64-byte publications to 100 subscribed sockets that only read (what the server delivers) | **11–33 M deliveries/s** on a quiet machine, 7–8 M/s under load (the single publishing task is the limit: taking each connection's queue lock, a cache line the connection's task last held, is most of the cost) | ≥ 10 M/s |
-//! | `fanout`: the same, then to 100 microsocket client subscriptions in the same process | 9.5–11.2 M deliveries/s received at load average 2–3 (medians about 10.2 M/s), 5 M/s when the load takes a core | |
-//! | `idle`: server memory per idle connection, 10,000 connections opened by another process | **11.9–12.7 KiB** | < 16 KiB |
+//! | scenario | floor | microsocket | target |
+//! |---|---|---|---|
+//! | `rtt`: one request in flight, client and server in one current-thread runtime, `taskset -c 0`, p50, median of 5 | 6.7 µs | 8.4 µs: **1.26x** (runs 1.24–1.27x) | ≤ 1.3x |
+//! | `pipelined1`: one connection, 256 requests in flight from 256 tasks, current-thread runtime | 27.1 M/s | **2.97 M requests/s** | ≥ 2 M/s |
+//! | `pipelined2`: the same on a 2-worker runtime | 4.1 M/s | 1.85 M/s (some runs settle near 0.9 M/s, with or without spinning: the runtime's task placement) | ≥ 2 M/s |
+//! | `pipelined-split`: one connection, 256 tasks, client and server each on a current-thread runtime of its own thread; median of 9 runs of 400,000 | 8.0 M/s | 1.91 M/s with the default server; **2.20 M/s** with [`ServerConfig::spin_before_sleep`] at 50 µs (other runs: 1.6–1.9 and 1.8–2.4) | ≥ 2 M/s |
+//! | `fanout-raw`: 64-byte publications to 100 subscribed sockets that only read, 3 runs | 16–42 M/s | **14.5–29.2 M deliveries/s** | ≥ 10 M/s |
+//! | `fanout`: the same to 100 microsocket client subscriptions in the same process (each publication decoded into a stream item), 3 runs | 21–40 M/s (readers that walk each frame) | 9.3–10.1 M deliveries/s | ≥ 10 M/s |
+//! | `idle`: server memory per idle connection, 10,000 connections opened by another process | | **10.1 KiB** | < 16 KiB |
+//!
+//! Spinning: a runtime thread that runs out of work sleeps in `epoll_wait`, and
+//! waking it again is a cross-CPU wake-up and a context switch, several
+//! microseconds on a VM, once per turn of a pipelined exchange. A client's driver
+//! therefore keeps polling, yielding to other tasks, for up to 50 µs while
+//! requests are in flight ([`ClientBuilder::spin_before_sleep`]; it yields the
+//! CPU too from its third turn on, so a server on the same CPU is not kept
+//! waiting); a server does the same only if asked, because its window follows
+//! every burst on every connection. On `pipelined-split` the client's spinning
+//! took the rate from 1.71 to 1.98 M/s and the server's then to 2.3 M/s; on
+//! `pipelined2` from 1.52 to 1.85 M/s. Unpinned round trips in the comparison
+//! harness fell from 40–46 µs (the floor's) to 20–22 µs.
+//!
+//! What is left of a request's cost is the task per request the benchmark asks
+//! for: the floor writes 256 requests from one task and reads their answers in
+//! another, where here each of 256 tasks is woken, polled, registers a waiter
+//! and encodes its request, and the answer is matched and handed back. In the
+//! fan-out, each publication is decoded, matched against the subscriptions,
+//! cut from the read buffer as shared bytes and queued by the connection's
+//! driver, then taken by the stream's reader task: about twice the server's
+//! CPU per delivery (`perf record`).
 //!
 //! The comparison harness (`cargo run --release -p microsocket-bench --features
-//! zmq -- run --repeats 3 --only <workload>`) runs its floors in the same run:
-//! its `pipelined-1x256` (one `ECHO` with a value per request, timed from
-//! spawning the tasks) gave medians of 2.2–2.3 M requests/s in some runs, but
-//! 1.45–1.71 M/s in most, and 1.59 M/s against 2.99 M/s for its Tokio floor in
-//! the full run behind BENCHMARKS.md (load average about 2). The floor writes
-//! all its requests from one task. A request costs the two threads
-//! about 0.45 µs of CPU together (`perf stat` over `pipelined-split`), which
-//! matches that rate: with 256 in flight the client and the server mostly take
-//! turns, each handling a whole batch while the other waits. Its `fanout-100`
-//! (the server on one current-thread runtime, the 100 subscriber clients and
-//! their reader tasks on another) gives medians of 6.1–6.3 M deliveries/s
-//! against 8.9–10.5 M/s for its Tokio floor at load average 2–5 (0.6–0.7x);
-//! the subscribers' thread is the limit: each publication is decoded, matched,
-//! cut from the read buffer and queued by the connection's driver task, then
-//! taken and checked by the reader task, about twice the server's CPU per
-//! delivery (`perf record`). A driver reads once (up to 64 KiB) per turn when
-//! publications arrive and lets their readers run before reading more, so the
-//! queued publications are still in cache when taken; the full run gave
-//! 6.28 M/s against 10.26 M/s. Its `rtt-16B-pinned` gave p50 16.3 µs against
-//! 13.9 µs for the floor (1.17x): a request still passes from the calling task
-//! to the connection's driver task, and the answer back.
+//! zmq -- run`, BENCHMARKS.md) puts client and server on threads of their own
+//! with default settings and times whole runs including task start-up. Its
+//! latest full run gave `rtt-16B-pinned` 16.7 µs against 13.9 µs for its floor
+//! (1.20x), `pipelined-1x256` 1.77 M/s against 2.95 M/s (0.60x), and
+//! `fanout-100`, where all 100 subscribers and their readers share one thread,
+//! 6.21 M/s against 10.35 M/s for its floor, which decodes every frame too
+//! (0.60x; other runs of that floor gave 8.8–10.3 M/s).
 //!
-//! The floor for the round trip is a minimal hand-written Tokio ping-pong over a
-//! UNIX socket exchanging the same frames, run in the same process just before each
-//! microsocket run. Commands:
+//! Commands:
 //!
 //! ```text
 //! taskset -c 0 cargo bench -p microsocket-tokio --bench tokio_adapter -- rtt
