@@ -81,11 +81,12 @@
 //!
 //! The comparison harness (`cargo run --release -p microsocket-bench --features
 //! zmq -- run`, BENCHMARKS.md; default server settings) gave in its latest
-//! full run `fanout-100` 6.42 M deliveries/s (floor 10.12 M/s),
-//! `pipelined-1x8` (8 threads, one client) 119k requests/s (its floor there is
-//! one writer and one reader thread, not eight requesters: 767k/s),
-//! `pipelined-1x256` (256 threads) 466k/s and `pipelined-8x64` 540k/s, up from
-//! 200k and 280k before waiters spun, and close to ZeroMQ's 508k and 685k.
+//! full run `fanout-100` 5.59 M deliveries/s (floor 10.43 M/s; 6.42 M/s in
+//! the run before), `pipelined-1x8` (8 threads, one client) 115k requests/s
+//! (its floor there is one writer and one reader thread, not eight
+//! requesters: 746k/s), `pipelined-1x256` (256 threads) 484k/s and
+//! `pipelined-8x64` 492k/s, up from 200k and 280k before waiters spun, and
+//! close to ZeroMQ's 518k and 624k.
 //!
 //! What made the fan-out faster: the client cuts publications out of one
 //! shared copy of each read (one allocation per read instead of three or more

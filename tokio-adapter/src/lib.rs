@@ -167,11 +167,12 @@
 //! The comparison harness (`cargo run --release -p microsocket-bench --features
 //! zmq -- run`, BENCHMARKS.md) puts client and server on threads of their own
 //! with default settings and times whole runs including task start-up. Its
-//! latest full run gave `rtt-16B-pinned` 16.7 µs against 13.9 µs for its floor
-//! (1.20x), `pipelined-1x256` 1.77 M/s against 2.95 M/s (0.60x), and
+//! latest full run gave `rtt-16B-pinned` 16.7 µs against 14.0 µs for its floor
+//! (1.19x), `rtt-16B-unpinned` 22.2 µs against 48.7 µs, `pipelined-1x256`
+//! 1.61 M/s against 2.87 M/s (0.56x; 1.77 M/s in the run before), and
 //! `fanout-100`, where all 100 subscribers and their readers share one thread,
-//! 6.21 M/s against 10.35 M/s for its floor, which decodes every frame too
-//! (0.60x; other runs of that floor gave 8.8–10.3 M/s).
+//! 5.89 M/s against 9.84 M/s for its floor, which decodes every frame too
+//! (0.60x; that floor gave 8.8–10.4 M/s across runs).
 //!
 //! Commands:
 //!
