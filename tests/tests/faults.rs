@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{bounded, frame, wait_until, within, LIMIT, STEP};
+use common::{bounded, cpu_time, frame, wait_until, within, LIMIT, STEP};
 
 /// What the re-executed binary does: `std` or `tokio` (a server), `half-frame`
 /// or `mid-request` (a client that waits to be killed).
@@ -376,18 +376,6 @@ fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// User plus system CPU time of every thread of the process.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may hold spaces): state is field 3,
-    // utime 14, stime 15.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let hz = rustix::param::clock_ticks_per_second();
-    Duration::from_millis(ticks * 1000 / hz)
 }
 
 /// The `STATS` of a server: open connections, handlers running.

@@ -66,6 +66,18 @@ pub(crate) async fn within<T>(limit: Duration, what: &str, f: impl Future<Output
     }
 }
 
+/// User plus system CPU time of every thread of process `pid`.
+pub(crate) fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces): state is field 3,
+    // utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let hz = rustix::param::clock_ticks_per_second();
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
 // ---------------------------------------------------------------------------
 // Argument sets
 // ---------------------------------------------------------------------------
