@@ -1429,7 +1429,6 @@ impl Drop for RunningServer {
     }
 }
 
-/// The reader thread of one connection.
 /// Reads what is already there, trying again (yielding the CPU in between) for
 /// up to `window` while nothing is. `None`: nothing arrived within it.
 fn read_within(stream: &Stream, buf: &mut [u8], window: Duration) -> Option<io::Result<usize>> {
@@ -1450,6 +1449,7 @@ fn read_within(stream: &Stream, buf: &mut [u8], window: Duration) -> Option<io::
     }
 }
 
+/// The reader thread of one connection.
 fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
     let shared = &conn.shared;
     let config = &shared.config;

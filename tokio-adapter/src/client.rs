@@ -154,8 +154,10 @@ impl ClientBuilder {
     /// runtime thread sleep (default [`DEFAULT_CLIENT_SPIN`], 50 µs; zero never
     /// polls). Waking a sleeping thread when an answer arrives costs a cross-CPU
     /// wake-up and a context switch; an answer that comes back within the window
-    /// costs neither. The driver yields to other tasks meanwhile, so the cost is
-    /// at most the window's CPU time per wait, and only with requests in flight.
+    /// costs neither. The driver yields to other tasks meanwhile, and from its
+    /// third turn the CPU to other threads (a server on the same CPU), so the
+    /// cost is at most the window's CPU time per wait, and only with requests in
+    /// flight.
     /// Raising it helps a client whose server answers a little later (a busy
     /// server, a pipelining workload on two cores); zero suits a client that
     /// mostly waits for slow answers and must not spend CPU on them.
