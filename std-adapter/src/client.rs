@@ -27,8 +27,9 @@
 //! A lone thread doing request after request therefore reads its own answers with
 //! no thread handoff at all: the round trip costs what a hand-written blocking
 //! ping-pong costs, plus a few uncontended locks. With many threads, each response
-//! costs one wake-up of the thread it belongs to, which a dedicated reader thread
-//! would cost too, and the system calls are shared.
+//! costs at most one wake-up of the thread it belongs to (none when the thread
+//! is still yielding), which a dedicated reader thread would cost too, and the
+//! system calls are shared.
 //!
 //! The socket is read only while some thread waits: for a request, or in a
 //! [`Subscription`]'s `recv`/`recv_timeout`/iterator (or `try_recv`, which reads
@@ -725,9 +726,18 @@ impl Inner {
             if spins < SPIN_YIELDS && matches!(key, WaitKey::Slot(_)) {
                 let seen = self.progress.load(Ordering::Acquire);
                 self.release(st);
-                while spins < SPIN_YIELDS && self.progress.load(Ordering::Acquire) == seen {
+                // Every pass yields at least once and counts, so a wait makes at
+                // most SPIN_YIELDS passes however busy the leader is, and none
+                // past its deadline.
+                loop {
                     spins += 1;
                     std::thread::yield_now();
+                    if spins >= SPIN_YIELDS
+                        || self.progress.load(Ordering::Acquire) != seen
+                        || deadline.is_some_and(|d| Instant::now() >= d)
+                    {
+                        break;
+                    }
                 }
                 st = self.lock_state();
                 continue;

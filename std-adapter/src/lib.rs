@@ -115,7 +115,8 @@
 //! - a client thread whose answer another thread is reading yields the CPU up
 //!   to 64 times before it sleeps, which usually finds its answer in or the
 //!   leader role free (101k–108k became 115k–121k requests/s, measured with
-//!   alternating builds);
+//!   alternating builds in other runs than the table's, whose 114k is within
+//!   that noise);
 //! - a server whose readers spin for a bounded window before they block
 //!   ([`ServerConfig::spin_before_sleep`], off by default because the window
 //!   follows every read on every connection) is awake when the next batch

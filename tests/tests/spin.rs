@@ -17,6 +17,10 @@ const HELD: Duration = Duration::from_millis(500);
 /// `HELD` (more with two spinning sides on two CPUs).
 const IDLE_CPU: Duration = Duration::from_millis(150);
 
+/// The CPU figures are the whole process's: the tests here take turns, so one
+/// test's load does not count against another's idle wait.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Sends `RELEASE` on a connection of its own after `HELD`, from another thread.
 fn release_later(path: std::path::PathBuf) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
@@ -28,6 +32,7 @@ fn release_later(path: std::path::PathBuf) -> std::thread::JoinHandle<()> {
 
 #[test]
 fn a_spinning_std_server_answers_publishes_and_goes_idle() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let server = StdServer::start(microsocket_std::ServerConfig {
         spin_before_sleep: WINDOW,
         ..std_config()
@@ -53,9 +58,9 @@ fn a_spinning_std_server_answers_publishes_and_goes_idle() {
         assert_eq!(client.request("PUBLISH", ["spin.a", "1"]).unwrap(), ["1"]);
         assert_eq!(sub.recv_timeout(STEP).unwrap().values, ["1"]);
 
+        let started = Instant::now();
         let release = release_later(path.clone());
         let before = cpu_time(std::process::id());
-        let started = Instant::now();
         assert_eq!(client.request("HOLD", ["held"]).unwrap(), ["held"]);
         let used = cpu_time(std::process::id()) - before;
         assert!(started.elapsed() >= HELD);
@@ -67,6 +72,7 @@ fn a_spinning_std_server_answers_publishes_and_goes_idle() {
 
 #[test]
 fn a_spinning_tokio_server_answers_publishes_and_goes_idle() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let server = TokioServer::start(tokio_config().spin_before_sleep(WINDOW));
     let path = server.path.clone();
     let used = bounded(LIMIT, move || {
@@ -101,9 +107,9 @@ fn a_spinning_tokio_server_answers_publishes_and_goes_idle() {
             let p = tokio::time::timeout(STEP, sub.next()).await.unwrap().unwrap().unwrap();
             assert_eq!(p.values.first().as_deref(), Some(&b"1"[..]));
 
+            let started = Instant::now();
             let release = release_later(path.clone());
             let before = cpu_time(std::process::id());
-            let started = Instant::now();
             let values = client.request("HOLD", ["held"]).await.unwrap();
             let used = cpu_time(std::process::id()) - before;
             assert_eq!(values.first().as_deref(), Some(&b"held"[..]));
@@ -119,6 +125,7 @@ fn a_spinning_tokio_server_answers_publishes_and_goes_idle() {
 
 #[test]
 fn a_paused_clock_still_reaches_a_deadline_while_spinning() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let timed_out = bounded(LIMIT, || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

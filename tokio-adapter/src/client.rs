@@ -155,9 +155,9 @@ impl ClientBuilder {
     /// polls). Waking a sleeping thread when an answer arrives costs a cross-CPU
     /// wake-up and a context switch; an answer that comes back within the window
     /// costs neither. The driver yields to other tasks meanwhile, and from its
-    /// third turn the CPU to other threads (a server on the same CPU), so the
-    /// cost is at most the window's CPU time per wait, and only with requests in
-    /// flight.
+    /// third turn the CPU to other threads (a server on the same CPU). The cost
+    /// is at most the window's CPU time after each burst of activity (an answer,
+    /// a write, publications), and only while requests are in flight.
     /// Raising it helps a client whose server answers a little later (a busy
     /// server, a pipelining workload on two cores); zero suits a client that
     /// mostly waits for slow answers and must not spend CPU on them.
@@ -1296,13 +1296,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.wake.drain(..).for_each(Waker::wake);
                 progress = true;
             }
+            if progress {
+                self.spin.busy();
+            }
             if defer || yielded {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            if progress {
-                self.spin.busy();
-            } else {
+            if !progress {
                 if self.awaiting {
                     self.spin.idle(cx);
                 }

@@ -150,10 +150,12 @@
 //! requests are in flight ([`ClientBuilder::spin_before_sleep`]; it yields the
 //! CPU too from its third turn on, so a server on the same CPU is not kept
 //! waiting); a server does the same only if asked, because its window follows
-//! every burst on every connection. On `pipelined-split` the client's spinning
-//! took the rate from 1.71 to 1.98 M/s and the server's then to 2.3 M/s; on
-//! `pipelined2` from 1.52 to 1.85 M/s. Unpinned round trips in the comparison
-//! harness fell from 40–46 µs (the floor's) to 20–22 µs.
+//! every burst on every connection. In runs made while it was built (not the
+//! run in the table), the client's spinning took `pipelined-split` from 1.71
+//! to 1.98 M/s and the server's then to 2.2–2.3 M/s, and `pipelined2` from 1.52
+//! to 1.85 M/s. Unpinned round trips in the comparison harness fell from
+//! 40–46 µs (the floor's, and this crate's before) to 20–22 µs (22.2 µs in
+//! BENCHMARKS.md).
 //!
 //! What is left of a request's cost is the task per request the benchmark asks
 //! for: the floor writes 256 requests from one task and reads their answers in

@@ -71,8 +71,9 @@ pub struct ServerConfig {
     pub socket_group: Option<u32>,
     /// How long [`Server::shutdown`] lets requests in flight finish (default 5 s).
     pub shutdown_timeout: Duration,
-    /// How long a connection that has just handled requests keeps polling for
-    /// more before its runtime thread may sleep (default zero: never). See
+    /// How long a connection keeps polling for input after its last activity
+    /// (requests read or answered, publications written) before its runtime
+    /// thread may sleep (default zero: never). CPU for throughput; see
     /// [`ServerConfig::spin_before_sleep`].
     pub spin_before_sleep: Duration,
 }
@@ -102,15 +103,17 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// Sets [`ServerConfig::spin_before_sleep`]: after a connection's requests
-    /// are handled and answered, it keeps polling for the next ones for this
-    /// long, yielding to other tasks, before its runtime thread may sleep. A
-    /// client pipelining requests then finds the server awake: no cross-CPU
-    /// wake-up per batch, which on two cores is most of a batch's cost. The
-    /// price is CPU: a runtime thread does not sleep while any connection is
-    /// within the window of its last activity, so a server with steady light
-    /// traffic on many connections may never sleep. Off by default; tens of
-    /// microseconds suit a server whose clients pipeline.
+    /// Sets [`ServerConfig::spin_before_sleep`]: after any activity on a
+    /// connection (requests read or answered, publications written; a new
+    /// connection too), it keeps polling for input for this long, yielding to
+    /// other tasks, before its runtime thread may sleep. A client pipelining
+    /// requests then finds the server awake: no cross-CPU wake-up per batch,
+    /// which on two cores is most of a batch's cost. The price is CPU: a
+    /// runtime thread does not sleep while any connection is within the window
+    /// of its last activity, so a server with steady light traffic on many
+    /// connections, or publishing steadily to many subscribers, may never
+    /// sleep. Off by default; tens of microseconds suit a server whose clients
+    /// pipeline.
     #[must_use]
     pub fn spin_before_sleep(mut self, window: Duration) -> Self {
         self.spin_before_sleep = window;
