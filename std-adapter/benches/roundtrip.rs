@@ -115,59 +115,64 @@ fn threads_run(path: &std::path::Path, threads: usize, each: usize) -> f64 {
     (threads * each) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// Reads `stream` until it ends, handing each read's whole `len`-byte frames to
+/// `batch` in one slice (a partial frame waits for the next read); stops early
+/// when `batch` returns false.
+fn read_frames(mut stream: UnixStream, len: usize, mut batch: impl FnMut(&[u8]) -> bool) {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut have = 0;
+    loop {
+        let n = match stream.read(&mut buf[have..]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        have += n;
+        let whole = have / len * len;
+        if !batch(&buf[..whole]) {
+            return;
+        }
+        buf.copy_within(whole..have, 0);
+        have -= whole;
+    }
+}
+
 /// The 8-thread floor: the least a blocking client shared by threads needs (one
 /// write per request, one wake-up per answer), with the same frames.
 fn threads_floor_run(threads: usize, each: usize) -> f64 {
-    let (client, mut server) = UnixStream::pair().unwrap();
+    let (client, server) = UnixStream::pair().unwrap();
     let request_len = frame(Sigil::Request, &[b"\x01", b"PING"]).len();
-    let response_len = frame(Sigil::Response, &[b"\x01", b"PONG"]).len();
+    let response = frame(Sigil::Response, &[b"\x01", b"PONG"]);
+    // The one-byte tag is the first argument: after the sigil, the count and
+    // its length.
+    const TAG: usize = 6;
     let echo = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 64 << 10];
-        let mut have = 0;
+        let mut writer = server.try_clone().unwrap();
         let mut out = Vec::new();
-        loop {
-            let n = match server.read(&mut buf[have..]) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            have += n;
-            let whole = have / request_len * request_len;
+        read_frames(server, request_len, |requests| {
             out.clear();
-            for request in buf[..whole].chunks(request_len) {
-                // The tag is the first argument: after the sigil, the count and its length.
-                out.extend(frame(Sigil::Response, &[&request[6..7], b"PONG"]));
+            for request in requests.chunks(request_len) {
+                out.extend_from_slice(&response);
+                let at = out.len() - response.len() + TAG;
+                out[at] = request[TAG];
             }
-            if server.write_all(&out).is_err() {
-                return;
-            }
-            buf.copy_within(whole..have, 0);
-            have -= whole;
-        }
+            writer.write_all(&out).is_ok()
+        });
     });
+    let response_len = frame(Sigil::Response, &[b"\x01", b"PONG"]).len();
     let answered: Arc<Vec<(std::sync::Mutex<bool>, std::sync::Condvar)>> =
         Arc::new((0..threads).map(|_| Default::default()).collect());
     let writer = Arc::new(std::sync::Mutex::new(client.try_clone().unwrap()));
-    let mut reader = client;
     let reader = {
         let answered = answered.clone();
         std::thread::spawn(move || {
-            let mut buf = vec![0u8; 64 << 10];
-            let mut have = 0;
-            loop {
-                let n = match reader.read(&mut buf[have..]) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                have += n;
-                let whole = have / response_len * response_len;
-                for response in buf[..whole].chunks(response_len) {
-                    let (done, cv) = &answered[usize::from(response[6])];
+            read_frames(client, response_len, |responses| {
+                for response in responses.chunks(response_len) {
+                    let (done, cv) = &answered[usize::from(response[TAG])];
                     *done.lock().unwrap() = true;
                     cv.notify_one();
                 }
-                buf.copy_within(whole..have, 0);
-                have -= whole;
-            }
+                true
+            });
         })
     };
     let t = Instant::now();

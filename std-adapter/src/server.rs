@@ -1481,7 +1481,13 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
                 // A thread blocked in `read` is woken each time the peer reads
                 // publications and frees send-buffer space (the socket has one wait
                 // queue); one waiting in `poll` for input is not.
-                match rustix::net::recv(&conn.stream, spare, rustix::net::RecvFlags::DONTWAIT) {
+                let ready = if config.spin_before_sleep.is_zero() {
+                    rustix::net::recv(&conn.stream, spare, rustix::net::RecvFlags::DONTWAIT)
+                } else {
+                    // `read_within` has just found nothing.
+                    Err(rustix::io::Errno::AGAIN)
+                };
+                match ready {
                     Ok((n, _)) => Ok(n),
                     Err(rustix::io::Errno::AGAIN) => {
                         let mut fds = [PollFd::new(&conn.stream, PollFlags::IN)];
