@@ -96,8 +96,8 @@ fn microsocket_run(path: &std::path::Path) -> Duration {
     p50(samples)
 }
 
-fn threads_run(path: &std::path::Path, threads: usize, each: usize) -> f64 {
-    let client = Client::connect_unix(path).unwrap();
+fn threads_run(path: &std::path::Path, config: ClientConfig, threads: usize, each: usize) -> f64 {
+    let client = Client::new(UnixStream::connect(path).unwrap(), config).unwrap();
     let t = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|_| {
@@ -300,29 +300,37 @@ fn main() {
         round_trips(&path);
     }
     if part("threads") {
-        // The same handler behind a server whose readers spin 50 µs before blocking.
-        let spin_path = dir.path().join("spin.sock");
-        let spinning = ServerConfig {
-            spin_before_sleep: Duration::from_micros(50),
+        // The same handler and client with polling before sleep off on both
+        // sides, to show what it is worth.
+        let blocking_path = dir.path().join("blocking.sock");
+        let blocking = ServerConfig {
+            spin_before_sleep: Duration::ZERO,
             ..ServerConfig::default()
         };
-        let spin_server = Server::bind_unix(&spin_path, ping, spinning).unwrap().spawn().unwrap();
-        let (mut floors, mut ours, mut spun) = (Vec::new(), Vec::new(), Vec::new());
+        let blocking_client = ClientConfig {
+            spin_before_sleep: Duration::ZERO,
+            ..ClientConfig::default()
+        };
+        let blocking_server = Server::bind_unix(&blocking_path, ping, blocking)
+            .unwrap()
+            .spawn()
+            .unwrap();
+        let (mut floors, mut ours, mut blocked) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..RUNS {
             floors.push(threads_floor_run(8, 20_000));
-            ours.push(threads_run(&path, 8, 20_000));
-            spun.push(threads_run(&spin_path, 8, 20_000));
+            ours.push(threads_run(&path, ClientConfig::default(), 8, 20_000));
+            blocked.push(threads_run(&blocking_path, blocking_client.clone(), 8, 20_000));
         }
-        drop(spin_server);
-        let (floor, mine, with_spin) = (median(floors.clone()), median(ours.clone()), median(spun.clone()));
+        drop(blocking_server);
+        let (floor, mine, without) = (median(floors.clone()), median(ours.clone()), median(blocked.clone()));
         println!("8 threads sharing one client (median of {RUNS} runs of 8 x 20000; target >= 300000/s):");
         println!("  floor (hand-written shared client)  {floor:8.0} requests/s   runs {floors:.0?}");
         println!("  microsocket Client/Server           {mine:8.0} requests/s   runs {ours:.0?}");
-        println!("  same, server spin_before_sleep 50us {with_spin:8.0} requests/s   runs {spun:.0?}");
+        println!("  same, spin_before_sleep zero        {without:8.0} requests/s   runs {blocked:.0?}");
         println!(
-            "  ratios to the floor                 {:8.3}x, {:.3}x with the spinning server",
+            "  ratios to the floor                 {:8.3}x, {:.3}x without polling before sleep",
             mine / floor,
-            with_spin / floor
+            without / floor
         );
     }
     if part("fanout") {

@@ -11,7 +11,11 @@
 //! - if no other thread is reading the socket, it becomes the *leader*: it reads,
 //!   decodes every complete frame, hands each response to the slot of the thread
 //!   that waits for it and each publication to the matching subscription queues,
-//!   and stops leading as soon as its own answer is in;
+//!   and stops leading as soon as its own answer is in. While other threads wait
+//!   too, it first polls the socket for up to
+//!   [`ClientConfig::spin_before_sleep`], yielding the CPU between tries, so
+//!   that the next batch of answers, due within microseconds, needs no wake-up;
+//!   a thread waiting alone blocks in `read` at once;
 //! - otherwise it yields the CPU a bounded number of times, which on a busy
 //!   connection usually finds its answer in or the leader role free without a
 //!   wake-up, then sleeps on its own condition variable until its answer arrives
@@ -66,7 +70,7 @@ use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId};
 
 use crate::error::{Error, Result};
 use crate::hash::IdMap;
-use crate::rx::RxBuf;
+use crate::rx::{read_within, RxBuf};
 use crate::socket::{Address, Stream};
 
 /// Requests one connection can have in flight (one-byte tags, as the original
@@ -105,7 +109,22 @@ pub struct ClientConfig {
     /// Publications each [`Subscription`] queues before it starts dropping them
     /// (and reports [`Error::Lagged`]). Default 1024.
     pub subscription_capacity: usize,
+    /// How long the thread reading for the others (see the [module
+    /// docs](crate::client)) polls the socket, yielding the CPU between tries,
+    /// before it blocks in `read` (default [`DEFAULT_CLIENT_SPIN`], 50 µs; zero
+    /// blocks at once). A thread blocked in `read` must be woken when the answer
+    /// arrives: a cross-CPU wake-up and a context switch, several microseconds
+    /// on a VM, for every batch of answers; an answer that comes back within the
+    /// window costs neither, and the yields let the server run meanwhile if it
+    /// shares the CPU. The cost is at most the window's CPU time per wait, spent
+    /// only while a request (or a [`Subscription::recv`]) is waiting; zero suits
+    /// a client whose answers are slow to come and must not spend CPU on them.
+    pub spin_before_sleep: Duration,
 }
+
+/// How long a client's reading thread polls before it blocks, unless set (see
+/// [`ClientConfig::spin_before_sleep`]).
+pub const DEFAULT_CLIENT_SPIN: Duration = Duration::from_micros(50);
 
 impl Default for ClientConfig {
     fn default() -> Self {
@@ -113,6 +132,7 @@ impl Default for ClientConfig {
             request_timeout: Some(Duration::from_secs(25)),
             max_frame: 16 << 20,
             subscription_capacity: 1024,
+            spin_before_sleep: DEFAULT_CLIENT_SPIN,
         }
     }
 }
@@ -223,6 +243,8 @@ struct State {
     uncollected: usize,
     /// Someone leads (reads the socket).
     reading: bool,
+    /// Threads inside [`Inner::wait`], leader included.
+    waiting: usize,
     closed: bool,
     /// The server stopped reading (a write failed with `EPIPE`, as when a
     /// server shutting down gracefully shuts its side for reading): nothing
@@ -305,6 +327,7 @@ impl Client {
                     wakes: Vec::new(),
                     uncollected: 0,
                     reading: false,
+                    waiting: 0,
                     closed: false,
                     send_closed: false,
                     idle: Vec::new(),
@@ -695,6 +718,7 @@ impl Inner {
         mut poll: impl FnMut(&mut State) -> Option<T>,
     ) -> Option<T> {
         let mut st = self.lock_state();
+        st.waiting += 1;
         let mut registered = false;
         let mut tried = false;
         let mut spins = 0;
@@ -716,8 +740,12 @@ impl Inner {
                     st.idle.retain(|k| !k.same(&key));
                     registered = false;
                 }
+                // Others waiting means answers are coming back as a stream, the
+                // next batch within microseconds: worth polling for. A lone
+                // waiter's answer comes when the server is done with it.
+                let spin = st.waiting > 1;
                 self.release(st);
-                st = self.read_once(deadline, now, nonblocking);
+                st = self.read_once(deadline, now, nonblocking, spin);
                 tried = true;
                 st.reading = false;
                 self.progress.fetch_add(1, Ordering::Release);
@@ -769,6 +797,7 @@ impl Inner {
         if registered {
             st.idle.retain(|k| !k.same(&key));
         }
+        st.waiting -= 1;
         if !st.reading {
             // Someone must take over reading for those still waiting.
             if let Some(next) = st.idle.last().cloned() {
@@ -808,8 +837,15 @@ impl Inner {
         }
     }
 
-    /// One read as the leader, then hands out every complete frame.
-    fn read_once(&self, deadline: Option<Instant>, now: Option<Instant>, nonblocking: bool) -> MutexGuard<'_, State> {
+    /// One read as the leader, then hands out every complete frame. With
+    /// `spin`, polls within [`ClientConfig::spin_before_sleep`] before blocking.
+    fn read_once(
+        &self,
+        deadline: Option<Instant>,
+        now: Option<Instant>,
+        nonblocking: bool,
+        spin: bool,
+    ) -> MutexGuard<'_, State> {
         let mut rx = self.rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let rx = &mut *rx;
         let read = if nonblocking {
@@ -831,8 +867,17 @@ impl Inner {
                     }
                 }
             }
+            // Poll within the window (never past the deadline) before blocking.
+            let window = match deadline.zip(now) {
+                _ if !spin => Duration::ZERO,
+                Some((d, now)) => self.config.spin_before_sleep.min(d.saturating_duration_since(now)),
+                None => self.config.spin_before_sleep,
+            };
             let spare = rx.buf.spare();
-            (&self.stream).read(spare)
+            match read_within(&self.stream, spare, window) {
+                Some(read) => read,
+                None => (&self.stream).read(spare),
+            }
         };
         let mut st = self.lock_state();
         match read {

@@ -138,13 +138,13 @@ pub mod socket;
 
 pub use bytes::Bytes;
 pub use client::{
-    Client, ClientConfig, Iter, Publication, Subscription, MAX_IN_FLIGHT,
+    Client, ClientConfig, Iter, Publication, Subscription, DEFAULT_CLIENT_SPIN, MAX_IN_FLIGHT,
     MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES as CLIENT_MAX_SUBSCRIPTION_BYTES,
 };
 pub use error::{Error, Result};
 pub use server::{
     Context, Handler, PatternError, Publisher, Request, Responder, RunningServer, Server, ServerConfig, ShutdownHandle,
-    SlowConsumerPolicy, Stats, SubscriptionKind, DROPPED_UNANSWERED, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
-    UNENCODABLE_RESPONSE,
+    SlowConsumerPolicy, Stats, SubscriptionKind, DEFAULT_SERVER_SPIN, DROPPED_UNANSWERED, MAX_SUBSCRIPTIONS,
+    MAX_SUBSCRIPTION_BYTES, UNENCODABLE_RESPONSE,
 };
 pub use socket::{Address, PeerCredentials};

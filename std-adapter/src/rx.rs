@@ -1,5 +1,11 @@
 //! A receive buffer for the frame decoder: initialised once, compacted and grown
-//! only as bytes actually arrive (never on a length a peer merely declares).
+//! only as bytes actually arrive (never on a length a peer merely declares),
+//! and a bounded poll of a socket before a blocking read.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use crate::socket::Stream;
 
 /// Bytes read from a socket and not yet decoded: `buf[start..end]`.
 #[derive(Debug)]
@@ -56,6 +62,26 @@ impl RxBuf {
             self.start = 0;
             self.end = 0;
         }
+    }
+}
+
+/// Reads what is already there, trying again (yielding the CPU in between) for
+/// up to `window` while nothing is. `None`: nothing arrived within it.
+pub(crate) fn read_within(stream: &Stream, buf: &mut [u8], window: Duration) -> Option<io::Result<usize>> {
+    if window.is_zero() {
+        return None;
+    }
+    let started = Instant::now();
+    loop {
+        match rustix::net::recv(stream, &mut *buf, rustix::net::RecvFlags::DONTWAIT) {
+            Ok((n, _)) => return Some(Ok(n)),
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+            Err(e) => return Some(Err(io::Error::from(e))),
+        }
+        if started.elapsed() >= window {
+            return None;
+        }
+        std::thread::yield_now();
     }
 }
 

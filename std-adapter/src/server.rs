@@ -72,7 +72,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::net::SendFlags;
 
 use crate::error::Error;
-use crate::rx::RxBuf;
+use crate::rx::{read_within, RxBuf};
 use crate::socket::{Address, Listener, PeerCredentials, SocketOptions, Stream, DEFAULT_SOCKET_MODE};
 
 /// Flags of every socket write: never block, and where the platform allows it
@@ -137,15 +137,17 @@ pub struct ServerConfig {
     /// requests in flight to be answered and queues to drain. Default 10 s.
     pub drain_timeout: Duration,
     /// How long a connection's reader thread, finding nothing to read, keeps
-    /// trying (yielding the CPU between tries) before it blocks. Zero (the
-    /// default) blocks at once. A blocked reader must be woken when the next
-    /// request arrives: a futex wake-up and a context switch, several
-    /// microseconds on a VM, for every batch a pipelining or multi-threaded
-    /// client sends; within the window the next batch costs neither. The price
-    /// is CPU: after each read the thread spends up to the window in
-    /// `sched_yield`, so steady light traffic on many connections can keep
-    /// the CPUs busy. Tens of microseconds suit a server whose clients keep
-    /// several requests in flight.
+    /// trying (yielding the CPU between tries) before it blocks, on a
+    /// connection whose client keeps several requests in flight: after a read
+    /// that brought more than one frame, and for the next few reads (default
+    /// [`DEFAULT_SERVER_SPIN`], 50 µs; zero always blocks at once). A blocked
+    /// reader must be woken when the next request arrives: a futex wake-up and
+    /// a context switch, several microseconds on a VM, for every batch a
+    /// pipelining or multi-threaded client sends; within the window the next
+    /// batch costs neither. A client that sends one request at a time never
+    /// starts the window, so light traffic on many connections costs no CPU;
+    /// a busy connection costs at most the window's CPU time (spent in
+    /// `sched_yield`, so other threads run) after each of its batches.
     pub spin_before_sleep: Duration,
 }
 
@@ -163,10 +165,14 @@ impl Default for ServerConfig {
             stack_size: 256 << 10,
             buffers: Vec::new(),
             drain_timeout: Duration::from_secs(10),
-            spin_before_sleep: Duration::ZERO,
+            spin_before_sleep: DEFAULT_SERVER_SPIN,
         }
     }
 }
+
+/// How long a busy connection's reader polls before it blocks, unless set (see
+/// [`ServerConfig::spin_before_sleep`]).
+pub const DEFAULT_SERVER_SPIN: Duration = Duration::from_micros(50);
 
 impl ServerConfig {
     /// The socket-file settings ([`ServerConfig::socket_mode`],
@@ -1429,25 +1435,11 @@ impl Drop for RunningServer {
     }
 }
 
-/// Reads what is already there, trying again (yielding the CPU in between) for
-/// up to `window` while nothing is. `None`: nothing arrived within it.
-fn read_within(stream: &Stream, buf: &mut [u8], window: Duration) -> Option<io::Result<usize>> {
-    if window.is_zero() {
-        return None;
-    }
-    let started = Instant::now();
-    loop {
-        match rustix::net::recv(stream, &mut *buf, rustix::net::RecvFlags::DONTWAIT) {
-            Ok((n, _)) => return Some(Ok(n)),
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
-            Err(e) => return Some(Err(io::Error::from(e))),
-        }
-        if started.elapsed() >= window {
-            return None;
-        }
-        std::thread::yield_now();
-    }
-}
+/// Reads for which a connection's reader keeps polling before it blocks after
+/// a read that brought several frames: a client that keeps requests in flight
+/// sends the next batch within microseconds, and an occasional read of one
+/// frame among its batches does not mean it stopped.
+const BURST_READS: u8 = 8;
 
 /// The reader thread of one connection.
 fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
@@ -1456,6 +1448,9 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
     handler.connected(&conn.context);
     let mut rx = RxBuf::new(16 << 10, config.max_frame);
     let mut decoder = Decoder::new(config.max_frame);
+    // Reads left during which the reader polls before it blocks (see
+    // `ServerConfig::spin_before_sleep`).
+    let mut burst = 0u8;
     'read: loop {
         // Backpressure: stop reading requests while too much is unsent.
         let subscribed = {
@@ -1475,13 +1470,18 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
             !out.protocol.subscriptions().is_empty()
         };
         let spare = rx.spare();
-        let read = match read_within(&conn.stream, spare, config.spin_before_sleep) {
+        let window = if burst > 0 {
+            config.spin_before_sleep
+        } else {
+            Duration::ZERO
+        };
+        let read = match read_within(&conn.stream, spare, window) {
             Some(read) => read,
             None if subscribed => {
                 // A thread blocked in `read` is woken each time the peer reads
                 // publications and frees send-buffer space (the socket has one wait
                 // queue); one waiting in `poll` for input is not.
-                let ready = if config.spin_before_sleep.is_zero() {
+                let ready = if window.is_zero() {
                     rustix::net::recv(&conn.stream, spare, rustix::net::RecvFlags::DONTWAIT)
                 } else {
                     // `read_within` has just found nothing.
@@ -1507,6 +1507,7 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
         };
         rx.commit(n);
         conn.lock().corked = true;
+        let mut frames = 0usize;
         loop {
             let (consumed, event) = {
                 let mut out = conn.lock();
@@ -1525,6 +1526,7 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
                     }
                 });
                 let Some((consumed, event)) = decoded else { break };
+                frames += 1;
                 // Corked: the batch's answers are written when it ends.
                 Conn::answers_added(&mut out, added);
                 (consumed, event)
@@ -1534,6 +1536,11 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
             }
             rx.consume(consumed);
         }
+        burst = if frames > 1 {
+            BURST_READS
+        } else {
+            burst.saturating_sub(1)
+        };
         let mut out = conn.lock();
         out.corked = false;
         if out.answers_sent < out.answers.len() || (out.pubs_sent < out.pubs.len() && !out.scheduled) {

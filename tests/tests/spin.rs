@@ -71,6 +71,55 @@ fn a_spinning_std_server_answers_publishes_and_goes_idle() {
 }
 
 #[test]
+fn a_spinning_std_client_answers_many_threads_and_goes_idle() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let server = StdServer::start(std_config());
+    let path = server.path.clone();
+    let used = bounded(LIMIT, move || {
+        let client = microsocket_std::Client::new(
+            std::os::unix::net::UnixStream::connect(&path).unwrap(),
+            microsocket_std::ClientConfig {
+                spin_before_sleep: WINDOW,
+                ..microsocket_std::ClientConfig::default()
+            },
+        )
+        .unwrap();
+        let echo = |t: usize| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                for i in 0..300 {
+                    let arg = format!("{t}-{i}");
+                    assert_eq!(client.request("ECHO", [&arg]).unwrap(), [arg.as_str()]);
+                }
+            })
+        };
+        for t in (0..8).map(echo).collect::<Vec<_>>() {
+            t.join().unwrap();
+        }
+
+        // Two requests wait at once, so the thread reading for both polls
+        // within its window before it blocks; then the process is idle.
+        let started = Instant::now();
+        let release = release_later(path.clone());
+        let before = cpu_time(std::process::id());
+        let other = {
+            let client = client.clone();
+            std::thread::spawn(move || client.request("HOLD", ["first"]).unwrap())
+        };
+        assert_eq!(client.request("HOLD", ["second"]).unwrap(), ["second"]);
+        assert_eq!(other.join().unwrap(), ["first"]);
+        let used = cpu_time(std::process::id()) - before;
+        assert!(started.elapsed() >= HELD);
+        release.join().unwrap();
+        used
+    });
+    assert!(
+        used < IDLE_CPU,
+        "{used:?} of CPU while two requests were held for {HELD:?}"
+    );
+}
+
+#[test]
 fn a_spinning_tokio_server_answers_publishes_and_goes_idle() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let server = TokioServer::start(tokio_config().spin_before_sleep(WINDOW));

@@ -22,7 +22,7 @@ use crate::handler::{
     Failure, Handler, PeerCredentials, Reply, ReplyValues, Request, RequestContext, SubscriptionChange,
 };
 use crate::server::{add, ConnShared, Core, SERVER_MAX_SUBSCRIPTIONS, SERVER_MAX_SUBSCRIPTION_BYTES};
-use crate::spin::Spin;
+use crate::spin::{Burst, Spin};
 use crate::values::{Sink, Span, Values};
 
 type Protocol = ServerProtocol<SERVER_MAX_SUBSCRIPTIONS, SERVER_MAX_SUBSCRIPTION_BYTES>;
@@ -113,6 +113,7 @@ pub(crate) async fn serve<S, H>(
             held: 0,
             flush: false,
             spin: Spin::new(core.config.spin_before_sleep),
+            burst: Burst::default(),
         };
         let mut running = Running {
             inflight: FuturesUnordered::new(),
@@ -165,6 +166,8 @@ struct Conn<'a, S> {
     flush: bool,
     /// Polling before sleep after the connection was busy.
     spin: Spin,
+    /// Whether the client keeps several requests in flight (the spin is for those).
+    burst: Burst,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
@@ -233,7 +236,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                         progress = true;
                     }
                     Poll::Ready(Ok(_)) => {
-                        self.process(cx, handler, running, make);
+                        let frames = self.process(cx, handler, running, make);
+                        self.burst.record(frames);
                         progress = true;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -252,7 +256,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 return Poll::Ready(Ok(()));
             }
             if !progress {
-                if self.reading {
+                if self.reading && self.burst.active() {
                     self.spin.idle(cx);
                 }
                 // An idle connection keeps no spare allocation.
@@ -328,7 +332,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     /// unfinished, become futures in `inflight` (finished ones go to `done`),
     /// subscriptions go to the hub, protocol answers into `resp` (counted in
     /// `held` as they are encoded).
-    fn process<H, F, M>(&mut self, cx: &mut Context<'_>, handler: &H, running: &mut Running<F>, make: &M)
+    /// Decodes and handles every whole frame received; returns how many there were.
+    fn process<H, F, M>(&mut self, cx: &mut Context<'_>, handler: &H, running: &mut Running<F>, make: &M) -> usize
     where
         H: Handler,
         F: Future<Output = Answer>,
@@ -337,6 +342,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         // `resp` bytes up to here are counted; a subscription's catch-up moves
         // `resp` into `out`, so what was encoded before it is counted first.
         let mut counted = self.resp.len();
+        let mut frames = 0;
         loop {
             match self.decoder.decode(&self.rbuf) {
                 Decoded::NeedMore => break,
@@ -350,6 +356,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                     self.rbuf.advance(consumed);
                 }
                 Decoded::Frame { frame, consumed } => {
+                    frames += 1;
                     let base = self.rbuf.as_ptr();
                     let argc = frame.argc();
                     // The sink grows, so the protocol's own answers always fit.
@@ -455,6 +462,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             self.rbuf = BytesMut::new();
             self.rbuf_allocation = 0;
         }
+        frames
     }
 }
 

@@ -205,6 +205,7 @@ pub use handler::{
 };
 pub use microsocket_core::SubscriptionKind;
 pub use server::{
-    Publisher, Server, ServerConfig, SlowConsumer, Stats, SERVER_MAX_SUBSCRIPTIONS, SERVER_MAX_SUBSCRIPTION_BYTES,
+    Publisher, Server, ServerConfig, SlowConsumer, Stats, DEFAULT_SERVER_SPIN, SERVER_MAX_SUBSCRIPTIONS,
+    SERVER_MAX_SUBSCRIPTION_BYTES,
 };
 pub use values::{Iter, Publication, Values};

@@ -71,12 +71,16 @@ pub struct ServerConfig {
     pub socket_group: Option<u32>,
     /// How long [`Server::shutdown`] lets requests in flight finish (default 5 s).
     pub shutdown_timeout: Duration,
-    /// How long a connection keeps polling for input after its last activity
-    /// (requests read or answered, publications written) before its runtime
-    /// thread may sleep (default zero: never). CPU for throughput; see
-    /// [`ServerConfig::spin_before_sleep`].
+    /// How long a connection whose client keeps several requests in flight
+    /// keeps polling for input after its last activity before its runtime
+    /// thread may sleep (default [`DEFAULT_SERVER_SPIN`], 50 µs; zero: never).
+    /// CPU for throughput; see [`ServerConfig::spin_before_sleep`].
     pub spin_before_sleep: Duration,
 }
+
+/// How long a busy connection polls before its runtime thread may sleep,
+/// unless set (see [`ServerConfig::spin_before_sleep`]).
+pub const DEFAULT_SERVER_SPIN: Duration = Duration::from_micros(50);
 
 /// Distinct subscriptions one server connection can hold (the size of the
 /// connection's fixed table).
@@ -97,23 +101,23 @@ impl Default for ServerConfig {
             socket_owner: None,
             socket_group: None,
             shutdown_timeout: Duration::from_secs(5),
-            spin_before_sleep: Duration::ZERO,
+            spin_before_sleep: DEFAULT_SERVER_SPIN,
         }
     }
 }
 
 impl ServerConfig {
-    /// Sets [`ServerConfig::spin_before_sleep`]: after any activity on a
-    /// connection (requests read or answered, publications written; a new
-    /// connection too), it keeps polling for input for this long, yielding to
-    /// other tasks, before its runtime thread may sleep. A client pipelining
-    /// requests then finds the server awake: no cross-CPU wake-up per batch,
-    /// which on two cores is most of a batch's cost. The price is CPU: a
-    /// runtime thread does not sleep while any connection is within the window
-    /// of its last activity, so a server with steady light traffic on many
-    /// connections, or publishing steadily to many subscribers, may never
-    /// sleep. Off by default; tens of microseconds suit a server whose clients
-    /// pipeline.
+    /// Sets [`ServerConfig::spin_before_sleep`]. A connection whose client keeps
+    /// several requests in flight (a read brought more than one frame, in its
+    /// last few reads) keeps polling for input for this long after its last
+    /// activity (requests read or answered, publications written), yielding to
+    /// other tasks, before its runtime thread may sleep. The client's next
+    /// batch then finds the server awake: no cross-CPU wake-up per batch,
+    /// which on two cores is most of a batch's cost. A client that sends one
+    /// request at a time never starts the window, nor do publications, so light
+    /// traffic on many connections and steady publishing cost no CPU for it;
+    /// a busy connection costs at most the window's CPU time after each of its
+    /// batches. Zero never polls.
     #[must_use]
     pub fn spin_before_sleep(mut self, window: Duration) -> Self {
         self.spin_before_sleep = window;

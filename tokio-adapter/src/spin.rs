@@ -70,3 +70,54 @@ impl Spin {
         }
     }
 }
+
+/// Reads after one that brought several frames during which a server
+/// connection still counts as busy.
+const BURST_READS: u8 = 8;
+
+/// Whether a server connection's client keeps several requests in flight: a
+/// read that brought more than one frame says so for the next
+/// [`BURST_READS`] reads. Such a client sends its next batch within
+/// microseconds, worth polling for; one sending a request at a time is not
+/// (and an occasional single frame among batches does not end the burst).
+#[derive(Debug, Default)]
+pub(crate) struct Burst {
+    reads_left: u8,
+}
+
+impl Burst {
+    /// Notes a read that brought `frames` whole frames.
+    pub(crate) fn record(&mut self, frames: usize) {
+        self.reads_left = if frames > 1 {
+            BURST_READS
+        } else {
+            self.reads_left.saturating_sub(1)
+        };
+    }
+
+    /// Whether the connection is in a burst.
+    pub(crate) fn active(&self) -> bool {
+        self.reads_left > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Burst, BURST_READS};
+
+    #[test]
+    fn a_burst_starts_with_a_batch_and_outlasts_a_few_single_frames() {
+        let mut burst = Burst::default();
+        burst.record(1);
+        assert!(!burst.active(), "one frame at a time is no burst");
+        burst.record(3);
+        for _ in 1..BURST_READS {
+            burst.record(1);
+            assert!(burst.active());
+        }
+        burst.record(1);
+        assert!(!burst.active());
+        burst.record(0);
+        assert!(!burst.active());
+    }
+}
