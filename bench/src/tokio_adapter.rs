@@ -217,7 +217,7 @@ fn publish(subscribers: usize, messages: usize, slow: bool) -> Result<f64> {
                         .next()
                         .await
                         .ok_or_else(|| anyhow::anyhow!("subscription ended"))??;
-                    if p.topic != FAN_OUT_TOPIC
+                    if p.topic() != FAN_OUT_TOPIC
                         || p.values.len() != 1
                         || p.values.first().as_deref() != Some(&FAN_OUT_PAYLOAD[..])
                     {

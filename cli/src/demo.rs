@@ -72,7 +72,7 @@ pub(crate) async fn run() -> Result<ExitCode> {
         let p = next(&mut news).await?;
         println!(
             "  subscriber got {}: {}",
-            String::from_utf8_lossy(&p.topic),
+            String::from_utf8_lossy(p.topic()),
             show(&p.values)
         );
     }
@@ -91,7 +91,7 @@ pub(crate) async fn run() -> Result<ExitCode> {
         let p = next(&mut temps).await?;
         println!(
             "  subscriber got {}: {}",
-            String::from_utf8_lossy(&p.topic),
+            String::from_utf8_lossy(p.topic()),
             show(&p.values)
         );
     }

@@ -522,13 +522,13 @@ async fn tokio_client_std_server_exact_and_pattern_subscriptions() {
 
         let p = tokio_next(&mut exact).await;
         assert_eq!(
-            (&p.topic[..], p.values.to_vec()),
+            (p.topic(), p.values.to_vec()),
             (&b"sensor.kitchen.temp"[..], vec!["21".into(), Bytes::new()])
         );
         assert_eq!(tokio_next(&mut exact).await.values, [b"\0end"]);
         let mut topics = Vec::new();
         for _ in 0..3 {
-            topics.push(tokio_next(&mut one).await.topic);
+            topics.push(tokio_next(&mut one).await.topic_bytes());
         }
         assert_eq!(
             topics,
@@ -536,7 +536,7 @@ async fn tokio_client_std_server_exact_and_pattern_subscriptions() {
         );
         let mut topics = Vec::new();
         for _ in 0..4 {
-            topics.push(tokio_next(&mut all).await.topic);
+            topics.push(tokio_next(&mut all).await.topic_bytes());
         }
         assert_eq!(
             topics,
@@ -619,7 +619,7 @@ async fn tokio_client_std_server_buffered_topic_catch_up() {
         let mut by_topic: BTreeMap<Bytes, Vec<Bytes>> = BTreeMap::new();
         for _ in 0..1 {
             let p = tokio_next(&mut all).await;
-            by_topic.entry(p.topic).or_default().extend(p.values.iter());
+            by_topic.entry(p.topic_bytes()).or_default().extend(p.values.iter());
         }
         assert_eq!(by_topic.len(), 1);
         assert_eq!(by_topic[&b"feed.b"[..]], ["b1"]);

@@ -194,9 +194,9 @@ async fn exercise(path: &Path) -> Result<(), Error> {
 
     client.request("ANNOUNCE", [my_pid.as_str(), "1"]).await?;
     let notice = admin.next().await.ok_or(Error::Closed)??;
-    println!("[client] {:?}: {:?}", notice.topic, notice.values);
+    println!("[client] {:?}: {:?}", notice.topic_bytes(), notice.values);
     let message = private.next().await.ok_or(Error::Closed)??;
-    println!("[client] {:?}: {:?}", message.topic, message.values);
+    println!("[client] {:?}: {:?}", message.topic_bytes(), message.values);
     let refused = tokio::time::timeout(Duration::from_millis(100), theirs.next())
         .await
         .is_err();

@@ -1379,10 +1379,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         }
                         Got::TooLarge(id) => table.complete(id, Err(Error::FrameTooLarge), &mut self.wake),
                         Got::Publication(topic) => {
-                            let mut publication = Some(Publication {
-                                topic: topic.slice(&bytes),
-                                values: Values::new(bytes, argc, 1),
-                            });
+                            let mut publication = Some(Publication::new(bytes, argc, topic));
                             // The last subscriber gets the publication itself,
                             // the others clones.
                             let mut queues = self.matched.iter().flat_map(|&sid| match last {

@@ -142,12 +142,55 @@ impl<T: AsRef<[u8]>, const N: usize> PartialEq<[T; N]> for Values {
 }
 
 /// A publication received on a subscription.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its topic and values are views of one received frame: receiving it costs
+/// no copy and one reference count, and [`Publication::topic`] borrows.
+#[derive(Clone)]
 pub struct Publication {
-    /// The topic it was published on.
-    pub topic: Bytes,
     /// The published values.
     pub values: Values,
+    /// Where the topic lies in the values' frame.
+    topic: Span,
+}
+
+impl Publication {
+    /// A publication of `frame`, a whole publication frame of `argc`
+    /// arguments whose first, the topic, is at `topic`.
+    pub(crate) fn new(frame: Bytes, argc: usize, topic: Span) -> Self {
+        Self {
+            values: Values::new(frame, argc, 1),
+            topic,
+        }
+    }
+
+    /// The topic it was published on.
+    #[must_use]
+    pub fn topic(&self) -> &[u8] {
+        self.topic.get(&self.values.frame)
+    }
+
+    /// The topic as [`Bytes`] sharing the received frame (no copy).
+    #[must_use]
+    pub fn topic_bytes(&self) -> Bytes {
+        self.topic.slice(&self.values.frame)
+    }
+}
+
+impl PartialEq for Publication {
+    fn eq(&self, other: &Self) -> bool {
+        self.topic() == other.topic() && self.values == other.values
+    }
+}
+
+impl Eq for Publication {}
+
+impl fmt::Debug for Publication {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publication")
+            .field("topic", &self.topic_bytes())
+            .field("values", &self.values)
+            .finish()
+    }
 }
 
 /// A [`FrameSink`] appending to a growable `BytesMut`.
