@@ -72,10 +72,11 @@ pub(crate) struct ServeArgs {
     /// yours, unless privileged).
     #[arg(long, value_name = "GROUP")]
     pub(crate) group: Option<String>,
-    /// Keep a connection that has just been busy polling for this many
-    /// microseconds before the server's thread may sleep: more throughput for
-    /// clients that pipeline requests, at the cost of CPU (0: never).
-    #[arg(long, value_name = "MICROSECONDS", default_value_t = 0)]
+    /// Keep a connection whose client sends requests in batches polling for
+    /// this many microseconds after its last activity before the server's
+    /// thread may sleep: more throughput for clients that pipeline requests,
+    /// at the cost of CPU (0: never).
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 50)]
     pub(crate) spin_us: u64,
     /// Log connections, requests and subscriptions to stderr.
     #[arg(short, long)]

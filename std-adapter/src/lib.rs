@@ -75,9 +75,9 @@
 //!
 //! | measure | floor | microsocket | target |
 //! |---|---|---|---|
-//! | round trip p50 (pinned, median of 5 runs) | 8.47 us | 9.62 us: **1.14x** (earlier runs 1.13–1.14x) | <= 1.15x |
-//! | 8 threads sharing one client (median of 5 runs of 8 x 20,000; see below) | 137k requests/s | 114k requests/s with the default server; **283k** with [`ServerConfig::spin_before_sleep`] at 50 us (runs 247k–290k; single runs elsewhere up to 315k) | >= 300k |
-//! | publish 64-byte messages to 100 subscribers (each received and checked) | | **6.45 M deliveries/s** | >= 5 M |
+//! | round trip p50 (pinned, median of 5 runs) | 8.47 us | 9.66 us: **1.14x** (earlier runs 1.13–1.14x) | <= 1.15x |
+//! | 8 threads sharing one client (median of 5 runs of 8 x 20,000; see below) | 136k requests/s | **353k requests/s** with default settings (runs 259k–371k); 121k with both sides' `spin_before_sleep` zero | >= 300k |
+//! | publish 64-byte messages to 100 subscribers (each received and checked) | | **6.22 M deliveries/s** (6.45 M in an earlier run) | >= 5 M |
 //!
 //! The comparison harness (`cargo run --release -p microsocket-bench --features
 //! zmq -- run`, BENCHMARKS.md; default server settings) gave in its latest
@@ -110,18 +110,21 @@
 //! thread answering each read with one write, the least such a client needs,
 //! does 135k–143k requests/s here. Almost all of its time, and of this crate's
 //! with default settings, is the kernel's: futex wake-ups and context switches,
-//! costly across CPUs on this VM. Two things cut them:
+//! costly across CPUs on this VM. Three things cut them:
 //!
 //! - a client thread whose answer another thread is reading yields the CPU up
 //!   to 64 times before it sleeps, which usually finds its answer in or the
 //!   leader role free (101k–108k became 115k–121k requests/s, measured with
-//!   alternating builds in other runs than the table's, whose 114k is within
-//!   that noise);
-//! - a server whose readers spin for a bounded window before they block
-//!   ([`ServerConfig::spin_before_sleep`], off by default because the window
-//!   follows every read on every connection) is awake when the next batch
-//!   arrives: 2.0–2.1x the floor, 283k requests/s in the run above, within 6%
-//!   of the target, which some single runs pass.
+//!   alternating builds in other runs);
+//! - the thread reading for the others polls the socket for up to
+//!   [`ClientConfig::spin_before_sleep`] (50 us) before it blocks, but only
+//!   while other threads wait too, so a lone requester's round trip is the
+//!   plain blocking one;
+//! - a server connection whose client sent a batch (a read that brought more
+//!   than one frame) polls for [`ServerConfig::spin_before_sleep`] (50 us)
+//!   after each of its next 8 reads before it blocks, so it is awake when the
+//!   next batch arrives; one-request-at-a-time and idle connections never
+//!   start it. Together: 2.6x the floor, 353k requests/s in the run above.
 //!
 //! Waiting for answers in `poll` rather than `read` brought nothing measurable
 //! there and cost 5% on the round trip, so it was left out.
