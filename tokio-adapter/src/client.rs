@@ -1137,9 +1137,6 @@ struct Conn<S> {
     sleep: Pin<Box<Sleep>>,
     sleep_at: Option<Instant>,
     flush: bool,
-    /// The driver let the other ready tasks run once before writing what is
-    /// queued (see `Conn::poll`).
-    deferred: bool,
     /// Polling before sleep while requests are in flight.
     spin: Spin,
     /// Requests are in flight (as of the last look at the state).
@@ -1170,7 +1167,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
             sleep_at: None,
             flush: false,
-            deferred: false,
             spin: Spin::new(spin),
             awaiting: false,
             wake: Vec::new(),
@@ -1183,7 +1179,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn poll(&mut self, cx: &mut Context<'_>, shared: &Shared) -> Poll<Ended> {
         loop {
             let mut progress = false;
-            let mut defer = false;
             let mut yielded = false;
             {
                 let mut guard = shared.lock();
@@ -1204,19 +1199,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     if st.closing && st.wbuf.is_empty() && !self.flush {
                         return Poll::Ready(Ended::Closed);
                     }
-                    if st.wbuf.is_empty() {
-                        self.deferred = false;
-                    } else if !self.deferred && !st.closing && st.protocol.requests_in_flight() > 1 {
-                        // Other requests are in flight, so the tasks waiting for
-                        // them are likely runnable right now, about to queue more:
-                        // go to the back of the run queue once and write them all
-                        // together, rather than one request per write.
-                        self.deferred = true;
-                        defer = true;
-                    } else {
-                        self.deferred = false;
-                        std::mem::swap(&mut self.out, &mut st.wbuf);
-                    }
+                    // Written at once: requests queued while this write is
+                    // under way gather for the next one, and the server starts
+                    // on these meanwhile.
+                    std::mem::swap(&mut self.out, &mut st.wbuf);
                 }
                 self.awaiting = st.protocol.requests_in_flight() > 0;
                 if st.table.next_deadline != self.sleep_at {
@@ -1299,7 +1285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if progress {
                 self.spin.busy();
             }
-            if defer || yielded {
+            if yielded {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
