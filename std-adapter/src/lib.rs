@@ -80,13 +80,13 @@
 //! | publish 64-byte messages to 100 subscribers (each received and checked) | | **6.22 M deliveries/s** (6.45 M in an earlier run) | >= 5 M |
 //!
 //! The comparison harness (`cargo run --release -p microsocket-bench --features
-//! zmq -- run`, BENCHMARKS.md; default server settings) gave in its latest
-//! full run `fanout-100` 5.59 M deliveries/s (floor 10.43 M/s; 6.42 M/s in
-//! the run before), `pipelined-1x8` (8 threads, one client) 115k requests/s
-//! (its floor there is one writer and one reader thread, not eight
-//! requesters: 746k/s), `pipelined-1x256` (256 threads) 484k/s and
-//! `pipelined-8x64` 492k/s, up from 200k and 280k before waiters spun, and
-//! close to ZeroMQ's 518k and 624k.
+//! zmq -- run`, BENCHMARKS.md; default settings) gave in its latest full run
+//! a pinned round trip of 9.8 µs against 8.8 µs for its floor (1.11x),
+//! `fanout-100` 6.01 M deliveries/s (floor 11.47 M/s), `pipelined-1x8` (8
+//! threads, one client) 362k requests/s (its floor there is one writer and one
+//! reader thread, not eight requesters: 412k/s), `pipelined-1x256` (256
+//! threads) 550k/s and `pipelined-8x64` 544k/s, against ZeroMQ's 519k and
+//! 711k.
 //!
 //! What made the fan-out faster: the client cuts publications out of one
 //! shared copy of each read (one allocation per read instead of three or more

@@ -135,13 +135,13 @@
 //!
 //! | scenario | floor | microsocket | target |
 //! |---|---|---|---|
-//! | `rtt`: one request in flight, client and server in one current-thread runtime, `taskset -c 0`, p50, median of 5 | 6.7 µs | 8.4 µs: **1.26x** (runs 1.24–1.27x) | ≤ 1.3x |
-//! | `pipelined1`: one connection, 256 requests in flight from 256 tasks, current-thread runtime | 27.1 M/s | **2.97 M requests/s** | ≥ 2 M/s |
-//! | `pipelined2`: the same on a 2-worker runtime | 4.1 M/s | 1.85 M/s (some runs settle near 0.9 M/s, with or without spinning: the runtime's task placement) | ≥ 2 M/s |
-//! | `pipelined-split`: one connection, 256 tasks, client and server each on a current-thread runtime of its own thread; median of 9 runs of 400,000 | 8.0 M/s | 1.91 M/s with the default server; **2.20 M/s** with [`ServerConfig::spin_before_sleep`] at 50 µs (other runs: 1.6–1.9 and 1.8–2.4) | ≥ 2 M/s |
-//! | `fanout-raw`: 64-byte publications to 100 subscribed sockets that only read, 3 runs | 16–42 M/s | **14.5–29.2 M deliveries/s** | ≥ 10 M/s |
-//! | `fanout`: the same to 100 microsocket client subscriptions in the same process (each publication decoded into a stream item), 3 runs | 21–40 M/s (readers that walk each frame) | 9.3–10.1 M deliveries/s | ≥ 10 M/s |
-//! | `idle`: server memory per idle connection, 10,000 connections opened by another process | | **10.1 KiB** | < 16 KiB |
+//! | `rtt`: one request in flight, client and server in one current-thread runtime, `taskset -c 0`, p50, median of 5 | 6.7–7.5 µs | 8.3–9.0 µs: **1.23x** (runs 1.12–1.33x; 1.24x and 1.25x in the two runs before) | ≤ 1.3x |
+//! | `pipelined1`: one connection, 256 requests in flight from 256 tasks, current-thread runtime, median of 5 runs of 1 s | 27.4 M/s | **2.96 M requests/s** | ≥ 2 M/s |
+//! | `pipelined2`: the same on a 2-worker runtime | 4.5 M/s | **2.60 M requests/s** (runs 2.57–2.61; now and then a run settles near 0.9 M/s: the runtime's task placement) | ≥ 2 M/s |
+//! | `pipelined-split`: one connection, 256 tasks, client and server each on a current-thread runtime of its own thread; median of 9 runs of 400,000 | 8.6 M/s | **4.26 M/s** with the default server; 3.22 M/s with [`ServerConfig::spin_before_sleep`] zero | ≥ 2 M/s |
+//! | `fanout-raw`: 64-byte publications to 100 subscribed sockets that only read, 3 runs | 41–43 M/s | **13.8–15.2 M deliveries/s** (32.8 M/s run alone) | ≥ 10 M/s |
+//! | `fanout`: the same to 100 microsocket client subscriptions in the same process (each publication decoded into a stream item), 3 runs | 40–43 M/s (readers that walk each frame) | **9.8–10.9 M deliveries/s** (median 10.05; 10.1–11.9 in the run before) | ≥ 10 M/s |
+//! | `idle`: server memory per idle connection, 10,000 connections opened by another process | | **10.0 KiB** | < 16 KiB |
 //!
 //! Spinning: a runtime thread that runs out of work sleeps in `epoll_wait`, and
 //! waking it again is a cross-CPU wake-up and a context switch, several
@@ -149,13 +149,19 @@
 //! therefore keeps polling, yielding to other tasks, for up to 50 µs while
 //! requests are in flight ([`ClientBuilder::spin_before_sleep`]; it yields the
 //! CPU too from its third turn on, so a server on the same CPU is not kept
-//! waiting); a server does the same only if asked, because its window follows
-//! every burst on every connection. In runs made while it was built (not the
-//! run in the table), the client's spinning took `pipelined-split` from 1.71
-//! to 1.98 M/s and the server's then to 2.2–2.3 M/s, and `pipelined2` from 1.52
-//! to 1.85 M/s. Unpinned round trips in the comparison harness fell from
-//! 40–46 µs (the floor's, and this crate's before) to 20–22 µs (22.2 µs in
-//! BENCHMARKS.md).
+//! waiting). A server connection does the same for 50 µs
+//! ([`ServerConfig::spin_before_sleep`]) after each of the 8 reads that follow
+//! one bringing more than one frame, so clients that send batches find it
+//! awake, while idle and one-request-at-a-time connections cost no CPU for it
+//! (`pipelined-split` above: 4.26 against 3.22 M/s). Unpinned round trips in
+//! the comparison harness fell from 40–46 µs (the floor's, and this crate's
+//! before spinning) to 20–22 µs.
+//!
+//! The client's driver writes whatever requests are queued as soon as it runs:
+//! requests made while a write is under way gather for the next one, and the
+//! server starts on the first batch meanwhile. (Letting the other runnable
+//! tasks queue theirs first, for fewer and larger writes, serialised the two
+//! sides: 1.9 M/s on `pipelined2` and 2.1 M/s on `pipelined-split`.)
 //!
 //! What is left of a request's cost is the task per request the benchmark asks
 //! for: the floor writes 256 requests from one task and reads their answers in
@@ -169,12 +175,14 @@
 //! The comparison harness (`cargo run --release -p microsocket-bench --features
 //! zmq -- run`, BENCHMARKS.md) puts client and server on threads of their own
 //! with default settings and times whole runs including task start-up. Its
-//! latest full run gave `rtt-16B-pinned` 16.7 µs against 14.0 µs for its floor
-//! (1.19x), `rtt-16B-unpinned` 22.2 µs against 48.7 µs, `pipelined-1x256`
-//! 1.61 M/s against 2.87 M/s (0.56x; 1.77 M/s in the run before), and
-//! `fanout-100`, where all 100 subscribers and their readers share one thread,
-//! 5.89 M/s against 9.84 M/s for its floor, which decodes every frame too
-//! (0.60x; that floor gave 8.8–10.4 M/s across runs).
+//! latest full run gave `rtt-16B-pinned` 16.8 µs against 14.1 µs for its floor
+//! (1.19x), `rtt-16B-unpinned` 22.0 µs against 45.6 µs, `pipelined-1x256`
+//! 3.39 M/s against 2.86 M/s (1.19x the floor), and `fanout-100` 6.63 M/s
+//! against 10.36 M/s for its floor (0.64x). There all 100 subscribers, their
+//! drivers and their readers share one thread, which is the bottleneck: about
+//! 150 ns of that thread per delivery (decode, topic match, queue, hand-off,
+//! the reader's checks, the kernel's copy), where the floor's readers only walk
+//! the frames.
 //!
 //! Commands:
 //!
