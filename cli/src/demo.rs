@@ -73,7 +73,7 @@ pub(crate) async fn run() -> Result<ExitCode> {
         println!(
             "  subscriber got {}: {}",
             String::from_utf8_lossy(p.topic()),
-            show(&p.values)
+            show(p.values())
         );
     }
 
@@ -92,7 +92,7 @@ pub(crate) async fn run() -> Result<ExitCode> {
         println!(
             "  subscriber got {}: {}",
             String::from_utf8_lossy(p.topic()),
-            show(&p.values)
+            show(p.values())
         );
     }
 
@@ -105,7 +105,7 @@ pub(crate) async fn run() -> Result<ExitCode> {
     let mut log = late.subscribe("log.app").await?;
     for _ in 0..3 {
         let p = next(&mut log).await?;
-        println!("  late subscriber's catch-up: {}", show(&p.values));
+        println!("  late subscriber's catch-up: {}", show(p.values()));
     }
 
     println!("\n== a short bench (2 connections x 16 in flight, 10 subscribers, 1 s each)");

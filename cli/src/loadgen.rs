@@ -192,7 +192,7 @@ async fn fan_out_phase(address: &Address, s: &Settings) -> Result<FanOutReport> 
             let mut got = 0u64;
             while let Some(p) = sub.next().await {
                 let p = p.context("subscription ended")?;
-                if p.topic() != topic.as_bytes() || p.values.first().as_deref() != Some(&payload[..]) {
+                if p.topic() != topic.as_bytes() || p.values().first().as_deref() != Some(&payload[..]) {
                     bail!("wrong publication");
                 }
                 got += 1;

@@ -283,7 +283,7 @@ async fn subscribe(args: SubscribeArgs) -> Result<ExitCode> {
         match item {
             Ok(p) => {
                 let mut out = std::io::stdout().lock();
-                output::write_publication(&mut out, p.topic(), p.values.iter_slices(), args.hex)?;
+                output::write_publication(&mut out, p.topic(), p.values().iter_slices(), args.hex)?;
                 out.flush()?;
                 printed += 1;
                 if args.count.is_some_and(|n| printed >= n) {

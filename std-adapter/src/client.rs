@@ -11,11 +11,12 @@
 //! - if no other thread is reading the socket, it becomes the *leader*: it reads,
 //!   decodes every complete frame, hands each response to the slot of the thread
 //!   that waits for it and each publication to the matching subscription queues,
-//!   and stops leading as soon as its own answer is in. While other threads wait
-//!   too, it first polls the socket for up to
+//!   and stops leading as soon as its own answer is in. While other threads
+//!   await answers too, it first polls the socket for up to
 //!   [`ClientConfig::spin_before_sleep`], yielding the CPU between tries, so
 //!   that the next batch of answers, due within microseconds, needs no wake-up;
-//!   a thread waiting alone blocks in `read` at once;
+//!   a thread awaiting the only answer due, or publications, blocks in `read`
+//!   at once;
 //! - otherwise it yields the CPU a bounded number of times, which on a busy
 //!   connection usually finds its answer in or the leader role free without a
 //!   wake-up, then sleeps on its own condition variable until its answer arrives
@@ -116,8 +117,8 @@ pub struct ClientConfig {
     /// arrives: a cross-CPU wake-up and a context switch, several microseconds
     /// on a VM, for every batch of answers; an answer that comes back within the
     /// window costs neither, and the yields let the server run meanwhile if it
-    /// shares the CPU. The cost is at most the window's CPU time per wait, spent
-    /// only while a request (or a [`Subscription::recv`]) is waiting; zero suits
+    /// shares the CPU. The cost is at most the window's CPU time per read, spent
+    /// only while at least two threads await answers; zero suits
     /// a client whose answers are slow to come and must not spend CPU on them.
     pub spin_before_sleep: Duration,
 }
@@ -245,6 +246,8 @@ struct State {
     reading: bool,
     /// Threads inside [`Inner::wait`], leader included.
     waiting: usize,
+    /// Of those, the threads waiting for an answer (not a publication).
+    awaiting_answers: usize,
     closed: bool,
     /// The server stopped reading (a write failed with `EPIPE`, as when a
     /// server shutting down gracefully shuts its side for reading): nothing
@@ -328,6 +331,7 @@ impl Client {
                     uncollected: 0,
                     reading: false,
                     waiting: 0,
+                    awaiting_answers: 0,
                     closed: false,
                     send_closed: false,
                     idle: Vec::new(),
@@ -717,8 +721,10 @@ impl Inner {
         nonblocking: bool,
         mut poll: impl FnMut(&mut State) -> Option<T>,
     ) -> Option<T> {
+        let for_answer = matches!(key, WaitKey::Slot(_));
         let mut st = self.lock_state();
         st.waiting += 1;
+        st.awaiting_answers += usize::from(for_answer);
         let mut registered = false;
         let mut tried = false;
         let mut spins = 0;
@@ -740,10 +746,11 @@ impl Inner {
                     st.idle.retain(|k| !k.same(&key));
                     registered = false;
                 }
-                // Others waiting means answers are coming back as a stream, the
-                // next batch within microseconds: worth polling for. A lone
-                // waiter's answer comes when the server is done with it.
-                let spin = st.waiting > 1;
+                // Several threads awaiting answers means answers are coming
+                // back as a stream, the next batch within microseconds: worth
+                // polling for. A lone request's answer comes when the server is
+                // done with it, and publications whenever they are made.
+                let spin = st.awaiting_answers > 1;
                 self.release(st);
                 st = self.read_once(deadline, now, nonblocking, spin);
                 tried = true;
@@ -798,6 +805,7 @@ impl Inner {
             st.idle.retain(|k| !k.same(&key));
         }
         st.waiting -= 1;
+        st.awaiting_answers -= usize::from(for_answer);
         if !st.reading {
             // Someone must take over reading for those still waiting.
             if let Some(next) = st.idle.last().cloned() {
@@ -856,22 +864,26 @@ impl Inner {
         } else {
             // Keep the socket's read timeout between a quarter of the time left and
             // all of it: a leader never oversleeps its deadline, and the timeout is
-            // rarely changed (a syscall).
-            if let Some((d, now)) = deadline.zip(now) {
-                let left = d.saturating_duration_since(now).max(Duration::from_millis(1));
-                let fits = rx.timeout.is_some_and(|t| t <= left && t >= left / 4);
-                if !fits {
-                    let t = (left / 2).max(Duration::from_millis(1));
-                    if self.stream.set_read_timeout(Some(t)).is_ok() {
-                        rx.timeout = Some(t);
-                    }
-                }
+            // rarely changed (a syscall). Without a deadline there is none, so an
+            // idle leader sleeps until something arrives.
+            let left = deadline
+                .zip(now)
+                .map(|(d, now)| d.saturating_duration_since(now).max(Duration::from_millis(1)));
+            let wanted = match left {
+                Some(left) if rx.timeout.is_some_and(|t| t <= left && t >= left / 4) => rx.timeout,
+                Some(left) => Some((left / 2).max(Duration::from_millis(1))),
+                None => None,
+            };
+            if wanted != rx.timeout && self.stream.set_read_timeout(wanted).is_ok() {
+                rx.timeout = wanted;
             }
-            // Poll within the window (never past the deadline) before blocking.
-            let window = match deadline.zip(now) {
+            // Poll within the window before blocking: the polling and the
+            // blocking read together stay within the time left.
+            let window = match (left, rx.timeout) {
                 _ if !spin => Duration::ZERO,
-                Some((d, now)) => self.config.spin_before_sleep.min(d.saturating_duration_since(now)),
-                None => self.config.spin_before_sleep,
+                (Some(left), Some(t)) => self.config.spin_before_sleep.min(left.saturating_sub(t)),
+                (Some(left), None) => self.config.spin_before_sleep.min(left),
+                (None, _) => self.config.spin_before_sleep,
             };
             let spare = rx.buf.spare();
             match read_within(&self.stream, spare, window) {

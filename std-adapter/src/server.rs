@@ -139,13 +139,15 @@ pub struct ServerConfig {
     /// How long a connection's reader thread, finding nothing to read, keeps
     /// trying (yielding the CPU between tries) before it blocks, on a
     /// connection whose client keeps several requests in flight: after a read
-    /// that brought more than one frame, and for the next few reads (default
+    /// that brought more than one frame, and after each of the 7 reads that
+    /// follow it (default
     /// [`DEFAULT_SERVER_SPIN`], 50 µs; zero always blocks at once). A blocked
     /// reader must be woken when the next request arrives: a futex wake-up and
     /// a context switch, several microseconds on a VM, for every batch a
     /// pipelining or multi-threaded client sends; within the window the next
     /// batch costs neither. A client that sends one request at a time never
-    /// starts the window, so light traffic on many connections costs no CPU;
+    /// starts the window (a subscription, sent with its barrier, starts it
+    /// once), so light traffic on many connections costs no CPU;
     /// a busy connection costs at most the window's CPU time (spent in
     /// `sched_yield`, so other threads run) after each of its batches.
     pub spin_before_sleep: Duration,

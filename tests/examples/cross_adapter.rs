@@ -80,7 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut news = client.subscribe("news").await?;
             std_publisher.publish("news", ["published by the std server"])?;
             let p = news.next().await.ok_or(microsocket_tokio::Error::Closed)??;
-            println!("[tokio client -> std server] {:?}: {:?}", p.topic_bytes(), p.values);
+            println!("[tokio client -> std server] {:?}: {:?}", p.topic_bytes(), p.values());
             Ok::<_, Box<dyn std::error::Error>>(())
         })
         .await?

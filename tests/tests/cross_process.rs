@@ -142,7 +142,7 @@ async fn tokio_client_against_std_server_process() {
         let other = microsocket_tokio::Client::connect_unix(&path).await.unwrap();
         assert_eq!(other.request("PUBLISH", ["x.y", "across"]).await.unwrap(), ["1"]);
         let p = within(STEP, "publication", sub.next()).await.unwrap().unwrap();
-        assert_eq!(p.values, ["across"]);
+        assert_eq!(*p.values(), ["across"]);
 
         let holds: Vec<_> = (0..4).map(|i| client.request("HOLD", [i.to_string()])).collect();
         client.request("PING", NONE).await.unwrap(); // the holds are parked by now

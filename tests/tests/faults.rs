@@ -493,7 +493,7 @@ async fn tokio_client_sees_server_killed(kind: &str) {
         let mut sub = client.subscribe("tick").await.unwrap();
         let mut plain_sub = plain.subscribe("tick").await.unwrap();
         let first = within(STEP, "publication", sub.next()).await.unwrap().unwrap();
-        assert_eq!(first.values.get(0).unwrap(), first_pid.as_bytes());
+        assert_eq!(first.values().get(0).unwrap(), first_pid.as_bytes());
 
         let busy: Vec<_> = [&client, &plain]
             .into_iter()
@@ -522,7 +522,7 @@ async fn tokio_client_sees_server_killed(kind: &str) {
         let watch = tokio::spawn(async move {
             let mut items = Vec::new();
             while let Some(item) = sub.next().await {
-                let new_server = matches!(&item, Ok(p) if p.values.get(0).unwrap() != first_pid.as_bytes());
+                let new_server = matches!(&item, Ok(p) if p.values().get(0).unwrap() != first_pid.as_bytes());
                 items.push((item, Instant::now()));
                 if new_server {
                     break;
@@ -581,14 +581,16 @@ async fn tokio_client_sees_server_killed(kind: &str) {
         slowest = slowest.max(said_at - killed);
         for (i, (item, _)) in items.iter().enumerate() {
             match item {
-                Ok(p) if i < reconnecting => assert_ne!(p.values.get(0).unwrap(), server.pid().to_string().as_bytes()),
+                Ok(p) if i < reconnecting => {
+                    assert_ne!(p.values().get(0).unwrap(), server.pid().to_string().as_bytes())
+                }
                 Ok(p) => {
                     assert_eq!(
                         i,
                         reconnecting + 1,
                         "nothing between Reconnecting and the new server's publications"
                     );
-                    assert_eq!(p.values.get(0).unwrap(), server.pid().to_string().as_bytes());
+                    assert_eq!(p.values().get(0).unwrap(), server.pid().to_string().as_bytes());
                 }
                 Err(Error::Reconnecting) => assert_eq!(i, reconnecting, "said once"),
                 Err(e) => panic!("unexpected item {e:?}"),

@@ -522,10 +522,10 @@ async fn tokio_client_std_server_exact_and_pattern_subscriptions() {
 
         let p = tokio_next(&mut exact).await;
         assert_eq!(
-            (p.topic(), p.values.to_vec()),
+            (p.topic(), p.values().to_vec()),
             (&b"sensor.kitchen.temp"[..], vec!["21".into(), Bytes::new()])
         );
-        assert_eq!(tokio_next(&mut exact).await.values, [b"\0end"]);
+        assert_eq!(*tokio_next(&mut exact).await.values(), [b"\0end"]);
         let mut topics = Vec::new();
         for _ in 0..3 {
             topics.push(tokio_next(&mut one).await.topic_bytes());
@@ -553,7 +553,7 @@ async fn tokio_client_std_server_exact_and_pattern_subscriptions() {
         // A publication made while handling a request arrives. (That it comes
         // before the response is checked byte for byte in `old_peers.rs`.)
         assert_eq!(client.request("PUBLISH", ["sensor.x.temp", "v"]).await.unwrap(), ["1"]);
-        assert_eq!(tokio_next(&mut one).await.values, ["v"]);
+        assert_eq!(*tokio_next(&mut one).await.values(), ["v"]);
 
         assert!(matches!(
             client.subscribe_pattern("a..b").await,
@@ -579,8 +579,8 @@ async fn tokio_client_std_server_unsubscribe_stops_delivery() {
         drop(a);
         client.request("PING", NONE).await.unwrap();
         assert_eq!(publisher.publish("news", ["2"]).unwrap(), 1);
-        assert_eq!(tokio_next(&mut b).await.values, ["1"]);
-        assert_eq!(tokio_next(&mut b).await.values, ["2"]);
+        assert_eq!(*tokio_next(&mut b).await.values(), ["1"]);
+        assert_eq!(*tokio_next(&mut b).await.values(), ["2"]);
         drop(b);
         client.request("PING", NONE).await.unwrap();
         assert_eq!(publisher.publish("news", ["3"]).unwrap(), 0);
@@ -591,7 +591,7 @@ async fn tokio_client_std_server_unsubscribe_stops_delivery() {
         assert_eq!(publisher.publish("news.today", ["5"]).unwrap(), 0);
         let mut c = client.subscribe("news").await.unwrap();
         assert_eq!(publisher.publish("news", ["6"]).unwrap(), 1);
-        assert_eq!(tokio_next(&mut c).await.values, ["6"]);
+        assert_eq!(*tokio_next(&mut c).await.values(), ["6"]);
     })
     .await;
 }
@@ -612,14 +612,14 @@ async fn tokio_client_std_server_buffered_topic_catch_up() {
         let mut a = client.subscribe("feed.a").await.unwrap();
         publisher.publish("feed.a", ["6"]).unwrap();
         for want in ["3", "4", "5", "6"] {
-            assert_eq!(tokio_next(&mut a).await.values, [want]);
+            assert_eq!(*tokio_next(&mut a).await.values(), [want]);
         }
         let mut all = client.subscribe_pattern("feed.*").await.unwrap();
         // Only feed.b catches up: feed.a already reaches this connection.
         let mut by_topic: BTreeMap<Bytes, Vec<Bytes>> = BTreeMap::new();
         for _ in 0..1 {
             let p = tokio_next(&mut all).await;
-            by_topic.entry(p.topic_bytes()).or_default().extend(p.values.iter());
+            by_topic.entry(p.topic_bytes()).or_default().extend(p.values().iter());
         }
         assert_eq!(by_topic.len(), 1);
         assert_eq!(by_topic[&b"feed.b"[..]], ["b1"]);
@@ -640,10 +640,10 @@ async fn tokio_client_std_server_buffered_topic_catch_up() {
         });
         tokio::time::sleep(Duration::from_millis(5)).await;
         let mut c = client.subscribe("feed.c").await.unwrap();
-        let first = tokio_next(&mut c).await.values.first().unwrap();
+        let first = tokio_next(&mut c).await.values().first().unwrap();
         let first: usize = std::str::from_utf8(&first).unwrap().parse().unwrap();
         for want in first + 1..n {
-            assert_eq!(tokio_next(&mut c).await.values, [want.to_string()]);
+            assert_eq!(*tokio_next(&mut c).await.values(), [want.to_string()]);
         }
         feeder.join().unwrap();
         tokio_assert_quiet(&mut c).await;
@@ -665,9 +665,9 @@ async fn tokio_client_std_server_overlapping_subscription_replays_no_backlog() {
         let mut all = client.subscribe_pattern("feed.*").await.unwrap();
         let mut exact = client.subscribe("feed.a").await.unwrap();
         publisher.publish("feed.a", ["2"]).unwrap();
-        assert_eq!(tokio_next(&mut exact).await.values, ["2"]);
-        assert_eq!(tokio_next(&mut all).await.values, ["1"]);
-        assert_eq!(tokio_next(&mut all).await.values, ["2"], "publication 1 sent twice");
+        assert_eq!(*tokio_next(&mut exact).await.values(), ["2"]);
+        assert_eq!(*tokio_next(&mut all).await.values(), ["1"]);
+        assert_eq!(*tokio_next(&mut all).await.values(), ["2"], "publication 1 sent twice");
         tokio_assert_quiet(&mut exact).await;
         tokio_assert_quiet(&mut all).await;
     })
@@ -692,7 +692,7 @@ async fn tokio_client_std_server_oversized_frames() {
             assert_eq!(echoed.first().unwrap().len(), 60 << 10);
         }
         assert_eq!(client.request("PUBLISH", ["t", "still"]).await.unwrap(), ["1"]);
-        assert_eq!(tokio_next(&mut sub).await.values, ["still"]);
+        assert_eq!(*tokio_next(&mut sub).await.values(), ["still"]);
 
         let small = TokioClient::builder()
             .max_frame(32 << 10)
@@ -733,7 +733,7 @@ async fn tokio_client_std_server_many_tasks_share_one_client() {
                         if i % 25 == 0 {
                             let n = client.request("PUBLISH", [&topic, &i.to_string()]).await.unwrap();
                             assert_eq!(n, ["1"]);
-                            assert_eq!(tokio_next(&mut sub).await.values, [i.to_string()]);
+                            assert_eq!(*tokio_next(&mut sub).await.values(), [i.to_string()]);
                         }
                     }
                 })

@@ -409,7 +409,7 @@ async fn tokio_client_against_old_server() {
         let mut news = client.subscribe("news").await.unwrap();
         assert_eq!(client.request("PUBLISH", ["news", "hello", ""]).await.unwrap(), ["1"]);
         let p = within(STEP, "publication", news.next()).await.unwrap().unwrap();
-        assert_eq!(p.values, ["hello", ""]);
+        assert_eq!(*p.values(), ["hello", ""]);
         let mut pattern = client.subscribe_pattern("news.>").await.unwrap();
         assert_eq!(client.request("PUBLISH", ["news.x", "v"]).await.unwrap(), ["0"]);
         assert!(tokio::time::timeout(QUIET, pattern.next()).await.is_err());

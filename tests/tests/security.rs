@@ -329,7 +329,7 @@ fn tokio_refused_client(socket: &Path) {
         assert_eq!(client.request("publish", ["admin.log", "secret"]).await.unwrap(), ["0"]);
         assert_eq!(client.request("publish", ["news", "hello"]).await.unwrap(), ["1"]);
         let p = within(STEP, "news", news.next()).await.unwrap().unwrap();
-        assert_eq!(p.values, ["hello"]);
+        assert_eq!(*p.values(), ["hello"]);
         for sub in &mut refused {
             while let Ok(Some(p)) = tokio::time::timeout(QUIET, sub.next()).await {
                 let p = p.unwrap();

@@ -1,7 +1,8 @@
 //! Polling before sleep: servers with `spin_before_sleep` (std and Tokio) and
 //! the clients' own bounded polling. A spinning server answers and publishes
 //! as any other; once a window has passed the process goes idle, though a
-//! request is still waiting; a paused Tokio clock still reaches a deadline.
+//! request is still waiting; subscribers receiving publications never make
+//! either side poll; a paused Tokio clock still reaches a deadline.
 
 mod common;
 
@@ -16,6 +17,13 @@ const HELD: Duration = Duration::from_millis(500);
 /// CPU the process may use meanwhile: spinning all along would use about
 /// `HELD` (more with two spinning sides on two CPUs).
 const IDLE_CPU: Duration = Duration::from_millis(150);
+
+/// A window long enough that polling after each publication would keep a CPU
+/// busy all along, publications coming every `PUBLISH_EVERY`.
+const LONG_WINDOW: Duration = Duration::from_millis(20);
+const PUBLISH_EVERY: Duration = Duration::from_millis(5);
+/// Publications sent over `HELD`.
+const TICKS: usize = (HELD.as_millis() / PUBLISH_EVERY.as_millis()) as usize;
 
 /// The CPU figures are the whole process's: the tests here take turns, so one
 /// test's load does not count against another's idle wait.
@@ -154,7 +162,7 @@ fn a_spinning_tokio_server_answers_publishes_and_goes_idle() {
             let mut sub = client.subscribe_pattern("spin.>").await.unwrap();
             client.request("PUBLISH", ["spin.a", "1"]).await.unwrap();
             let p = tokio::time::timeout(STEP, sub.next()).await.unwrap().unwrap().unwrap();
-            assert_eq!(p.values.first().as_deref(), Some(&b"1"[..]));
+            assert_eq!(p.values().first().as_deref(), Some(&b"1"[..]));
 
             let started = Instant::now();
             let release = release_later(path.clone());
@@ -198,4 +206,85 @@ fn a_paused_clock_still_reaches_a_deadline_while_spinning() {
         })
     });
     assert!(timed_out, "expected the held request to time out");
+}
+
+#[test]
+fn a_tokio_server_does_not_poll_for_subscribers() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let server = TokioServer::start(tokio_config().spin_before_sleep(LONG_WINDOW));
+    let path = server.path.clone();
+    let publisher = server.server.publisher();
+    let used = bounded(LIMIT, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            // Each subscription arrives with its barrier: two frames in a read.
+            let mut subs = Vec::new();
+            for _ in 0..8 {
+                let client = microsocket_tokio::Client::connect_unix(&path).await.unwrap();
+                subs.push(client.subscribe("tick").await.unwrap());
+            }
+            let before = cpu_time(std::process::id());
+            for i in 0..TICKS {
+                let tick = i.to_string();
+                assert_eq!(publisher.publish("tick", [&tick]).unwrap(), 8);
+                for sub in &mut subs {
+                    let p = tokio::time::timeout(STEP, sub.next()).await.unwrap().unwrap().unwrap();
+                    assert_eq!(p.values().first().as_deref(), Some(tick.as_bytes()));
+                }
+                tokio::time::sleep(PUBLISH_EVERY).await;
+            }
+            cpu_time(std::process::id()) - before
+        })
+    });
+    assert!(
+        used < IDLE_CPU,
+        "{used:?} of CPU for {TICKS} publications to 8 subscribers over {HELD:?}"
+    );
+}
+
+#[test]
+fn a_std_client_does_not_poll_for_subscription_waiters() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let server = StdServer::start(std_config());
+    let path = server.path.clone();
+    let publisher = server.publisher.clone();
+    let used = bounded(LIMIT, move || {
+        let client = microsocket_std::Client::new(
+            std::os::unix::net::UnixStream::connect(&path).unwrap(),
+            microsocket_std::ClientConfig {
+                spin_before_sleep: LONG_WINDOW,
+                ..microsocket_std::ClientConfig::default()
+            },
+        )
+        .unwrap();
+        // Two threads wait in `recv`, one of them reading for both; no
+        // request is due, so it blocks rather than polls.
+        let receive = |topic: &'static str| {
+            let mut sub = client.subscribe(topic).unwrap();
+            std::thread::spawn(move || {
+                for i in 0..TICKS {
+                    assert_eq!(sub.recv_timeout(STEP).unwrap().values, [i.to_string()]);
+                }
+            })
+        };
+        let receivers = [receive("tick"), receive("tock")];
+        let before = cpu_time(std::process::id());
+        for i in 0..TICKS {
+            let tick = i.to_string();
+            assert_eq!(publisher.publish("tick", [&tick]).unwrap(), 1);
+            assert_eq!(publisher.publish("tock", [&tick]).unwrap(), 1);
+            std::thread::sleep(PUBLISH_EVERY);
+        }
+        for r in receivers {
+            r.join().unwrap();
+        }
+        cpu_time(std::process::id()) - before
+    });
+    assert!(
+        used < IDLE_CPU,
+        "{used:?} of CPU for {TICKS} publications to two waiting threads over {HELD:?}"
+    );
 }

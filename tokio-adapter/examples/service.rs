@@ -163,13 +163,13 @@ async fn exercise(path: &Path) -> Result<(), Error> {
     // A late subscriber gets the buffered last value first.
     let mut color = client.subscribe("kv.color").await?;
     let first = color.next().await.ok_or(Error::Closed)??;
-    println!("[client] kv.color is {:?} (buffered)", first.values);
-    assert_eq!(first.values, ["blue"]);
+    println!("[client] kv.color is {:?} (buffered)", first.values());
+    assert_eq!(*first.values(), ["blue"]);
 
     client.request("SET", ["color", "green"]).await?;
     let next = color.next().await.ok_or(Error::Closed)??;
-    println!("[client] kv.color changed to {:?}", next.values);
-    assert_eq!(next.values, ["green"]);
+    println!("[client] kv.color changed to {:?}", next.values());
+    assert_eq!(*next.values(), ["green"]);
 
     match client.request("GET", ["shape"]).await {
         Err(Error::Failed { message, details }) => {
@@ -194,9 +194,9 @@ async fn exercise(path: &Path) -> Result<(), Error> {
 
     client.request("ANNOUNCE", [my_pid.as_str(), "1"]).await?;
     let notice = admin.next().await.ok_or(Error::Closed)??;
-    println!("[client] {:?}: {:?}", notice.topic_bytes(), notice.values);
+    println!("[client] {:?}: {:?}", notice.topic_bytes(), notice.values());
     let message = private.next().await.ok_or(Error::Closed)??;
-    println!("[client] {:?}: {:?}", message.topic_bytes(), message.values);
+    println!("[client] {:?}: {:?}", message.topic_bytes(), message.values());
     let refused = tokio::time::timeout(Duration::from_millis(100), theirs.next())
         .await
         .is_err();

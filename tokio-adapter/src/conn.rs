@@ -185,6 +185,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     {
         loop {
             let mut progress = false;
+            // Requests read or answered: what restarts the polling window, so
+            // publications written to a subscriber never do.
+            let mut request_progress = false;
             // Answers of the requests that completed.
             while let Poll::Ready(Some(answer)) = running.inflight.poll_next_unpin(cx) {
                 self.done.push(answer);
@@ -223,6 +226,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 self.account(before);
                 add(&self.core.counters.requests, n as u64);
                 progress = true;
+                request_progress = true;
             }
             if self.reading && self.held <= self.core.config.max_queued_bytes {
                 if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
@@ -239,6 +243,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                         let frames = self.process(cx, handler, running, make);
                         self.burst.record(frames);
                         progress = true;
+                        request_progress = true;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => {}
@@ -263,7 +268,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 running.spare = None;
                 return Poll::Pending;
             }
-            self.spin.busy();
+            if request_progress {
+                self.spin.busy();
+            }
         }
     }
 

@@ -72,8 +72,9 @@ pub struct ServerConfig {
     /// How long [`Server::shutdown`] lets requests in flight finish (default 5 s).
     pub shutdown_timeout: Duration,
     /// How long a connection whose client keeps several requests in flight
-    /// keeps polling for input after its last activity before its runtime
-    /// thread may sleep (default [`DEFAULT_SERVER_SPIN`], 50 µs; zero: never).
+    /// keeps polling for input after it last read or answered requests before
+    /// its runtime thread may sleep (default [`DEFAULT_SERVER_SPIN`], 50 µs;
+    /// zero: never).
     /// CPU for throughput; see [`ServerConfig::spin_before_sleep`].
     pub spin_before_sleep: Duration,
 }
@@ -108,16 +109,17 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     /// Sets [`ServerConfig::spin_before_sleep`]. A connection whose client keeps
-    /// several requests in flight (a read brought more than one frame, in its
-    /// last few reads) keeps polling for input for this long after its last
-    /// activity (requests read or answered, publications written), yielding to
-    /// other tasks, before its runtime thread may sleep. The client's next
-    /// batch then finds the server awake: no cross-CPU wake-up per batch,
-    /// which on two cores is most of a batch's cost. A client that sends one
-    /// request at a time never starts the window, nor do publications, so light
-    /// traffic on many connections and steady publishing cost no CPU for it;
-    /// a busy connection costs at most the window's CPU time after each of its
-    /// batches. Zero never polls.
+    /// several requests in flight (one of its last 8 reads brought more than
+    /// one frame) keeps polling for input for this long after it last read or
+    /// answered requests, yielding to other tasks, before its runtime thread
+    /// may sleep. The client's next batch then finds the server awake: no
+    /// cross-CPU wake-up per batch, which on two cores is most of a batch's
+    /// cost. A client that sends one request at a time never starts the window
+    /// (a subscription, sent with its barrier, starts it once), and
+    /// publications written never restart it, so light traffic on many
+    /// connections and steady publishing cost no CPU for it; a busy connection
+    /// costs at most the window's CPU time after each of its batches. Zero
+    /// never polls.
     #[must_use]
     pub fn spin_before_sleep(mut self, window: Duration) -> Self {
         self.spin_before_sleep = window;

@@ -147,8 +147,8 @@ impl<T: AsRef<[u8]>, const N: usize> PartialEq<[T; N]> for Values {
 /// no copy and one reference count, and [`Publication::topic`] borrows.
 #[derive(Clone)]
 pub struct Publication {
-    /// The published values.
-    pub values: Values,
+    /// The published values; their frame holds the topic too, hence private.
+    values: Values,
     /// Where the topic lies in the values' frame.
     topic: Span,
 }
@@ -173,6 +173,18 @@ impl Publication {
     #[must_use]
     pub fn topic_bytes(&self) -> Bytes {
         self.topic.slice(&self.values.frame)
+    }
+
+    /// The published values.
+    #[must_use]
+    pub fn values(&self) -> &Values {
+        &self.values
+    }
+
+    /// The published values, keeping the received frame alive.
+    #[must_use]
+    pub fn into_values(self) -> Values {
+        self.values
     }
 }
 

@@ -123,11 +123,11 @@ async fn exact_and_pattern_subscriptions_and_unsubscribe() {
         for sub in [&mut news, &mut news2] {
             let p = sub.next().await.unwrap().unwrap();
             assert_eq!(p.topic(), b"news");
-            assert_eq!(p.values, [b"hello"]);
+            assert_eq!(*p.values(), [b"hello"]);
         }
         let p = temps.next().await.unwrap().unwrap();
         assert_eq!(
-            (p.topic(), p.values.first().unwrap().as_ref()),
+            (p.topic(), p.values().first().unwrap().as_ref()),
             (&b"sensor.kitchen.temp"[..], &b"21"[..])
         );
         let p = sensors.next().await.unwrap().unwrap();
@@ -202,7 +202,7 @@ async fn buffered_topic_under_concurrent_publishing_loses_nothing_and_repeats_no
                 let mut seen = Vec::new();
                 while seen.last() != Some(&(N - 1)) {
                     let p = sub.next().await.unwrap().unwrap();
-                    seen.push(u32::from_be_bytes(p.values.first().unwrap()[..].try_into().unwrap()));
+                    seen.push(u32::from_be_bytes(p.values().first().unwrap()[..].try_into().unwrap()));
                 }
                 seen
             }));
@@ -264,11 +264,11 @@ async fn a_subscriber_that_never_reads_stays_bounded_and_others_are_unaffected()
         let mut skipped_ping = false;
         while expect < 20_000 {
             let p = sub.next().await.unwrap().unwrap();
-            if p.values.is_empty() {
+            if p.values().is_empty() {
                 skipped_ping = true;
                 continue;
             }
-            assert_eq!(p.values.first().unwrap()[..], expect.to_be_bytes());
+            assert_eq!(p.values().first().unwrap()[..], expect.to_be_bytes());
             expect += 1;
         }
         assert!(skipped_ping);
@@ -415,7 +415,7 @@ async fn subscription_stream_ends_with_an_error_when_the_server_goes() {
         let mut sub = client.subscribe("news").await.unwrap();
         server.publish("news", ["1"]).unwrap();
         server.shutdown().await;
-        assert_eq!(sub.next().await.unwrap().unwrap().values, [b"1"]);
+        assert_eq!(*sub.next().await.unwrap().unwrap().values(), [b"1"]);
         assert!(matches!(sub.next().await, Some(Err(Error::Closed))));
         assert!(sub.next().await.is_none());
     })
@@ -519,7 +519,7 @@ async fn in_process_clients_without_a_socket_file() {
         let other = Client::new(b);
         let mut sub = other.subscribe("t").await.unwrap();
         client.request("PUB", ["t", "v"]).await.unwrap();
-        assert_eq!(sub.next().await.unwrap().unwrap().values, [b"v"]);
+        assert_eq!(*sub.next().await.unwrap().unwrap().values(), [b"v"]);
         let v = strings(&other.request("WHO", [b""; 0]).await.unwrap());
         assert!(v[1].is_empty(), "no credentials on a duplex stream");
         server.shutdown().await;
@@ -588,7 +588,7 @@ async fn reconnects_and_subscribes_again() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(second.publish("news", ["back"]).unwrap(), 1);
-        assert_eq!(sub.next().await.unwrap().unwrap().values, [b"back"]);
+        assert_eq!(*sub.next().await.unwrap().unwrap().values(), [b"back"]);
         second.shutdown().await;
     })
     .await;
@@ -609,14 +609,14 @@ async fn lagging_subscriber_is_told_how_many_it_missed() {
         let mut got = Vec::new();
         for _ in 0..5 {
             match sub.next().await.unwrap() {
-                Ok(p) => got.push(format!("{}", p.values.first().unwrap()[0])),
+                Ok(p) => got.push(format!("{}", p.values().first().unwrap()[0])),
                 Err(Error::Lagged(n)) => got.push(format!("lagged {n}")),
                 Err(e) => panic!("{e}"),
             }
         }
         assert_eq!(got, ["0", "1", "2", "3", "lagged 6"]);
         server.publish("t", [[42u8]]).unwrap();
-        assert_eq!(sub.next().await.unwrap().unwrap().values, [[42u8]]);
+        assert_eq!(*sub.next().await.unwrap().unwrap().values(), [[42u8]]);
         server.shutdown().await;
     })
     .await;

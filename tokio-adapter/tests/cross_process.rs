@@ -79,7 +79,7 @@ async fn client_and_server_in_separate_processes() {
         assert_eq!(other.request("PUB", ["x.y", "1", "2"]).await.unwrap(), [b"1"]);
         let p = sub.next().await.unwrap().unwrap();
         assert_eq!(p.topic(), b"x.y");
-        assert_eq!(p.values, [b"1", b"2"]);
+        assert_eq!(*p.values(), [b"1", b"2"]);
         // The server process dies with a request in flight.
         let hung = client.request("HANG", [b""; 0]);
         client.request("PING", [b""; 0]).await.unwrap();

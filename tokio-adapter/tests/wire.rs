@@ -156,8 +156,8 @@ async fn client_frames_byte_for_byte_against_an_original_protocol_server() {
         let client = Client::connect_unix(&path).await.unwrap();
         assert_eq!(client.request("PING", [b""; 0]).await.unwrap(), [b"PONG"]);
         let mut sub = client.subscribe("news").await.unwrap();
-        assert_eq!(sub.next().await.unwrap().unwrap().values, [b"hello"]);
-        assert_eq!(sub.next().await.unwrap().unwrap().values, [b"again"]);
+        assert_eq!(*sub.next().await.unwrap().unwrap().values(), [b"hello"]);
+        assert_eq!(*sub.next().await.unwrap().unwrap().values(), [b"again"]);
         drop(sub);
         drop(client);
         // Dropping the last subscription sends `-` (ignored by an original server).
