@@ -137,7 +137,7 @@
 //! |---|---|---|---|
 //! | `rtt`: one request in flight, client and server in one current-thread runtime, `taskset -c 0`, p50, median of 5 | 6.7–7.5 µs | 8.3–9.0 µs: **1.23x** (runs 1.12–1.33x; 1.24x and 1.25x in the two runs before) | ≤ 1.3x |
 //! | `pipelined1`: one connection, 256 requests in flight from 256 tasks, current-thread runtime, median of 5 runs of 1 s | 27.4 M/s | **2.96 M requests/s** | ≥ 2 M/s |
-//! | `pipelined2`: the same on a 2-worker runtime | 4.5 M/s | **2.60 M requests/s** (runs 2.57–2.61; now and then a run settles near 0.9 M/s: the runtime's task placement) | ≥ 2 M/s |
+//! | `pipelined2`: the same on a 2-worker runtime | 4.5 M/s | **2.60 M requests/s** (runs 2.57–2.61); bimodal, though: across other runs of five, about a third of the 1 s runs settle near 0.95–1.0 M/s for seconds at a time, with any spin settings (see below) | ≥ 2 M/s |
 //! | `pipelined-split`: one connection, 256 tasks, client and server each on a current-thread runtime of its own thread; median of 9 runs of 400,000 | 8.6 M/s | **4.26 M/s** with the default server; 3.22 M/s with [`ServerConfig::spin_before_sleep`] zero | ≥ 2 M/s |
 //! | `fanout-raw`: 64-byte publications to 100 subscribed sockets that only read, 3 runs | 41–43 M/s | **13.8–15.2 M deliveries/s** (32.8 M/s run alone) | ≥ 10 M/s |
 //! | `fanout`: the same to 100 microsocket client subscriptions in the same process (each publication decoded into a stream item), 3 runs | 40–43 M/s (readers that walk each frame) | **9.8–10.9 M deliveries/s** (median 10.05; 10.1–11.9 in the run before) | ≥ 10 M/s |
@@ -157,6 +157,16 @@
 //! (`pipelined-split` above: 4.26 against 3.22 M/s). Unpinned round trips in
 //! the comparison harness fell from 40–46 µs (the floor's, and this crate's
 //! before spinning) to 20–22 µs.
+//!
+//! The slow mode of `pipelined2` is the runtime's placement of the 256
+//! request tasks: once both workers run them, they contend for the
+//! connection's state (lock, tag table, write buffer) and each request's cache
+//! lines move between the CPUs; `perf` then shows a third of the time on that
+//! lock and the waiters' reference counts. Neither another mutex
+//! (`parking_lot`) nor waiters allocated outside the lock changed it. With the
+//! client and the server in processes (or runtimes) of their own, as
+//! `pipelined-split` and the comparison harness run them, throughput stays at
+//! 3.4–4.3 M/s.
 //!
 //! The client's driver writes whatever requests are queued as soon as it runs:
 //! requests made while a write is under way gather for the next one, and the
