@@ -75,9 +75,9 @@
 //!
 //! | measure | floor | microsocket | target |
 //! |---|---|---|---|
-//! | round trip p50 (pinned, median of 5 runs) | 8.47 us | 9.66 us: **1.14x** (earlier runs 1.13–1.14x) | <= 1.15x |
-//! | 8 threads sharing one client (median of 5 runs of 8 x 20,000; see below) | 136k requests/s | **353k requests/s** with default settings (runs 259k–371k); 121k with both sides' `spin_before_sleep` zero | >= 300k |
-//! | publish 64-byte messages to 100 subscribers (each received and checked) | | **6.22 M deliveries/s** (6.45 M in an earlier run) | >= 5 M |
+//! | round trip p50 (pinned, median of 5 runs) | 9.16 us | 10.30 us: **1.12x** (earlier runs 1.13–1.14x) | <= 1.15x |
+//! | 8 threads sharing one client (median of 5 runs of 8 x 20,000; see below) | 123k requests/s | **340k requests/s** with default settings (runs 263k–371k; 353k in the run before); 122k with both sides' `spin_before_sleep` zero | >= 300k |
+//! | publish 64-byte messages to 100 subscribers (each received and checked) | | **6.33 M deliveries/s** (6.22 M and 6.45 M in earlier runs) | >= 5 M |
 //!
 //! The comparison harness (`cargo run --release -p microsocket-bench --features
 //! zmq -- run`, BENCHMARKS.md; default settings) gave in its latest full run
@@ -124,7 +124,7 @@
 //!   than one frame) polls for [`ServerConfig::spin_before_sleep`] (50 us)
 //!   after that read and each of the next 7 before it blocks, so it is awake
 //!   when the next batch arrives; one-request-at-a-time and idle connections
-//!   never start it. Together: 2.6x the floor, 353k requests/s in the run above.
+//!   never start it. Together: 2.8x the floor, 340k requests/s in the run above.
 //!
 //! Waiting for answers in `poll` rather than `read` brought nothing measurable
 //! there and cost 5% on the round trip, so it was left out.
