@@ -244,9 +244,8 @@ struct State {
     uncollected: usize,
     /// Someone leads (reads the socket).
     reading: bool,
-    /// Threads inside [`Inner::wait`], leader included.
-    waiting: usize,
-    /// Of those, the threads waiting for an answer (not a publication).
+    /// Threads inside [`Inner::wait`] for an answer (not a publication),
+    /// leader included.
     awaiting_answers: usize,
     closed: bool,
     /// The server stopped reading (a write failed with `EPIPE`, as when a
@@ -330,7 +329,6 @@ impl Client {
                     wakes: Vec::new(),
                     uncollected: 0,
                     reading: false,
-                    waiting: 0,
                     awaiting_answers: 0,
                     closed: false,
                     send_closed: false,
@@ -723,7 +721,6 @@ impl Inner {
     ) -> Option<T> {
         let for_answer = matches!(key, WaitKey::Slot(_));
         let mut st = self.lock_state();
-        st.waiting += 1;
         st.awaiting_answers += usize::from(for_answer);
         let mut registered = false;
         let mut tried = false;
@@ -804,7 +801,6 @@ impl Inner {
         if registered {
             st.idle.retain(|k| !k.same(&key));
         }
-        st.waiting -= 1;
         st.awaiting_answers -= usize::from(for_answer);
         if !st.reading {
             // Someone must take over reading for those still waiting.

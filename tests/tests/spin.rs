@@ -29,6 +29,18 @@ const TICKS: usize = (HELD.as_millis() / PUBLISH_EVERY.as_millis()) as usize;
 /// test's load does not count against another's idle wait.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A std client whose reading thread polls within `window` before it blocks.
+fn std_client_polling(path: &std::path::Path, window: Duration) -> microsocket_std::Client {
+    microsocket_std::Client::new(
+        std::os::unix::net::UnixStream::connect(path).unwrap(),
+        microsocket_std::ClientConfig {
+            spin_before_sleep: window,
+            ..microsocket_std::ClientConfig::default()
+        },
+    )
+    .unwrap()
+}
+
 /// Sends `RELEASE` on a connection of its own after `HELD`, from another thread.
 fn release_later(path: std::path::PathBuf) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
@@ -84,14 +96,7 @@ fn a_spinning_std_client_answers_many_threads_and_goes_idle() {
     let server = StdServer::start(std_config());
     let path = server.path.clone();
     let used = bounded(LIMIT, move || {
-        let client = microsocket_std::Client::new(
-            std::os::unix::net::UnixStream::connect(&path).unwrap(),
-            microsocket_std::ClientConfig {
-                spin_before_sleep: WINDOW,
-                ..microsocket_std::ClientConfig::default()
-            },
-        )
-        .unwrap();
+        let client = std_client_polling(&path, WINDOW);
         let echo = |t: usize| {
             let client = client.clone();
             std::thread::spawn(move || {
@@ -252,14 +257,7 @@ fn a_std_client_does_not_poll_for_subscription_waiters() {
     let path = server.path.clone();
     let publisher = server.publisher.clone();
     let used = bounded(LIMIT, move || {
-        let client = microsocket_std::Client::new(
-            std::os::unix::net::UnixStream::connect(&path).unwrap(),
-            microsocket_std::ClientConfig {
-                spin_before_sleep: LONG_WINDOW,
-                ..microsocket_std::ClientConfig::default()
-            },
-        )
-        .unwrap();
+        let client = std_client_polling(&path, LONG_WINDOW);
         // Two threads wait in `recv`, one of them reading for both; no
         // request is due, so it blocks rather than polls.
         let receive = |topic: &'static str| {
