@@ -176,12 +176,13 @@ fn pipelined_split() {
     }
 }
 
-/// Prints the median of `rates` (millions per second) and every run.
-fn report_runs(name: &str, mut rates: Vec<f64>, requests: usize) {
+/// Prints the median of `rates` (millions per second) and every run, each
+/// run being `runs_of` (a request count or a length of time).
+fn report_runs(name: &str, mut rates: Vec<f64>, runs_of: impl std::fmt::Display) {
     let shown: Vec<_> = rates.iter().map(|r| format!("{r:.2}")).collect();
     rates.sort_by(f64::total_cmp);
     println!(
-        "{name:<36} {:>6.2} M requests/s (median of {} runs of {requests}: {})",
+        "{name:<36} {:>6.2} M requests/s (median of {} runs of {runs_of}: {})",
         rates[rates.len() / 2],
         rates.len(),
         shown.join(" ")
@@ -388,13 +389,7 @@ fn pipelined_on(threads: usize) {
                 rates.push(n as f64 / elapsed / 1e6);
             }
         }
-        let shown: Vec<_> = rates.iter().map(|r| format!("{r:.2}")).collect();
-        rates.sort_by(f64::total_cmp);
-        println!(
-            "microsocket-tokio            {:>6.2} M requests/s (median of {PIPELINED_RUNS} runs of 1 s: {})",
-            rates[rates.len() / 2],
-            shown.join(" ")
-        );
+        report_runs("microsocket-tokio", rates, "1 s");
         server.shutdown().await;
     });
 }
