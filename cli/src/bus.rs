@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use microsocket_std::socket::Address;
+use microsocket_socket::Address;
 use microsocket_tokio::{Failure, Handler, Publisher, Reply, Request, Server};
 
 use crate::ServeArgs;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use microsocket_std::socket::Address;
+use microsocket_socket::Address;
 use microsocket_tokio::Client;
 
 /// Parses a SOCKET argument: a path, `@name` (Linux abstract), or `tcp://host:port`.

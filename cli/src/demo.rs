@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use microsocket_std::socket::Address;
+use microsocket_socket::Address;
 use microsocket_tokio::{Client, Error, Values};
 
 use crate::bus::bus_server;

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use microsocket_std::socket::Address;
+use microsocket_socket::Address;
 use serde::Serialize;
 
 use crate::connect::connect;

@@ -137,7 +137,7 @@ mod error;
 mod hash;
 mod rx;
 pub mod server;
-pub mod socket;
+pub use microsocket_socket as socket;
 
 pub use bytes::Bytes;
 pub use client::{
@@ -145,9 +145,9 @@ pub use client::{
     MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES as CLIENT_MAX_SUBSCRIPTION_BYTES,
 };
 pub use error::{Error, Result};
+pub use microsocket_socket::{Address, PeerCredentials, SocketOptions};
 pub use server::{
     Context, Handler, PatternError, Publisher, Request, Responder, RunningServer, Server, ServerConfig, ShutdownHandle,
     SlowConsumerPolicy, Stats, SubscriptionKind, DEFAULT_SERVER_SPIN, DROPPED_UNANSWERED, MAX_SUBSCRIPTIONS,
     MAX_SUBSCRIPTION_BYTES, UNENCODABLE_RESPONSE,
 };
-pub use socket::{Address, PeerCredentials};

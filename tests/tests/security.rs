@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{bounded, within, LIMIT, QUIET, STEP};
-use microsocket_std::socket::{bind_unix, bind_unix_with, SocketOptions, DEFAULT_SOCKET_MODE, MAX_SOCKET_PATH};
+use microsocket_socket::{bind_unix, bind_unix_with, SocketOptions, DEFAULT_SOCKET_MODE, MAX_SOCKET_PATH};
 
 /// The role the re-executed binary plays: `umask`, `client`, `denied` or
 /// `connects`.

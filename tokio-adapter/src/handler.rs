@@ -7,7 +7,7 @@ use std::future::Future;
 use bytes::Bytes;
 use microsocket_core::SubscriptionKind;
 
-pub use microsocket_std::socket::PeerCredentials;
+pub use microsocket_socket::PeerCredentials;
 
 use crate::values::Values;
 

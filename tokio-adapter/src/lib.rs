@@ -92,7 +92,7 @@
 //!   [`ServerConfig::socket_mode`], 0600 by default, with
 //!   [`ServerConfig::socket_owner`] and [`ServerConfig::socket_group`] if set,
 //!   removes it on shutdown if it is still the server's; the rules of
-//!   `microsocket_std::socket`, through `bind_unix_with`),
+//!   `microsocket_socket`, through `bind_unix_with`),
 //!   [`Server::listen_abstract`], [`Server::listen_tcp`], or a listener you opened
 //!   ([`Server::serve_unix_listener`], [`Server::serve_tcp_listener`]: systemd
 //!   socket activation).
@@ -213,6 +213,8 @@ mod server;
 mod spin;
 mod values;
 
+pub use microsocket_socket as socket;
+
 pub use client::{
     Client, ClientBuilder, ReconnectPolicy, ResponseFuture, Subscription, DEFAULT_CLIENT_SPIN, DEFAULT_MAX_FRAME,
     DEFAULT_TIMEOUT, MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
@@ -223,6 +225,7 @@ pub use handler::{
     SubscriptionChange,
 };
 pub use microsocket_core::SubscriptionKind;
+pub use microsocket_socket::{Address, SocketOptions};
 pub use server::{
     Publisher, Server, ServerConfig, SlowConsumer, Stats, DEFAULT_SERVER_SPIN, SERVER_MAX_SUBSCRIPTIONS,
     SERVER_MAX_SUBSCRIPTION_BYTES,

@@ -64,7 +64,7 @@ pub struct ServerConfig {
     /// Permissions of a UNIX socket file (default `0o600`, owner only).
     pub socket_mode: u32,
     /// Owner (user id) of a UNIX socket file; `None` (default) keeps this
-    /// process's user. See [`microsocket_std::socket::SocketOptions`].
+    /// process's user. See [`microsocket_socket::SocketOptions`].
     pub socket_owner: Option<u32>,
     /// Group (group id) of a UNIX socket file; `None` (default) keeps the group
     /// it was created with.
@@ -98,7 +98,7 @@ impl Default for ServerConfig {
             max_connections: 16_384,
             max_queued_bytes: 1 << 20,
             slow_consumer: SlowConsumer::DropAndCount,
-            socket_mode: microsocket_std::socket::DEFAULT_SOCKET_MODE,
+            socket_mode: microsocket_socket::DEFAULT_SOCKET_MODE,
             socket_owner: None,
             socket_group: None,
             shutdown_timeout: Duration::from_secs(5),
@@ -190,10 +190,10 @@ impl ServerConfig {
     }
 
     /// The socket-file settings (mode, owner, group) as
-    /// [`microsocket_std::socket::SocketOptions`].
+    /// [`microsocket_socket::SocketOptions`].
     #[must_use]
-    pub fn socket_options(&self) -> microsocket_std::socket::SocketOptions {
-        let mut options = microsocket_std::socket::SocketOptions::new(self.socket_mode);
+    pub fn socket_options(&self) -> microsocket_socket::SocketOptions {
+        let mut options = microsocket_socket::SocketOptions::new(self.socket_mode);
         options.owner = self.socket_owner;
         options.group = self.socket_group;
         options
@@ -686,20 +686,20 @@ impl<H: Handler> Server<H> {
     }
 
     /// Listens on a UNIX socket path with the socket-file rules of
-    /// [`microsocket_std::socket`]: refuses to start if a live server listens
+    /// [`microsocket_socket`]: refuses to start if a live server listens
     /// there, replaces only a stale socket file, creates the file never more open
     /// than [`ServerConfig::socket_mode`] (with [`ServerConfig::socket_owner`] and
     /// [`ServerConfig::socket_group`] if set) and removes it when the server shuts
     /// down.
     ///
     /// # Errors
-    /// As [`microsocket_std::socket::bind_unix_with`]: among others
+    /// As [`microsocket_socket::bind_unix_with`]: among others
     /// [`io::ErrorKind::AddrInUse`] if a server listens on `path`,
     /// [`io::ErrorKind::AlreadyExists`] if `path` is not a socket,
     /// [`io::ErrorKind::InvalidInput`] if it is too long,
     /// [`io::ErrorKind::NotFound`] if its directory does not exist.
     pub fn listen_unix(&self, path: impl AsRef<Path>) -> io::Result<()> {
-        let (listener, guard) = microsocket_std::socket::bind_unix_with(path, &self.core.config.socket_options())?;
+        let (listener, guard) = microsocket_socket::bind_unix_with(path, &self.core.config.socket_options())?;
         listener.set_nonblocking(true)?;
         let listener = UnixListener::from_std(listener)?;
         tracing::info!(path = %guard.path().display(), "microsocket server listening");
@@ -714,7 +714,7 @@ impl<H: Handler> Server<H> {
     /// [`io::ErrorKind::AddrInUse`] if the name is taken.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     pub fn listen_abstract(&self, name: impl AsRef<[u8]>) -> io::Result<()> {
-        let listener = microsocket_std::socket::bind_abstract(name.as_ref())?;
+        let listener = microsocket_socket::bind_abstract(name.as_ref())?;
         listener.set_nonblocking(true)?;
         self.serve_unix_listener(UnixListener::from_std(listener)?);
         Ok(())
@@ -790,7 +790,7 @@ impl<H: Handler> Server<H> {
         Some(id)
     }
 
-    fn spawn_accept(&self, listener: Accept, guard: Option<microsocket_std::socket::SocketFileGuard>) {
+    fn spawn_accept(&self, listener: Accept, guard: Option<microsocket_socket::SocketFileGuard>) {
         let server = self.clone();
         self.core.tracker.spawn(async move {
             let cancel = server.core.cancel.clone();
@@ -855,11 +855,7 @@ impl<H: Handler> Server<H> {
 }
 
 fn peer_credentials(stream: &tokio::net::UnixStream) -> Option<PeerCredentials> {
-    stream.peer_cred().ok().map(|c| PeerCredentials {
-        pid: c.pid().and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
-        uid: c.uid(),
-        gid: c.gid(),
-    })
+    microsocket_socket::peer_credentials(stream).ok()
 }
 
 enum Accept {
