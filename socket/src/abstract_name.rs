@@ -5,7 +5,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 
 /// Binds a Linux abstract-namespace socket (`name` without the leading NUL). No file
 /// is created, so nothing needs removing; anyone in the network namespace may
-/// connect, so check [`peer_credentials`] where access matters.
+/// connect, so check [`peer_credentials`](crate::peer_credentials) where access matters.
 ///
 /// # Errors
 /// [`io::ErrorKind::AddrInUse`] if the name is taken, or another error from `bind`.

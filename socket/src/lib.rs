@@ -9,18 +9,18 @@
 //! them):
 //!
 //! - **Clear refusals.** A path longer than [`MAX_SOCKET_PATH`] bytes fails with
-//!   [`io::ErrorKind::InvalidInput`] and a message giving the limit; a path whose
-//!   directory does not exist fails with [`io::ErrorKind::NotFound`] and a message
+//!   [`std::io::ErrorKind::InvalidInput`] and a message giving the limit; a path whose
+//!   directory does not exist fails with [`std::io::ErrorKind::NotFound`] and a message
 //!   naming the directory; a mode with bits beyond `0o777` fails with
-//!   [`io::ErrorKind::InvalidInput`].
+//!   [`std::io::ErrorKind::InvalidInput`].
 //! - **A live server keeps its path.** If a connection to the path is accepted,
-//!   binding fails with [`io::ErrorKind::AddrInUse`] and the path is left alone.
+//!   binding fails with [`std::io::ErrorKind::AddrInUse`] and the path is left alone.
 //!   A file that appears between the check and the bind is never replaced either
-//!   (`bind` does not overwrite): [`io::ErrorKind::AddrInUse`] again.
+//!   (`bind` does not overwrite): [`std::io::ErrorKind::AddrInUse`] again.
 //! - **Only a stale socket is replaced.** A socket file nobody listens on is
 //!   removed, and only if it is still the file that refused the probe. A regular
 //!   file, a directory, a symbolic link (even one to a socket) or anything else is
-//!   never deleted: the error is [`io::ErrorKind::AlreadyExists`].
+//!   never deleted: the error is [`std::io::ErrorKind::AlreadyExists`].
 //! - **Never more open than asked.** The file never has permissions beyond
 //!   [`SocketOptions::mode`] ([`DEFAULT_SOCKET_MODE`], owner only, unless told
 //!   otherwise), not even for an instant, and the process umask is not touched
