@@ -98,14 +98,11 @@ use crate::frame::{encode_to_slice, encoded_len, Args, Decoded, Decoder, SliceSi
 use crate::{
     encode_publication, Client, ClientEvent, EncodeError, Matches, Message, Outbox, Polled, RequestError, RequestId,
     ServerConnection, ServerEvent, ServerLimits, Sigil, SubscribeError, SubscriptionId, UnsubscribeError,
+    UNENCODABLE_RESPONSE,
 };
 
 /// How many bytes of a server's failure message [`ServerFailure`] keeps.
 pub const FAILURE_MESSAGE_CAPACITY: usize = 64;
-
-/// The failure message [`BlockingServer`] sends when a handler returns an error
-/// while handling a request (its answer did not fit the transmit buffer).
-pub const RESPONSE_TOO_LARGE: &[u8] = b"response too large";
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -850,7 +847,7 @@ impl<T: Read + Write, const RX: usize, const TX: usize, const SUBS: usize, const
     /// The handler answers a [`ServerEvent::Request`] through the [`Outbox`] (now or
     /// later through [`BlockingServer::outbox`]) and may publish. If it returns an
     /// error while handling a request, the driver fails that request with
-    /// [`RESPONSE_TOO_LARGE`]; so return an error only when the answer could not be
+    /// [`UNENCODABLE_RESPONSE`]; so return an error only when the answer could not be
     /// encoded.
     ///
     /// # Errors
@@ -963,7 +960,7 @@ impl<T: Read + Write, const RX: usize, const TX: usize, const SUBS: usize, const
                     // If even this does not fit, the client learns nothing; it
                     // cannot be helped without a larger `TX`.
                     Some(tag) => {
-                        let _ = outbox.fail(tag, RESPONSE_TOO_LARGE, [b""; 0]);
+                        let _ = outbox.fail(tag, UNENCODABLE_RESPONSE, [b""; 0]);
                     }
                     None => return Err(Error::Encode(e)),
                 }
@@ -1415,7 +1412,7 @@ mod tests {
         });
         let mut client: BlockingClient<PipeEnd> = BlockingClient::new(client_end);
         match client.call(b"ANY", [b""; 0], |_| ()) {
-            Err(Error::Failed(f)) => assert_eq!(f.message(), RESPONSE_TOO_LARGE),
+            Err(Error::Failed(f)) => assert_eq!(f.message(), UNENCODABLE_RESPONSE),
             other => panic!("{other:?}"),
         }
         drop(client);

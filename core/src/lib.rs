@@ -80,8 +80,7 @@
 //!
 //! - `embedded-io`: the `embedded` module, blocking client and server-connection
 //!   drivers over any `embedded_io::Read + Write`, and `frame::encode_to_writer`.
-//! - `alloc`: [`frame::FrameSink`] for `Vec<u8>`, and the `registry` module, the
-//!   cross-connection topic index that hosted servers publish through.
+//! - `alloc`: [`frame::FrameSink`] for `Vec<u8>`.
 //! - `defmt`: `defmt::Format` on errors, ids and small enums.
 //!
 //! # Panics
@@ -129,8 +128,6 @@ mod error;
 pub mod frame;
 mod message;
 mod pattern;
-#[cfg(feature = "alloc")]
-pub mod registry;
 mod requests;
 mod server;
 mod subscriptions;
@@ -143,7 +140,7 @@ pub use pattern::Pattern;
 pub use requests::{RequestId, Tag};
 pub use server::{
     encode_publication, IgnoreReason, Outbox, Polled, ServerConnection, ServerEvent, ServerLimits, ServerProtocol,
-    FRAME_TOO_LARGE, NO_COMMAND, TOO_MANY_IN_FLIGHT,
+    DROPPED_UNANSWERED, FRAME_TOO_LARGE, NO_COMMAND, TOO_MANY_IN_FLIGHT, UNENCODABLE_RESPONSE,
 };
 pub use subscriptions::{Inserted, Matches, SubscriptionId, SubscriptionKind, SubscriptionSet};
 

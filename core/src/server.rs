@@ -7,12 +7,21 @@ use crate::frame::{encode, encode_parts, encoded_len, Args, Decoded, Frame, Fram
 use crate::message::Message;
 use crate::subscriptions::{SubscriptionKind, SubscriptionSet};
 
+// Every failure message a server sends on its own, rather than from the
+// application, is one of these constants, whichever driver or adapter serves.
+
 /// The failure message for a request without a command.
 pub const NO_COMMAND: &[u8] = b"request has no command";
 /// The failure message for a request over the connection's in-flight limit.
 pub const TOO_MANY_IN_FLIGHT: &[u8] = b"too many requests in flight";
 /// The failure message for a request larger than the server accepts.
 pub const FRAME_TOO_LARGE: &[u8] = b"frame too large";
+/// The failure message for a request whose answer could not be encoded (larger
+/// than the connection can send, or the transmit buffer can hold); its detail,
+/// where one fits, says why.
+pub const UNENCODABLE_RESPONSE: &[u8] = b"response could not be encoded";
+/// The failure message for a request the application dropped without answering.
+pub const DROPPED_UNANSWERED: &[u8] = b"request dropped without an answer";
 
 /// Why a frame made no event for the application (it may have been answered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

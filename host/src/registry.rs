@@ -1,6 +1,6 @@
-//! The cross-connection topic index of a hosted server (feature `alloc`).
+//! The cross-connection topic index of a hosted server.
 //!
-//! Each [`crate::ServerProtocol`] knows its own connection's subscriptions; a server
+//! Each [`microsocket_core::ServerProtocol`] knows its own connection's subscriptions; a server
 //! with many connections also needs the reverse: which connections a publication
 //! reaches. [`Registry`] keeps that index so the cost of a publication grows with
 //! the subscriptions it matches, not with the number of connections:
@@ -14,12 +14,9 @@
 //! around [`Registry::subscribe`] plus queuing [`Registry::backlog`], and around
 //! [`Registry::publish`] plus queuing to the connections it returns.
 
-use alloc::collections::{BTreeMap, VecDeque};
-use alloc::vec::Vec;
+use std::collections::{BTreeMap, VecDeque};
 
-use crate::pattern::Pattern;
-use crate::subscriptions::SubscriptionKind;
-use crate::PatternError;
+use microsocket_core::{Pattern, PatternError, SubscriptionKind};
 
 /// Subscribers of one topic or pattern, kept sorted.
 type Subscribers<C> = Vec<C>;
@@ -317,7 +314,6 @@ impl<C: Copy + Ord, P: Clone> Registry<C, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec;
 
     fn subs(r: &Registry<u32, u32>, topic: &[u8]) -> Vec<u32> {
         let mut out = Vec::new();

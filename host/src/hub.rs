@@ -1,0 +1,225 @@
+//! The connections of a server and the index of what they subscribe to.
+
+use microsocket_core::{PatternError, SubscriptionKind};
+use slab::Slab;
+
+use crate::registry::Registry;
+
+/// A server's open connections, each in a slot, and the [`Registry`] of their
+/// subscriptions, kept in step: the registry names connections by slot, so a
+/// delivery finds its connection by index, and a slot is reused only after its
+/// connection has left the registry.
+///
+/// `Q` is what an adapter keeps per connection (its shared output queue, say);
+/// `P` is a stored publication (an encoded frame). The hub is plain data: a
+/// server holds one lock around each call, which makes catch-up atomic with
+/// respect to publishing (a subscriber to a buffered topic gets its backlog,
+/// then every later publication, with none missed or repeated).
+///
+/// ```
+/// use microsocket_host::Hub;
+/// use microsocket_core::SubscriptionKind;
+///
+/// let mut hub: Hub<&str, Vec<u8>> = Hub::new();
+/// hub.set_buffer(b"log.>", 2).unwrap();
+/// let reader = hub.insert_with(|_slot| "reader");
+/// hub.publish(b"log.app", &b"first".to_vec(), |_| true);
+/// // A new subscriber to a buffered topic gets its backlog to queue.
+/// let (conn, backlog) = hub.subscribe(reader, SubscriptionKind::Pattern, b"log.>").unwrap();
+/// assert_eq!((*conn, backlog), ("reader", vec![b"first".to_vec()]));
+/// let mut got = Vec::new();
+/// let reached = hub.publish(b"log.app", &b"second".to_vec(), |c| { got.push(*c); true });
+/// assert_eq!((reached, got), (1, vec!["reader"]));
+/// ```
+#[derive(Debug)]
+pub struct Hub<Q, P> {
+    registry: Registry<usize, P>,
+    conns: Slab<Q>,
+    /// Subscribers of the publication being delivered, kept for its capacity.
+    scratch: Vec<usize>,
+}
+
+impl<Q, P: Clone> Default for Hub<Q, P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<Q, P: Clone> Hub<Q, P> {
+    /// A hub with no connections and no buffered topics.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            registry: Registry::new(),
+            conns: Slab::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Adds a connection made by `make` from the slot it gets; returns the slot.
+    pub fn insert_with(&mut self, make: impl FnOnce(usize) -> Q) -> usize {
+        let entry = self.conns.vacant_entry();
+        let slot = entry.key();
+        entry.insert(make(slot));
+        slot
+    }
+
+    /// Removes a closed connection and the subscriptions it held (its own
+    /// table, as the core's connection state lists them); returns it.
+    pub fn remove<'a>(
+        &mut self,
+        slot: usize,
+        subscriptions: impl IntoIterator<Item = (SubscriptionKind, &'a [u8])>,
+    ) -> Option<Q> {
+        let conn = self.conns.try_remove(slot)?;
+        self.registry.remove_connection(slot, subscriptions);
+        Some(conn)
+    }
+
+    /// The connection in `slot`.
+    #[must_use]
+    pub fn get(&self, slot: usize) -> Option<&Q> {
+        self.conns.get(slot)
+    }
+
+    /// Connections open.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether no connection is open.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Every open connection.
+    pub fn connections(&self) -> impl Iterator<Item = &Q> {
+        self.conns.iter().map(|(_, q)| q)
+    }
+
+    /// Subscribes the connection in `slot` (a subscription its own table has
+    /// accepted, and the subscription hook allowed). Returns the connection and
+    /// the buffered publications to queue to it, before anything published
+    /// later; `None` if the slot is empty or the connection already receives
+    /// this very subscription. Buffered topics it already receives through
+    /// another subscription are left out (a publication reaches a connection
+    /// once).
+    pub fn subscribe(&mut self, slot: usize, kind: SubscriptionKind, topic: &[u8]) -> Option<(&Q, Vec<P>)> {
+        let conn = self.conns.get(slot)?;
+        let backlog = self.registry.subscribe_with_backlog(slot, kind, topic)?;
+        Some((conn, backlog))
+    }
+
+    /// Drops the subscriptions the connection in `slot` made with `topic`: a
+    /// `-` removes the exact subscription and the pattern alike.
+    pub fn unsubscribe(&mut self, slot: usize, topic: &[u8]) {
+        self.registry.unsubscribe(slot, SubscriptionKind::Exact, topic);
+        self.registry.unsubscribe(slot, SubscriptionKind::Pattern, topic);
+    }
+
+    /// Publishes: keeps `publication` where `topic` is buffered, and calls
+    /// `deliver` once for each connection it reaches, in slot order. Returns
+    /// how many `deliver` accepted (returned true for).
+    pub fn publish(&mut self, topic: &[u8], publication: &P, mut deliver: impl FnMut(&Q) -> bool) -> usize {
+        let mut subscribers = std::mem::take(&mut self.scratch);
+        subscribers.clear();
+        self.registry.publish(topic, publication, &mut subscribers);
+        let mut delivered = 0;
+        for &slot in &subscribers {
+            if let Some(conn) = self.conns.get(slot) {
+                delivered += usize::from(deliver(conn));
+            }
+        }
+        self.scratch = subscribers;
+        delivered
+    }
+
+    /// Keeps the last `depth` publications of each topic matching `selector` (a
+    /// topic or pattern) for catch-up; depth 0 stops buffering it.
+    ///
+    /// # Errors
+    /// [`PatternError`] if `selector` is not a valid pattern.
+    pub fn set_buffer(&mut self, selector: &[u8], depth: usize) -> Result<(), PatternError> {
+        self.registry.set_buffer(selector, depth)
+    }
+
+    /// Whether a publication on `topic` would reach any connection.
+    #[must_use]
+    pub fn has_subscribers(&self, topic: &[u8]) -> bool {
+        self.registry.has_subscribers(topic)
+    }
+
+    /// The subscription index.
+    #[must_use]
+    pub fn registry(&self) -> &Registry<usize, P> {
+        &self.registry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SubscriptionKind::{Exact, Pattern};
+
+    fn publish(hub: &mut Hub<u32, u8>, topic: &[u8], p: u8) -> Vec<u32> {
+        let mut got = Vec::new();
+        hub.publish(topic, &p, |c| {
+            got.push(*c);
+            true
+        });
+        got
+    }
+
+    #[test]
+    fn a_publication_reaches_each_connection_once() {
+        let mut hub = Hub::new();
+        let a = hub.insert_with(|_| 10);
+        let b = hub.insert_with(|_| 20);
+        hub.subscribe(a, Exact, b"x.y").unwrap();
+        hub.subscribe(a, Pattern, b"x.*").unwrap();
+        hub.subscribe(b, Pattern, b"x.>").unwrap();
+        assert_eq!(publish(&mut hub, b"x.y", 1), [10, 20]);
+        assert_eq!(publish(&mut hub, b"z", 1), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn unsubscribe_removes_both_kinds() {
+        let mut hub: Hub<u32, u8> = Hub::new();
+        let a = hub.insert_with(|_| 1);
+        hub.subscribe(a, Exact, b"t").unwrap();
+        hub.subscribe(a, Pattern, b"t").unwrap();
+        hub.unsubscribe(a, b"t");
+        assert!(!hub.has_subscribers(b"t"));
+    }
+
+    #[test]
+    fn catch_up_is_not_repeated_for_a_connection_that_already_receives() {
+        let mut hub = Hub::new();
+        hub.set_buffer(b"news", 3).unwrap();
+        let a = hub.insert_with(|_| 1);
+        publish(&mut hub, b"news", 7);
+        let (_, backlog) = hub.subscribe(a, Exact, b"news").unwrap();
+        assert_eq!(backlog, [7]);
+        // A pattern covering it: the topic is already received, no replay.
+        let (_, backlog) = hub.subscribe(a, Pattern, b"*").unwrap();
+        assert!(backlog.is_empty());
+        // The same subscription again: nothing new.
+        assert!(hub.subscribe(a, Exact, b"news").is_none());
+    }
+
+    #[test]
+    fn slots_are_reused_only_after_removal_from_the_registry() {
+        let mut hub = Hub::new();
+        let a = hub.insert_with(|slot| slot as u32);
+        hub.subscribe(a, Exact, b"t").unwrap();
+        let removed = hub.remove(a, [(Exact, &b"t"[..])]).unwrap();
+        assert_eq!(removed, a as u32);
+        assert!(!hub.has_subscribers(b"t"));
+        let b = hub.insert_with(|slot| slot as u32 + 100);
+        assert_eq!(b, a);
+        assert_eq!(publish(&mut hub, b"t", 1), Vec::<u32>::new());
+        assert_eq!(hub.len(), 1);
+    }
+}

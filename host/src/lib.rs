@@ -1,0 +1,57 @@
+//! What a hosted microsocket server and client need beyond one connection's
+//! protocol, written once for every adapter: plain data, like
+//! `microsocket-core` beneath it, with no threads, no runtime, no clock and no
+//! sockets. The blocking (`microsocket-std`) and Tokio (`microsocket-tokio`)
+//! adapters keep only what is theirs: how bytes move and how a waiting thread
+//! or task is woken.
+//!
+//! - [`Hub`]: a server's connection slots and the [`Registry`] of their
+//!   subscriptions: publish (whom to queue to), subscribe with catch-up on
+//!   buffered topics, unsubscribe of both kinds, disconnect cleanup.
+//! - [`QueueBound`]: the byte bound on a connection's unsent output and the
+//!   [`SlowConsumer`] policy past it.
+//! - [`ServerConfig`]: every server setting, one name and one default each.
+//! - [`Counters`] and [`Stats`]: what a server counts, one meaning each.
+//! - [`SubscriptionQueue`]: a client's bounded queue per local subscription,
+//!   with lag counted where publications were lost.
+//!
+//! ```
+//! use microsocket_core::SubscriptionKind;
+//! use microsocket_host::{Admission, Counters, Hub, QueueBound, ServerConfig};
+//!
+//! // A server with one connection, whose output queue is a Vec of frames.
+//! let config = ServerConfig::default();
+//! let bound = QueueBound::new(&config);
+//! let counters = Counters::default();
+//! let mut hub: Hub<Vec<Vec<u8>>, Vec<u8>> = Hub::new();
+//! let conn = hub.insert_with(|_slot| Vec::new());
+//! counters.connection_opened();
+//! hub.subscribe(conn, SubscriptionKind::Pattern, b"sensor.>").unwrap();
+//!
+//! // Publishing finds the subscribers; the adapter queues (here: counts).
+//! let frame = b"!\x0c\x00\x00\x00sensor.k.t\x00".to_vec();
+//! let reached = hub.publish(b"sensor.k.t", &frame, |queue| {
+//!     bound.admit(queue.len(), frame.len()) == Admission::Queue
+//! });
+//! counters.published(reached as u64);
+//! assert_eq!(counters.snapshot(0).deliveries, 1);
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod bound;
+mod config;
+mod delivery;
+mod hub;
+pub mod registry;
+mod stats;
+
+pub use bound::{Admission, QueueBound};
+pub use config::{
+    ServerConfig, SlowConsumer, DEFAULT_SERVER_SPIN, DEFAULT_SOCKET_MODE, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
+};
+pub use delivery::{Delivery, SubscriptionQueue};
+pub use hub::Hub;
+pub use registry::Registry;
+pub use stats::{Counters, Stats};

@@ -1,0 +1,150 @@
+//! What a running server counts, with one meaning in every adapter.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of a server's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connections open now.
+    pub connections: u64,
+    /// Connections accepted since the server started.
+    pub connections_accepted: u64,
+    /// Connections closed at once because
+    /// [`max_connections`](crate::ServerConfig::max_connections) were open.
+    pub connections_refused: u64,
+    /// Requests handed to the handler (not those the server answered itself).
+    pub requests: u64,
+    /// Publications made through the server's publisher.
+    pub publications: u64,
+    /// Publication frames queued to subscribed connections.
+    pub deliveries: u64,
+    /// Publication frames dropped for connections over their byte limit.
+    pub publications_dropped: u64,
+    /// Connections closed because they did not read their publications
+    /// ([`SlowConsumer::Disconnect`](crate::SlowConsumer::Disconnect)).
+    pub slow_consumers_disconnected: u64,
+    /// Subscriptions refused by the subscription hook or by a connection's
+    /// limits.
+    pub subscriptions_refused: u64,
+    /// Bytes queued for all connections and not yet written, at the time of
+    /// the snapshot.
+    pub queued_bytes: u64,
+}
+
+/// The live counters behind [`Stats`], shared by a server's threads or tasks.
+/// Each counter is independent: a snapshot taken while others count is
+/// consistent per counter, not across counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    connections: AtomicU64,
+    connections_accepted: AtomicU64,
+    connections_refused: AtomicU64,
+    requests: AtomicU64,
+    publications: AtomicU64,
+    deliveries: AtomicU64,
+    publications_dropped: AtomicU64,
+    slow_consumers_disconnected: AtomicU64,
+    subscriptions_refused: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Counters {
+    /// A connection was accepted and is now served.
+    pub fn connection_opened(&self) {
+        add(&self.connections, 1);
+        add(&self.connections_accepted, 1);
+    }
+
+    /// A served connection ended.
+    pub fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection was refused for the connection limit.
+    pub fn connection_refused(&self) {
+        add(&self.connections_refused, 1);
+    }
+
+    /// Connections served now.
+    #[must_use]
+    pub fn open_connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// `n` requests were handed to the handler.
+    pub fn requests(&self, n: u64) {
+        add(&self.requests, n);
+    }
+
+    /// A publication was made and queued to `deliveries` connections.
+    pub fn published(&self, deliveries: u64) {
+        add(&self.publications, 1);
+        add(&self.deliveries, deliveries);
+    }
+
+    /// Publication frames queued outside a publish (catch-up on subscribe).
+    pub fn delivered(&self, n: u64) {
+        add(&self.deliveries, n);
+    }
+
+    /// Publications dropped for a slow consumer.
+    pub fn dropped(&self, n: u64) {
+        add(&self.publications_dropped, n);
+    }
+
+    /// A slow consumer was disconnected.
+    pub fn slow_consumer_disconnected(&self) {
+        add(&self.slow_consumers_disconnected, 1);
+    }
+
+    /// A subscription was refused.
+    pub fn subscription_refused(&self) {
+        add(&self.subscriptions_refused, 1);
+    }
+
+    /// The counters now, with `queued_bytes` as the caller measured it.
+    #[must_use]
+    pub fn snapshot(&self, queued_bytes: u64) -> Stats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            connections: get(&self.connections),
+            connections_accepted: get(&self.connections_accepted),
+            connections_refused: get(&self.connections_refused),
+            requests: get(&self.requests),
+            publications: get(&self.publications),
+            deliveries: get(&self.deliveries),
+            publications_dropped: get(&self.publications_dropped),
+            slow_consumers_disconnected: get(&self.slow_consumers_disconnected),
+            subscriptions_refused: get(&self.subscriptions_refused),
+            queued_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_connections_and_publications() {
+        let c = Counters::default();
+        c.connection_opened();
+        c.connection_opened();
+        c.connection_closed();
+        c.connection_refused();
+        c.published(3);
+        c.delivered(2);
+        c.dropped(1);
+        let s = c.snapshot(42);
+        assert_eq!(
+            (s.connections, s.connections_accepted, s.connections_refused),
+            (1, 2, 1)
+        );
+        assert_eq!((s.publications, s.deliveries, s.publications_dropped), (1, 5, 1));
+        assert_eq!(s.queued_bytes, 42);
+    }
+}
