@@ -25,10 +25,11 @@ fn echo(request: Request<'_>, responder: Responder) {
 /// Queues large enough that a burst of publications is never dropped: every
 /// delivery is counted.
 fn roomy() -> ServerConfig {
-    ServerConfig {
-        max_queued_bytes: 256 << 20,
-        max_connections: 16_384,
-        ..ServerConfig::default()
+    {
+        let mut config = ServerConfig::default();
+        config.max_queued_bytes = 256 << 20;
+        config.max_connections = 16_384;
+        config
     }
 }
 
@@ -41,13 +42,11 @@ fn start(config: ServerConfig) -> Result<(tempfile::TempDir, std::path::PathBuf,
 
 fn client(path: &std::path::Path) -> Result<Client> {
     let stream = std::os::unix::net::UnixStream::connect(path)?;
-    Ok(Client::new(
-        stream,
-        ClientConfig {
-            subscription_capacity: 1 << 22,
-            ..ClientConfig::default()
-        },
-    )?)
+    Ok(Client::new(stream, {
+        let mut config = ClientConfig::default();
+        config.subscription_capacity = 1 << 22;
+        config
+    })?)
 }
 
 impl Contender for StdAdapter {
@@ -135,9 +134,10 @@ impl Contender for StdAdapter {
 /// publishing is paced so the fast ones never lag.
 fn publish(subscribers: usize, messages: usize, slow: bool) -> Result<f64> {
     let config = if slow {
-        ServerConfig {
-            max_queued_bytes: 1 << 20,
-            ..ServerConfig::default()
+        {
+            let mut config = ServerConfig::default();
+            config.max_queued_bytes = 1 << 20;
+            config
         }
     } else {
         roomy()

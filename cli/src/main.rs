@@ -243,7 +243,7 @@ async fn subscribe(args: SubscribeArgs) -> Result<ExitCode> {
         anyhow::bail!("give at least one topic or --pattern");
     }
     let address = parse_address(&args.socket)?;
-    let client = connect(&address, Some(microsocket_tokio::DEFAULT_TIMEOUT)).await?;
+    let client = connect(&address, Some(microsocket_tokio::DEFAULT_REQUEST_TIMEOUT)).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let mut subscriptions = Vec::new();
     for topic in &args.topics {
@@ -267,7 +267,7 @@ async fn subscribe(args: SubscribeArgs) -> Result<ExitCode> {
         let tx = tx.clone();
         tokio::spawn(async move {
             while let Some(item) = sub.next().await {
-                let end = item.is_err() && !matches!(item, Err(Error::Lagged(_)));
+                let end = item.is_err() && !matches!(item, Err(Error::Lagged { .. }));
                 if tx.send(item).await.is_err() || end {
                     break;
                 }
@@ -290,7 +290,7 @@ async fn subscribe(args: SubscribeArgs) -> Result<ExitCode> {
                     return Ok(ExitCode::SUCCESS);
                 }
             }
-            Err(Error::Lagged(n)) => eprintln!("microsocket: missed {n} publications"),
+            Err(Error::Lagged { missed: n }) => eprintln!("microsocket: missed {n} publications"),
             Err(e) => return Err(anyhow::Error::from(e).context("subscription ended")),
         }
     }

@@ -66,6 +66,14 @@ impl<T, N> SubscriptionQueue<T, N> {
     /// Queues a publication; returns false if it was dropped (the queue is
     /// full, and the drop is counted) or the queue has ended.
     pub fn push(&mut self, publication: T) -> bool {
+        self.push_with(|| publication)
+    }
+
+    /// Queues the publication `make` returns, calling it only if there is room
+    /// (so a publication shared by several queues is copied only for those
+    /// that keep it); returns false if it was dropped and counted, or the queue
+    /// has ended.
+    pub fn push_with(&mut self, make: impl FnOnce() -> T) -> bool {
         if self.ended {
             return false;
         }
@@ -76,7 +84,7 @@ impl<T, N> SubscriptionQueue<T, N> {
             }
             return false;
         }
-        self.items.push_back(Delivery::Publication(publication));
+        self.items.push_back(Delivery::Publication(make()));
         self.publications += 1;
         true
     }

@@ -10,10 +10,13 @@
 //!   buffered topics, unsubscribe of both kinds, disconnect cleanup.
 //! - [`QueueBound`]: the byte bound on a connection's unsent output and the
 //!   [`SlowConsumer`] policy past it.
-//! - [`ServerConfig`]: every server setting, one name and one default each.
+//! - [`ServerConfig`] and [`ClientConfig`]: every setting, one name and one
+//!   default each.
 //! - [`Counters`] and [`Stats`]: what a server counts, one meaning each.
 //! - [`SubscriptionQueue`]: a client's bounded queue per local subscription,
 //!   with lag counted where publications were lost.
+//! - [`Error`]: what can go wrong with a request, a subscription or a
+//!   connection.
 //!
 //! ```
 //! use microsocket_core::SubscriptionKind;
@@ -41,17 +44,24 @@
 #![deny(missing_docs)]
 
 mod bound;
+mod client_config;
 mod config;
 mod delivery;
+mod error;
 mod hub;
 pub mod registry;
 mod stats;
 
 pub use bound::{Admission, QueueBound};
+pub use client_config::{
+    ClientConfig, ReconnectPolicy, DEFAULT_CLIENT_MAX_IN_FLIGHT, DEFAULT_CLIENT_SPIN, DEFAULT_MAX_FRAME,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SUBSCRIPTION_CAPACITY,
+};
 pub use config::{
     ServerConfig, SlowConsumer, DEFAULT_SERVER_SPIN, DEFAULT_SOCKET_MODE, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
 };
 pub use delivery::{Delivery, SubscriptionQueue};
+pub use error::{Error, Result};
 pub use hub::Hub;
 pub use registry::Registry;
 pub use stats::{Counters, Stats};

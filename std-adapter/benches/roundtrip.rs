@@ -206,13 +206,11 @@ fn fanout_run(path: &std::path::Path, server: &microsocket_std::Publisher, subsc
     let stop = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
     for _ in 0..subscribers {
-        let client = Client::new(
-            UnixStream::connect(path).unwrap(),
-            ClientConfig {
-                subscription_capacity: 1 << 16,
-                ..ClientConfig::default()
-            },
-        )
+        let client = Client::new(UnixStream::connect(path).unwrap(), {
+            let mut config = ClientConfig::default();
+            config.subscription_capacity = 1 << 16;
+            config
+        })
         .unwrap();
         let mut sub = client.subscribe("bench.topic").unwrap();
         let (received, missed, stop) = (received.clone(), missed.clone(), stop.clone());
@@ -303,13 +301,15 @@ fn main() {
         // The same handler and client with polling before sleep off on both
         // sides, to show what it is worth.
         let blocking_path = dir.path().join("blocking.sock");
-        let blocking = ServerConfig {
-            spin_before_sleep: Duration::ZERO,
-            ..ServerConfig::default()
+        let blocking = {
+            let mut config = ServerConfig::default();
+            config.spin_before_sleep = Duration::ZERO;
+            config
         };
-        let blocking_client = ClientConfig {
-            spin_before_sleep: Duration::ZERO,
-            ..ClientConfig::default()
+        let blocking_client = {
+            let mut config = ClientConfig::default();
+            config.spin_before_sleep = Duration::ZERO;
+            config
         };
         let blocking_server = Server::bind_unix(&blocking_path, ping, blocking)
             .unwrap()

@@ -13,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use microsocket_std::{
-    Client, Context, Error, Handler, Publisher, Request, Responder, Server, ServerConfig, SubscriptionKind,
+    Client, Error, Handler, Publisher, Request, RequestContext, Responder, Server, ServerConfig, SubscriptionKind,
 };
 
 /// Named counters; `INCR name` adds one and publishes the new value on
@@ -58,7 +58,7 @@ impl Handler for App {
         };
     }
 
-    fn subscribe(&self, context: &Context, topic: &[u8], kind: SubscriptionKind) -> bool {
+    fn authorize_subscription(&self, context: &RequestContext, kind: SubscriptionKind, topic: &[u8]) -> bool {
         let allowed = topic.starts_with(b"counter.");
         println!(
             "[server] connection {} {} {kind:?} {}",

@@ -56,7 +56,6 @@
 //! which is dropped). Writes use the same timeout; a write that times out leaves a
 //! partial frame on the wire, so it closes the connection.
 
-use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
@@ -73,6 +72,9 @@ use crate::error::{Error, Result};
 use crate::hash::IdMap;
 use crate::rx::{read_within, RxBuf};
 use crate::socket::{Address, Stream};
+pub use microsocket_host::{ClientConfig, DEFAULT_CLIENT_SPIN};
+use microsocket_host::{Delivery, SubscriptionQueue};
+use std::convert::Infallible;
 
 /// Requests one connection can have in flight (one-byte tags, as the original
 /// IPC::MicroSocket client).
@@ -97,46 +99,6 @@ const SPIN_YIELDS: u32 = 64;
 type Answers = Vec<(RequestId, Result<Vec<Bytes>>)>;
 
 type Protocol = ClientProtocol<MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
-
-/// Settings of a client connection.
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// How long a request waits for its answer by default (`None`: forever).
-    /// Default 25 s.
-    pub request_timeout: Option<Duration>,
-    /// The largest frame accepted from the server; larger responses fail with
-    /// [`Error::FrameTooLarge`], larger publications are skipped. Default 16 MiB.
-    pub max_frame: usize,
-    /// Publications each [`Subscription`] queues before it starts dropping them
-    /// (and reports [`Error::Lagged`]). Default 1024.
-    pub subscription_capacity: usize,
-    /// How long the thread reading for the others (see the [module
-    /// docs](crate::client)) polls the socket, yielding the CPU between tries,
-    /// before it blocks in `read` (default [`DEFAULT_CLIENT_SPIN`], 50 µs; zero
-    /// blocks at once). A thread blocked in `read` must be woken when the answer
-    /// arrives: a cross-CPU wake-up and a context switch, several microseconds
-    /// on a VM, for every batch of answers; an answer that comes back within the
-    /// window costs neither, and the yields let the server run meanwhile if it
-    /// shares the CPU. The cost is at most the window's CPU time per read, spent
-    /// only while at least two threads await answers; zero suits
-    /// a client whose answers are slow to come and must not spend CPU on them.
-    pub spin_before_sleep: Duration,
-}
-
-/// How long a client's reading thread polls before it blocks, unless set (see
-/// [`ClientConfig::spin_before_sleep`]).
-pub const DEFAULT_CLIENT_SPIN: Duration = Duration::from_micros(50);
-
-impl Default for ClientConfig {
-    fn default() -> Self {
-        Self {
-            request_timeout: Some(Duration::from_secs(25)),
-            max_frame: 16 << 20,
-            subscription_capacity: 1024,
-            spin_before_sleep: DEFAULT_CLIENT_SPIN,
-        }
-    }
-}
 
 /// One publication received on a subscription.
 ///
@@ -182,19 +144,10 @@ struct Reader {
 
 #[derive(Debug)]
 struct SubQueue {
-    items: VecDeque<Item>,
+    /// Publications and lag markers, in order.
+    queue: SubscriptionQueue<Publication, Infallible>,
     /// Threads sleeping on its condition variable (0 or 1).
     sleeping: u16,
-    /// Publications dropped since the last item queued.
-    missed: u64,
-    /// Items held, not counting lag markers.
-    len: usize,
-}
-
-#[derive(Debug)]
-enum Item {
-    Publication(Publication),
-    Lagged(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -267,7 +220,7 @@ impl Client {
     /// # Errors
     /// The connect error.
     pub fn connect(address: &Address) -> Result<Self> {
-        Ok(Self::new(address.connect()?, ClientConfig::default())?)
+        Self::connect_with(address, ClientConfig::default())
     }
 
     /// Connects to a UNIX socket file.
@@ -275,7 +228,23 @@ impl Client {
     /// # Errors
     /// The connect error.
     pub fn connect_unix(path: impl AsRef<Path>) -> Result<Self> {
-        Ok(Self::new(UnixStream::connect(path)?, ClientConfig::default())?)
+        Self::connect_unix_with(path, ClientConfig::default())
+    }
+
+    /// Connects to a UNIX socket file with these settings.
+    ///
+    /// # Errors
+    /// The connect error.
+    pub fn connect_unix_with(path: impl AsRef<Path>, config: ClientConfig) -> Result<Self> {
+        Ok(Self::new(UnixStream::connect(path)?, config)?)
+    }
+
+    /// Connects to an [`Address`] with these settings.
+    ///
+    /// # Errors
+    /// The connect error.
+    pub fn connect_with(address: &Address, config: ClientConfig) -> Result<Self> {
+        Ok(Self::new(address.connect()?, config)?)
     }
 
     /// Connects to a Linux abstract socket name.
@@ -427,6 +396,9 @@ impl Client {
         if st.closed || st.send_closed {
             return Err(Error::Closed);
         }
+        if st.protocol.requests_in_flight() >= inner.config.max_in_flight {
+            return Err(Error::InflightFull);
+        }
         let State { protocol, pending, .. } = &mut *st;
         let id = if pattern {
             protocol.subscribe_pattern(bytes, pending)?
@@ -443,10 +415,8 @@ impl Client {
         st.queues.insert(
             key,
             SubQueue {
-                items: VecDeque::new(),
+                queue: SubscriptionQueue::new(self.inner.config.subscription_capacity),
                 sleeping: 0,
-                missed: 0,
-                len: 0,
             },
         );
         let subscription = Subscription {
@@ -487,6 +457,9 @@ impl Client {
         let mut st = inner.lock_state();
         if st.closed || st.send_closed {
             return Err(Error::Closed);
+        }
+        if st.protocol.requests_in_flight() >= inner.config.max_in_flight {
+            return Err(Error::InflightFull);
         }
         let State { protocol, pending, .. } = &mut *st;
         let id = protocol.request(command, args, pending)?;
@@ -915,7 +888,6 @@ impl Inner {
 
     /// Hands every complete frame in the buffer to its waiter.
     fn dispatch(&self, rx: &mut Reader, st: &mut State) {
-        let capacity = self.config.subscription_capacity.max(1);
         let mut chunk = Chunk::default();
         loop {
             let State {
@@ -976,22 +948,15 @@ impl Inner {
                         .peekable();
                     while let Some(h) = targets.next() {
                         let Some(q) = queues.get_mut(&h.key) else { continue };
-                        if q.len >= capacity {
-                            q.missed += 1;
+                        // The last queue takes the publication itself; the others a copy.
+                        let last = targets.peek().is_none();
+                        let queued = q.queue.push_with(|| {
+                            if last { publication.take() } else { publication.clone() }
+                                .expect("the publication is taken only by the last queue")
+                        });
+                        if !queued {
                             continue;
                         }
-                        if q.missed > 0 {
-                            q.items.push_back(Item::Lagged(std::mem::take(&mut q.missed)));
-                        }
-                        // The last queue takes the publication itself; the others a copy.
-                        let item = if targets.peek().is_some() {
-                            publication.clone()
-                        } else {
-                            publication.take()
-                        };
-                        let Some(item) = item else { break };
-                        q.items.push_back(Item::Publication(item));
-                        q.len += 1;
                         if q.sleeping > 0 {
                             answers.wakes.push(WaitKey::Sub(h.clone()));
                         }
@@ -1080,15 +1045,10 @@ impl Subscription {
             .wait(WaitKey::Sub(self.shared.clone()), deadline, nonblocking, |st| {
                 let closed = st.closed;
                 let q = st.queues.get_mut(&key)?;
-                match q.items.pop_front() {
-                    Some(Item::Publication(p)) => {
-                        q.len -= 1;
-                        Some(Ok(p))
-                    }
-                    Some(Item::Lagged(missed)) => Some(Err(Error::Lagged { missed })),
-                    None if q.missed > 0 => Some(Err(Error::Lagged {
-                        missed: std::mem::take(&mut q.missed),
-                    })),
+                match q.queue.pop() {
+                    Some(Delivery::Publication(p)) => Some(Ok(p)),
+                    Some(Delivery::Lagged { missed }) => Some(Err(Error::Lagged { missed })),
+                    Some(Delivery::Notice(never)) => match never {},
                     None if closed => Some(Err(Error::Closed)),
                     None => None,
                 }

@@ -145,9 +145,10 @@ pub use client::{
     MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES as CLIENT_MAX_SUBSCRIPTION_BYTES,
 };
 pub use error::{Error, Result};
+pub use microsocket_core::{DROPPED_UNANSWERED, UNENCODABLE_RESPONSE};
+pub use microsocket_host::{DEFAULT_SERVER_SPIN, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};
 pub use microsocket_socket::{Address, PeerCredentials, SocketOptions};
 pub use server::{
-    Context, Handler, PatternError, Publisher, Request, Responder, RunningServer, Server, ServerConfig, ShutdownHandle,
-    SlowConsumerPolicy, Stats, SubscriptionKind, DEFAULT_SERVER_SPIN, DROPPED_UNANSWERED, MAX_SUBSCRIPTIONS,
-    MAX_SUBSCRIPTION_BYTES, UNENCODABLE_RESPONSE,
+    Handler, PatternError, Publisher, Request, RequestContext, Responder, RunningServer, Server, ServerConfig,
+    ShutdownHandle, SlowConsumer, Stats, SubscriptionKind,
 };

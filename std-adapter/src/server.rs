@@ -50,7 +50,7 @@
 //! atomic store plus a one-byte `write`) wakes the acceptor, which stops
 //! accepting, removes the socket file, stops reading every connection, lets
 //! requests in flight be answered and queues drain for up to
-//! [`ServerConfig::drain_timeout`], then closes everything and returns.
+//! [`ServerConfig::shutdown_timeout`], then closes everything and returns.
 //! [`Server::run_until_signal`] does the same on SIGINT or SIGTERM.
 
 use std::collections::VecDeque;
@@ -58,22 +58,26 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use microsocket_core::frame::{Decoded, Decoder};
-use microsocket_core::registry::Registry;
-use microsocket_core::{encode_publication, Args, EncodeError, ServerEvent, ServerLimits, ServerProtocol};
+use microsocket_core::{
+    encode_publication, Args, EncodeError, ServerEvent, ServerLimits, ServerProtocol, DROPPED_UNANSWERED,
+    UNENCODABLE_RESPONSE,
+};
 pub use microsocket_core::{PatternError, SubscriptionKind};
+use microsocket_host::{Admission, Counters, QueueBound, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};
+pub use microsocket_host::{ServerConfig, SlowConsumer, Stats};
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::SendFlags;
 
 use crate::error::Error;
 use crate::rx::{read_within, RxBuf};
-use crate::socket::{Address, Listener, PeerCredentials, SocketOptions, Stream, DEFAULT_SOCKET_MODE};
+use crate::socket::{Address, Listener, PeerCredentials, SocketOptions, Stream};
 
 /// Flags of every socket write: never block, and where the platform allows it
 /// never raise SIGPIPE for a peer that went away (elsewhere Rust programs ignore
@@ -83,115 +87,19 @@ const SEND_FLAGS: SendFlags = SendFlags::DONTWAIT.union(SendFlags::NOSIGNAL);
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 const SEND_FLAGS: SendFlags = SendFlags::DONTWAIT;
 
-/// Distinct subscriptions (topics and patterns) one server connection may hold;
-/// further `+`/`*` are refused.
-pub const MAX_SUBSCRIPTIONS: usize = 64;
-/// Total bytes of the topics and patterns one server connection may subscribe to.
-pub const MAX_SUBSCRIPTION_BYTES: usize = 4096;
-
 type Protocol = ServerProtocol<MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
 
-/// What to do with a publication for a connection whose queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum SlowConsumerPolicy {
-    /// Drop the publication for that connection and count it
-    /// ([`Stats::publications_dropped`]).
-    #[default]
-    DropAndCount,
-    /// Close the connection ([`Stats::slow_disconnects`]).
-    Disconnect,
-}
-
-/// Settings of a server.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// The largest frame accepted; larger requests are answered with `#`
-    /// ("frame too large") and skipped without being buffered. Default 16 MiB.
-    pub max_frame: usize,
-    /// Requests of one connection handed to the handler and not yet answered;
-    /// past it, requests are failed at once. Default 256.
-    pub max_in_flight: usize,
-    /// Connections served at once; further ones are accepted and closed at once.
-    /// Default 4096.
-    pub max_connections: usize,
-    /// Bytes queued for one connection before publications to it are dropped (or
-    /// it is closed) and its requests are no longer read. Default 4 MiB.
-    pub max_queued_bytes: usize,
-    /// What happens to publications for a connection whose queue is full.
-    pub slow_consumer: SlowConsumerPolicy,
-    /// Permissions of a UNIX socket file the server binds. Default 0o600.
-    pub socket_mode: u32,
-    /// Owner (user id) given to a UNIX socket file the server binds; `None`
-    /// (default) keeps this process's user. See [`crate::socket::SocketOptions`].
-    pub socket_owner: Option<u32>,
-    /// Group (group id) given to a UNIX socket file the server binds; `None`
-    /// (default) keeps the group it was created with.
-    pub socket_group: Option<u32>,
-    /// Stack size of each connection's reader thread (the handler runs on it).
-    /// Default 256 KiB.
-    pub stack_size: usize,
-    /// Buffered topics: `(topic or pattern, depth)`; see [`Publisher::set_buffer`].
-    pub buffers: Vec<(Vec<u8>, usize)>,
-    /// How long shutdown (and a connection whose client stopped sending) waits for
-    /// requests in flight to be answered and queues to drain. Default 10 s.
-    pub drain_timeout: Duration,
-    /// How long a connection's reader thread, finding nothing to read, keeps
-    /// trying (yielding the CPU between tries) before it blocks, on a
-    /// connection whose client keeps several requests in flight: after a read
-    /// that brought more than one frame, and after each of the 7 reads that
-    /// follow it (default
-    /// [`DEFAULT_SERVER_SPIN`], 50 µs; zero always blocks at once). A blocked
-    /// reader must be woken when the next request arrives: a futex wake-up and
-    /// a context switch, several microseconds on a VM, for every batch a
-    /// pipelining or multi-threaded client sends; within the window the next
-    /// batch costs neither. A client that sends one request at a time never
-    /// starts the window (a subscription, sent with its barrier, starts it
-    /// once), so light traffic on many connections costs no CPU;
-    /// a busy connection costs at most the window's CPU time (spent in
-    /// `sched_yield`, so other threads run) after each of its batches.
-    pub spin_before_sleep: Duration,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            max_frame: 16 << 20,
-            max_in_flight: 256,
-            max_connections: 4096,
-            max_queued_bytes: 4 << 20,
-            slow_consumer: SlowConsumerPolicy::DropAndCount,
-            socket_mode: DEFAULT_SOCKET_MODE,
-            socket_owner: None,
-            socket_group: None,
-            stack_size: 256 << 10,
-            buffers: Vec::new(),
-            drain_timeout: Duration::from_secs(10),
-            spin_before_sleep: DEFAULT_SERVER_SPIN,
-        }
-    }
-}
-
-/// How long a busy connection's reader polls before it blocks, unless set (see
-/// [`ServerConfig::spin_before_sleep`]).
-pub const DEFAULT_SERVER_SPIN: Duration = Duration::from_micros(50);
-
-impl ServerConfig {
-    /// The socket-file settings ([`ServerConfig::socket_mode`],
-    /// [`ServerConfig::socket_owner`], [`ServerConfig::socket_group`]) as
-    /// [`SocketOptions`].
-    #[must_use]
-    pub fn socket_options(&self) -> SocketOptions {
-        let mut options = SocketOptions::new(self.socket_mode);
-        options.owner = self.socket_owner;
-        options.group = self.socket_group;
-        options
-    }
+/// The socket-file settings of `config` as [`SocketOptions`].
+fn socket_options(config: &ServerConfig) -> SocketOptions {
+    let mut options = SocketOptions::new(config.socket_mode);
+    options.owner = config.socket_owner;
+    options.group = config.socket_group;
+    options
 }
 
 /// Who a request or subscription comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Context {
+pub struct RequestContext {
     /// The connection's id, unique within this server.
     pub connection: u64,
     /// The peer's credentials, on UNIX sockets where the platform tells them.
@@ -203,7 +111,7 @@ pub struct Context {
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
     /// Who sent it.
-    pub context: &'a Context,
+    pub context: &'a RequestContext,
     /// The command (never empty: the server answers the empty command itself).
     pub command: &'a [u8],
     /// The command's arguments.
@@ -223,23 +131,23 @@ pub trait Handler: Send + Sync + 'static {
     /// Decides whether a connection may subscribe to a topic or pattern (access
     /// control). Called once per new subscription; refused ones are removed and
     /// receive nothing. Default: accept.
-    fn subscribe(&self, context: &Context, topic: &[u8], kind: SubscriptionKind) -> bool {
-        let _ = (context, topic, kind);
+    fn authorize_subscription(&self, context: &RequestContext, kind: SubscriptionKind, topic: &[u8]) -> bool {
+        let _ = (context, kind, topic);
         true
     }
 
     /// Observes a `-` that removed `removed` subscriptions made with `topic`.
-    fn unsubscribed(&self, context: &Context, topic: &[u8], removed: usize) {
+    fn unsubscribed(&self, context: &RequestContext, topic: &[u8], removed: usize) {
         let _ = (context, topic, removed);
     }
 
     /// Observes a new connection.
-    fn connected(&self, context: &Context) {
+    fn connected(&self, context: &RequestContext) {
         let _ = context;
     }
 
     /// Observes a connection that ended.
-    fn disconnected(&self, context: &Context) {
+    fn disconnected(&self, context: &RequestContext) {
         let _ = context;
     }
 }
@@ -253,57 +161,6 @@ where
     }
 }
 
-/// Counters a running server keeps; read them with [`Server::stats`] or
-/// [`Publisher::stats`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Connections open now.
-    pub connections: u64,
-    /// Connections accepted since start.
-    pub accepted: u64,
-    /// Connections closed at once because `max_connections` were open.
-    pub rejected: u64,
-    /// Requests handed to the handler.
-    pub requests: u64,
-    /// Calls to [`Publisher::publish`].
-    pub publications: u64,
-    /// Publication frames queued to subscribers.
-    pub deliveries: u64,
-    /// Publication frames dropped for slow subscribers.
-    pub publications_dropped: u64,
-    /// Connections closed because they did not read their publications.
-    pub slow_disconnects: u64,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    connections: AtomicU64,
-    accepted: AtomicU64,
-    rejected: AtomicU64,
-    requests: AtomicU64,
-    publications: AtomicU64,
-    deliveries: AtomicU64,
-    dropped: AtomicU64,
-    slow_disconnects: AtomicU64,
-}
-
-impl Counters {
-    fn snapshot(&self) -> Stats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Stats {
-            connections: get(&self.connections),
-            accepted: get(&self.accepted),
-            rejected: get(&self.rejected),
-            requests: get(&self.requests),
-            publications: get(&self.publications),
-            deliveries: get(&self.deliveries),
-            publications_dropped: get(&self.dropped),
-            slow_disconnects: get(&self.slow_disconnects),
-        }
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -313,6 +170,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 struct Shared {
     config: ServerConfig,
+    bound: QueueBound,
     hub: Mutex<Hub>,
     flusher: Flusher,
     counters: Counters,
@@ -323,6 +181,15 @@ struct Shared {
     readers: AtomicUsize,
     /// The write end of the acceptor's wake-up socket.
     wake: UnixStream,
+}
+
+impl Shared {
+    /// The counters now, with the bytes queued for all connections.
+    fn stats(&self) -> Stats {
+        let conns: Vec<Arc<Conn>> = lock(&self.hub).connections().cloned().collect();
+        let queued: usize = conns.iter().map(|c| c.lock().queued).sum();
+        self.counters.snapshot(queued as u64)
+    }
 }
 
 /// Counts one reader thread in [`Shared::readers`] while it lives (also if the
@@ -342,67 +209,16 @@ impl Drop for ReaderRunning {
     }
 }
 
-/// The cross-connection index, under one lock: held around (registry change +
-/// backlog queued) and (registry publish + queuing to each subscriber), which
-/// makes catch-up on buffered topics atomic.
-#[derive(Debug)]
-struct Hub {
-    /// Subscriptions by connection slot (see [`Conns`]).
-    registry: Registry<usize, Bytes>,
-    conns: Conns,
-    scratch: Vec<usize>,
-}
-
-/// The open connections, each in a slot: the registry names connections by
-/// slot, so a delivery finds its connection by index. A slot is reused only
-/// after its connection has left the registry (both change under the hub lock).
-#[derive(Debug, Default)]
-struct Conns {
-    slots: Vec<Option<Arc<Conn>>>,
-    free: Vec<usize>,
-    len: usize,
-}
-
-impl Conns {
-    /// A free slot, to give the next connection.
-    fn vacant(&mut self) -> usize {
-        self.free.pop().unwrap_or_else(|| {
-            self.slots.push(None);
-            self.slots.len() - 1
-        })
-    }
-
-    fn put(&mut self, conn: Arc<Conn>) {
-        let slot = conn.slot;
-        if self.slots[slot].replace(conn).is_none() {
-            self.len += 1;
-        }
-    }
-
-    fn remove(&mut self, slot: usize) {
-        if self.slots.get_mut(slot).and_then(Option::take).is_some() {
-            self.len -= 1;
-            self.free.push(slot);
-        }
-    }
-
-    fn get(&self, slot: usize) -> Option<&Arc<Conn>> {
-        self.slots.get(slot)?.as_ref()
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn values(&self) -> impl Iterator<Item = &Arc<Conn>> {
-        self.slots.iter().flatten()
-    }
-}
+/// The host layer's hub (connection slots and the subscription registry),
+/// under one lock: held around (registry change + backlog queued) and
+/// (registry publish + queuing to each subscriber), which makes catch-up on
+/// buffered topics atomic.
+type Hub = microsocket_host::Hub<Arc<Conn>, Bytes>;
 
 #[derive(Debug)]
 struct Conn {
-    context: Context,
-    /// Where it sits in [`Hub::conns`] and how the registry names it.
+    context: RequestContext,
+    /// Its slot in the [`Hub`], which is how the registry names it.
     slot: usize,
     stream: Stream,
     out: Mutex<Out>,
@@ -726,17 +542,18 @@ impl Conn {
         if out.dead {
             return (false, false);
         }
-        if out.queued + frame.len() > self.shared.config.max_queued_bytes {
-            match self.shared.config.slow_consumer {
-                SlowConsumerPolicy::DropAndCount => {
-                    self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                SlowConsumerPolicy::Disconnect => {
-                    self.shared.counters.slow_disconnects.fetch_add(1, Ordering::Relaxed);
-                    self.kill_locked(out);
-                }
+        match self.shared.bound.admit(out.queued, frame.len()) {
+            Admission::Queue => {}
+            Admission::Drop => {
+                self.shared.counters.dropped(1);
+                return (false, false);
             }
-            return (false, false);
+            Admission::Disconnect => {
+                self.shared.counters.dropped(1);
+                self.shared.counters.slow_consumer_disconnected();
+                self.kill_locked(out);
+                return (false, false);
+            }
         }
         out.queued += frame.len();
         out.pubs.extend_from_slice(frame);
@@ -904,15 +721,10 @@ impl TagBuf {
     }
 }
 
-/// The failure message sent for a request whose [`Responder`] was dropped.
-pub const DROPPED_UNANSWERED: &[u8] = b"request dropped without an answer";
-/// The failure message sent when a response cannot be encoded.
-pub const UNENCODABLE_RESPONSE: &[u8] = b"response could not be encoded";
-
 impl Responder {
     /// The context of the request's connection.
     #[must_use]
-    pub fn context(&self) -> &Context {
+    pub fn context(&self) -> &RequestContext {
         &self.conn.context
     }
 
@@ -1015,33 +827,18 @@ impl Publisher {
         encode_publication(topic.as_ref(), values, &mut frame)?;
         let frame = Bytes::from(frame);
         let shared = &self.shared;
-        shared.counters.publications.fetch_add(1, Ordering::Relaxed);
-        let mut queued = 0;
         let mut wake = false;
-        {
-            let mut hub = lock(&shared.hub);
-            let Hub {
-                registry,
-                conns,
-                scratch,
-            } = &mut *hub;
-            scratch.clear();
-            registry.publish(topic.as_ref(), &frame, scratch);
-            for id in scratch.iter() {
-                let Some(conn) = conns.get(*id) else { continue };
-                let mut out = conn.lock();
-                let (ok, newly) = conn.queue_publication(&mut out, &frame);
-                drop(out);
-                if ok {
-                    queued += 1;
-                }
-                if newly {
-                    shared.flusher.push(conn.clone());
-                    wake = true;
-                }
+        let queued = lock(&shared.hub).publish(topic.as_ref(), &frame, |conn| {
+            let mut out = conn.lock();
+            let (ok, newly) = conn.queue_publication(&mut out, &frame);
+            drop(out);
+            if newly {
+                shared.flusher.push(conn.clone());
+                wake = true;
             }
-        }
-        shared.counters.deliveries.fetch_add(queued as u64, Ordering::Relaxed);
+            ok
+        });
+        shared.counters.published(queued as u64);
         if wake {
             shared.flusher.wake();
         }
@@ -1055,19 +852,19 @@ impl Publisher {
     /// # Errors
     /// [`PatternError`] if `selector` is not a well-formed topic or pattern.
     pub fn set_buffer(&self, selector: impl AsRef<[u8]>, depth: usize) -> Result<(), PatternError> {
-        lock(&self.shared.hub).registry.set_buffer(selector.as_ref(), depth)
+        lock(&self.shared.hub).set_buffer(selector.as_ref(), depth)
     }
 
     /// Whether any connection subscribes to a topic matching `topic`.
     #[must_use]
     pub fn has_subscribers(&self, topic: impl AsRef<[u8]>) -> bool {
-        lock(&self.shared.hub).registry.has_subscribers(topic.as_ref())
+        lock(&self.shared.hub).has_subscribers(topic.as_ref())
     }
 
     /// The server's counters.
     #[must_use]
     pub fn stats(&self) -> Stats {
-        self.shared.counters.snapshot()
+        self.shared.stats()
     }
 }
 
@@ -1111,7 +908,7 @@ impl<H: Handler> Server<H> {
     /// # Errors
     /// As the bind.
     pub fn bind(address: &Address, handler: H, config: ServerConfig) -> io::Result<Self> {
-        let listener = address.bind_with(&config.socket_options())?;
+        let listener = address.bind_with(&socket_options(&config))?;
         Self::from_listener(listener, handler, config)
     }
 
@@ -1152,19 +949,15 @@ impl<H: Handler> Server<H> {
         let (wake, wake_rx) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
-        let mut registry = Registry::new();
+        let mut hub = Hub::new();
         for (selector, depth) in &config.buffers {
-            registry
-                .set_buffer(selector, *depth)
+            hub.set_buffer(selector, *depth)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         }
         let shared = Arc::new(Shared {
+            bound: QueueBound::new(&config),
             config,
-            hub: Mutex::new(Hub {
-                registry,
-                conns: Conns::default(),
-                scratch: Vec::new(),
-            }),
+            hub: Mutex::new(hub),
             flusher: Flusher::new()?,
             counters: Counters::default(),
             stopping: AtomicBool::new(false),
@@ -1198,7 +991,7 @@ impl<H: Handler> Server<H> {
     /// The server's counters.
     #[must_use]
     pub fn stats(&self) -> Stats {
-        self.shared.counters.snapshot()
+        self.shared.stats()
     }
 
     /// The address clients can connect to, where it can be told.
@@ -1301,9 +1094,8 @@ impl<H: Handler> Server<H> {
                         break;
                     }
                 };
-                shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
-                if lock(&shared.hub).conns.len() >= shared.config.max_connections {
-                    shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                if lock(&shared.hub).len() >= shared.config.max_connections {
+                    shared.counters.connection_refused();
                     continue;
                 }
                 let id = next_id.fetch_add(1, Ordering::Relaxed) as u64;
@@ -1325,24 +1117,27 @@ impl<H: Handler> Server<H> {
     /// connecting).
     fn start_connection(&self, id: u64, stream: Stream) {
         let _ = stream.set_read_timeout(None);
-        let context = Context {
+        let context = RequestContext {
             connection: id,
             peer: stream.peer_credentials(),
         };
-        let mut hub = lock(&self.shared.hub);
-        let conn = Arc::new(Conn {
-            context,
-            slot: hub.conns.vacant(),
-            stream,
-            out: Mutex::new(Out::new(Protocol::new(ServerLimits {
-                max_in_flight: self.shared.config.max_in_flight,
-            }))),
-            drained: Condvar::new(),
-            shared: self.shared.clone(),
+        let mut conn = None;
+        lock(&self.shared.hub).insert_with(|slot| {
+            let made = Arc::new(Conn {
+                context,
+                slot,
+                stream,
+                out: Mutex::new(Out::new(Protocol::new(ServerLimits {
+                    max_in_flight: self.shared.config.max_in_flight,
+                }))),
+                drained: Condvar::new(),
+                shared: self.shared.clone(),
+            });
+            conn = Some(made.clone());
+            made
         });
-        hub.conns.put(conn.clone());
-        drop(hub);
-        self.shared.counters.connections.fetch_add(1, Ordering::Relaxed);
+        let Some(conn) = conn else { return };
+        self.shared.counters.connection_opened();
         let handler = self.handler.clone();
         let running = ReaderRunning::new(self.shared.clone());
         let spawned = std::thread::Builder::new()
@@ -1360,8 +1155,8 @@ impl<H: Handler> Server<H> {
             let mut out = conn.lock();
             conn.kill_locked(&mut out);
             drop(out);
-            lock(&self.shared.hub).conns.remove(conn.slot);
-            self.shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
+            lock(&self.shared.hub).remove(conn.slot, []);
+            self.shared.counters.connection_closed();
         }
     }
 
@@ -1369,11 +1164,11 @@ impl<H: Handler> Server<H> {
     /// then closes what is left.
     fn shutdown_connections(&self) {
         let readers_running = || self.shared.readers.load(Ordering::SeqCst) > 0;
-        let conns: Vec<Arc<Conn>> = lock(&self.shared.hub).conns.values().cloned().collect();
+        let conns: Vec<Arc<Conn>> = lock(&self.shared.hub).connections().cloned().collect();
         for conn in &conns {
             let _ = conn.stream.shutdown(Shutdown::Read);
         }
-        let deadline = Instant::now() + self.shared.config.drain_timeout;
+        let deadline = Instant::now() + self.shared.config.shutdown_timeout;
         while readers_running() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -1551,7 +1346,7 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
     }
     // The client stopped sending (or the server is shutting down): let requests
     // in flight be answered and the queue drain, within the drain timeout.
-    let deadline = Instant::now() + config.drain_timeout;
+    let deadline = Instant::now() + config.shutdown_timeout;
     {
         let mut out = conn.lock();
         while !out.dead && (out.protocol.requests_in_flight() > 0 || out.queued > 0) {
@@ -1577,13 +1372,11 @@ fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
             .iter()
             .map(|(_, kind, bytes)| (kind, bytes.to_vec()))
             .collect();
-        hub.registry
-            .remove_connection(conn.slot, subscriptions.iter().map(|(k, b)| (*k, b.as_slice())));
-        hub.conns.remove(conn.slot);
+        hub.remove(conn.slot, subscriptions.iter().map(|(k, b)| (*k, b.as_slice())));
         out.protocol.handle_eof();
         conn.kill_locked(&mut out);
     }
-    shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
+    shared.counters.connection_closed();
     handler.disconnected(&conn.context);
 }
 
@@ -1591,7 +1384,7 @@ fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, event: Serve
     let shared = &conn.shared;
     match event {
         ServerEvent::Request { tag, command, args } => {
-            shared.counters.requests.fetch_add(1, Ordering::Relaxed);
+            shared.counters.requests(1);
             let responder = Responder {
                 conn: conn.clone(),
                 tag: TagBuf::new(tag),
@@ -1610,16 +1403,18 @@ fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, event: Serve
             if !new {
                 return;
             }
-            if !handler.subscribe(&conn.context, topic, kind) {
+            let within_limit = conn.lock().protocol.subscriptions().len() <= shared.config.max_subscriptions;
+            if !within_limit || !handler.authorize_subscription(&conn.context, kind, topic) {
                 conn.lock().protocol.remove_subscription(kind, topic);
+                shared.counters.subscription_refused();
                 return;
             }
             let mut hub = lock(&shared.hub);
             // Topics the connection already receives through another subscription
             // are not replayed: a publication reaches a connection once.
             let backlog = hub
-                .registry
-                .subscribe_with_backlog(conn.slot, kind, topic)
+                .subscribe(conn.slot, kind, topic)
+                .map(|(_, b)| b)
                 .unwrap_or_default();
             if !backlog.is_empty() {
                 let mut out = conn.lock();
@@ -1636,9 +1431,7 @@ fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, event: Serve
         }
         ServerEvent::Unsubscribed { topic, removed } => {
             if removed > 0 {
-                let mut hub = lock(&shared.hub);
-                hub.registry.unsubscribe(conn.slot, SubscriptionKind::Exact, topic);
-                hub.registry.unsubscribe(conn.slot, SubscriptionKind::Pattern, topic);
+                lock(&shared.hub).unsubscribe(conn.slot, topic);
             }
             handler.unsubscribed(&conn.context, topic, removed);
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{bounded, start};
-use microsocket_std::{Client, ClientConfig, Error, ServerConfig, SlowConsumerPolicy};
+use microsocket_std::{Client, ClientConfig, Error, ServerConfig, SlowConsumer};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -109,13 +109,11 @@ fn timeouts_free_the_slot_and_late_answers_are_dropped() {
         assert_eq!(client.request("ECHO", ["x"]).unwrap(), ["x"]);
         // Default timeout from the config.
         let stream = UnixStream::connect(&server.path).unwrap();
-        let short = Client::new(
-            stream,
-            ClientConfig {
-                request_timeout: Some(Duration::from_millis(30)),
-                ..ClientConfig::default()
-            },
-        )
+        let short = Client::new(stream, {
+            let mut config = ClientConfig::default();
+            config.request_timeout = Some(Duration::from_millis(30));
+            config
+        })
         .unwrap();
         assert!(matches!(short.request("HANG", [b""; 0]), Err(Error::TimedOut)));
         assert_eq!(short.request("ECHO", ["y"]).unwrap(), ["y"]);
@@ -181,9 +179,10 @@ fn pubsub_exact_patterns_and_unsubscribe() {
 
 #[test]
 fn subscription_hook_refuses_and_buffered_topics_catch_up() {
-    let server = start(ServerConfig {
-        buffers: vec![(b"log.>".to_vec(), 3)],
-        ..ServerConfig::default()
+    let server = start({
+        let mut config = ServerConfig::default();
+        config.buffers = vec![(b"log.>".to_vec(), 3)];
+        config
     });
     let publisher = server.publisher.clone();
     let path = server.path.clone();
@@ -211,21 +210,20 @@ fn subscription_hook_refuses_and_buffered_topics_catch_up() {
 
 #[test]
 fn slow_subscriber_lags_and_others_are_unaffected() {
-    let server = start(ServerConfig {
-        max_queued_bytes: 64 << 10,
-        ..ServerConfig::default()
+    let server = start({
+        let mut config = ServerConfig::default();
+        config.max_queued_bytes = 64 << 10;
+        config
     });
     let publisher = server.publisher.clone();
     let path = server.path.clone();
     bounded(LIMIT, move || {
         // A client-side queue of 10 that is not read while 100 arrive.
-        let lagging = Client::new(
-            UnixStream::connect(&path).unwrap(),
-            ClientConfig {
-                subscription_capacity: 10,
-                ..ClientConfig::default()
-            },
-        )
+        let lagging = Client::new(UnixStream::connect(&path).unwrap(), {
+            let mut config = ClientConfig::default();
+            config.subscription_capacity = 10;
+            config
+        })
         .unwrap();
         let mut slow = lagging.subscribe("feed").unwrap();
         // A raw connection that subscribes and never reads at all.
@@ -289,10 +287,11 @@ fn slow_subscriber_lags_and_others_are_unaffected() {
 
 #[test]
 fn slow_consumer_disconnect_policy() {
-    let server = start(ServerConfig {
-        max_queued_bytes: 16 << 10,
-        slow_consumer: SlowConsumerPolicy::Disconnect,
-        ..ServerConfig::default()
+    let server = start({
+        let mut config = ServerConfig::default();
+        config.max_queued_bytes = 16 << 10;
+        config.slow_consumer = SlowConsumer::Disconnect;
+        config
     });
     let publisher = server.publisher.clone();
     let path = server.path.clone();
@@ -306,7 +305,7 @@ fn slow_consumer_disconnect_policy() {
         for _ in 0..2000 {
             publisher.publish("feed", [&payload]).unwrap();
         }
-        assert_eq!(publisher.stats().slow_disconnects, 1);
+        assert_eq!(publisher.stats().slow_consumers_disconnected, 1);
         // The server closed it: reading ends (after what was buffered).
         raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut sink = Vec::new();
@@ -316,9 +315,10 @@ fn slow_consumer_disconnect_policy() {
 
 #[test]
 fn bad_input_gets_answers_and_the_connection_stays_open() {
-    let server = start(ServerConfig {
-        max_frame: 1024,
-        ..ServerConfig::default()
+    let server = start({
+        let mut config = ServerConfig::default();
+        config.max_frame = 1024;
+        config
     });
     let path = server.path.clone();
     bounded(LIMIT, move || {
@@ -355,13 +355,11 @@ fn bad_input_gets_answers_and_the_connection_stays_open() {
 fn client_rejects_oversized_responses() {
     let server = start(ServerConfig::default());
     let stream = UnixStream::connect(server.path()).unwrap();
-    let client = Client::new(
-        stream,
-        ClientConfig {
-            max_frame: 4096,
-            ..ClientConfig::default()
-        },
-    )
+    let client = Client::new(stream, {
+        let mut config = ClientConfig::default();
+        config.max_frame = 4096;
+        config
+    })
     .unwrap();
     bounded(LIMIT, move || {
         assert!(matches!(client.request("BIG", ["100000"]), Err(Error::FrameTooLarge)));
@@ -401,9 +399,10 @@ fn shutdown_with_requests_in_flight() {
 
 #[test]
 fn shutdown_while_clients_keep_connecting() {
-    let mut server = start(ServerConfig {
-        drain_timeout: Duration::from_millis(500),
-        ..ServerConfig::default()
+    let mut server = start({
+        let mut config = ServerConfig::default();
+        config.shutdown_timeout = Duration::from_millis(500);
+        config
     });
     let running = server.running.take().unwrap();
     let path = server.path.clone();
@@ -496,9 +495,10 @@ fn tcp_and_abstract_addresses() {
 
 #[test]
 fn a_thousand_concurrent_connections() {
-    let server = start(ServerConfig {
-        stack_size: 64 << 10,
-        ..ServerConfig::default()
+    let server = start({
+        let mut config = ServerConfig::default();
+        config.stack_size = 64 << 10;
+        config
     });
     let path = server.path.clone();
     let publisher = server.publisher.clone();
@@ -534,9 +534,10 @@ fn a_thousand_concurrent_connections() {
 
 #[test]
 fn max_connections_is_enforced() {
-    let server = start(ServerConfig {
-        max_connections: 2,
-        ..ServerConfig::default()
+    let server = start({
+        let mut config = ServerConfig::default();
+        config.max_connections = 2;
+        config
     });
     let path = server.path.clone();
     bounded(LIMIT, move || {

@@ -14,9 +14,10 @@ use microsocket_std::ServerConfig;
 
 #[test]
 fn answers_and_a_backlog_larger_than_the_socket_arrive_whole_and_in_order() {
-    let server = start(ServerConfig {
-        max_queued_bytes: 64 << 20,
-        ..ServerConfig::default()
+    let server = start({
+        let mut config = ServerConfig::default();
+        config.max_queued_bytes = 64 << 20;
+        config
     });
     let publisher = server.publisher.clone();
     let path = server.path.clone();
@@ -92,22 +93,21 @@ fn answers_and_a_backlog_larger_than_the_socket_arrive_whole_and_in_order() {
 
 #[test]
 fn concurrent_publishers_and_requests_keep_every_topics_order() {
-    let server = start(ServerConfig {
-        max_queued_bytes: 64 << 20,
-        ..ServerConfig::default()
+    let server = start({
+        let mut config = ServerConfig::default();
+        config.max_queued_bytes = 64 << 20;
+        config
     });
     let publisher = server.publisher.clone();
     let path = server.path.clone();
     bounded(Duration::from_secs(60), move || {
         const THREADS: usize = 4;
         const EACH: usize = 5000;
-        let client = microsocket_std::Client::new(
-            UnixStream::connect(&path).unwrap(),
-            microsocket_std::ClientConfig {
-                subscription_capacity: THREADS * EACH,
-                ..microsocket_std::ClientConfig::default()
-            },
-        )
+        let client = microsocket_std::Client::new(UnixStream::connect(&path).unwrap(), {
+            let mut config = microsocket_std::ClientConfig::default();
+            config.subscription_capacity = THREADS * EACH;
+            config
+        })
         .unwrap();
         let mut sub = client.subscribe_pattern("t.*").unwrap();
         // Publishers on their own topics race the flusher's unlocked writes, while

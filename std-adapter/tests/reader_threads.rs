@@ -59,9 +59,10 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn finished_readers_leave_no_stack_behind() {
-    let server = start(ServerConfig {
-        stack_size: STACK,
-        ..ServerConfig::default()
+    let server = start({
+        let mut config = ServerConfig::default();
+        config.stack_size = STACK;
+        config
     });
     let path = server.path.clone();
     let publisher = server.publisher.clone();

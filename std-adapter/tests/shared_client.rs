@@ -13,13 +13,11 @@ fn as_many_threads_as_request_slots_share_one_client() {
     let server = start(ServerConfig::default());
     let path = server.path.clone();
     bounded(Duration::from_secs(120), move || {
-        let client = Client::new(
-            std::os::unix::net::UnixStream::connect(&path).unwrap(),
-            ClientConfig {
-                request_timeout: Some(Duration::from_secs(20)),
-                ..ClientConfig::default()
-            },
-        )
+        let client = Client::new(std::os::unix::net::UnixStream::connect(&path).unwrap(), {
+            let mut config = ClientConfig::default();
+            config.request_timeout = Some(Duration::from_secs(20));
+            config
+        })
         .unwrap();
         let threads: Vec<_> = (0..microsocket_std::MAX_IN_FLIGHT)
             .map(|t| {

@@ -186,7 +186,7 @@ fn std_server(
     let publisher = server.publisher();
     let _ = app.connections.set(Box::new(move || {
         let stats = publisher.stats();
-        (stats.connections, stats.accepted)
+        (stats.connections, stats.connections_accepted)
     }));
     server
 }
@@ -201,7 +201,7 @@ fn tokio_server(
     let counted = server.clone();
     let _ = app.connections.set(Box::new(move || {
         let stats = counted.stats();
-        (stats.connections, stats.connections_total)
+        (stats.connections, stats.connections_accepted)
     }));
     server.listen_unix(path).unwrap();
     server
@@ -991,9 +991,10 @@ async fn std_server_shutdown_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("load.sock");
     let app = Arc::new(App::default());
-    let config = microsocket_std::ServerConfig {
-        drain_timeout: Duration::from_secs(5),
-        ..Default::default()
+    let config = {
+        let mut config = microsocket_std::ServerConfig::default();
+        config.shutdown_timeout = Duration::from_secs(5);
+        config
     };
     let running = std_server(&path, &app, config).spawn().unwrap();
     let shutdown = async move {

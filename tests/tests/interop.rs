@@ -337,9 +337,10 @@ fn std_client_tokio_server_oversized_frames() {
 
         // A response over the client's limit is a typed error; the connection
         // stays usable.
-        let config = microsocket_std::ClientConfig {
-            max_frame: 32 << 10,
-            ..Default::default()
+        let config = {
+            let mut config = microsocket_std::ClientConfig::default();
+            config.max_frame = 32 << 10;
+            config
         };
         let small = StdClient::new(std::os::unix::net::UnixStream::connect(&path).unwrap(), config).unwrap();
         assert!(matches!(small.request("BIG", ["40000"]), Err(StdError::FrameTooLarge)));
@@ -441,7 +442,7 @@ async fn tokio_client_std_server_requests_with_many_args() {
         assert!(client.request("", NONE).await.unwrap().is_empty());
         assert!(matches!(
             client.request("ECHO", assorted_args(254)).await,
-            Err(TokioError::Request(_))
+            Err(TokioError::Encode(_))
         ));
         assert_eq!(client.request("PING", NONE).await.unwrap(), ["PONG"]);
     })
@@ -598,9 +599,10 @@ async fn tokio_client_std_server_unsubscribe_stops_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_client_std_server_buffered_topic_catch_up() {
-    let server = StdServer::start(microsocket_std::ServerConfig {
-        buffers: vec![(b"feed.>".to_vec(), 3)],
-        ..std_config()
+    let server = StdServer::start({
+        let mut config = std_config();
+        config.buffers = vec![(b"feed.>".to_vec(), 3)];
+        config
     });
     let publisher = server.publisher.clone();
     within(LIMIT, "test", async {
@@ -654,9 +656,10 @@ async fn tokio_client_std_server_buffered_topic_catch_up() {
 /// See `std_client_tokio_server_overlapping_subscription_replays_no_backlog`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_client_std_server_overlapping_subscription_replays_no_backlog() {
-    let server = StdServer::start(microsocket_std::ServerConfig {
-        buffers: vec![(b"feed.>".to_vec(), 3)],
-        ..std_config()
+    let server = StdServer::start({
+        let mut config = std_config();
+        config.buffers = vec![(b"feed.>".to_vec(), 3)];
+        config
     });
     let publisher = server.publisher.clone();
     within(LIMIT, "test", async {
@@ -676,9 +679,10 @@ async fn tokio_client_std_server_overlapping_subscription_replays_no_backlog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_client_std_server_oversized_frames() {
-    let server = StdServer::start(microsocket_std::ServerConfig {
-        max_frame: 64 << 10,
-        ..std_config()
+    let server = StdServer::start({
+        let mut config = std_config();
+        config.max_frame = 64 << 10;
+        config
     });
     within(LIMIT, "test", async {
         let client = TokioClient::connect_unix(&server.path).await.unwrap();

@@ -278,7 +278,7 @@ async fn tokio_worker(path: PathBuf, seed: u64, until: Instant, tally: Arc<Tally
             match tokio::time::timeout_at(stop, sub.next()).await {
                 Err(_) => break,
                 Ok(Some(Ok(p))) => received.check(p.topic(), &p.values().first().unwrap(), &tally),
-                Ok(Some(Err(microsocket_tokio::Error::Lagged(missed)))) => {
+                Ok(Some(Err(microsocket_tokio::Error::Lagged { missed }))) => {
                     Tally::add(&tally.lagged, missed);
                     received.reset();
                 }

@@ -31,13 +31,11 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A std client whose reading thread polls within `window` before it blocks.
 fn std_client_polling(path: &std::path::Path, window: Duration) -> microsocket_std::Client {
-    microsocket_std::Client::new(
-        std::os::unix::net::UnixStream::connect(path).unwrap(),
-        microsocket_std::ClientConfig {
-            spin_before_sleep: window,
-            ..microsocket_std::ClientConfig::default()
-        },
-    )
+    microsocket_std::Client::new(std::os::unix::net::UnixStream::connect(path).unwrap(), {
+        let mut config = microsocket_std::ClientConfig::default();
+        config.spin_before_sleep = window;
+        config
+    })
     .unwrap()
 }
 
@@ -53,9 +51,10 @@ fn release_later(path: std::path::PathBuf) -> std::thread::JoinHandle<()> {
 #[test]
 fn a_spinning_std_server_answers_publishes_and_goes_idle() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let server = StdServer::start(microsocket_std::ServerConfig {
-        spin_before_sleep: WINDOW,
-        ..std_config()
+    let server = StdServer::start({
+        let mut config = std_config();
+        config.spin_before_sleep = WINDOW;
+        config
     });
     let path = server.path.clone();
     let used = bounded(LIMIT, move || {

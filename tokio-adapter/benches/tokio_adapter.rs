@@ -597,7 +597,7 @@ fn fanout_clients() {
                 while n + lagged < MESSAGES {
                     match sub.next().await {
                         Some(Ok(_)) => n += 1,
-                        Some(Err(microsocket_tokio::Error::Lagged(k))) => lagged += k,
+                        Some(Err(microsocket_tokio::Error::Lagged { missed: k })) => lagged += k,
                         other => panic!("{other:?}"),
                     }
                 }

@@ -23,6 +23,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
 use microsocket_core::frame::{Decoded, Decoder};
 use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId, SubscriptionKind};
+use microsocket_host::{ClientConfig, Delivery, ReconnectPolicy, SubscriptionQueue};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs, UnixStream};
 use tokio::time::{Instant, Sleep};
@@ -39,41 +40,11 @@ pub const MAX_IN_FLIGHT: usize = 1024;
 pub const MAX_SUBSCRIPTIONS: usize = 64;
 /// Bytes of topic and pattern strings one client connection holds at most.
 pub const MAX_SUBSCRIPTION_BYTES: usize = 4096;
-/// The default request deadline.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(25);
-/// The default largest frame a client accepts (16 MiB).
-pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
-
 type Protocol = ClientProtocol<MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
 
 /// A boxed future that opens a new stream, for reconnecting.
 type ConnectFuture<S> = Pin<Box<dyn Future<Output = io::Result<S>> + Send>>;
 type Connector<S> = Arc<dyn Fn() -> ConnectFuture<S> + Send + Sync>;
-
-/// How a client reconnects after losing its connection.
-///
-/// Pending requests fail with [`Error::Closed`] when the connection is lost;
-/// subscription streams yield [`Error::Reconnecting`] once and carry on after the
-/// client has reconnected and subscribed again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReconnectPolicy {
-    /// The wait before the first attempt; it doubles after each failure.
-    pub initial_delay: Duration,
-    /// The longest wait between attempts.
-    pub max_delay: Duration,
-    /// Give up after this many failed attempts in a row (`None`: never).
-    pub max_attempts: Option<u32>,
-}
-
-impl Default for ReconnectPolicy {
-    fn default() -> Self {
-        Self {
-            initial_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(5),
-            max_attempts: None,
-        }
-    }
-}
 
 /// Settings for a client connection; finish with one of the `connect_*` methods.
 ///
@@ -89,89 +60,75 @@ impl Default for ReconnectPolicy {
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ClientBuilder {
-    timeout: Option<Duration>,
-    max_in_flight: usize,
-    max_frame: usize,
-    subscription_capacity: usize,
-    reconnect: Option<ReconnectPolicy>,
-    spin: Duration,
-}
-
-/// How long a client's driver polls for answers before its runtime thread may
-/// sleep, unless set (see [`ClientBuilder::spin_before_sleep`]).
-pub const DEFAULT_CLIENT_SPIN: Duration = Duration::from_micros(50);
-
-impl Default for ClientBuilder {
-    fn default() -> Self {
-        Self {
-            timeout: Some(DEFAULT_TIMEOUT),
-            max_in_flight: 256,
-            max_frame: DEFAULT_MAX_FRAME,
-            subscription_capacity: 1024,
-            reconnect: None,
-            spin: DEFAULT_CLIENT_SPIN,
-        }
-    }
+    config: ClientConfig,
 }
 
 impl ClientBuilder {
-    /// The deadline of each request (default 25 s); `None` waits forever.
+    /// A builder with these settings (the blocking adapter takes the same
+    /// [`ClientConfig`]).
+    #[must_use]
+    pub fn with_config(config: ClientConfig) -> Self {
+        Self { config }
+    }
+
+    /// The settings so far.
+    #[must_use]
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Sets [`ClientConfig::request_timeout`], the deadline of each request
+    /// (default 25 s); `None` waits forever.
     #[must_use]
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.timeout = timeout;
+        self.config.request_timeout = timeout;
         self
     }
 
-    /// Requests in flight at most (default 256, at most [`MAX_IN_FLIGHT`]); past
-    /// it, [`Client::request`] fails with [`Error::InflightFull`]. Up to 256 keeps
-    /// every tag one byte long, as IPC::MicroSocket's own client does.
+    /// Sets [`ClientConfig::max_in_flight`] (default 256, at most
+    /// [`MAX_IN_FLIGHT`]); past it, requests fail with [`Error::InflightFull`].
     #[must_use]
     pub fn max_in_flight(mut self, n: usize) -> Self {
-        self.max_in_flight = n.clamp(1, MAX_IN_FLIGHT);
+        self.config.max_in_flight = n.clamp(1, MAX_IN_FLIGHT);
         self
     }
 
-    /// The largest frame accepted from the server (default 16 MiB); a larger
-    /// response fails its request with [`Error::FrameTooLarge`].
+    /// Sets [`ClientConfig::max_frame`] (default 16 MiB).
     #[must_use]
     pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.max_frame = bytes;
+        self.config.max_frame = bytes;
         self
     }
 
-    /// Publications a subscription stream buffers (default 1024) before it
-    /// drops new ones and reports [`Error::Lagged`].
+    /// Sets [`ClientConfig::subscription_capacity`]: publications each
+    /// subscription stream queues (default 1024); past it the stream drops new
+    /// ones and reports [`Error::Lagged`].
     #[must_use]
     pub fn subscription_capacity(mut self, n: usize) -> Self {
-        self.subscription_capacity = n.max(1);
+        self.config.subscription_capacity = n.max(1);
         self
     }
 
-    /// How long the connection's driver keeps polling for answers, while
-    /// requests are in flight and nothing has arrived, before it lets its
-    /// runtime thread sleep (default [`DEFAULT_CLIENT_SPIN`], 50 µs; zero never
-    /// polls). Waking a sleeping thread when an answer arrives costs a cross-CPU
-    /// wake-up and a context switch; an answer that comes back within the window
-    /// costs neither. The driver yields to other tasks meanwhile, and from its
-    /// third turn the CPU to other threads (a server on the same CPU). The cost
-    /// is at most the window's CPU time after each burst of activity (an answer,
-    /// a write, publications), and only while requests are in flight.
-    /// Raising it helps a client whose server answers a little later (a busy
-    /// server, a pipelining workload on two cores); zero suits a client that
-    /// mostly waits for slow answers and must not spend CPU on them.
+    /// Sets [`ClientConfig::spin_before_sleep`]: how long the connection's
+    /// driver keeps polling for answers after a burst of activity (a read, a
+    /// write, publications), and only while requests are in flight, before its
+    /// runtime thread may sleep (default [`DEFAULT_CLIENT_SPIN`](crate::DEFAULT_CLIENT_SPIN); zero: never).
+    /// It yields to other tasks between polls, and from its third turn also
+    /// yields the CPU, so a server sharing the CPU still runs.
     #[must_use]
     pub fn spin_before_sleep(mut self, window: Duration) -> Self {
-        self.spin = window;
+        self.config.spin_before_sleep = window;
         self
     }
 
-    /// Reconnect automatically after the connection is lost (default: no).
-    /// Applies to the `connect_*` methods that know how to connect again.
+    /// Sets [`ClientConfig::reconnect`]: reconnect after the connection is lost,
+    /// and subscribe again (only for clients made by a `connect_*` method that
+    /// can open the stream again).
     #[must_use]
     pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
-        self.reconnect = Some(policy);
+        self.config.reconnect = Some(policy);
         self
     }
 
@@ -251,7 +208,11 @@ impl ClientBuilder {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let reconnect = if connector.is_some() { self.reconnect } else { None };
+        let reconnect = if connector.is_some() {
+            self.config.reconnect
+        } else {
+            None
+        };
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 protocol: Protocol::new(),
@@ -263,7 +224,7 @@ impl ClientBuilder {
                 closing: false,
                 send_closed: false,
             }),
-            config: self,
+            config: self.config,
         });
         let driver = shared.clone();
         tokio::spawn(drive(driver, stream, connector, reconnect));
@@ -366,7 +327,7 @@ impl Client {
     ///
     /// The future fails with [`Error::Failed`] when the server says so,
     /// [`Error::TimedOut`], [`Error::Closed`] when the connection ends first,
-    /// [`Error::InflightFull`], [`Error::FrameTooLarge`], or [`Error::Request`]
+    /// [`Error::InflightFull`], [`Error::FrameTooLarge`], or [`Error::Encode`]
     /// when the arguments cannot be encoded.
     pub fn request<C, I>(&self, command: C, args: I) -> ResponseFuture
     where
@@ -375,7 +336,7 @@ impl Client {
         I::Item: AsRef<[u8]>,
         I::IntoIter: Clone,
     {
-        self.request_with_timeout(command, args, self.shared().config.timeout)
+        self.request_with_timeout(command, args, self.shared().config.request_timeout)
     }
 
     /// [`Client::request`] with its own deadline (`None`: wait forever).
@@ -422,8 +383,10 @@ impl Client {
     async fn subscribe_kind(&self, kind: SubscriptionKind, topic: &[u8]) -> Result<Subscription, Error> {
         let shared = self.shared();
         let queue = Arc::new(SubQueue {
-            inner: Mutex::new(SubInner::default()),
-            capacity: shared.config.subscription_capacity,
+            inner: Mutex::new(SubInner {
+                queue: SubscriptionQueue::new(shared.config.subscription_capacity),
+                waker: None,
+            }),
         });
         let (id, barrier) = shared.start_subscription(kind, topic, &queue)?;
         let subscription = Subscription {
@@ -475,7 +438,7 @@ impl Client {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    config: ClientBuilder,
+    config: ClientConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -646,7 +609,7 @@ impl Shared {
         // The barrier cannot fail: the in-flight check above left a slot and the
         // sink grows.
         let barrier = st.protocol.barrier(&mut Sink(&mut st.wbuf))?;
-        let (waiter, wake) = st.table.register(barrier, self.config.timeout, was_empty);
+        let (waiter, wake) = st.table.register(barrier, self.config.request_timeout, was_empty);
         let waker = if wake { st.driver.take() } else { None };
         drop(guard);
         drop_then_wake(waker);
@@ -801,13 +764,14 @@ impl State {
         self.table.fail_all(wake);
     }
 
-    fn notify_subscriptions(&mut self, entry: impl Fn() -> Entry, end: bool, wake: &mut Vec<Waker>) {
+    fn notify_subscriptions(&mut self, notice: impl Fn() -> Error, end: bool, wake: &mut Vec<Waker>) {
         for queue in self.subs.values().flatten() {
             let mut inner = queue.lock();
             if end {
-                inner.ended = true;
+                inner.queue.end(Some(notice()));
+            } else {
+                inner.queue.notify(notice());
             }
-            inner.items.push_back(entry());
             if let Some(w) = inner.waker.take() {
                 wake.push(w);
             }
@@ -889,7 +853,6 @@ impl Drop for ResponseFuture {
 #[derive(Debug)]
 struct SubQueue {
     inner: Mutex<SubInner>,
-    capacity: usize,
 }
 
 impl SubQueue {
@@ -898,28 +861,19 @@ impl SubQueue {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct SubInner {
-    items: VecDeque<Entry>,
-    /// Publications queued (not counting markers).
-    publications: usize,
+    /// Publications, lag markers and connection notices, in order.
+    queue: SubscriptionQueue<Publication, Error>,
     waker: Option<Waker>,
-    ended: bool,
 }
 
-#[derive(Debug)]
-enum Entry {
-    Publication(Publication),
-    /// This many publications were dropped here.
-    Lagged(u64),
-    /// A non-terminal or final error.
-    Error(Error),
-}
+type Entry = Delivery<Publication, Error>;
 
 /// A stream of the publications of one subscription (see [`Client::subscribe`]).
 ///
 /// Yields `Ok(publication)` in the order the server sent them;
-/// `Err(Error::Lagged(n))` where `n` publications were dropped because the stream
+/// `Err(Error::Lagged { missed })` where `missed` publications were dropped because the stream
 /// was not read fast enough (it goes on); `Err(Error::Reconnecting)` when the
 /// connection was lost and is being re-established (it goes on); and
 /// `Err(Error::Closed)` followed by the end of the stream when the connection is
@@ -972,10 +926,10 @@ impl Stream for Subscription {
         if this.local.is_empty() {
             // Take everything queued at once: one lock per batch, not per item.
             let mut inner = this.queue.lock();
-            inner.publications -= this.taken;
-            if inner.items.is_empty() {
+            inner.queue.release(this.taken);
+            if inner.queue.is_empty() {
                 this.taken = 0;
-                if inner.ended {
+                if inner.queue.is_ended() {
                     return Poll::Ready(None);
                 }
                 match &inner.waker {
@@ -984,13 +938,12 @@ impl Stream for Subscription {
                 }
                 return Poll::Pending;
             }
-            std::mem::swap(&mut this.local, &mut inner.items);
-            this.taken = inner.publications;
+            this.taken = inner.queue.take_all(&mut this.local);
         }
         Poll::Ready(this.local.pop_front().map(|entry| match entry {
-            Entry::Publication(p) => Ok(p),
-            Entry::Lagged(n) => Err(Error::Lagged(n)),
-            Entry::Error(e) => Err(e),
+            Delivery::Publication(p) => Ok(p),
+            Delivery::Lagged { missed } => Err(Error::Lagged { missed }),
+            Delivery::Notice(e) => Err(e),
         }))
     }
 }
@@ -1003,19 +956,9 @@ impl Drop for Subscription {
 
 /// Queues a publication for one local subscriber (whose queue is locked), or
 /// counts it as missed.
-fn deliver(queue: &SubQueue, inner: &mut SubInner, publication: Publication) {
-    if inner.ended {
-        return;
-    }
-    if inner.publications >= queue.capacity {
-        match inner.items.back_mut() {
-            Some(Entry::Lagged(n)) => *n += 1,
-            _ => inner.items.push_back(Entry::Lagged(1)),
-        }
+fn deliver(inner: &mut SubInner, publication: Publication) {
+    if !inner.queue.push(publication) && !inner.queue.is_ended() {
         tracing::debug!("subscriber fell behind; publication dropped");
-    } else {
-        inner.items.push_back(Entry::Publication(publication));
-        inner.publications += 1;
     }
 }
 
@@ -1037,7 +980,7 @@ where
 {
     let mut stream = Some(stream);
     while let Some(s) = stream.take() {
-        let mut conn = Conn::new(s, shared.config.max_frame, shared.config.spin);
+        let mut conn = Conn::new(s, shared.config.max_frame, shared.config.spin_before_sleep);
         let ended = std::future::poll_fn(|cx| conn.poll(cx, &shared)).await;
         drop(conn);
         let lost = match ended {
@@ -1052,7 +995,7 @@ where
             let retry = lost.is_some() && !st.closing && reconnect.is_some();
             if retry {
                 st.link = Link::Reconnecting;
-                st.notify_subscriptions(|| Entry::Error(Error::Reconnecting), false, &mut wake);
+                st.notify_subscriptions(|| Error::Reconnecting, false, &mut wake);
             }
             retry
         };
@@ -1080,17 +1023,16 @@ where
     let mut st = shared.lock();
     st.link = Link::Closed;
     st.fail_all(&mut wake);
-    st.notify_subscriptions(|| Entry::Error(Error::Closed), true, &mut wake);
+    st.notify_subscriptions(|| Error::Closed, true, &mut wake);
     drop(st);
     wake.drain(..).for_each(Waker::wake);
 }
 
 async fn reconnect_loop<S>(shared: &Arc<Shared>, policy: ReconnectPolicy, connector: &Connector<S>) -> Option<S> {
-    let mut delay = policy.initial_delay;
     let mut attempts = 0u32;
     loop {
         // Sleep, waking early if the client is closed meanwhile.
-        let sleep = tokio::time::sleep(delay);
+        let sleep = tokio::time::sleep(policy.delay(attempts));
         tokio::pin!(sleep);
         let closed = std::future::poll_fn(|cx| {
             let mut st = shared.lock();
@@ -1110,10 +1052,9 @@ async fn reconnect_loop<S>(shared: &Arc<Shared>, policy: ReconnectPolicy, connec
             Err(e) => {
                 attempts += 1;
                 tracing::debug!(error = %e, attempts, "microsocket reconnect failed");
-                if policy.max_attempts.is_some_and(|max| attempts >= max) {
+                if policy.gives_up_after(attempts) {
                     return None;
                 }
-                delay = (delay * 2).min(policy.max_delay);
             }
         }
     }
@@ -1394,7 +1335,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                                         &mut current.insert((queue, queue.lock())).1
                                     }
                                 };
-                                deliver(queue, inner, one);
+                                deliver(inner, one);
                                 delivered = true;
                             }
                         }

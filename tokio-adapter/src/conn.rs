@@ -21,11 +21,12 @@ use tracing::Instrument;
 use crate::handler::{
     Failure, Handler, PeerCredentials, Reply, ReplyValues, Request, RequestContext, SubscriptionChange,
 };
-use crate::server::{add, ConnShared, Core, SERVER_MAX_SUBSCRIPTIONS, SERVER_MAX_SUBSCRIPTION_BYTES};
+use crate::server::{ConnShared, Core};
 use crate::spin::{Burst, Spin};
 use crate::values::{Sink, Span, Values};
+use microsocket_host::{MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};
 
-type Protocol = ServerProtocol<SERVER_MAX_SUBSCRIPTIONS, SERVER_MAX_SUBSCRIPTION_BYTES>;
+type Protocol = ServerProtocol<MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
 type Answer = (Tag, Result<Reply, Failure>);
 
 /// A request's tag, kept for its answer: inline when short, as every
@@ -79,7 +80,7 @@ pub(crate) async fn serve<S, H>(
     stream: S,
     handler: Arc<H>,
     core: Arc<Core>,
-    key: u32,
+    key: usize,
     shared: Arc<ConnShared>,
     peer: Option<PeerCredentials>,
 ) where
@@ -158,7 +159,7 @@ struct Conn<'a, S> {
     context: RequestContext,
     shared: &'a ConnShared,
     core: &'a Core,
-    key: u32,
+    key: usize,
     /// False after end of stream or once shutdown began.
     reading: bool,
     /// Bytes taken from the queue or encoded here and not yet written.
@@ -219,12 +220,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             }
             if !self.done.is_empty() {
                 let before = self.resp.len();
-                let n = self.done.len();
                 for (tag, result) in self.done.drain(..) {
                     encode_answer(&mut self.protocol, tag.as_bytes(), result, &mut self.resp);
                 }
                 self.account(before);
-                add(&self.core.counters.requests, n as u64);
                 progress = true;
                 request_progress = true;
             }
@@ -357,9 +356,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 Decoded::Oversized { sigil, tag, consumed } => {
                     let answered = self.protocol.handle_oversized(sigil, tag, &mut Sink(&mut self.resp));
                     tracing::warn!(sigil = %char::from(sigil), ?answered, "oversized frame skipped");
-                    if tag.is_some() && sigil == b'(' {
-                        add(&self.core.counters.requests, 1);
-                    }
                     self.rbuf.advance(consumed);
                 }
                 Decoded::Frame { frame, consumed } => {
@@ -399,6 +395,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                             // `inflight`. (A handler left pending may also wake
                             // this task later, a harmless extra poll.)
                             let tag = Tag::new(tag_span, &bytes);
+                            self.core.counters.requests(1);
                             let future = make(tag, request);
                             let mut future = match running.spare.take() {
                                 Some(mut spare) => {
@@ -434,13 +431,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                             } else {
                                 tracing::info!(topic = %String::from_utf8_lossy(topic), ?kind, "subscription refused");
                                 self.protocol.remove_subscription(kind, topic);
-                                add(&self.core.counters.refused, 1);
+                                self.core.counters.subscription_refused();
                             }
                         }
                         Some(ServerEvent::Subscribed { new: false, .. }) | None => {}
                         Some(ServerEvent::SubscribeRefused { topic, kind, reason }) => {
                             tracing::info!(topic = %String::from_utf8_lossy(topic), ?kind, %reason, "subscription refused");
-                            add(&self.core.counters.refused, 1);
+                            self.core.counters.subscription_refused();
                         }
                         Some(ServerEvent::Unsubscribed { topic, removed }) => {
                             if removed > 0 {
@@ -455,9 +452,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                             answered,
                         }) => {
                             tracing::debug!(sigil = %char::from(sigil), ?reason, answered, "frame ignored");
-                            if answered {
-                                add(&self.core.counters.requests, 1);
-                            }
                         }
                     }
                     self.rbuf.advance(consumed);
@@ -498,6 +492,6 @@ fn encode_answer(protocol: &mut Protocol, tag: &[u8], result: Result<Reply, Fail
     };
     if let Err(e) = encoded {
         tracing::warn!(error = %e, "answer cannot be encoded; failing the request instead");
-        let _ = protocol.fail(tag, b"response cannot be encoded", [e.to_string()], sink);
+        let _ = protocol.fail(tag, microsocket_core::UNENCODABLE_RESPONSE, [e.to_string()], sink);
     }
 }

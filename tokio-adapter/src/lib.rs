@@ -116,8 +116,8 @@
 //!   before its answer.
 //! - Limits ([`ServerConfig`]): largest frame (16 MiB), requests in flight per
 //!   connection (256), subscriptions per connection (64, at most
-//!   [`SERVER_MAX_SUBSCRIPTION_BYTES`] bytes of strings), connections (16,384),
-//!   queued bytes per connection (1 MiB). Bad input is handled as the protocol
+//!   [`SERVER_MAX_SUBSCRIPTION_BYTES`] bytes of strings), connections (4,096),
+//!   queued bytes per connection (4 MiB). Bad input is handled as the protocol
 //!   says; the connection stays open.
 //! - [`Server::shutdown`] stops accepting and reading, lets requests in flight
 //!   finish within [`ServerConfig::shutdown_timeout`], flushes, closes and removes
@@ -216,8 +216,7 @@ mod values;
 pub use microsocket_socket as socket;
 
 pub use client::{
-    Client, ClientBuilder, ReconnectPolicy, ResponseFuture, Subscription, DEFAULT_CLIENT_SPIN, DEFAULT_MAX_FRAME,
-    DEFAULT_TIMEOUT, MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
+    Client, ClientBuilder, ResponseFuture, Subscription, MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
 };
 pub use error::Error;
 pub use handler::{
@@ -225,9 +224,14 @@ pub use handler::{
     SubscriptionChange,
 };
 pub use microsocket_core::SubscriptionKind;
-pub use microsocket_socket::{Address, SocketOptions};
-pub use server::{
-    Publisher, Server, ServerConfig, SlowConsumer, Stats, DEFAULT_SERVER_SPIN, SERVER_MAX_SUBSCRIPTIONS,
-    SERVER_MAX_SUBSCRIPTION_BYTES,
+pub use microsocket_host::{
+    ClientConfig, ReconnectPolicy, DEFAULT_CLIENT_SPIN, DEFAULT_MAX_FRAME, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SUBSCRIPTION_CAPACITY,
 };
+pub use microsocket_host::{
+    DEFAULT_SERVER_SPIN, MAX_SUBSCRIPTIONS as SERVER_MAX_SUBSCRIPTIONS,
+    MAX_SUBSCRIPTION_BYTES as SERVER_MAX_SUBSCRIPTION_BYTES,
+};
+pub use microsocket_socket::{Address, SocketOptions};
+pub use server::{Publisher, Server, ServerConfig, SlowConsumer, Stats};
 pub use values::{Iter, Publication, Values};

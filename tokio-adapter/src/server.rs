@@ -12,8 +12,10 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use microsocket_core::registry::Registry;
 use microsocket_core::{encode_publication, PatternError, SubscriptionKind};
+use microsocket_host::{Admission, Counters, QueueBound};
+pub use microsocket_host::{ServerConfig, SlowConsumer, Stats};
+use microsocket_socket::SocketOptions;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, ToSocketAddrs, UnixListener};
 use tokio_util::sync::CancellationToken;
@@ -24,249 +26,12 @@ use crate::conn;
 use crate::handler::{ConnectionId, Handler, PeerCredentials};
 use crate::values::Sink;
 
-/// What to do with a connection whose unsent bytes reached
-/// [`ServerConfig::max_queued_bytes`] when a publication is due to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum SlowConsumer {
-    /// Drop the publication for that connection and count it
-    /// ([`Stats::publications_dropped`]). Other connections are unaffected.
-    #[default]
-    DropAndCount,
-    /// Close that connection.
-    Disconnect,
-}
-
-/// Limits and settings of a server. Every limit has a safe default.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ServerConfig {
-    /// The largest frame accepted from a client (default 16 MiB). A larger
-    /// request is answered with a `#` "frame too large" and skipped as it arrives,
-    /// without being buffered; the connection stays open.
-    pub max_frame: usize,
-    /// Requests of one connection handed to the handler and not yet answered
-    /// (default 256); past it, requests are failed at once.
-    pub max_in_flight: usize,
-    /// Distinct subscriptions of one connection (default and maximum
-    /// [`SERVER_MAX_SUBSCRIPTIONS`]; their strings total at most
-    /// [`SERVER_MAX_SUBSCRIPTION_BYTES`]). Subscriptions past it are refused.
-    pub max_subscriptions: usize,
-    /// Connections at once (default 16,384); connections past it are closed at
-    /// once.
-    pub max_connections: usize,
-    /// Bytes queued for one connection and not yet written (default 1 MiB).
-    /// Publications past it follow [`ServerConfig::slow_consumer`]; responses are
-    /// never dropped, but the connection's requests are not read until it drains.
-    pub max_queued_bytes: usize,
-    /// What happens to publications for a connection over its byte limit.
-    pub slow_consumer: SlowConsumer,
-    /// Permissions of a UNIX socket file (default `0o600`, owner only).
-    pub socket_mode: u32,
-    /// Owner (user id) of a UNIX socket file; `None` (default) keeps this
-    /// process's user. See [`microsocket_socket::SocketOptions`].
-    pub socket_owner: Option<u32>,
-    /// Group (group id) of a UNIX socket file; `None` (default) keeps the group
-    /// it was created with.
-    pub socket_group: Option<u32>,
-    /// How long [`Server::shutdown`] lets requests in flight finish (default 5 s).
-    pub shutdown_timeout: Duration,
-    /// How long a connection whose client keeps several requests in flight
-    /// keeps polling for input after it last read or answered requests before
-    /// its runtime thread may sleep (default [`DEFAULT_SERVER_SPIN`], 50 µs;
-    /// zero: never).
-    /// CPU for throughput; see [`ServerConfig::spin_before_sleep`].
-    pub spin_before_sleep: Duration,
-}
-
-/// How long a busy connection polls before its runtime thread may sleep,
-/// unless set (see [`ServerConfig::spin_before_sleep`]).
-pub const DEFAULT_SERVER_SPIN: Duration = Duration::from_micros(50);
-
-/// Distinct subscriptions one server connection can hold (the size of the
-/// connection's fixed table).
-pub const SERVER_MAX_SUBSCRIPTIONS: usize = 64;
-/// Bytes of topic and pattern strings one server connection can hold.
-pub const SERVER_MAX_SUBSCRIPTION_BYTES: usize = 4096;
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            max_frame: 16 << 20,
-            max_in_flight: 256,
-            max_subscriptions: SERVER_MAX_SUBSCRIPTIONS,
-            max_connections: 16_384,
-            max_queued_bytes: 1 << 20,
-            slow_consumer: SlowConsumer::DropAndCount,
-            socket_mode: microsocket_socket::DEFAULT_SOCKET_MODE,
-            socket_owner: None,
-            socket_group: None,
-            shutdown_timeout: Duration::from_secs(5),
-            spin_before_sleep: DEFAULT_SERVER_SPIN,
-        }
-    }
-}
-
-impl ServerConfig {
-    /// Sets [`ServerConfig::spin_before_sleep`]. A connection whose client keeps
-    /// several requests in flight (one of its last 8 reads brought more than
-    /// one frame) keeps polling for input for this long after it last read or
-    /// answered requests, yielding to other tasks, before its runtime thread
-    /// may sleep. The client's next batch then finds the server awake: no
-    /// cross-CPU wake-up per batch, which on two cores is most of a batch's
-    /// cost. A client that sends one request at a time never starts the window
-    /// (a subscription, sent with its barrier, starts it once), and
-    /// publications written never restart it, so light traffic on many
-    /// connections and steady publishing cost no CPU for it; a busy connection
-    /// costs at most the window's CPU time after each of its batches. Zero
-    /// never polls.
-    #[must_use]
-    pub fn spin_before_sleep(mut self, window: Duration) -> Self {
-        self.spin_before_sleep = window;
-        self
-    }
-
-    /// Sets [`ServerConfig::max_frame`].
-    #[must_use]
-    pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.max_frame = bytes;
-        self
-    }
-
-    /// Sets [`ServerConfig::max_in_flight`].
-    #[must_use]
-    pub fn max_in_flight(mut self, n: usize) -> Self {
-        self.max_in_flight = n.max(1);
-        self
-    }
-
-    /// Sets [`ServerConfig::max_subscriptions`] (at most [`SERVER_MAX_SUBSCRIPTIONS`]).
-    #[must_use]
-    pub fn max_subscriptions(mut self, n: usize) -> Self {
-        self.max_subscriptions = n.min(SERVER_MAX_SUBSCRIPTIONS);
-        self
-    }
-
-    /// Sets [`ServerConfig::max_connections`].
-    #[must_use]
-    pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = n;
-        self
-    }
-
-    /// Sets [`ServerConfig::max_queued_bytes`].
-    #[must_use]
-    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
-        self.max_queued_bytes = bytes;
-        self
-    }
-
-    /// Sets [`ServerConfig::slow_consumer`].
-    #[must_use]
-    pub fn slow_consumer(mut self, policy: SlowConsumer) -> Self {
-        self.slow_consumer = policy;
-        self
-    }
-
-    /// Sets [`ServerConfig::socket_mode`].
-    #[must_use]
-    pub fn socket_mode(mut self, mode: u32) -> Self {
-        self.socket_mode = mode;
-        self
-    }
-
-    /// Sets [`ServerConfig::socket_owner`].
-    #[must_use]
-    pub fn socket_owner(mut self, uid: u32) -> Self {
-        self.socket_owner = Some(uid);
-        self
-    }
-
-    /// Sets [`ServerConfig::socket_group`].
-    #[must_use]
-    pub fn socket_group(mut self, gid: u32) -> Self {
-        self.socket_group = Some(gid);
-        self
-    }
-
-    /// The socket-file settings (mode, owner, group) as
-    /// [`microsocket_socket::SocketOptions`].
-    #[must_use]
-    pub fn socket_options(&self) -> microsocket_socket::SocketOptions {
-        let mut options = microsocket_socket::SocketOptions::new(self.socket_mode);
-        options.owner = self.socket_owner;
-        options.group = self.socket_group;
-        options
-    }
-
-    /// Sets [`ServerConfig::shutdown_timeout`].
-    #[must_use]
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
-        self
-    }
-}
-
-/// A snapshot of a server's counters (see [`Server::stats`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Connections open now.
-    pub connections: u64,
-    /// Connections accepted since the server started.
-    pub connections_total: u64,
-    /// Connections closed at once because [`ServerConfig::max_connections`] was
-    /// reached.
-    pub connections_refused: u64,
-    /// Requests answered (by the handler or by the server itself).
-    pub requests: u64,
-    /// Calls to publish.
-    pub publications: u64,
-    /// Publications queued to a connection.
-    pub publications_delivered: u64,
-    /// Publications dropped for connections over their byte limit.
-    pub publications_dropped: u64,
-    /// Connections closed under [`SlowConsumer::Disconnect`].
-    pub slow_consumers_disconnected: u64,
-    /// Subscriptions refused (by the hook, a full table or a malformed pattern).
-    pub subscriptions_refused: u64,
-    /// Bytes queued for all connections and not yet written.
-    pub queued_bytes: u64,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) connections: AtomicU64,
-    pub(crate) connections_total: AtomicU64,
-    pub(crate) connections_refused: AtomicU64,
-    pub(crate) requests: AtomicU64,
-    pub(crate) publications: AtomicU64,
-    pub(crate) delivered: AtomicU64,
-    pub(crate) dropped: AtomicU64,
-    pub(crate) slow_disconnected: AtomicU64,
-    pub(crate) refused: AtomicU64,
-}
-
-impl Counters {
-    fn snapshot(&self) -> Stats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Stats {
-            connections: get(&self.connections),
-            connections_total: get(&self.connections_total),
-            connections_refused: get(&self.connections_refused),
-            requests: get(&self.requests),
-            publications: get(&self.publications),
-            publications_delivered: get(&self.delivered),
-            publications_dropped: get(&self.dropped),
-            slow_consumers_disconnected: get(&self.slow_disconnected),
-            subscriptions_refused: get(&self.refused),
-            queued_bytes: 0,
-        }
-    }
-}
-
-pub(crate) fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
+/// The socket-file settings of `config` as [`SocketOptions`].
+pub(crate) fn socket_options(config: &ServerConfig) -> SocketOptions {
+    let mut options = SocketOptions::new(config.socket_mode);
+    options.owner = config.socket_owner;
+    options.group = config.socket_group;
+    options
 }
 
 // ---------------------------------------------------------------------------
@@ -279,18 +44,18 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 pub(crate) struct Core {
     pub(crate) config: ServerConfig,
     pub(crate) counters: Counters,
+    bound: QueueBound,
     hub: Mutex<Hub>,
     pub(crate) tracker: TaskTracker,
     pub(crate) cancel: CancellationToken,
     next_id: AtomicU64,
 }
 
+/// The host layer's hub (connection slots and the subscription registry),
+/// with the wakers collected under its lock and woken after it.
 #[derive(Debug, Default)]
 struct Hub {
-    registry: Registry<u32, Bytes>,
-    conns: Vec<Option<Arc<ConnShared>>>,
-    free: Vec<u32>,
-    scratch: Vec<u32>,
+    hub: microsocket_host::Hub<Arc<ConnShared>, Bytes>,
     wake: Vec<Waker>,
 }
 
@@ -361,8 +126,8 @@ impl Core {
         self.hub.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Registers a new connection; returns its registry key and shared state.
-    pub(crate) fn register(&self) -> (u32, Arc<ConnShared>) {
+    /// Registers a new connection; returns its slot and shared state.
+    pub(crate) fn register(&self) -> (usize, Arc<ConnShared>) {
         let id = ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let shared = Arc::new(ConnShared {
             id,
@@ -372,84 +137,50 @@ impl Core {
                 ..OutQueue::default()
             }),
         });
-        let mut hub = self.hub();
-        let key = match hub.free.pop() {
-            Some(k) => {
-                hub.conns[k as usize] = Some(shared.clone());
-                k
-            }
-            None => {
-                hub.conns.push(Some(shared.clone()));
-                (hub.conns.len() - 1) as u32
-            }
-        };
-        add(&self.counters.connections, 1);
-        add(&self.counters.connections_total, 1);
+        let key = self.hub().hub.insert_with(|_| shared.clone());
+        self.counters.connection_opened();
         (key, shared)
     }
 
     /// Forgets a closed connection and its subscriptions.
     pub(crate) fn unregister<'a>(
         &self,
-        key: u32,
+        key: usize,
         shared: &ConnShared,
         subscriptions: impl IntoIterator<Item = (SubscriptionKind, &'a [u8])>,
     ) {
-        let mut hub = self.hub();
-        hub.registry.remove_connection(key, subscriptions);
-        if let Some(slot) = hub.conns.get_mut(key as usize) {
-            *slot = None;
-            hub.free.push(key);
-        }
-        drop(hub);
+        self.hub().hub.remove(key, subscriptions);
         shared.held.store(0, Ordering::Relaxed);
-        self.counters.connections.fetch_sub(1, Ordering::Relaxed);
+        self.counters.connection_closed();
     }
 
     /// Subscribes a connection in the registry and queues the buffered backlog
     /// to it, atomically with respect to publishing.
-    pub(crate) fn subscribe(&self, key: u32, kind: SubscriptionKind, topic: &[u8]) {
+    pub(crate) fn subscribe(&self, key: usize, kind: SubscriptionKind, topic: &[u8]) {
         let mut guard = self.hub();
-        let hub = &mut *guard;
-        // Topics the connection already receives through another subscription
-        // are not replayed: a publication reaches a connection once.
-        let Some(backlog) = hub.registry.subscribe_with_backlog(key, kind, topic) else {
+        let Hub { hub, wake } = &mut *guard;
+        let Some((conn, backlog)) = hub.subscribe(key, kind, topic) else {
             return;
         };
-        if let Some(Some(conn)) = hub.conns.get(key as usize) {
-            for frame in backlog {
-                self.deliver(conn, &frame, &mut hub.wake);
-            }
-        }
-        let wake = std::mem::take(&mut hub.wake);
+        let delivered = backlog.iter().filter(|frame| self.deliver(conn, frame, wake)).count();
+        self.counters.delivered(delivered as u64);
+        let wake = std::mem::take(wake);
         drop(guard);
         wake_all(wake, self);
     }
 
     /// Drops a connection's subscriptions made with `topic` from the registry.
-    pub(crate) fn unsubscribe(&self, key: u32, topic: &[u8]) {
-        let mut hub = self.hub();
-        hub.registry.unsubscribe(key, SubscriptionKind::Exact, topic);
-        hub.registry.unsubscribe(key, SubscriptionKind::Pattern, topic);
+    pub(crate) fn unsubscribe(&self, key: usize, topic: &[u8]) {
+        self.hub().hub.unsubscribe(key, topic);
     }
 
     fn publish(&self, topic: &[u8], frame: Bytes) -> usize {
         let mut guard = self.hub();
-        let hub = &mut *guard;
-        let mut subscribers = std::mem::take(&mut hub.scratch);
-        subscribers.clear();
-        hub.registry.publish(topic, &frame, &mut subscribers);
-        let mut delivered = 0;
-        for &key in &subscribers {
-            if let Some(Some(conn)) = hub.conns.get(key as usize) {
-                delivered += usize::from(self.deliver(conn, &frame, &mut hub.wake));
-            }
-        }
-        hub.scratch = subscribers;
-        let wake = std::mem::take(&mut hub.wake);
+        let Hub { hub, wake } = &mut *guard;
+        let delivered = hub.publish(topic, &frame, |conn| self.deliver(conn, &frame, wake));
+        let wake = std::mem::take(wake);
         drop(guard);
-        add(&self.counters.publications, 1);
-        add(&self.counters.delivered, delivered as u64);
+        self.counters.published(delivered as u64);
         wake_all(wake, self);
         delivered
     }
@@ -462,12 +193,13 @@ impl Core {
         if queue.abort {
             return false;
         }
-        if queue.bytes + conn.held.load(Ordering::Relaxed) + len > self.config.max_queued_bytes {
-            add(&self.counters.dropped, 1);
+        let admission = self.bound.admit(queue.bytes + conn.held.load(Ordering::Relaxed), len);
+        if admission != Admission::Queue {
+            self.counters.dropped(1);
             queue.dropped += 1;
-            if self.config.slow_consumer == SlowConsumer::Disconnect {
+            if admission == Admission::Disconnect {
                 queue.abort = true;
-                add(&self.counters.slow_disconnected, 1);
+                self.counters.slow_consumer_disconnected();
                 tracing::warn!(connection = %conn.id, "slow consumer disconnected");
                 if let Some(w) = queue.waker.take() {
                     wake.push(w);
@@ -504,9 +236,8 @@ impl Core {
     /// Bytes queued for all connections and not yet written.
     fn queued_bytes(&self) -> u64 {
         let hub = self.hub();
-        hub.conns
-            .iter()
-            .flatten()
+        hub.hub
+            .connections()
             .map(|c| (c.lock().bytes + c.held.load(Ordering::Relaxed)) as u64)
             .sum()
     }
@@ -515,7 +246,7 @@ impl Core {
     fn signal_all(&self, f: impl Fn(&mut OutQueue)) {
         let hub = self.hub();
         let mut wake = Vec::new();
-        for conn in hub.conns.iter().flatten() {
+        for conn in hub.hub.connections() {
             let mut q = conn.lock();
             f(&mut q);
             if let Some(w) = q.waker.take() {
@@ -582,13 +313,13 @@ impl Publisher {
     /// # Errors
     /// [`PatternError`] if `selector` is not a well-formed topic or pattern.
     pub fn set_buffer(&self, selector: impl AsRef<[u8]>, depth: usize) -> Result<(), PatternError> {
-        self.core.hub().registry.set_buffer(selector.as_ref(), depth)
+        self.core.hub().hub.set_buffer(selector.as_ref(), depth)
     }
 
     /// Whether any connection subscribes to a topic matching `topic`.
     #[must_use]
     pub fn has_subscribers(&self, topic: impl AsRef<[u8]>) -> bool {
-        self.core.hub().registry.has_subscribers(topic.as_ref())
+        self.core.hub().hub.has_subscribers(topic.as_ref())
     }
 }
 
@@ -622,13 +353,26 @@ impl<H: Handler> Server<H> {
     }
 
     /// A server with these limits.
+    ///
+    /// # Panics
+    /// If a selector in [`ServerConfig::buffers`] is not a valid pattern.
     pub fn with_config(handler: H, config: ServerConfig) -> Self {
+        let mut hub = Hub::default();
+        for (selector, depth) in &config.buffers {
+            if let Err(e) = hub.hub.set_buffer(selector, *depth) {
+                panic!(
+                    "ServerConfig::buffers: {:?} is not a valid pattern: {e}",
+                    String::from_utf8_lossy(selector)
+                );
+            }
+        }
         Self {
             handler: Arc::new(handler),
             core: Arc::new(Core {
+                bound: QueueBound::new(&config),
+                hub: Mutex::new(hub),
                 config,
                 counters: Counters::default(),
-                hub: Mutex::new(Hub::default()),
                 tracker: TaskTracker::new(),
                 cancel: CancellationToken::new(),
                 next_id: AtomicU64::new(1),
@@ -680,9 +424,7 @@ impl<H: Handler> Server<H> {
     /// The counters now.
     #[must_use]
     pub fn stats(&self) -> Stats {
-        let mut stats = self.core.counters.snapshot();
-        stats.queued_bytes = self.core.queued_bytes();
-        stats
+        self.core.counters.snapshot(self.core.queued_bytes())
     }
 
     /// Listens on a UNIX socket path with the socket-file rules of
@@ -699,7 +441,7 @@ impl<H: Handler> Server<H> {
     /// [`io::ErrorKind::InvalidInput`] if it is too long,
     /// [`io::ErrorKind::NotFound`] if its directory does not exist.
     pub fn listen_unix(&self, path: impl AsRef<Path>) -> io::Result<()> {
-        let (listener, guard) = microsocket_socket::bind_unix_with(path, &self.core.config.socket_options())?;
+        let (listener, guard) = microsocket_socket::bind_unix_with(path, &socket_options(&self.core.config))?;
         listener.set_nonblocking(true)?;
         let listener = UnixListener::from_std(listener)?;
         tracing::info!(path = %guard.path().display(), "microsocket server listening");
@@ -774,9 +516,9 @@ impl<H: Handler> Server<H> {
         if self.core.cancel.is_cancelled() {
             return None;
         }
-        let open = self.core.counters.connections.load(Ordering::Relaxed);
+        let open = self.core.counters.open_connections();
         if open >= self.core.config.max_connections as u64 {
-            add(&self.core.counters.connections_refused, 1);
+            self.core.counters.connection_refused();
             tracing::warn!(open, "connection refused: too many connections");
             return None;
         }

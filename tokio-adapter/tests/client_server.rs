@@ -610,7 +610,7 @@ async fn lagging_subscriber_is_told_how_many_it_missed() {
         for _ in 0..5 {
             match sub.next().await.unwrap() {
                 Ok(p) => got.push(format!("{}", p.values().first().unwrap()[0])),
-                Err(Error::Lagged(n)) => got.push(format!("lagged {n}")),
+                Err(Error::Lagged { missed: n }) => got.push(format!("lagged {n}")),
                 Err(e) => panic!("{e}"),
             }
         }

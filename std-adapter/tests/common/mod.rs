@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use microsocket_std::{
-    Context, Handler, Publisher, Request, Responder, RunningServer, Server, ServerConfig, SubscriptionKind,
+    Handler, Publisher, Request, RequestContext, Responder, RunningServer, Server, ServerConfig, SubscriptionKind,
 };
 
 /// Commands:
@@ -81,7 +81,7 @@ impl Handler for TestHandler {
         }
     }
 
-    fn subscribe(&self, _context: &Context, topic: &[u8], _kind: SubscriptionKind) -> bool {
+    fn authorize_subscription(&self, _context: &RequestContext, _kind: SubscriptionKind, topic: &[u8]) -> bool {
         !topic.starts_with(b"secret")
     }
 }

@@ -35,21 +35,22 @@ pub(crate) const MAX_IN_FLIGHT: usize = 16;
 /// The test servers' connection limit.
 pub(crate) const MAX_CONNECTIONS: usize = 4096;
 /// Subscriptions per server connection (both adapters' fixed table).
-pub(crate) const SUBS: usize = microsocket_std::server::MAX_SUBSCRIPTIONS;
+pub(crate) const SUBS: usize = microsocket_std::MAX_SUBSCRIPTIONS;
 /// Bytes of subscription strings per server connection.
-pub(crate) const SUB_BYTES: usize = microsocket_std::server::MAX_SUBSCRIPTION_BYTES;
+pub(crate) const SUB_BYTES: usize = microsocket_std::MAX_SUBSCRIPTION_BYTES;
 
 /// The longest a child server lives, should its parent vanish.
 const CHILD_LIFETIME: Duration = Duration::from_secs(900);
 
 /// Settings of the std test server.
 pub(crate) fn std_limits() -> microsocket_std::ServerConfig {
-    microsocket_std::ServerConfig {
-        max_frame: MAX_FRAME,
-        max_queued_bytes: MAX_QUEUED,
-        max_in_flight: MAX_IN_FLIGHT,
-        max_connections: MAX_CONNECTIONS,
-        ..crate::common::std_config()
+    {
+        let mut config = crate::common::std_config();
+        config.max_frame = MAX_FRAME;
+        config.max_queued_bytes = MAX_QUEUED;
+        config.max_in_flight = MAX_IN_FLIGHT;
+        config.max_connections = MAX_CONNECTIONS;
+        config
     }
 }
 
@@ -258,13 +259,11 @@ pub(crate) const NONE: [&[u8]; 0] = [];
 /// A std client with a 10 s request timeout.
 pub(crate) fn probe_client(path: &Path) -> microsocket_std::Client {
     let stream = UnixStream::connect(path).unwrap();
-    microsocket_std::Client::new(
-        stream,
-        microsocket_std::ClientConfig {
-            request_timeout: Some(Duration::from_secs(10)),
-            ..Default::default()
-        },
-    )
+    microsocket_std::Client::new(stream, {
+        let mut config = microsocket_std::ClientConfig::default();
+        config.request_timeout = Some(Duration::from_secs(10));
+        config
+    })
     .unwrap()
 }
 

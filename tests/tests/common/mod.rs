@@ -15,8 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use std::time::Instant;
 
-use microsocket_std::{Context, Request as StdRequest, Responder, SubscriptionKind};
-use microsocket_tokio::{Failure, Reply, Request as TokioRequest, RequestContext};
+use microsocket_std::{Request as StdRequest, RequestContext as StdContext, Responder, SubscriptionKind};
+use microsocket_tokio::{Failure, Reply, Request as TokioRequest, RequestContext as TokioContext};
 
 /// The time limit of one whole test.
 pub(crate) const LIMIT: Duration = Duration::from_secs(30);
@@ -180,7 +180,7 @@ impl microsocket_std::Handler for StdHandler {
         };
     }
 
-    fn subscribe(&self, _context: &Context, topic: &[u8], _kind: SubscriptionKind) -> bool {
+    fn authorize_subscription(&self, _context: &StdContext, _kind: SubscriptionKind, topic: &[u8]) -> bool {
         !topic.starts_with(b"secret")
     }
 }
@@ -247,7 +247,7 @@ impl microsocket_tokio::Handler for TokioApp {
         }
     }
 
-    fn authorize_subscription(&self, _context: &RequestContext, _kind: SubscriptionKind, topic: &[u8]) -> bool {
+    fn authorize_subscription(&self, _context: &TokioContext, _kind: SubscriptionKind, topic: &[u8]) -> bool {
         !topic.starts_with(b"secret")
     }
 }
@@ -310,9 +310,10 @@ impl Drop for StdServer {
 
 /// Settings of a std server for tests: short drain timeout.
 pub(crate) fn std_config() -> microsocket_std::ServerConfig {
-    microsocket_std::ServerConfig {
-        drain_timeout: Duration::from_millis(300),
-        ..Default::default()
+    {
+        let mut config = microsocket_std::ServerConfig::default();
+        config.shutdown_timeout = Duration::from_millis(300);
+        config
     }
 }
 
