@@ -940,7 +940,14 @@ impl Stream for Subscription {
             }
             this.taken = inner.queue.take_all(&mut this.local);
         }
-        Poll::Ready(this.local.pop_front().map(|entry| match entry {
+        let entry = this.local.pop_front();
+        if this.local.is_empty() && this.taken > 0 {
+            // The batch is handed out: the reader has kept up with it, so it
+            // stops counting against the capacity now, not at the next poll
+            // (a reader that is idle after catching up is not behind).
+            this.queue.lock().queue.release(std::mem::take(&mut this.taken));
+        }
+        Poll::Ready(entry.map(|entry| match entry {
             Delivery::Publication(p) => Ok(p),
             Delivery::Lagged { missed } => Err(Error::Lagged { missed }),
             Delivery::Notice(e) => Err(e),

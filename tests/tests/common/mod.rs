@@ -131,6 +131,16 @@ impl StdApp {
     pub(crate) fn parked(&self) -> usize {
         self.parked.lock().unwrap().len()
     }
+
+    /// Answers every HOLD request (as RELEASE does); returns how many.
+    pub(crate) fn release(&self) -> usize {
+        let parked = std::mem::take(&mut *self.parked.lock().unwrap());
+        let n = parked.len();
+        for (r, value) in parked.into_iter().rev() {
+            let _ = r.respond([value]);
+        }
+        n
+    }
 }
 
 /// [`StdApp`] shared with the test (the server takes its handler by value).
@@ -154,14 +164,7 @@ impl microsocket_std::Handler for StdHandler {
                 app.parked.lock().unwrap().push((responder, value));
                 Ok(())
             }
-            b"RELEASE" => {
-                let parked = std::mem::take(&mut *app.parked.lock().unwrap());
-                let n = parked.len();
-                for (r, value) in parked.into_iter().rev() {
-                    let _ = r.respond([value]);
-                }
-                responder.respond([n.to_string()])
-            }
+            b"RELEASE" => responder.respond([app.release().to_string()]),
             b"PUBLISH" => {
                 let topic = args.next().unwrap_or_default();
                 let n = app.publisher.get().map_or(0, |p| p.publish(topic, args).unwrap_or(0));
@@ -197,6 +200,16 @@ impl TokioApp {
     pub(crate) fn parked(&self) -> usize {
         self.parked.lock().unwrap().len()
     }
+
+    /// Answers every HOLD request (as RELEASE does); returns how many.
+    pub(crate) fn release(&self) -> usize {
+        let parked = std::mem::take(&mut *self.parked.lock().unwrap());
+        let n = parked.len();
+        for tx in parked.into_iter().rev() {
+            let _ = tx.send(());
+        }
+        n
+    }
 }
 
 impl microsocket_tokio::Handler for TokioApp {
@@ -217,14 +230,7 @@ impl microsocket_tokio::Handler for TokioApp {
                 rx.await.map_err(|_| Failure::new("released without an answer"))?;
                 Ok(Reply::one(args.first().cloned().unwrap_or_default()))
             }
-            b"RELEASE" => {
-                let parked = std::mem::take(&mut *self.parked.lock().unwrap());
-                let n = parked.len();
-                for tx in parked.into_iter().rev() {
-                    let _ = tx.send(());
-                }
-                Ok(Reply::one(n.to_string()))
-            }
+            b"RELEASE" => Ok(Reply::one(self.release().to_string())),
             b"PUBLISH" => {
                 let topic = arg(0).unwrap_or_default();
                 let values: Vec<&[u8]> = args.iter().skip(1).map(|b| &b[..]).collect();

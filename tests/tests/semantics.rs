@@ -1,0 +1,465 @@
+//! The semantic suite: every guarantee of `docs/reliability.md` that both
+//! adapters make, tested once and run against each server (std, Tokio) with
+//! each client (std, Tokio). A difference between the adapters is a failing
+//! test here.
+//!
+//! Each guarantee is a function of a [`Bus`] (a server of either kind) and a
+//! [`Peer`] maker (a client of either kind, used through one blocking face);
+//! the `semantic!` macro runs it over the four pairs.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{bounded, tokio_config, wait_until, StdServer, TokioServer, LIMIT, QUIET, STEP};
+use microsocket_host::{ClientConfig, Error, ServerConfig, SlowConsumer, Stats};
+
+// ---------------------------------------------------------------------------
+// One face for both servers and both clients
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+enum ServerKind {
+    Std,
+    Tokio,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ClientKind {
+    Std,
+    Tokio,
+}
+
+/// A running server of either kind, serving the common test application.
+enum Bus {
+    Std(StdServer),
+    Tokio(TokioServer),
+}
+
+impl Bus {
+    fn start(kind: ServerKind, config: ServerConfig) -> Self {
+        match kind {
+            ServerKind::Std => Self::Std(StdServer::start(config)),
+            ServerKind::Tokio => Self::Tokio(TokioServer::start(config)),
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Self::Std(s) => &s.path,
+            Self::Tokio(s) => &s.path,
+        }
+    }
+
+    fn publish(&self, topic: &str, values: &[&str]) -> usize {
+        match self {
+            Self::Std(s) => s.publisher.publish(topic, values).unwrap(),
+            Self::Tokio(s) => s.server.publish(topic, values).unwrap(),
+        }
+    }
+
+    fn set_buffer(&self, selector: &str, depth: usize) {
+        match self {
+            Self::Std(s) => s.publisher.set_buffer(selector, depth).unwrap(),
+            Self::Tokio(s) => s.server.set_buffer(selector, depth).unwrap(),
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        match self {
+            Self::Std(s) => s.publisher.stats(),
+            Self::Tokio(s) => s.server.stats(),
+        }
+    }
+
+    fn stop(&mut self) {
+        match self {
+            Self::Std(s) => s.stop(),
+            Self::Tokio(s) => s.stop(),
+        }
+    }
+
+    /// A client of `kind` connected to this server.
+    fn connect(&self, kind: ClientKind, config: ClientConfig) -> Peer {
+        match kind {
+            ClientKind::Std => Peer::Std(microsocket_std::Client::connect_unix_with(self.path(), config).unwrap()),
+            ClientKind::Tokio => {
+                let rt = Arc::new(
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap(),
+                );
+                // The driver task runs on a thread of its own, so a test thread
+                // blocking on a request never starves it.
+                let (tx, rx) = std::sync::mpsc::channel();
+                let path = self.path().to_path_buf();
+                let runner = rt.clone();
+                std::thread::spawn(move || {
+                    runner.block_on(async move {
+                        let client = microsocket_tokio::ClientBuilder::with_config(config)
+                            .connect_unix(path)
+                            .await
+                            .unwrap();
+                        tx.send(client).unwrap();
+                        std::future::pending::<()>().await;
+                    });
+                });
+                let client = rx.recv_timeout(STEP).unwrap();
+                Peer::Tokio(client)
+            }
+        }
+    }
+}
+
+/// A client of either kind, used through blocking calls.
+enum Peer {
+    Std(microsocket_std::Client),
+    Tokio(microsocket_tokio::Client),
+}
+
+/// Runs a future of the Tokio client to completion on a throwaway runtime
+/// (the client's driver runs on its own thread).
+fn wait<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+type Values = Vec<Bytes>;
+
+impl Peer {
+    fn request(&self, command: &str, args: &[&[u8]]) -> Result<Values, Error> {
+        match self {
+            Self::Std(c) => c.request(command, args),
+            Self::Tokio(c) => wait(c.request(command, args)).map(|v| v.iter().collect()),
+        }
+    }
+
+    fn subscribe(&self, topic: &str, pattern: bool) -> Result<Sub, Error> {
+        match self {
+            Self::Std(c) => if pattern {
+                c.subscribe_pattern(topic)
+            } else {
+                c.subscribe(topic)
+            }
+            .map(Sub::Std),
+            Self::Tokio(c) => wait(async {
+                if pattern {
+                    c.subscribe_pattern(topic).await
+                } else {
+                    c.subscribe(topic).await
+                }
+            })
+            .map(Sub::Tokio),
+        }
+    }
+}
+
+/// A subscription of either client.
+enum Sub {
+    Std(microsocket_std::Subscription),
+    Tokio(microsocket_tokio::Subscription),
+}
+
+impl Sub {
+    /// The next publication as (topic, values), an error, or `None` if nothing
+    /// came within `timeout`.
+    fn next(&mut self, timeout: Duration) -> Option<Result<(Bytes, Values), Error>> {
+        match self {
+            Self::Std(s) => match s.recv_timeout(timeout) {
+                Err(Error::TimedOut) => None,
+                r => Some(r.map(|p| (p.topic, p.values))),
+            },
+            Self::Tokio(s) => {
+                wait(async { tokio::time::timeout(timeout, s.next()).await })
+                    .ok()
+                    .map(|item| match item {
+                        Some(r) => r.map(|p| (p.topic_bytes(), p.values().iter().collect())),
+                        None => Err(Error::Closed),
+                    })
+            }
+        }
+    }
+
+    /// The next publication's values, which must come within [`STEP`].
+    fn values(&mut self) -> Vec<String> {
+        let (_, values) = self.next(STEP).expect("a publication within STEP").unwrap();
+        values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect()
+    }
+}
+
+fn text(values: &[Bytes]) -> Vec<String> {
+    values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect()
+}
+
+/// Runs `check` over the four pairs of server and client kinds, each within
+/// [`LIMIT`].
+macro_rules! semantic {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use super::*;
+
+                #[test]
+                fn std_server_std_client() {
+                    bounded(LIMIT, || super::$name(ServerKind::Std, ClientKind::Std));
+                }
+
+                #[test]
+                fn std_server_tokio_client() {
+                    bounded(LIMIT, || super::$name(ServerKind::Std, ClientKind::Tokio));
+                }
+
+                #[test]
+                fn tokio_server_std_client() {
+                    bounded(LIMIT, || super::$name(ServerKind::Tokio, ClientKind::Std));
+                }
+
+                #[test]
+                fn tokio_server_tokio_client() {
+                    bounded(LIMIT, || super::$name(ServerKind::Tokio, ClientKind::Tokio));
+                }
+            }
+        )*
+    };
+}
+
+semantic!(
+    answers_and_failures,
+    requests_counts_what_the_handler_got,
+    a_publication_reaches_a_connection_once,
+    unsubscribing_stops_delivery,
+    buffered_topics_catch_up_without_repeats,
+    refused_subscriptions_receive_nothing_and_are_counted,
+    a_slow_subscriber_is_told_what_it_missed,
+    slow_consumer_disconnect_closes_only_that_connection,
+    a_publication_larger_than_the_queue_bound_still_arrives,
+    oversized_requests_fail_and_the_connection_stays,
+    connections_past_the_limit_are_refused_and_counted,
+    shutdown_answers_requests_in_flight,
+);
+
+fn config() -> ServerConfig {
+    tokio_config()
+}
+
+// ---------------------------------------------------------------------------
+// The guarantees
+// ---------------------------------------------------------------------------
+
+/// Answers carry the handler's values; failures its message and details.
+fn answers_and_failures(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let peer = bus.connect(client, ClientConfig::default());
+    assert_eq!(
+        text(&peer.request("ECHO", &[b"a", b"", b"c c"]).unwrap()),
+        ["a", "", "c c"]
+    );
+    match peer.request("FAIL", &[b"out of paper", b"tray 2"]) {
+        Err(Error::Failed { message, details }) => {
+            assert_eq!(message, "out of paper");
+            assert_eq!(text(&details), ["tray 2"]);
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(matches!(peer.request("NOPE", &[]), Err(Error::Failed { .. })));
+    assert_eq!(text(&peer.request("PING", &[]).unwrap()), ["PONG"]);
+}
+
+/// `Stats::requests` counts requests handed to the handler, not those the
+/// server answered itself (the empty command, a request too large).
+fn requests_counts_what_the_handler_got(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config().max_frame(1024));
+    let peer = bus.connect(client, ClientConfig::default());
+    for _ in 0..3 {
+        peer.request("PING", &[]).unwrap();
+    }
+    // A subscription's barrier is the empty command, answered by the server.
+    let _sub = peer.subscribe("t", false).unwrap();
+    assert!(peer.request("ECHO", &[&[0u8; 2048]]).is_err());
+    peer.request("PING", &[]).unwrap();
+    assert_eq!(bus.stats().requests, 4);
+}
+
+/// A publication matching several subscriptions of one connection is sent to
+/// it once, and counted as one delivery.
+fn a_publication_reaches_a_connection_once(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let peer = bus.connect(client, ClientConfig::default());
+    let mut exact = peer.subscribe("sensor.kitchen.temp", false).unwrap();
+    let mut star = peer.subscribe("sensor.*.temp", true).unwrap();
+    let mut tail = peer.subscribe("sensor.>", true).unwrap();
+    assert_eq!(bus.publish("sensor.kitchen.temp", &["21.5"]), 1);
+    for sub in [&mut exact, &mut star, &mut tail] {
+        assert_eq!(sub.values(), ["21.5"]);
+    }
+    assert_eq!(bus.stats().deliveries, 1);
+    assert_eq!(bus.publish("sensor.hall.humidity", &["40"]), 1);
+    assert_eq!(tail.values(), ["40"]);
+    assert!(exact.next(QUIET).is_none() && star.next(QUIET).is_none());
+}
+
+/// Dropping a subscription unsubscribes: nothing more is sent.
+fn unsubscribing_stops_delivery(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let peer = bus.connect(client, ClientConfig::default());
+    let sub = peer.subscribe("news", false).unwrap();
+    assert_eq!(bus.publish("news", &["one"]), 1);
+    drop(sub);
+    // The `-` is on its way; a request after it proves the server read it.
+    peer.request("PING", &[]).unwrap();
+    wait_until("unsubscribed", || bus.publish("news", &["two"]) == 0);
+}
+
+/// A subscriber to a buffered topic gets its backlog, then live publications,
+/// none missed and none repeated.
+fn buffered_topics_catch_up_without_repeats(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    bus.set_buffer("log.>", 3);
+    for i in 0..5 {
+        bus.publish("log.app", &[&i.to_string()]);
+    }
+    let peer = bus.connect(client, ClientConfig::default());
+    let mut sub = peer.subscribe("log.>", true).unwrap();
+    bus.publish("log.app", &["5"]);
+    let got: Vec<String> = (0..4).flat_map(|_| sub.values()).collect();
+    assert_eq!(got, ["2", "3", "4", "5"]);
+    assert!(sub.next(QUIET).is_none());
+}
+
+/// The subscription hook's refusal: nothing is delivered, and the server
+/// counts it.
+fn refused_subscriptions_receive_nothing_and_are_counted(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let peer = bus.connect(client, ClientConfig::default());
+    let mut sub = peer.subscribe("secret.plans", false).unwrap();
+    assert_eq!(bus.publish("secret.plans", &["x"]), 0);
+    assert!(sub.next(QUIET).is_none());
+    assert_eq!(bus.stats().subscriptions_refused, 1);
+}
+
+/// A subscription whose queue is full drops later publications and reports
+/// how many, in order, then carries on.
+fn a_slow_subscriber_is_told_what_it_missed(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let peer = bus.connect(client, ClientConfig::default().subscription_capacity(4));
+    let mut sub = peer.subscribe("tick", false).unwrap();
+    for i in 0..20 {
+        // Published by a request, so all twenty are queued before its answer.
+        peer.request("PUBLISH", &[b"tick", i.to_string().as_bytes()]).unwrap();
+    }
+    let got: Vec<String> = (0..4).flat_map(|_| sub.values()).collect();
+    assert_eq!(got, ["0", "1", "2", "3"]);
+    match sub.next(STEP) {
+        Some(Err(Error::Lagged { missed })) => assert_eq!(missed, 16),
+        other => panic!("expected a lag report, got {other:?}"),
+    }
+    // A reader that has caught up is not behind: nothing more is dropped.
+    for i in 20..24 {
+        peer.request("PUBLISH", &[b"tick", i.to_string().as_bytes()]).unwrap();
+    }
+    let got: Vec<String> = (0..4).flat_map(|_| sub.values()).collect();
+    assert_eq!(got, ["20", "21", "22", "23"]);
+}
+
+/// Under `SlowConsumer::Disconnect`, a subscriber that does not read is
+/// closed; other connections carry on.
+fn slow_consumer_disconnect_closes_only_that_connection(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(
+        server,
+        config()
+            .max_queued_bytes(64 << 10)
+            .slow_consumer(SlowConsumer::Disconnect),
+    );
+    // A raw subscriber that never reads.
+    let mut idle = std::os::unix::net::UnixStream::connect(bus.path()).unwrap();
+    common::write_frame(&mut idle, b'+', &[b"flood"]).unwrap();
+    let other = bus.connect(client, ClientConfig::default());
+    wait_until("subscribed", || bus.publish("flood", &["x"]) == 1);
+    let big = "y".repeat(16 << 10);
+    wait_until("disconnected", || {
+        bus.publish("flood", &[&big]);
+        bus.stats().slow_consumers_disconnected == 1
+    });
+    assert_eq!(text(&other.request("PING", &[]).unwrap()), ["PONG"]);
+    assert!(bus.stats().publications_dropped >= 1);
+}
+
+/// A connection with nothing queued takes one publication whatever its size,
+/// so a publication larger than `max_queued_bytes` reaches a reader that keeps up.
+fn a_publication_larger_than_the_queue_bound_still_arrives(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config().max_queued_bytes(64 << 10));
+    let peer = bus.connect(client, ClientConfig::default());
+    let mut sub = peer.subscribe("big", false).unwrap();
+    let big = "z".repeat(1 << 20);
+    assert_eq!(bus.publish("big", &[&big]), 1);
+    assert_eq!(sub.values()[0].len(), 1 << 20);
+    assert_eq!(bus.stats().publications_dropped, 0);
+}
+
+/// A request larger than `max_frame` is failed with the server's message,
+/// and the connection carries on.
+fn oversized_requests_fail_and_the_connection_stays(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config().max_frame(4096));
+    let peer = bus.connect(client, ClientConfig::default());
+    match peer.request("ECHO", &[&[7u8; 10_000]]) {
+        Err(Error::Failed { message, .. }) => assert_eq!(&message[..], microsocket_core::FRAME_TOO_LARGE),
+        other => panic!("expected frame too large, got {other:?}"),
+    }
+    assert_eq!(text(&peer.request("PING", &[]).unwrap()), ["PONG"]);
+}
+
+/// Connections past `max_connections` are closed at once and counted; those
+/// within are served.
+fn connections_past_the_limit_are_refused_and_counted(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config().max_connections(2));
+    let a = bus.connect(client, ClientConfig::default());
+    let b = bus.connect(client, ClientConfig::default());
+    a.request("PING", &[]).unwrap();
+    b.request("PING", &[]).unwrap();
+    let c = bus.connect(client, ClientConfig::default().request_timeout(Some(STEP)));
+    assert!(matches!(c.request("PING", &[]), Err(Error::Closed | Error::Io(_))));
+    let stats = bus.stats();
+    assert_eq!((stats.connections, stats.connections_refused), (2, 1));
+}
+
+/// Shutdown answers what is in flight, then removes the socket file.
+fn shutdown_answers_requests_in_flight(server: ServerKind, client: ClientKind) {
+    let mut bus = Bus::start(server, config().shutdown_timeout(STEP));
+    let peer = Arc::new(bus.connect(client, ClientConfig::default()));
+    let held = {
+        let peer = peer.clone();
+        std::thread::spawn(move || peer.request("HOLD", &[b"kept"]))
+    };
+    let parked = || match &bus {
+        Bus::Std(s) => s.app.parked(),
+        Bus::Tokio(s) => s.app().parked(),
+    };
+    wait_until("held", || parked() == 1);
+    let path = bus.path().to_path_buf();
+    let release: Box<dyn Fn() -> usize + Send + Sync> = match &bus {
+        Bus::Std(s) => {
+            let app = s.app.clone();
+            Box::new(move || app.release())
+        }
+        Bus::Tokio(s) => {
+            let server = s.server.clone();
+            Box::new(move || server.handler().release())
+        }
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(QUIET);
+            // Answered although shutdown has begun.
+            assert_eq!(release(), 1);
+        });
+        bus.stop();
+    });
+    assert_eq!(text(&held.join().unwrap().unwrap()), ["kept"]);
+    assert!(!path.exists());
+}
