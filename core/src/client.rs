@@ -269,23 +269,33 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
     /// (unknown tags, publications nobody here subscribed to, unknown sigils,
     /// messages only a server takes) make none.
     pub fn handle_frame<'a>(&'a mut self, frame: Frame<'a>) -> Option<ClientEvent<'a>> {
-        // A publication (the bulk of what a subscriber receives) changes no
-        // state: parse it and look its topic up once.
-        if let Message::Publication { topic, values } = Message::parse(&frame) {
-            let this: &'a Self = self;
-            let subscriptions = this.subscriptions.matches(topic);
-            return subscriptions
-                .clone()
-                .next()
-                .is_some()
-                .then_some(ClientEvent::Publication {
-                    topic,
-                    values,
-                    subscriptions,
-                });
+        // Each frame is parsed once; the event borrows what the parse found.
+        match Message::parse(&frame) {
+            Message::Publication { topic, values } => {
+                // A publication (the bulk of what a subscriber receives) changes
+                // no state: look its topic up once.
+                let this: &'a Self = self;
+                let subscriptions = this.subscriptions.matches(topic);
+                subscriptions
+                    .clone()
+                    .next()
+                    .is_some()
+                    .then_some(ClientEvent::Publication {
+                        topic,
+                        values,
+                        subscriptions,
+                    })
+            }
+            Message::Response { tag, values } => match self.requests.resolve(tag) {
+                Resolved::Pending(id) => Some(ClientEvent::Response { id, values }),
+                Resolved::Cancelled | Resolved::Stray => None,
+            },
+            Message::Failure { tag, message, details } => match self.requests.resolve(tag) {
+                Resolved::Pending(id) => Some(ClientEvent::Failure { id, message, details }),
+                Resolved::Cancelled | Resolved::Stray => None,
+            },
+            _ => None,
         }
-        let handled = self.handle(&frame)?;
-        Some(self.event(handled, frame))
     }
 
     /// Handles a frame the decoder reported as too large ([`Decoded::Oversized`]):
@@ -314,6 +324,11 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
         self.requests.clear()
     }
 
+    // The fixed-buffer [`Client`] hands out events that borrow its receive
+    // buffer from inside its decode loop, which the borrow checker accepts only
+    // if the frame's effect is recorded without borrowing it first; so a frame
+    // that makes an event is parsed twice there (`handle`, then `event`).
+    // Drivers of `ClientProtocol` go through `handle_frame`, which parses once.
     fn handle(&mut self, frame: &Frame<'_>) -> Option<Handled> {
         let resolve = |requests: &mut RequestTable<INFLIGHT>, tag| match requests.resolve(tag) {
             Resolved::Pending(id) => Some(id),

@@ -91,16 +91,6 @@ pub enum ServerEvent<'a> {
     },
 }
 
-/// What a frame did, without borrowing it.
-#[derive(Debug, Clone, Copy)]
-enum Handled {
-    Request,
-    Subscribed(SubscriptionKind, bool),
-    Refused(SubscriptionKind, SubscribeError),
-    Unsubscribed(usize),
-    Ignored(u8, IgnoreReason, bool),
-}
-
 /// Limits of one server connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
@@ -185,7 +175,46 @@ impl<const SUBS: usize, const SUB_BYTES: usize> ServerProtocol<SUBS, SUB_BYTES> 
         frame: Frame<'a>,
         sink: &mut S,
     ) -> Result<Option<ServerEvent<'a>>, EncodeError> {
-        Ok(self.handle(&frame, sink)?.map(|h| Self::event(h, frame)))
+        // The frame is parsed once; the event borrows what the parse found.
+        let sigil = frame.sigil_byte();
+        let ignored = |reason, answered| ServerEvent::Ignored {
+            sigil,
+            reason,
+            answered,
+        };
+        let event = match Message::parse(&frame) {
+            Message::Request { tag, command: b"", .. } => {
+                encode(Sigil::Response, [tag], sink)?;
+                return Ok(None);
+            }
+            Message::Request { tag, .. } if self.in_flight >= self.limits.max_in_flight => {
+                fail_frame(tag, TOO_MANY_IN_FLIGHT, sink)?;
+                ignored(IgnoreReason::TooManyInFlight, true)
+            }
+            Message::Request { tag, command, args } => {
+                self.in_flight += 1;
+                ServerEvent::Request { tag, command, args }
+            }
+            Message::Subscribe { topic } => self.subscribe(SubscriptionKind::Exact, topic),
+            Message::PatternSubscribe { pattern } => self.subscribe(SubscriptionKind::Pattern, pattern),
+            Message::Unsubscribe { topic } => ServerEvent::Unsubscribed {
+                topic,
+                removed: self.subscriptions.remove_string(topic),
+            },
+            Message::Malformed {
+                sigil: Sigil::Request,
+                tag: Some(tag),
+            } => {
+                fail_frame(tag, NO_COMMAND, sink)?;
+                ignored(IgnoreReason::Malformed, true)
+            }
+            Message::Malformed { .. } => ignored(IgnoreReason::Malformed, false),
+            Message::Response { .. } | Message::Failure { .. } | Message::Publication { .. } => {
+                ignored(IgnoreReason::NotForServer, false)
+            }
+            Message::Unknown { .. } => ignored(IgnoreReason::UnknownSigil, false),
+        };
+        Ok(Some(event))
     }
 
     /// Handles a frame the decoder reported as too large: a request whose tag was
@@ -219,77 +248,14 @@ impl<const SUBS: usize, const SUB_BYTES: usize> ServerProtocol<SUBS, SUB_BYTES> 
         self.in_flight = 0;
     }
 
-    fn handle<S: FrameSink + ?Sized>(
-        &mut self,
-        frame: &Frame<'_>,
-        sink: &mut S,
-    ) -> Result<Option<Handled>, EncodeError> {
-        let sigil = frame.sigil_byte();
-        let handled = match Message::parse(frame) {
-            Message::Request { tag, command: b"", .. } => {
-                encode(Sigil::Response, [tag], sink)?;
-                return Ok(None);
-            }
-            Message::Request { tag, .. } if self.in_flight >= self.limits.max_in_flight => {
-                fail_frame(tag, TOO_MANY_IN_FLIGHT, sink)?;
-                Handled::Ignored(sigil, IgnoreReason::TooManyInFlight, true)
-            }
-            Message::Request { .. } => {
-                self.in_flight += 1;
-                Handled::Request
-            }
-            Message::Subscribe { topic } => self.subscribe(SubscriptionKind::Exact, topic),
-            Message::PatternSubscribe { pattern } => self.subscribe(SubscriptionKind::Pattern, pattern),
-            Message::Unsubscribe { topic } => Handled::Unsubscribed(self.subscriptions.remove_string(topic)),
-            Message::Malformed {
-                sigil: Sigil::Request,
-                tag: Some(tag),
-            } => {
-                fail_frame(tag, NO_COMMAND, sink)?;
-                Handled::Ignored(sigil, IgnoreReason::Malformed, true)
-            }
-            Message::Malformed { .. } => Handled::Ignored(sigil, IgnoreReason::Malformed, false),
-            Message::Response { .. } | Message::Failure { .. } | Message::Publication { .. } => {
-                Handled::Ignored(sigil, IgnoreReason::NotForServer, false)
-            }
-            Message::Unknown { .. } => Handled::Ignored(sigil, IgnoreReason::UnknownSigil, false),
-        };
-        Ok(Some(handled))
-    }
-
-    fn subscribe(&mut self, kind: SubscriptionKind, bytes: &[u8]) -> Handled {
-        match self.subscriptions.insert(kind, bytes) {
-            Ok(inserted) => Handled::Subscribed(kind, inserted.new),
-            Err(e) => Handled::Refused(kind, e),
-        }
-    }
-
-    fn event(handled: Handled, frame: Frame<'_>) -> ServerEvent<'_> {
-        let first = frame.args().next().unwrap_or_default();
-        match (handled, Message::parse(&frame)) {
-            (Handled::Request, Message::Request { tag, command, args }) => ServerEvent::Request { tag, command, args },
-            (Handled::Subscribed(kind, new), _) => ServerEvent::Subscribed {
-                topic: first,
+    fn subscribe<'a>(&mut self, kind: SubscriptionKind, topic: &'a [u8]) -> ServerEvent<'a> {
+        match self.subscriptions.insert(kind, topic) {
+            Ok(inserted) => ServerEvent::Subscribed {
+                topic,
                 kind,
-                new,
+                new: inserted.new,
             },
-            (Handled::Refused(kind, reason), _) => ServerEvent::SubscribeRefused {
-                topic: first,
-                kind,
-                reason,
-            },
-            (Handled::Unsubscribed(removed), _) => ServerEvent::Unsubscribed { topic: first, removed },
-            (Handled::Ignored(sigil, reason, answered), _) => ServerEvent::Ignored {
-                sigil,
-                reason,
-                answered,
-            },
-            // `handled` came from this same frame, so a request parses as one.
-            (Handled::Request, _) => ServerEvent::Ignored {
-                sigil: frame.sigil_byte(),
-                reason: IgnoreReason::Malformed,
-                answered: false,
-            },
+            Err(reason) => ServerEvent::SubscribeRefused { topic, kind, reason },
         }
     }
 
@@ -503,58 +469,61 @@ impl<const RX: usize, const TX: usize, const SUBS: usize, const SUB_BYTES: usize
     /// own answer to the next frame must wait for [`ServerConnection::poll_transmit`]
     /// to drain.
     pub fn poll_event(&mut self) -> Option<Polled<'_, TX, SUBS, SUB_BYTES>> {
-        let (handled, sigil, argc, range) = loop {
-            let start = self.rx.start;
-            match self.rx.decode() {
+        // Disjoint borrows: the event borrows the receive buffer, the outbox the
+        // protocol state and the transmit buffer, so the frame is parsed once.
+        let RxBuffer {
+            buf,
+            start,
+            end,
+            decoder,
+        } = &mut self.rx;
+        let buf: &[u8] = buf;
+        loop {
+            match decoder.decode(&buf[*start..*end]) {
                 Decoded::NeedMore => return None,
-                Decoded::Skipped { consumed } => self.rx.start += consumed,
+                Decoded::Skipped { consumed } => *start += consumed,
                 Decoded::Oversized { sigil, tag, consumed } => {
                     let tx_was_empty = self.tx.buf.is_empty();
                     match self.protocol.handle_oversized(sigil, tag, &mut self.tx) {
                         Ok(event) => {
-                            self.rx.start += consumed;
-                            return Some(self.polled(event));
+                            *start += consumed;
+                            return Some(Polled {
+                                event,
+                                outbox: Outbox {
+                                    protocol: &mut self.protocol,
+                                    tx: &mut self.tx,
+                                },
+                            });
                         }
                         // Decode the same bytes again once the answer fits.
                         Err(_) if !tx_was_empty => {
-                            self.rx.decoder.reset();
+                            decoder.reset();
                             return None;
                         }
                         // It can never fit: drop the answer rather than stall.
-                        Err(_) => self.rx.start += consumed,
+                        Err(_) => *start += consumed,
                     }
                 }
                 Decoded::Frame { frame, consumed } => {
-                    let (sigil, argc) = (frame.sigil_byte(), frame.argc() as u8);
                     let tx_was_empty = self.tx.buf.is_empty();
-                    match self.protocol.handle(&frame, &mut self.tx) {
+                    match self.protocol.handle_frame(frame, &mut self.tx) {
                         Ok(handled) => {
-                            self.rx.start += consumed;
-                            if let Some(handled) = handled {
-                                break (handled, sigil, argc, start + 2..start + consumed);
+                            *start += consumed;
+                            if let Some(event) = handled {
+                                return Some(Polled {
+                                    event,
+                                    outbox: Outbox {
+                                        protocol: &mut self.protocol,
+                                        tx: &mut self.tx,
+                                    },
+                                });
                             }
                         }
                         Err(_) if !tx_was_empty => return None,
-                        Err(_) => self.rx.start += consumed,
+                        Err(_) => *start += consumed,
                     }
                 }
             }
-        };
-        let frame = Frame::from_walked(sigil, argc, &self.rx.buf[range]);
-        let event = ServerProtocol::<SUBS, SUB_BYTES>::event(handled, frame);
-        Some(Polled {
-            event,
-            outbox: Outbox {
-                protocol: &mut self.protocol,
-                tx: &mut self.tx,
-            },
-        })
-    }
-
-    fn polled(&mut self, event: ServerEvent<'static>) -> Polled<'_, TX, SUBS, SUB_BYTES> {
-        Polled {
-            event,
-            outbox: self.outbox(),
         }
     }
 

@@ -134,7 +134,7 @@
 
 pub mod client;
 mod error;
-mod hash;
+
 mod rx;
 pub mod server;
 pub use microsocket_socket as socket;

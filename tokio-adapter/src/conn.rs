@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::handler::{
     Failure, Handler, PeerCredentials, Reply, ReplyValues, Request, RequestContext, SubscriptionChange,
 };
-use crate::server::{ConnShared, Core};
+use crate::hub::{ConnShared, Core};
 use crate::spin::{Burst, Spin};
 use crate::values::{Sink, Span, Values};
 use microsocket_host::{MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};

@@ -104,7 +104,7 @@
 //!   allows a command and a topic tree to one user id only.
 //! - [`Publisher::publish`] (from [`Server::publisher`], cloneable, usable
 //!   anywhere) encodes a publication once and queues it to every connection with a
-//!   matching subscription, found through the core's registry: the cost grows with
+//!   matching subscription, found through the host layer's registry: the cost grows with
 //!   the matching subscriptions, not the connections. [`Server::set_buffer`] keeps
 //!   the last N publications of a topic (or pattern of topics) and replays them to
 //!   new subscribers, atomically with live publishing.
@@ -209,6 +209,7 @@ mod client;
 mod conn;
 mod error;
 mod handler;
+mod hub;
 mod server;
 mod spin;
 mod values;

@@ -1,19 +1,18 @@
 //! The async server: listeners, the publish hub, counters and shutdown.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Poll, Waker};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use microsocket_core::{encode_publication, PatternError, SubscriptionKind};
-use microsocket_host::{Admission, Counters, QueueBound};
+use bytes::BytesMut;
+use microsocket_core::{encode_publication, PatternError};
+use microsocket_host::{Counters, QueueBound};
 pub use microsocket_host::{ServerConfig, SlowConsumer, Stats};
 use microsocket_socket::SocketOptions;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -24,250 +23,15 @@ use tokio_util::task::TaskTracker;
 use crate::client::Client;
 use crate::conn;
 use crate::handler::{ConnectionId, Handler, PeerCredentials};
+use crate::hub::{Core, Hub};
 use crate::values::Sink;
 
 /// The socket-file settings of `config` as [`SocketOptions`].
-pub(crate) fn socket_options(config: &ServerConfig) -> SocketOptions {
+fn socket_options(config: &ServerConfig) -> SocketOptions {
     let mut options = SocketOptions::new(config.socket_mode);
     options.owner = config.socket_owner;
     options.group = config.socket_group;
     options
-}
-
-// ---------------------------------------------------------------------------
-// The hub: registry of subscriptions and the connections' outgoing queues
-// ---------------------------------------------------------------------------
-
-/// What the server's connections share with publishers (not generic over the
-/// handler).
-#[derive(Debug)]
-pub(crate) struct Core {
-    pub(crate) config: ServerConfig,
-    pub(crate) counters: Counters,
-    bound: QueueBound,
-    hub: Mutex<Hub>,
-    pub(crate) tracker: TaskTracker,
-    pub(crate) cancel: CancellationToken,
-    next_id: AtomicU64,
-}
-
-/// The host layer's hub (connection slots and the subscription registry),
-/// with the wakers collected under its lock and woken after it.
-#[derive(Debug, Default)]
-struct Hub {
-    hub: microsocket_host::Hub<Arc<ConnShared>, Bytes>,
-    wake: Vec<Waker>,
-}
-
-/// One connection's queue of publications and its control flags, shared with
-/// publishers.
-#[derive(Debug)]
-pub(crate) struct ConnShared {
-    pub(crate) id: ConnectionId,
-    /// Bytes the connection's task holds and has not written yet (answers and
-    /// publications it took from the queue); only that task stores it.
-    pub(crate) held: AtomicUsize,
-    pub(crate) queue: Mutex<OutQueue>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct OutQueue {
-    /// Encoded publication frames, in order: large ones shared with every other
-    /// subscriber, small ones copied into `tail` (cheaper than a shared
-    /// reference count, and written in one piece).
-    pub(crate) frames: VecDeque<Bytes>,
-    /// Small publication frames queued after `frames`.
-    pub(crate) tail: BytesMut,
-    /// Bytes in `frames` and `tail`.
-    pub(crate) bytes: usize,
-    pub(crate) waker: Option<Waker>,
-    /// Stop reading, finish in-flight requests, flush and close.
-    pub(crate) shutdown: bool,
-    /// Close now.
-    pub(crate) abort: bool,
-    /// Publications dropped for this connection.
-    pub(crate) dropped: u64,
-}
-
-/// Publication frames up to this size are copied into the connection's queue
-/// rather than shared.
-const COPY_BELOW: usize = 512;
-/// Copied publication frames are gathered in chunks of up to this size, each
-/// handed to the writer whole.
-const TAIL_CHUNK: usize = 32 * 1024;
-
-impl OutQueue {
-    /// Whether no publication is queued.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.frames.is_empty() && self.tail.is_empty()
-    }
-
-    /// Moves every queued publication frame to the end of `out`; returns their
-    /// size in bytes.
-    pub(crate) fn drain_into(&mut self, out: &mut VecDeque<Bytes>) -> usize {
-        out.extend(self.frames.drain(..));
-        if !self.tail.is_empty() {
-            // The spare room stays: once written, the chunk's buffer is taken
-            // back whole by the next `reserve`.
-            out.push_back(self.tail.split().freeze());
-        }
-        std::mem::take(&mut self.bytes)
-    }
-}
-
-impl ConnShared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, OutQueue> {
-        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl Core {
-    fn hub(&self) -> MutexGuard<'_, Hub> {
-        self.hub.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Registers a new connection; returns its slot and shared state.
-    pub(crate) fn register(&self) -> (usize, Arc<ConnShared>) {
-        let id = ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let shared = Arc::new(ConnShared {
-            id,
-            held: AtomicUsize::new(0),
-            queue: Mutex::new(OutQueue {
-                shutdown: self.cancel.is_cancelled(),
-                ..OutQueue::default()
-            }),
-        });
-        let key = self.hub().hub.insert_with(|_| shared.clone());
-        self.counters.connection_opened();
-        (key, shared)
-    }
-
-    /// Forgets a closed connection and its subscriptions.
-    pub(crate) fn unregister<'a>(
-        &self,
-        key: usize,
-        shared: &ConnShared,
-        subscriptions: impl IntoIterator<Item = (SubscriptionKind, &'a [u8])>,
-    ) {
-        self.hub().hub.remove(key, subscriptions);
-        shared.held.store(0, Ordering::Relaxed);
-        self.counters.connection_closed();
-    }
-
-    /// Subscribes a connection in the registry and queues the buffered backlog
-    /// to it, atomically with respect to publishing.
-    pub(crate) fn subscribe(&self, key: usize, kind: SubscriptionKind, topic: &[u8]) {
-        let mut guard = self.hub();
-        let Hub { hub, wake } = &mut *guard;
-        let Some((conn, backlog)) = hub.subscribe(key, kind, topic) else {
-            return;
-        };
-        let delivered = backlog.iter().filter(|frame| self.deliver(conn, frame, wake)).count();
-        self.counters.delivered(delivered as u64);
-        let wake = std::mem::take(wake);
-        drop(guard);
-        wake_all(wake, self);
-    }
-
-    /// Drops a connection's subscriptions made with `topic` from the registry.
-    pub(crate) fn unsubscribe(&self, key: usize, topic: &[u8]) {
-        self.hub().hub.unsubscribe(key, topic);
-    }
-
-    fn publish(&self, topic: &[u8], frame: Bytes) -> usize {
-        let mut guard = self.hub();
-        let Hub { hub, wake } = &mut *guard;
-        let delivered = hub.publish(topic, &frame, |conn| self.deliver(conn, &frame, wake));
-        let wake = std::mem::take(wake);
-        drop(guard);
-        self.counters.published(delivered as u64);
-        wake_all(wake, self);
-        delivered
-    }
-
-    /// Queues one publication frame to a connection, applying the slow-consumer
-    /// policy. Returns whether it was queued.
-    fn deliver(&self, conn: &ConnShared, frame: &Bytes, wake: &mut Vec<Waker>) -> bool {
-        let len = frame.len();
-        let mut queue = conn.lock();
-        if queue.abort {
-            return false;
-        }
-        let admission = self.bound.admit(queue.bytes + conn.held.load(Ordering::Relaxed), len);
-        if admission != Admission::Queue {
-            self.counters.dropped(1);
-            queue.dropped += 1;
-            if admission == Admission::Disconnect {
-                queue.abort = true;
-                self.counters.slow_consumer_disconnected();
-                tracing::warn!(connection = %conn.id, "slow consumer disconnected");
-                if let Some(w) = queue.waker.take() {
-                    wake.push(w);
-                }
-            } else if queue.dropped.is_power_of_two() {
-                tracing::debug!(connection = %conn.id, dropped = queue.dropped, "publication dropped for slow consumer");
-            }
-            return false;
-        }
-        queue.bytes += len;
-        if len <= COPY_BELOW {
-            if queue.tail.len() + len > TAIL_CHUNK {
-                // A full chunk goes to the writer whole, and the next one
-                // starts with room for as much, rather than this one growing
-                // (and being copied) without end.
-                let full = queue.tail.split().freeze();
-                queue.frames.push_back(full);
-                queue.tail.reserve(TAIL_CHUNK);
-            }
-            queue.tail.extend_from_slice(frame);
-        } else {
-            if !queue.tail.is_empty() {
-                let tail = queue.tail.split().freeze();
-                queue.frames.push_back(tail);
-            }
-            queue.frames.push_back(frame.clone());
-        }
-        if let Some(w) = queue.waker.take() {
-            wake.push(w);
-        }
-        true
-    }
-
-    /// Bytes queued for all connections and not yet written.
-    fn queued_bytes(&self) -> u64 {
-        let hub = self.hub();
-        hub.hub
-            .connections()
-            .map(|c| (c.lock().bytes + c.held.load(Ordering::Relaxed)) as u64)
-            .sum()
-    }
-
-    /// Sets a flag on every connection and wakes it.
-    fn signal_all(&self, f: impl Fn(&mut OutQueue)) {
-        let hub = self.hub();
-        let mut wake = Vec::new();
-        for conn in hub.hub.connections() {
-            let mut q = conn.lock();
-            f(&mut q);
-            if let Some(w) = q.waker.take() {
-                wake.push(w);
-            }
-        }
-        drop(hub);
-        wake.into_iter().for_each(Waker::wake);
-    }
-}
-
-/// Wakes the collected wakers, then gives the spare vector back to the hub.
-fn wake_all(mut wake: Vec<Waker>, core: &Core) {
-    if wake.is_empty() {
-        return;
-    }
-    wake.drain(..).for_each(Waker::wake);
-    let mut hub = core.hub();
-    if hub.wake.capacity() < wake.capacity() {
-        hub.wake = wake;
-    }
 }
 
 // ---------------------------------------------------------------------------

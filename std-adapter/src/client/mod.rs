@@ -1,0 +1,508 @@
+//! The blocking client: requests from many threads over one connection, and
+//! subscriptions.
+//!
+//! # Thread model: whoever waits, reads
+//!
+//! A [`Client`] is a cheap handle (`Clone`, `Send`, `Sync`) to one connection. It
+//! starts no thread. Any thread may call [`Client::request`]; the request is
+//! encoded into the connection's pending buffer and written, and the thread then
+//! waits for its answer:
+//!
+//! - if no other thread is reading the socket, it becomes the *leader*: it reads,
+//!   decodes every complete frame, hands each response to the slot of the thread
+//!   that waits for it and each publication to the matching subscription queues,
+//!   and stops leading as soon as its own answer is in. While other threads
+//!   await answers too, it first polls the socket for up to
+//!   [`ClientConfig::spin_before_sleep`], yielding the CPU between tries, so
+//!   that the next batch of answers, due within microseconds, needs no wake-up;
+//!   a thread awaiting the only answer due, or publications, blocks in `read`
+//!   at once;
+//! - otherwise it yields the CPU a bounded number of times, which on a busy
+//!   connection usually finds its answer in or the leader role free without a
+//!   wake-up, then sleeps on its own condition variable until its answer arrives
+//!   or the leader role falls free (then one sleeper is woken to take it over).
+//!
+//! Writes are combined: a thread that finds another one writing leaves its frame
+//! in the pending buffer for that writer, and while answers handed out by the
+//! leader are still waiting to be collected by their (waking) threads, new
+//! requests wait for the last of those threads, which writes them all in one
+//! system call. Wake-ups go only to threads that sleep, after the leader has
+//! released the lock.
+//!
+//! A lone thread doing request after request therefore reads its own answers with
+//! no thread handoff at all: the round trip costs what a hand-written blocking
+//! ping-pong costs, plus a few uncontended locks. With many threads, each response
+//! costs at most one wake-up of the thread it belongs to (none when the thread
+//! is still yielding), which a dedicated reader thread would cost too, and the
+//! system calls are shared.
+//!
+//! The socket is read only while some thread waits: for a request, or in a
+//! [`Subscription`]'s `recv`/`recv_timeout`/iterator (or `try_recv`, which reads
+//! what is already there without blocking). Publications that arrive while nobody
+//! waits stay in the socket buffer; a server that cannot deliver them applies its
+//! slow-consumer policy. When the connection ends (EOF, an error, or
+//! [`Client::close`]) the leader marks it closed and wakes every waiter, which gets
+//! [`Error::Closed`]: nothing hangs. A server that stops reading but still
+//! answers (a microsocket server shutting down gracefully) makes writes fail
+//! with `EPIPE`: from then on new requests fail with [`Error::Closed`] at once,
+//! while requests already sent get their answers, or [`Error::Closed`] when the
+//! server closes the connection.
+//!
+//! # Timeouts
+//!
+//! Requests time out after [`ClientConfig::request_timeout`] (25 s unless set;
+//! `None` waits forever), or the timeout given to [`Client::request_timeout`]. A
+//! timed-out request frees its slot (the tag stays reserved until the late answer,
+//! which is dropped). Writes use the same timeout; a write that times out leaves a
+//! partial frame on the wire, so it closes the connection.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use microsocket_core::frame::{Decoded, Decoder};
+use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId};
+
+use crate::error::{Error, Result};
+use crate::rx::{read_within, RxBuf};
+use crate::socket::{Address, Stream};
+pub use microsocket_host::{ClientConfig, DEFAULT_CLIENT_SPIN};
+use microsocket_host::{Delivery, SubscriptionQueue};
+use rustc_hash::FxHashMap as IdMap;
+use std::convert::Infallible;
+
+/// Requests one connection can have in flight (one-byte tags, as the original
+/// IPC::MicroSocket client).
+pub const MAX_IN_FLIGHT: usize = 256;
+/// Distinct wire subscriptions (topics and patterns) one client connection can
+/// hold.
+pub const MAX_SUBSCRIPTIONS: usize = 64;
+/// Total bytes of the topics and patterns of one client connection's subscriptions.
+pub const MAX_SUBSCRIPTION_BYTES: usize = 4096;
+
+/// Write buffers larger than this are freed once written rather than kept.
+const MAX_KEPT_BUFFER: usize = 1 << 20;
+
+/// How many times a thread whose answer another thread is reading yields the CPU
+/// before it sleeps. A wake-up from a condition variable costs a futex call and a
+/// cross-CPU context switch; yielding lets the leader and the server run and
+/// usually finds the answer in, or the leader role free, first. Bounded, so a
+/// slow server costs a waiter at most this many `sched_yield` calls.
+const SPIN_YIELDS: u32 = 64;
+
+/// Answers that arrived for one slot and are not yet collected, with their ids.
+type Answers = Vec<(RequestId, Result<Vec<Bytes>>)>;
+
+type Protocol = ClientProtocol<MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
+
+/// One publication received on a subscription.
+///
+/// Its topic and values are views of one buffer shared by the publications
+/// received in the same read (up to 64 KiB), so receiving one costs no copy of
+/// its bytes; a publication kept alive keeps that buffer alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// The topic it was published on.
+    pub topic: Bytes,
+    /// The published values.
+    pub values: Vec<Bytes>,
+}
+
+/// A handle to one client connection; clone it to share the connection between
+/// threads. See the [module docs](crate::client) for the thread model.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    stream: Stream,
+    config: ClientConfig,
+    state: Mutex<State>,
+    /// Held only by the leader.
+    rx: Mutex<Reader>,
+    /// One condition variable per request slot, used with `state`.
+    slot_cvs: Box<[Condvar]>,
+    /// Bumped whenever an answer is handed out, the connection closes or the
+    /// leader steps down.
+    progress: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Reader {
+    buf: RxBuf,
+    decoder: Decoder,
+    /// The read timeout set on the socket now.
+    timeout: Option<Duration>,
+}
+
+#[derive(Debug)]
+struct SubQueue {
+    /// Publications and lag markers, in order.
+    queue: SubscriptionQueue<Publication, Infallible>,
+    /// Threads sleeping on its condition variable (0 or 1).
+    sleeping: u16,
+}
+
+#[derive(Debug, Clone)]
+enum WaitKey {
+    Slot(u16),
+    Sub(Arc<SubShared>),
+}
+
+impl WaitKey {
+    fn same(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Slot(a), Self::Slot(b)) => a == b,
+            (Self::Sub(a), Self::Sub(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SubShared {
+    key: u64,
+    cv: Condvar,
+}
+
+#[derive(Debug)]
+struct State {
+    protocol: Protocol,
+    /// The request waiting in each slot. The core frees a slot as soon as its
+    /// answer arrives, so answers wait in `done` (per slot, with their ids), not in `slots`.
+    slots: Vec<Option<RequestId>>,
+    done: Vec<Answers>,
+    /// Per slot: threads sleeping on the slot's condition variable (two at most:
+    /// one whose answer is in but not yet collected, one whose request reuses the
+    /// freed slot).
+    sleeping: Vec<u16>,
+    /// Encoded frames not yet written, in protocol order.
+    pending: Vec<u8>,
+    /// The writer's buffer, kept for reuse while nobody writes.
+    spare: Vec<u8>,
+    /// A thread is writing: it writes whatever `pending` holds before it stops.
+    writing: bool,
+    /// Stands in for the sleeping flag of a subscription being dropped.
+    sub_sleeping_gone: u16,
+    /// Wake-ups to send once the lock is released.
+    wakes: Vec<WaitKey>,
+    /// Answers handed out to `done` and not yet collected by their threads.
+    uncollected: usize,
+    /// Someone leads (reads the socket).
+    reading: bool,
+    /// Threads inside [`Inner::wait`] for an answer (not a publication),
+    /// leader included.
+    awaiting_answers: usize,
+    closed: bool,
+    /// The server stopped reading (a write failed with `EPIPE`, as when a
+    /// server shutting down gracefully shuts its side for reading): nothing
+    /// more is written, new requests fail with [`Error::Closed`], and requests
+    /// already sent still get the answers the server gives before it closes.
+    send_closed: bool,
+    /// Threads waiting that could take over reading.
+    idle: Vec<WaitKey>,
+    /// Local subscription handles by wire subscription.
+    handles: IdMap<SubscriptionId, Vec<Arc<SubShared>>>,
+    queues: IdMap<u64, SubQueue>,
+    next_key: u64,
+}
+
+mod chunk;
+mod subscription;
+mod waiting;
+
+use chunk::*;
+pub use subscription::{Iter, Subscription};
+use waiting::*;
+
+impl Client {
+    /// Connects to an [`Address`] (a UNIX path, an abstract name or TCP).
+    ///
+    /// # Errors
+    /// The connect error.
+    pub fn connect(address: &Address) -> Result<Self> {
+        Self::connect_with(address, ClientConfig::default())
+    }
+
+    /// Connects to a UNIX socket file.
+    ///
+    /// # Errors
+    /// The connect error.
+    pub fn connect_unix(path: impl AsRef<Path>) -> Result<Self> {
+        Self::connect_unix_with(path, ClientConfig::default())
+    }
+
+    /// Connects to a UNIX socket file with these settings.
+    ///
+    /// # Errors
+    /// The connect error.
+    pub fn connect_unix_with(path: impl AsRef<Path>, config: ClientConfig) -> Result<Self> {
+        Ok(Self::new(UnixStream::connect(path)?, config)?)
+    }
+
+    /// Connects to an [`Address`] with these settings.
+    ///
+    /// # Errors
+    /// The connect error.
+    pub fn connect_with(address: &Address, config: ClientConfig) -> Result<Self> {
+        Ok(Self::new(address.connect()?, config)?)
+    }
+
+    /// Connects to a Linux abstract socket name.
+    ///
+    /// # Errors
+    /// The connect error.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub fn connect_abstract(name: &[u8]) -> Result<Self> {
+        Ok(Self::new(
+            crate::socket::connect_abstract(name)?,
+            ClientConfig::default(),
+        )?)
+    }
+
+    /// Connects over TCP (with `TCP_NODELAY`).
+    ///
+    /// # Errors
+    /// The connect error.
+    pub fn connect_tcp(address: impl ToSocketAddrs) -> Result<Self> {
+        let stream = TcpStream::connect(address)?;
+        stream.set_nodelay(true)?;
+        Ok(Self::new(stream, ClientConfig::default())?)
+    }
+
+    /// Runs the protocol over a stream the caller connected.
+    ///
+    /// # Errors
+    /// If the socket's write timeout cannot be set.
+    pub fn new(stream: impl Into<Stream>, config: ClientConfig) -> io::Result<Self> {
+        let stream = stream.into();
+        stream.set_write_timeout(config.request_timeout)?;
+        stream.set_read_timeout(None)?;
+        let slots = vec![None; MAX_IN_FLIGHT];
+        let reader = Reader {
+            buf: RxBuf::new(64 << 10, config.max_frame),
+            decoder: Decoder::new(config.max_frame),
+            timeout: None,
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                stream,
+                state: Mutex::new(State {
+                    protocol: Protocol::new(),
+                    slots,
+                    done: (0..MAX_IN_FLIGHT).map(|_| Vec::new()).collect(),
+                    sleeping: vec![0; MAX_IN_FLIGHT],
+                    pending: Vec::new(),
+                    spare: Vec::new(),
+                    writing: false,
+                    sub_sleeping_gone: 0,
+                    wakes: Vec::new(),
+                    uncollected: 0,
+                    reading: false,
+                    awaiting_answers: 0,
+                    closed: false,
+                    send_closed: false,
+                    idle: Vec::new(),
+                    handles: IdMap::default(),
+                    queues: IdMap::default(),
+                    next_key: 0,
+                }),
+                rx: Mutex::new(reader),
+                slot_cvs: (0..MAX_IN_FLIGHT).map(|_| Condvar::new()).collect(),
+                progress: AtomicU64::new(0),
+                config,
+            }),
+        })
+    }
+
+    /// The connection's settings.
+    #[must_use]
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// Sends a request and waits for its answer, up to the default timeout.
+    ///
+    /// # Errors
+    /// [`Error::Failed`] if the server failed it, [`Error::TimedOut`],
+    /// [`Error::Closed`], [`Error::InflightFull`], [`Error::FrameTooLarge`],
+    /// [`Error::Encode`] for arguments a frame cannot carry, [`Error::Io`].
+    pub fn request<I>(&self, command: impl AsRef<[u8]>, args: I) -> Result<Vec<Bytes>>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        self.request_timeout(command, args, self.inner.config.request_timeout)
+    }
+
+    /// Sends a request and waits for its answer for at most `timeout` (`None`:
+    /// forever).
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub fn request_timeout<I>(
+        &self,
+        command: impl AsRef<[u8]>,
+        args: I,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Bytes>>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let id = self.send_request(command.as_ref(), args)?;
+        self.wait_response(id, deadline)
+    }
+
+    /// Whether the connection has ended.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock_state().closed
+    }
+
+    /// Closes the connection: every waiter wakes with [`Error::Closed`].
+    pub fn close(&self) {
+        let _ = self.inner.stream.shutdown(Shutdown::Both);
+        let mut st = self.inner.lock_state();
+        self.inner.close_locked(&mut st);
+    }
+
+    /// Subscribes to an exact topic; returns once the subscription is active on
+    /// the server (a microsocket server has then queued any buffered publications
+    /// of the topic, which arrive first).
+    ///
+    /// # Errors
+    /// [`Error::Subscribe`] if the connection's subscription table is full, and as
+    /// [`Client::request`] for the barrier request that confirms it.
+    pub fn subscribe(&self, topic: impl AsRef<[u8]>) -> Result<Subscription> {
+        self.add_subscription(topic.as_ref(), false)
+    }
+
+    /// Subscribes to every topic matching `pattern` (`*` one token, a final `>`
+    /// one or more; see the protocol). Returns once the subscription is active.
+    ///
+    /// # Errors
+    /// [`Error::Subscribe`] for a pattern that is not well formed or a full table,
+    /// and as [`Client::subscribe`].
+    pub fn subscribe_pattern(&self, pattern: impl AsRef<[u8]>) -> Result<Subscription> {
+        self.add_subscription(pattern.as_ref(), true)
+    }
+
+    fn add_subscription(&self, bytes: &[u8], pattern: bool) -> Result<Subscription> {
+        let inner = &self.inner;
+        let mut st = inner.lock_state();
+        if st.closed || st.send_closed {
+            return Err(Error::Closed);
+        }
+        if st.protocol.requests_in_flight() >= inner.config.max_in_flight {
+            return Err(Error::InflightFull);
+        }
+        let State { protocol, pending, .. } = &mut *st;
+        let id = if pattern {
+            protocol.subscribe_pattern(bytes, pending)?
+        } else {
+            protocol.subscribe(bytes, pending)?
+        };
+        let key = st.next_key;
+        st.next_key += 1;
+        let shared = Arc::new(SubShared {
+            key,
+            cv: Condvar::new(),
+        });
+        st.handles.entry(id).or_default().push(shared.clone());
+        st.queues.insert(
+            key,
+            SubQueue {
+                queue: SubscriptionQueue::new(self.inner.config.subscription_capacity),
+                sleeping: 0,
+            },
+        );
+        let subscription = Subscription {
+            client: self.clone(),
+            shared,
+            id,
+            topic: Bytes::copy_from_slice(bytes),
+        };
+        let State { protocol, pending, .. } = &mut *st;
+        let barrier = match protocol.barrier(pending) {
+            Ok(b) => b,
+            Err(e) => {
+                // The subscribe frame goes out with the next write; dropping
+                // `subscription` then unsubscribes.
+                drop(st);
+                return Err(e.into());
+            }
+        };
+        st.slots[usize::from(barrier.slot())] = Some(barrier);
+        inner.flush_pending(st)?;
+        let deadline = inner.config.request_timeout.map(|t| Instant::now() + t);
+        // An IPC::MicroSocket 0.03 server hands the empty command to its
+        // application, which may well fail it: either answer proves the
+        // subscription is in place.
+        match self.wait_response(barrier, deadline) {
+            Ok(_) | Err(Error::Failed { .. }) => Ok(subscription),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn send_request<I>(&self, command: &[u8], args: I) -> Result<RequestId>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        let inner = &self.inner;
+        let mut st = inner.lock_state();
+        if st.closed || st.send_closed {
+            return Err(Error::Closed);
+        }
+        if st.protocol.requests_in_flight() >= inner.config.max_in_flight {
+            return Err(Error::InflightFull);
+        }
+        let State { protocol, pending, .. } = &mut *st;
+        let id = protocol.request(command, args, pending)?;
+        st.slots[usize::from(id.slot())] = Some(id);
+        if st.uncollected == 0 {
+            inner.flush_pending(st)?;
+        }
+        // Otherwise threads are about to collect answers and, as they usually do,
+        // send their next requests: the last to collect writes them all at once.
+        Ok(id)
+    }
+
+    fn wait_response(&self, id: RequestId, deadline: Option<Instant>) -> Result<Vec<Bytes>> {
+        let slot = usize::from(id.slot());
+        let outcome = self.inner.wait(WaitKey::Slot(id.slot()), deadline, false, |st| {
+            match take_done(st, id) {
+                Some(result) => Some(result),
+                None if st.closed => Some(Err(Error::Closed)),
+                None => None,
+            }
+        });
+        match outcome {
+            Some(result) => result,
+            None => {
+                let mut st = self.inner.lock_state();
+                if let Some(result) = take_done(&mut st, id) {
+                    self.inner.release_and_flush(st);
+                    return result;
+                }
+                if st.slots[slot] == Some(id) {
+                    st.slots[slot] = None;
+                    st.protocol.cancel(id);
+                }
+                Err(if st.closed { Error::Closed } else { Error::TimedOut })
+            }
+        }
+    }
+}

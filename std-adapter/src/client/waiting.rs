@@ -1,0 +1,450 @@
+//! Waiting for answers and publications: who reads the socket, who sleeps,
+//! and how what is read reaches the threads that wait for it.
+
+use super::*;
+
+/// The per-slot parts of [`State`] answers are handed out through.
+pub(super) struct Slots<'a> {
+    pub(super) slots: &'a mut [Option<RequestId>],
+    pub(super) done: &'a mut [Answers],
+    pub(super) sleeping: &'a mut [u16],
+    pub(super) wakes: &'a mut Vec<WaitKey>,
+    pub(super) uncollected: &'a mut usize,
+}
+
+/// Takes the answer for `id` from its slot's list of answers not yet collected.
+pub(super) fn take_done(st: &mut State, id: RequestId) -> Option<Result<Vec<Bytes>>> {
+    let list = &mut st.done[usize::from(id.slot())];
+    let i = list.iter().position(|(got, _)| *got == id)?;
+    st.uncollected = st.uncollected.saturating_sub(1);
+    Some(list.swap_remove(i).1)
+}
+
+impl State {
+    /// How many threads waiting with `key` sleep on its condition variable.
+    pub(super) fn sleeping(&mut self, key: &WaitKey) -> &mut u16 {
+        match key {
+            WaitKey::Slot(s) => &mut self.sleeping[usize::from(*s)],
+            WaitKey::Sub(h) => match self.queues.get_mut(&h.key) {
+                Some(q) => &mut q.sleeping,
+                None => &mut self.sub_sleeping_gone,
+            },
+        }
+    }
+}
+
+impl Inner {
+    pub(super) fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes the frames in `pending`, unless another thread is writing: that
+    /// thread then writes them too before it stops (write combining: threads
+    /// requesting at once share system calls). The lock is not held while
+    /// writing. A failed write closes the connection: part of a frame may be on
+    /// the wire. Except `EPIPE`: the server stopped reading, and the connection
+    /// stays open for reading the answers it still sends (see `State::send_closed`).
+    pub(super) fn flush_pending<'a>(&'a self, st: MutexGuard<'a, State>) -> Result<()> {
+        self.flush_pending_then(st, || {})
+    }
+
+    /// As [`Inner::flush_pending`], running `unlocked` once the lock is first
+    /// released.
+    pub(super) fn flush_pending_then<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        unlocked: impl FnOnce(),
+    ) -> Result<()> {
+        if st.send_closed {
+            st.pending.clear();
+        }
+        if st.writing || st.pending.is_empty() {
+            drop(st);
+            unlocked();
+            return Ok(());
+        }
+        st.writing = true;
+        let mut buf = std::mem::take(&mut st.spare);
+        let mut unlocked = Some(unlocked);
+        loop {
+            std::mem::swap(&mut buf, &mut st.pending);
+            drop(st);
+            if let Some(f) = unlocked.take() {
+                f();
+            }
+            let result = (&self.stream).write_all(&buf);
+            buf.clear();
+            st = self.lock_state();
+            if let Err(e) = result {
+                st.writing = false;
+                st.pending.clear();
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    // The server stopped reading but may still answer what it
+                    // read: keep reading until it closes (then requests it did not
+                    // read fail with `Closed`); write nothing more.
+                    st.send_closed = true;
+                    return Ok(());
+                }
+                let _ = self.stream.shutdown(Shutdown::Both);
+                self.close_locked(&mut st);
+                return Err(match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::TimedOut,
+                    io::ErrorKind::ConnectionReset => Error::Closed,
+                    _ => Error::Io(e),
+                });
+            }
+            if st.pending.is_empty() || st.closed {
+                break;
+            }
+        }
+        st.writing = false;
+        if buf.capacity() <= MAX_KEPT_BUFFER {
+            st.spare = buf;
+        }
+        if st.pending.capacity() > MAX_KEPT_BUFFER && st.pending.is_empty() {
+            st.pending = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Marks the connection closed and wakes everyone.
+    pub(super) fn close_locked(&self, st: &mut State) {
+        if st.closed {
+            return;
+        }
+        st.closed = true;
+        self.progress.fetch_add(1, Ordering::Release);
+        st.protocol.handle_eof();
+        let State { slots, done, .. } = st;
+        for ((slot, done), cv) in slots.iter_mut().zip(done.iter_mut()).zip(self.slot_cvs.iter()) {
+            if let Some(id) = slot.take() {
+                done.push((id, Err(Error::Closed)));
+                st.uncollected += 1;
+                cv.notify_all();
+            }
+        }
+        for list in st.handles.values() {
+            for h in list {
+                h.cv.notify_all();
+            }
+        }
+    }
+
+    /// Owes a wake-up to the thread waiting with `key` if it sleeps (a
+    /// notification is a system call even when nobody waits, so it is made only
+    /// when needed); it is sent once the state is unlocked.
+    pub(super) fn notify(&self, st: &mut State, key: &WaitKey) {
+        if *st.sleeping(key) > 0 {
+            st.wakes.push(key.clone());
+        }
+    }
+
+    pub(super) fn notify_now(&self, key: &WaitKey) {
+        match key {
+            // Two threads may wait on one slot: one whose answer is in but not yet
+            // collected, and one whose new request reuses the freed slot.
+            WaitKey::Slot(s) => self.slot_cvs[usize::from(*s)].notify_all(),
+            WaitKey::Sub(h) => h.cv.notify_one(),
+        }
+    }
+
+    /// Waits until `poll` yields (`Some`) or the deadline passes (`None`), leading
+    /// the reads whenever nobody else does. With `nonblocking`, reads only what is
+    /// already there and returns `None` if that was not enough.
+    pub(super) fn wait<T>(
+        &self,
+        key: WaitKey,
+        deadline: Option<Instant>,
+        nonblocking: bool,
+        mut poll: impl FnMut(&mut State) -> Option<T>,
+    ) -> Option<T> {
+        let for_answer = matches!(key, WaitKey::Slot(_));
+        let mut st = self.lock_state();
+        st.awaiting_answers += usize::from(for_answer);
+        let mut registered = false;
+        let mut tried = false;
+        let mut spins = 0;
+        let result = loop {
+            if let Some(v) = poll(&mut st) {
+                break Some(v);
+            }
+            if nonblocking && (tried || st.closed || st.reading) {
+                break None;
+            }
+            // The clock is read only where there is a deadline.
+            let now = deadline.map(|_| Instant::now());
+            if deadline.zip(now).is_some_and(|(d, now)| now >= d) {
+                break None;
+            }
+            if !st.reading && !st.closed {
+                st.reading = true;
+                if registered {
+                    st.idle.retain(|k| !k.same(&key));
+                    registered = false;
+                }
+                // Several threads awaiting answers means answers are coming
+                // back as a stream, the next batch within microseconds: worth
+                // polling for. A lone request's answer comes when the server is
+                // done with it, and publications whenever they are made.
+                let spin = st.awaiting_answers > 1;
+                self.release(st);
+                st = self.read_once(deadline, now, nonblocking, spin);
+                tried = true;
+                st.reading = false;
+                self.progress.fetch_add(1, Ordering::Release);
+                continue;
+            }
+            if spins < SPIN_YIELDS && matches!(key, WaitKey::Slot(_)) {
+                let seen = self.progress.load(Ordering::Acquire);
+                self.release(st);
+                // Every pass yields at least once and counts, so a wait makes at
+                // most SPIN_YIELDS passes however busy the leader is, and none
+                // past its deadline.
+                loop {
+                    spins += 1;
+                    std::thread::yield_now();
+                    if spins >= SPIN_YIELDS
+                        || self.progress.load(Ordering::Acquire) != seen
+                        || deadline.is_some_and(|d| Instant::now() >= d)
+                    {
+                        break;
+                    }
+                }
+                st = self.lock_state();
+                continue;
+            }
+            if !registered {
+                st.idle.push(key.clone());
+                registered = true;
+            }
+            let cv = match &key {
+                WaitKey::Slot(s) => &self.slot_cvs[usize::from(*s)],
+                WaitKey::Sub(h) => &h.cv,
+            };
+            // Wake-ups still owed go out now (under the lock: rare).
+            for wake in std::mem::take(&mut st.wakes) {
+                self.notify_now(&wake);
+            }
+            *st.sleeping(&key) += 1;
+            st = match deadline {
+                Some(d) => {
+                    cv.wait_timeout(st, d.saturating_duration_since(now.unwrap_or(d)))
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0
+                }
+                None => cv.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner),
+            };
+            let sleeping = st.sleeping(&key);
+            *sleeping = sleeping.saturating_sub(1);
+        };
+        if registered {
+            st.idle.retain(|k| !k.same(&key));
+        }
+        st.awaiting_answers -= usize::from(for_answer);
+        if !st.reading {
+            // Someone must take over reading for those still waiting.
+            if let Some(next) = st.idle.last().cloned() {
+                self.notify(&mut st, &next);
+            }
+        }
+        self.release_and_flush(st);
+        result
+    }
+
+    /// Unlocks the state, then sends the wake-ups owed (so woken threads do not
+    /// find the lock still held).
+    pub(super) fn release(&self, mut st: MutexGuard<'_, State>) {
+        if st.wakes.is_empty() {
+            return;
+        }
+        let wakes = std::mem::take(&mut st.wakes);
+        drop(st);
+        for wake in &wakes {
+            self.notify_now(wake);
+        }
+    }
+
+    /// As [`Inner::release`], but first writes the requests that waited for every
+    /// handed-out answer to be collected (see [`Client::request`]'s write
+    /// combining).
+    pub(super) fn release_and_flush(&self, mut st: MutexGuard<'_, State>) {
+        if st.uncollected == 0 && !st.pending.is_empty() && !st.writing && !st.closed {
+            let wakes = std::mem::take(&mut st.wakes);
+            let _ = self.flush_pending_then(st, || {
+                for wake in &wakes {
+                    self.notify_now(wake);
+                }
+            });
+        } else {
+            self.release(st);
+        }
+    }
+
+    /// One read as the leader, then hands out every complete frame. With
+    /// `spin`, polls within [`ClientConfig::spin_before_sleep`] before blocking.
+    pub(super) fn read_once(
+        &self,
+        deadline: Option<Instant>,
+        now: Option<Instant>,
+        nonblocking: bool,
+        spin: bool,
+    ) -> MutexGuard<'_, State> {
+        let mut rx = self.rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rx = &mut *rx;
+        let read = if nonblocking {
+            let spare = rx.buf.spare();
+            rustix::net::recv(&self.stream, spare, rustix::net::RecvFlags::DONTWAIT)
+                .map(|(n, _)| n)
+                .map_err(io::Error::from)
+        } else {
+            // Keep the socket's read timeout between a quarter of the time left and
+            // all of it: a leader never oversleeps its deadline, and the timeout is
+            // rarely changed (a syscall). Without a deadline there is none, so an
+            // idle leader sleeps until something arrives.
+            let left = deadline
+                .zip(now)
+                .map(|(d, now)| d.saturating_duration_since(now).max(Duration::from_millis(1)));
+            let wanted = match left {
+                Some(left) if rx.timeout.is_some_and(|t| t <= left && t >= left / 4) => rx.timeout,
+                Some(left) => Some((left / 2).max(Duration::from_millis(1))),
+                None => None,
+            };
+            if wanted != rx.timeout && self.stream.set_read_timeout(wanted).is_ok() {
+                rx.timeout = wanted;
+            }
+            // Poll within the window before blocking: the polling and the
+            // blocking read together stay within the time left.
+            let window = match (left, rx.timeout) {
+                _ if !spin => Duration::ZERO,
+                (Some(left), Some(t)) => self.config.spin_before_sleep.min(left.saturating_sub(t)),
+                (Some(left), None) => self.config.spin_before_sleep.min(left),
+                (None, _) => self.config.spin_before_sleep,
+            };
+            let spare = rx.buf.spare();
+            match read_within(&self.stream, spare, window) {
+                Some(read) => read,
+                None => (&self.stream).read(spare),
+            }
+        };
+        let mut st = self.lock_state();
+        match read {
+            Ok(0) => {
+                rx.decoder.reset();
+                self.close_locked(&mut st);
+                return st;
+            }
+            Ok(n) => rx.buf.commit(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return st
+            }
+            Err(_) => {
+                let _ = self.stream.shutdown(Shutdown::Both);
+                self.close_locked(&mut st);
+                return st;
+            }
+        }
+        self.dispatch(rx, &mut st);
+        st
+    }
+
+    /// Hands every complete frame in the buffer to its waiter.
+    pub(super) fn dispatch(&self, rx: &mut Reader, st: &mut State) {
+        let mut chunk = Chunk::default();
+        loop {
+            let State {
+                protocol,
+                slots,
+                done,
+                sleeping,
+                handles,
+                queues,
+                wakes,
+                uncollected,
+                ..
+            } = &mut *st;
+            let mut answers = Slots {
+                slots,
+                done,
+                sleeping,
+                wakes,
+                uncollected,
+            };
+            let (event, consumed) = match rx.decoder.decode(rx.buf.data()) {
+                Decoded::NeedMore => {
+                    return;
+                }
+                Decoded::Skipped { consumed } => (None, consumed),
+                Decoded::Oversized { sigil, tag, consumed } => (protocol.handle_oversized_frame(sigil, tag), consumed),
+                Decoded::Frame { frame, consumed } => (protocol.handle_frame(frame), consumed),
+            };
+            match event {
+                None => {}
+                Some(ClientEvent::Response { id, values }) => {
+                    let values = values.map(Bytes::copy_from_slice).collect();
+                    self.complete(&mut answers, id, Ok(values));
+                }
+                Some(ClientEvent::Failure { id, message, details }) => {
+                    let error = Error::Failed {
+                        message: Bytes::copy_from_slice(message),
+                        details: details.map(Bytes::copy_from_slice).collect(),
+                    };
+                    self.complete(&mut answers, id, Err(error));
+                }
+                Some(ClientEvent::ResponseTooLarge { id }) => {
+                    self.complete(&mut answers, id, Err(Error::FrameTooLarge))
+                }
+                Some(ClientEvent::Publication {
+                    topic,
+                    values,
+                    subscriptions,
+                }) => {
+                    let data = rx.buf.data();
+                    let chunk = chunk.cut(data, consumed);
+                    let mut publication = Some(Publication {
+                        topic: chunk.slice(topic),
+                        values: values.map(|v| chunk.slice(v)).collect(),
+                    });
+                    let mut targets = subscriptions
+                        .flat_map(|id| handles.get(&id).into_iter().flatten())
+                        .peekable();
+                    while let Some(h) = targets.next() {
+                        let Some(q) = queues.get_mut(&h.key) else { continue };
+                        // The last queue takes the publication itself; the others a copy.
+                        let last = targets.peek().is_none();
+                        let queued = q.queue.push_with(|| {
+                            if last { publication.take() } else { publication.clone() }
+                                .expect("the publication is taken only by the last queue")
+                        });
+                        if !queued {
+                            continue;
+                        }
+                        if q.sleeping > 0 {
+                            answers.wakes.push(WaitKey::Sub(h.clone()));
+                        }
+                    }
+                }
+            }
+            rx.buf.consume(consumed);
+        }
+    }
+
+    pub(super) fn complete(&self, st: &mut Slots<'_>, id: RequestId, result: Result<Vec<Bytes>>) {
+        let i = usize::from(id.slot());
+        if let Some(slot) = st.slots.get_mut(i) {
+            if *slot == Some(id) {
+                *slot = None;
+                st.done[i].push((id, result));
+                *st.uncollected += 1;
+                self.progress.fetch_add(1, Ordering::Release);
+                if st.sleeping[i] > 0 {
+                    st.wakes.push(WaitKey::Slot(id.slot()));
+                }
+            }
+        }
+    }
+}

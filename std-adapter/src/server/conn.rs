@@ -1,0 +1,353 @@
+//! One connection's shared state: its socket, its output buffers (answers and
+//! publications) and how they are written.
+
+use super::*;
+
+#[derive(Debug)]
+pub(super) struct Conn {
+    pub(super) context: RequestContext,
+    /// Its slot in the [`Hub`], which is how the registry names it.
+    pub(super) slot: usize,
+    pub(super) stream: Stream,
+    pub(super) out: Mutex<Out>,
+    /// Signalled when the queue drains or the connection dies.
+    pub(super) drained: Condvar,
+    pub(super) shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(super) struct Out {
+    pub(super) protocol: Protocol,
+    /// Encoded answers, whole frames; `answers[answers_sent..]` is unsent. An
+    /// answer made while publications wait goes behind them in `pubs` instead
+    /// (see [`Out::answer_sink`]).
+    pub(super) answers: Vec<u8>,
+    pub(super) answers_sent: usize,
+    /// Encoded publication frames, in order; `pubs[pubs_sent..]` is unsent.
+    pub(super) pubs: Vec<u8>,
+    pub(super) pubs_sent: usize,
+    /// Lengths of the publication frames not wholly written; `front_sent` bytes
+    /// of the first are on the wire already.
+    pub(super) pub_lens: VecDeque<usize>,
+    pub(super) front_sent: usize,
+    /// Unsent bytes, answers and publications.
+    pub(super) queued: usize,
+    /// In the flusher's hands.
+    pub(super) scheduled: bool,
+    /// A thread is writing bytes it took out of the buffers (without the lock):
+    /// others only append, and the writer sends what they appended after it.
+    pub(super) flushing: bool,
+    /// An empty buffer with capacity, given to `pubs` while a writer holds its
+    /// bytes.
+    pub(super) spare: Vec<u8>,
+    /// The reader is handling a batch of frames: answers wait for its end.
+    pub(super) corked: bool,
+    pub(super) dead: bool,
+    /// Threads waiting on `drained` (it is signalled only if some wait).
+    pub(super) drain_waiters: usize,
+}
+
+impl Out {
+    pub(super) fn new(protocol: Protocol) -> Self {
+        Self {
+            protocol,
+            answers: Vec::new(),
+            answers_sent: 0,
+            pubs: Vec::new(),
+            pubs_sent: 0,
+            pub_lens: VecDeque::new(),
+            front_sent: 0,
+            queued: 0,
+            scheduled: false,
+            flushing: false,
+            spare: Vec::new(),
+            corked: false,
+            dead: false,
+            drain_waiters: 0,
+        }
+    }
+
+    /// Records `n` more publication bytes written.
+    pub(super) fn advance_pubs(&mut self, mut n: usize) {
+        self.pubs_sent += n;
+        while n > 0 {
+            let Some(&len) = self.pub_lens.front() else { break };
+            let take = n.min(len - self.front_sent);
+            self.front_sent += take;
+            n -= take;
+            if self.front_sent == len {
+                self.pub_lens.pop_front();
+                self.front_sent = 0;
+            }
+        }
+    }
+
+    /// Drops written bytes from the front of the buffers when that is cheap or
+    /// worthwhile; frees buffers a burst made large.
+    pub(super) fn compact(&mut self) {
+        fn tidy(buf: &mut Vec<u8>, sent: &mut usize) {
+            if *sent == buf.len() {
+                buf.clear();
+                *sent = 0;
+                if buf.capacity() > KEPT_BUFFER {
+                    *buf = Vec::new();
+                }
+            } else if *sent >= 64 << 10 && *sent * 2 >= buf.len() {
+                buf.drain(..*sent);
+                *sent = 0;
+            }
+        }
+        tidy(&mut self.answers, &mut self.answers_sent);
+        tidy(&mut self.pubs, &mut self.pubs_sent);
+    }
+
+    /// Where an answer is encoded: behind publications still unsent (true), or
+    /// with the other answers. Publications queued before an answer, those made
+    /// while its request was handled among them, leave before it, as the
+    /// protocol promises; answers are never dropped, whatever the queue holds.
+    pub(super) fn answer_sink(&mut self) -> (&mut Protocol, &mut Vec<u8>, bool) {
+        // While a writer holds taken bytes, anything may still be unsent.
+        let behind = self.flushing || self.pubs_sent < self.pubs.len();
+        let buf = if behind { &mut self.pubs } else { &mut self.answers };
+        (&mut self.protocol, buf, behind)
+    }
+
+    /// Encodes one answer frame with `encode` where [`Out::answer_sink`] puts it,
+    /// keeping the publication frame lengths in step; returns `encode`'s result
+    /// and the bytes added.
+    pub(super) fn encode_answer<T>(&mut self, encode: impl FnOnce(&mut Protocol, &mut Vec<u8>) -> T) -> (T, usize) {
+        let (protocol, answers, behind) = self.answer_sink();
+        let before = answers.len();
+        let result = encode(protocol, answers);
+        let added = answers.len() - before;
+        if behind && added > 0 {
+            self.pub_lens.push_back(added);
+        }
+        (result, added)
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.answers = Vec::new();
+        self.answers_sent = 0;
+        self.pubs = Vec::new();
+        self.pubs_sent = 0;
+        self.pub_lens = VecDeque::new();
+        self.front_sent = 0;
+        self.queued = 0;
+        self.spare = Vec::new();
+    }
+}
+
+/// Output buffers larger than this are freed once drained rather than kept.
+pub(super) const KEPT_BUFFER: usize = 1 << 20;
+
+pub(super) enum Flushed {
+    Drained,
+    Blocked,
+    Dead,
+    /// Another thread is writing; it writes these bytes too.
+    Busy,
+    /// Everything offered was written but more was queued meanwhile.
+    More,
+}
+
+/// Connections the acceptor accepts in a row before it looks at the shutdown
+/// flag again (while clients keep connecting, `accept` never runs dry).
+pub(super) const ACCEPT_BATCH: usize = 64;
+
+/// How long the acceptor waits before accepting again after `accept` failed
+/// for want of file descriptors or memory.
+pub(super) const ACCEPT_BACKOFF: rustix::event::Timespec = rustix::event::Timespec {
+    tv_sec: 0,
+    tv_nsec: 50_000_000,
+};
+
+/// Writes one writer makes in a row before leaving the rest to the flusher.
+pub(super) const ROUNDS: usize = 4;
+
+impl Conn {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Out> {
+        lock(&self.out)
+    }
+
+    /// Writes what the socket takes now, without blocking: the rest of a
+    /// publication frame partly written, then answers, then publications, in one
+    /// `sendmsg`. The bytes are taken out of the buffers and written without the
+    /// lock, so publishers and responders only wait for the lock, never for the
+    /// system call; what they append meanwhile goes out after them, in order.
+    pub(super) fn flush<'a>(&'a self, mut out: MutexGuard<'a, Out>) -> (MutexGuard<'a, Out>, Flushed) {
+        for _ in 0..ROUNDS {
+            if out.dead {
+                return (out, Flushed::Dead);
+            }
+            if out.flushing {
+                return (out, Flushed::Busy);
+            }
+            let head = match out.pub_lens.front() {
+                Some(&len) if out.front_sent > 0 => len - out.front_sent,
+                _ => 0,
+            };
+            let total = out.pubs.len() - out.pubs_sent + out.answers.len() - out.answers_sent;
+            if total == 0 {
+                out.compact();
+                return (out, Flushed::Drained);
+            }
+            // Take the bytes out; appends meanwhile go to fresh buffers (answers
+            // go behind publications while `flushing`, see `Out::answer_sink`).
+            let answers = std::mem::take(&mut out.answers);
+            let answers_sent = std::mem::replace(&mut out.answers_sent, 0);
+            let spare = std::mem::take(&mut out.spare);
+            let mut pubs = std::mem::replace(&mut out.pubs, spare);
+            let pubs_sent = std::mem::replace(&mut out.pubs_sent, 0);
+            out.flushing = true;
+            drop(out);
+            let p = pubs_sent;
+            let unsent_answers = &answers[answers_sent..];
+            let slices = [
+                IoSlice::new(&pubs[p..p + head]),
+                IoSlice::new(unsent_answers),
+                IoSlice::new(&pubs[p + head..]),
+            ];
+            let slices: &[IoSlice<'_>] = if head == 0 { &slices[1..] } else { &slices };
+            let mut control = rustix::net::SendAncillaryBuffer::default();
+            let sent = rustix::net::sendmsg(&self.stream, slices, &mut control, SEND_FLAGS);
+            out = self.lock();
+            out.flushing = false;
+            if out.dead {
+                return (out, Flushed::Dead);
+            }
+            let written = match sent {
+                Ok(n) => n,
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => 0,
+                Err(_) => {
+                    self.kill_locked(&mut out);
+                    return (out, Flushed::Dead);
+                }
+            };
+            out.queued = out.queued.saturating_sub(written);
+            let a = written.min(head);
+            let rest = written - a;
+            let b = rest.min(unsent_answers.len());
+            let answers_sent = answers_sent + b;
+            let pubs_sent = p + a + (rest - b);
+            // Frame accounting only: `out.pubs_sent` counts the new buffer.
+            let appended_sent = out.pubs_sent;
+            out.advance_pubs(a + rest - b);
+            out.pubs_sent = appended_sent;
+            // Put back what the socket did not take, before what was appended.
+            if answers_sent < answers.len() {
+                // Nothing was appended to `answers` meanwhile (see above).
+                out.answers = answers;
+                out.answers_sent = answers_sent;
+            } else if out.answers.is_empty() && answers.capacity() <= KEPT_BUFFER {
+                out.answers = answers;
+                out.answers.clear();
+            }
+            if pubs_sent < pubs.len() {
+                if out.pubs.is_empty() {
+                    let fresh = std::mem::replace(&mut out.pubs, pubs);
+                    out.pubs_sent = pubs_sent;
+                    out.spare = fresh;
+                } else {
+                    pubs.drain(..pubs_sent);
+                    pubs.extend_from_slice(&out.pubs);
+                    let appended = std::mem::replace(&mut out.pubs, pubs);
+                    out.pubs_sent = 0;
+                    out.spare = appended;
+                }
+                out.spare.clear();
+            } else if pubs.capacity() <= KEPT_BUFFER {
+                pubs.clear();
+                out.spare = pubs;
+            }
+            if out.spare.capacity() > KEPT_BUFFER {
+                out.spare = Vec::new();
+            }
+            match sent {
+                Ok(n) if n == total => {}
+                Ok(_) | Err(rustix::io::Errno::AGAIN) => {
+                    out.compact();
+                    return (out, Flushed::Blocked);
+                }
+                _ => {}
+            }
+        }
+        let left = out.pubs.len() - out.pubs_sent + out.answers.len() - out.answers_sent;
+        let state = if left == 0 { Flushed::Drained } else { Flushed::More };
+        out.compact();
+        (out, state)
+    }
+
+    pub(super) fn kill_locked(&self, out: &mut Out) {
+        if !out.dead {
+            out.dead = true;
+            out.clear();
+            let _ = self.stream.shutdown(Shutdown::Both);
+            self.drained.notify_all();
+        }
+    }
+
+    /// Accounts for `added` bytes of answers appended to `out.answers`; returns
+    /// whether they should be written now (not if the reader has corked the
+    /// connection while it handles a batch of frames: then the batch's answers
+    /// leave together when it uncorks).
+    pub(super) fn answers_added(out: &mut Out, added: usize) -> bool {
+        if out.dead || added == 0 {
+            return false;
+        }
+        out.queued += added;
+        !out.corked
+    }
+
+    /// Writes what the socket takes now; leaves the rest to the flusher.
+    pub(super) fn flush_answers(self: &Arc<Self>, out: MutexGuard<'_, Out>) {
+        let (mut out, flushed) = self.flush(out);
+        match flushed {
+            Flushed::Drained | Flushed::Dead => self.notify_drained(&out),
+            Flushed::Blocked | Flushed::More => self.schedule_locked(&mut out),
+            Flushed::Busy => {}
+        }
+    }
+
+    /// Signals threads waiting for the queue to drain, if any.
+    pub(super) fn notify_drained(&self, out: &Out) {
+        if out.drain_waiters > 0 {
+            self.drained.notify_all();
+        }
+    }
+
+    pub(super) fn schedule_locked(self: &Arc<Self>, out: &mut Out) {
+        if !out.scheduled {
+            out.scheduled = true;
+            self.shared.flusher.push(self.clone());
+            self.shared.flusher.wake();
+        }
+    }
+
+    /// Queues a publication frame, applying the slow-consumer policy. Returns
+    /// whether it was queued and whether the connection needs the flusher.
+    pub(super) fn queue_publication(&self, out: &mut Out, frame: &[u8]) -> (bool, bool) {
+        if out.dead {
+            return (false, false);
+        }
+        match self.shared.bound.admit(out.queued, frame.len()) {
+            Admission::Queue => {}
+            Admission::Drop => {
+                self.shared.counters.dropped(1);
+                return (false, false);
+            }
+            Admission::Disconnect => {
+                self.shared.counters.dropped(1);
+                self.shared.counters.slow_consumer_disconnected();
+                self.kill_locked(out);
+                return (false, false);
+            }
+        }
+        out.queued += frame.len();
+        out.pubs.extend_from_slice(frame);
+        out.pub_lens.push_back(frame.len());
+        let newly = !out.scheduled;
+        out.scheduled = true;
+        (true, newly)
+    }
+}

@@ -1,0 +1,211 @@
+//! A connection's reader thread: reads frames, hands requests to the handler,
+//! applies subscriptions.
+
+use super::*;
+
+/// Reads for which a connection's reader keeps polling before it blocks after
+/// a read that brought several frames: a client that keeps requests in flight
+/// sends the next batch within microseconds, and an occasional read of one
+/// frame among its batches does not mean it stopped.
+pub(super) const BURST_READS: u8 = 8;
+
+/// The reader thread of one connection.
+pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
+    let shared = &conn.shared;
+    let config = &shared.config;
+    handler.connected(&conn.context);
+    let mut rx = RxBuf::new(16 << 10, config.max_frame);
+    let mut decoder = Decoder::new(config.max_frame);
+    // Reads left during which the reader polls before it blocks (see
+    // `ServerConfig::spin_before_sleep`).
+    let mut burst = 0u8;
+    'read: loop {
+        // Backpressure: stop reading requests while too much is unsent.
+        let subscribed = {
+            let mut out = conn.lock();
+            while out.queued > config.max_queued_bytes && !out.dead {
+                out.drain_waiters += 1;
+                out = conn
+                    .drained
+                    .wait_timeout(out, Duration::from_millis(100))
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+                out.drain_waiters -= 1;
+            }
+            if out.dead {
+                break 'read;
+            }
+            !out.protocol.subscriptions().is_empty()
+        };
+        let spare = rx.spare();
+        let window = if burst > 0 {
+            config.spin_before_sleep
+        } else {
+            Duration::ZERO
+        };
+        let read = match read_within(&conn.stream, spare, window) {
+            Some(read) => read,
+            None if subscribed => {
+                // A thread blocked in `read` is woken each time the peer reads
+                // publications and frees send-buffer space (the socket has one wait
+                // queue); one waiting in `poll` for input is not.
+                let ready = if window.is_zero() {
+                    rustix::net::recv(&conn.stream, spare, rustix::net::RecvFlags::DONTWAIT)
+                } else {
+                    // `read_within` has just found nothing.
+                    Err(rustix::io::Errno::AGAIN)
+                };
+                match ready {
+                    Ok((n, _)) => Ok(n),
+                    Err(rustix::io::Errno::AGAIN) => {
+                        let mut fds = [PollFd::new(&conn.stream, PollFlags::IN)];
+                        let _ = rustix::event::poll(&mut fds, None);
+                        continue;
+                    }
+                    Err(e) => Err(io::Error::from(e)),
+                }
+            }
+            None => (&conn.stream).read(spare),
+        };
+        let n = match read {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        rx.commit(n);
+        conn.lock().corked = true;
+        let mut frames = 0usize;
+        loop {
+            let (consumed, event) = {
+                let mut out = conn.lock();
+                // The protocol's own answers (the subscribe barrier's, say) follow
+                // publications already queued, a subscription's catch-up among them.
+                let (decoded, added) = out.encode_answer(|protocol, answers| match decoder.decode(rx.data()) {
+                    Decoded::NeedMore => None,
+                    Decoded::Skipped { consumed } => Some((consumed, None)),
+                    Decoded::Oversized { sigil, tag, consumed } => {
+                        let _ = protocol.handle_oversized(sigil, tag, answers);
+                        Some((consumed, None))
+                    }
+                    Decoded::Frame { frame, consumed } => {
+                        // Answers go into a growable buffer, so encoding cannot fail.
+                        Some((consumed, protocol.handle_frame(frame, answers).ok().flatten()))
+                    }
+                });
+                let Some((consumed, event)) = decoded else { break };
+                frames += 1;
+                // Corked: the batch's answers are written when it ends.
+                Conn::answers_added(&mut out, added);
+                (consumed, event)
+            };
+            if let Some(event) = event {
+                handle_event(conn, handler, event);
+            }
+            rx.consume(consumed);
+        }
+        burst = if frames > 1 {
+            BURST_READS
+        } else {
+            burst.saturating_sub(1)
+        };
+        let mut out = conn.lock();
+        out.corked = false;
+        if out.answers_sent < out.answers.len() || (out.pubs_sent < out.pubs.len() && !out.scheduled) {
+            conn.flush_answers(out);
+        }
+    }
+    // The client stopped sending (or the server is shutting down): let requests
+    // in flight be answered and the queue drain, within the drain timeout.
+    let deadline = Instant::now() + config.shutdown_timeout;
+    {
+        let mut out = conn.lock();
+        while !out.dead && (out.protocol.requests_in_flight() > 0 || out.queued > 0) {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            out.drain_waiters += 1;
+            out = conn
+                .drained
+                .wait_timeout(out, (deadline - now).min(Duration::from_millis(50)))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+            out.drain_waiters -= 1;
+        }
+    }
+    {
+        let mut hub = lock(&shared.hub);
+        let mut out = conn.lock();
+        let subscriptions: Vec<(SubscriptionKind, Vec<u8>)> = out
+            .protocol
+            .subscriptions()
+            .iter()
+            .map(|(_, kind, bytes)| (kind, bytes.to_vec()))
+            .collect();
+        hub.remove(conn.slot, subscriptions.iter().map(|(k, b)| (*k, b.as_slice())));
+        out.protocol.handle_eof();
+        conn.kill_locked(&mut out);
+    }
+    shared.counters.connection_closed();
+    handler.disconnected(&conn.context);
+}
+
+pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, event: ServerEvent<'_>) {
+    let shared = &conn.shared;
+    match event {
+        ServerEvent::Request { tag, command, args } => {
+            shared.counters.requests(1);
+            let responder = Responder {
+                conn: conn.clone(),
+                tag: TagBuf::new(tag),
+                answered: false,
+            };
+            handler.handle(
+                Request {
+                    context: &conn.context,
+                    command,
+                    args,
+                },
+                responder,
+            );
+        }
+        ServerEvent::Subscribed { topic, kind, new } => {
+            if !new {
+                return;
+            }
+            let within_limit = conn.lock().protocol.subscriptions().len() <= shared.config.max_subscriptions;
+            if !within_limit || !handler.authorize_subscription(&conn.context, kind, topic) {
+                conn.lock().protocol.remove_subscription(kind, topic);
+                shared.counters.subscription_refused();
+                return;
+            }
+            let mut hub = lock(&shared.hub);
+            // Topics the connection already receives through another subscription
+            // are not replayed: a publication reaches a connection once.
+            let backlog = hub
+                .subscribe(conn.slot, kind, topic)
+                .map(|(_, b)| b)
+                .unwrap_or_default();
+            if !backlog.is_empty() {
+                let mut out = conn.lock();
+                let mut newly = false;
+                for frame in &backlog {
+                    newly |= conn.queue_publication(&mut out, frame).1;
+                }
+                drop(out);
+                if newly {
+                    shared.flusher.push(conn.clone());
+                    shared.flusher.wake();
+                }
+            }
+        }
+        ServerEvent::Unsubscribed { topic, removed } => {
+            if removed > 0 {
+                lock(&shared.hub).unsubscribe(conn.slot, topic);
+            }
+            handler.unsubscribed(&conn.context, topic, removed);
+        }
+        _ => {}
+    }
+}

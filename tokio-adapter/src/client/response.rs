@@ -1,0 +1,66 @@
+//! The future of one request.
+
+use super::*;
+
+/// The answer to a request (see [`Client::request`]): resolves to the response's
+/// values or an [`Error`]. Dropping it abandons the request.
+#[derive(Debug)]
+#[must_use = "the request is sent either way; await the future for its answer"]
+pub struct ResponseFuture {
+    /// Keeps the connection open while the answer is awaited.
+    pub(super) handle: Arc<Handle>,
+    pub(super) state: FutureState,
+}
+
+#[derive(Debug)]
+pub(super) enum FutureState {
+    Waiting(Arc<Waiter>),
+    Failed(Option<Error>),
+    Done,
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Values, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let result = match &mut self.state {
+            FutureState::Waiting(waiter) => {
+                let mut inner = waiter.lock();
+                match inner.result.take() {
+                    Some(result) => {
+                        inner.waker = None;
+                        result
+                    }
+                    None => {
+                        match &inner.waker {
+                            Some(old) if old.will_wake(cx.waker()) => {}
+                            _ => inner.waker = Some(cx.waker().clone()),
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            }
+            FutureState::Failed(e) => Err(e.take().unwrap_or(Error::Closed)),
+            FutureState::Done => Err(Error::Closed),
+        };
+        self.state = FutureState::Done;
+        Poll::Ready(result)
+    }
+}
+
+impl Drop for ResponseFuture {
+    fn drop(&mut self) {
+        let FutureState::Waiting(waiter) = &self.state else {
+            return;
+        };
+        if waiter.lock().finished {
+            return;
+        }
+        let mut guard = self.handle.shared.lock();
+        let st = &mut *guard;
+        // Still pending: the tag stays reserved until the late answer.
+        if let Some(id) = st.table.abandon(waiter) {
+            st.protocol.cancel(id);
+        }
+    }
+}
