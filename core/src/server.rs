@@ -22,6 +22,16 @@ pub const FRAME_TOO_LARGE: &[u8] = b"frame too large";
 pub const UNENCODABLE_RESPONSE: &[u8] = b"response could not be encoded";
 /// The failure message for a request the application dropped without answering.
 pub const DROPPED_UNANSWERED: &[u8] = b"request dropped without an answer";
+/// The failure message that answers a subscription barrier (the empty command
+/// right after a `+` or `*`) when that subscription was refused; its detail
+/// says why ([`REFUSED_NOT_PERMITTED`], or the connection's limit).
+pub const SUBSCRIPTION_REFUSED: &[u8] = b"subscription refused";
+/// The detail of [`SUBSCRIPTION_REFUSED`] when the server's access control
+/// refused the subscription.
+pub const REFUSED_NOT_PERMITTED: &[u8] = b"not permitted";
+/// The failure message for a request whose handler panicked (the connection and
+/// its other requests carry on).
+pub const HANDLER_PANICKED: &[u8] = b"handler panicked";
 
 /// Why a frame made no event for the application (it may have been answered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +126,9 @@ pub struct ServerProtocol<const SUBS: usize = 32, const SUB_BYTES: usize = 2048>
     subscriptions: SubscriptionSet<SUBS, SUB_BYTES>,
     in_flight: usize,
     limits: ServerLimits,
+    /// Why the subscription in the frame just handled was refused: the next
+    /// frame, if it is a barrier, is answered with [`SUBSCRIPTION_REFUSED`].
+    refusal: Option<&'static [u8]>,
 }
 
 impl<const SUBS: usize, const SUB_BYTES: usize> Default for ServerProtocol<SUBS, SUB_BYTES> {
@@ -132,6 +145,7 @@ impl<const SUBS: usize, const SUB_BYTES: usize> ServerProtocol<SUBS, SUB_BYTES> 
             subscriptions: SubscriptionSet::new(),
             in_flight: 0,
             limits,
+            refusal: None,
         }
     }
 
@@ -182,9 +196,20 @@ impl<const SUBS: usize, const SUB_BYTES: usize> ServerProtocol<SUBS, SUB_BYTES> 
             reason,
             answered,
         };
+        // A refusal is reported only by a barrier right after the refused
+        // subscription: whatever this frame is, it is no longer pending.
+        let refusal = self.refusal.take();
         let event = match Message::parse(&frame) {
             Message::Request { tag, command: b"", .. } => {
-                encode(Sigil::Response, [tag], sink)?;
+                let answered = match refusal {
+                    Some(why) => encode(Sigil::Failure, [tag, SUBSCRIPTION_REFUSED, why], sink),
+                    None => encode(Sigil::Response, [tag], sink),
+                };
+                if let Err(e) = answered {
+                    // Nothing changed: the same frame is handed again later.
+                    self.refusal = refusal;
+                    return Err(e);
+                }
                 return Ok(None);
             }
             Message::Request { tag, .. } if self.in_flight >= self.limits.max_in_flight => {
@@ -255,8 +280,27 @@ impl<const SUBS: usize, const SUB_BYTES: usize> ServerProtocol<SUBS, SUB_BYTES> 
                 kind,
                 new: inserted.new,
             },
-            Err(reason) => ServerEvent::SubscribeRefused { topic, kind, reason },
+            Err(reason) => {
+                self.refusal = Some(match reason {
+                    SubscribeError::SubscriptionsFull => b"too many subscriptions",
+                    SubscribeError::TopicStorageFull => b"no room left to store the topic",
+                    SubscribeError::InvalidPattern(_) => b"invalid pattern",
+                    SubscribeError::Encode(_) => b"cannot be encoded",
+                });
+                ServerEvent::SubscribeRefused { topic, kind, reason }
+            }
         }
+    }
+
+    /// Refuses the subscription that the last frame made (after
+    /// [`ServerEvent::Subscribed`], when access control says no): removes it,
+    /// and answers the subscriber's barrier, if the next frame is one, with
+    /// [`SUBSCRIPTION_REFUSED`] and `why` (for example
+    /// [`REFUSED_NOT_PERMITTED`]). Call it before handling the next frame, so
+    /// that nothing is ever published under it. Returns whether it was there.
+    pub fn refuse_subscription(&mut self, kind: SubscriptionKind, topic: &[u8], why: &'static [u8]) -> bool {
+        self.refusal = Some(why);
+        self.subscriptions.remove(kind, topic)
     }
 
     // ---- commands ----
@@ -412,6 +456,12 @@ impl<const TX: usize, const SUBS: usize, const SUB_BYTES: usize> Outbox<'_, TX, 
     /// See [`ServerProtocol::remove_subscription`].
     pub fn remove_subscription(&mut self, kind: SubscriptionKind, topic: &[u8]) -> bool {
         self.protocol.remove_subscription(kind, topic)
+    }
+
+    /// Refuses the subscription the event just polled made (see
+    /// [`ServerProtocol::refuse_subscription`]).
+    pub fn refuse_subscription(&mut self, kind: SubscriptionKind, topic: &[u8], why: &'static [u8]) -> bool {
+        self.protocol.refuse_subscription(kind, topic, why)
     }
 }
 

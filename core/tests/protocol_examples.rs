@@ -262,3 +262,50 @@ fn the_empty_command_is_answered_by_the_server_with_no_values() {
     assert!(server.poll_event().is_none(), "the application never sees it");
     assert_eq!(take_server_tx(&mut server), [0x29, 0x01, 0, 0, 0, 1, 0x07]);
 }
+
+/// Polls one event and refuses it if it is a subscription (access control
+/// saying no).
+fn refuse_next(server: &mut ServerConnection) {
+    let mut polled = server.poll_event().expect("an event");
+    let (kind, topic) = match polled.event {
+        ServerEvent::Subscribed { kind, topic, .. } => (kind, topic.to_vec()),
+        ref other => panic!("expected a subscription, got {other:?}"),
+    };
+    assert!(polled
+        .outbox
+        .refuse_subscription(kind, &topic, microsocket_core::REFUSED_NOT_PERMITTED));
+}
+
+#[test]
+fn a_refused_subscription_fails_the_barrier_right_after_it() {
+    let mut server: ServerConnection = ServerConnection::default();
+    // `+` "secret", then the barrier `(` tag=03 command="".
+    feed_server(&mut server, b"\x2b\x01\x00\x00\x00\x06secret");
+    refuse_next(&mut server);
+    feed_server(&mut server, &[0x28, 0x02, 0, 0, 0, 1, 0x03, 0, 0, 0, 0]);
+    assert!(server.poll_event().is_none());
+    let mut expected = vec![0x23, 0x03, 0, 0, 0, 1, 0x03];
+    for part in [&b"subscription refused"[..], b"not permitted"] {
+        expected.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        expected.extend_from_slice(part);
+    }
+    assert_eq!(take_server_tx(&mut server), expected);
+    assert!(!server.protocol().is_subscribed(b"secret"));
+}
+
+#[test]
+fn a_refusal_not_followed_by_a_barrier_changes_nothing_for_old_clients() {
+    let mut server: ServerConnection = ServerConnection::default();
+    // An IPC::MicroSocket 0.03 client sends no barrier: its next request, and
+    // any empty command after that, are answered as always.
+    feed_server(&mut server, b"\x2b\x01\x00\x00\x00\x06secret");
+    refuse_next(&mut server);
+    feed_server(&mut server, b"\x28\x02\x00\x00\x00\x01\x01\x00\x00\x00\x04PING");
+    assert!(matches!(
+        server.poll_event().map(|p| p.event),
+        Some(ServerEvent::Request { .. })
+    ));
+    feed_server(&mut server, &[0x28, 0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 0]);
+    assert!(server.poll_event().is_none());
+    assert_eq!(take_server_tx(&mut server), [0x29, 0x01, 0, 0, 0, 1, 0x02]);
+}

@@ -4,7 +4,7 @@
 use std::io;
 
 use bytes::Bytes;
-use microsocket_core::{EncodeError, RequestError, SubscribeError, UnsubscribeError};
+use microsocket_core::{EncodeError, RequestError, SubscribeError, UnsubscribeError, SUBSCRIPTION_REFUSED};
 
 /// What can go wrong with a request, a subscription or a connection.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,14 @@ pub enum Error {
     /// A subscription could not be made (table full, pattern not well formed).
     #[error("cannot subscribe: {0}")]
     Subscribe(#[from] SubscribeError),
+    /// The server refused the subscription (its access control, or the
+    /// connection's subscription limit) and said so in answer to the
+    /// subscription's barrier; nothing will be delivered for it.
+    #[error("subscription refused: {}", String::from_utf8_lossy(reason))]
+    SubscriptionRefused {
+        /// Why, as the server put it (for example "not permitted").
+        reason: Bytes,
+    },
     /// An unsubscription could not be made.
     #[error("cannot unsubscribe: {0}")]
     Unsubscribe(#[from] UnsubscribeError),
@@ -91,10 +99,35 @@ impl From<Error> for io::Error {
             Error::TimedOut => io::ErrorKind::TimedOut,
             Error::InflightFull => io::ErrorKind::WouldBlock,
             Error::Encode(_) | Error::Subscribe(_) | Error::Unsubscribe(_) => io::ErrorKind::InvalidInput,
+            Error::SubscriptionRefused { .. } => io::ErrorKind::PermissionDenied,
             Error::FrameTooLarge => io::ErrorKind::InvalidData,
             Error::Failed { .. } | Error::Lagged { .. } => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)
+    }
+}
+
+/// What the answer to a subscription's barrier (the empty command sent right
+/// after `+` or `*`) says about the subscription, in every client:
+///
+/// - `)`: it is in place;
+/// - `#` [`SUBSCRIPTION_REFUSED`]: the server refused it
+///   ([`Error::SubscriptionRefused`], with the server's reason);
+/// - any other `#`: it is in place too (an IPC::MicroSocket 0.03 server hands
+///   the empty command to its application, which may well fail it, after the
+///   subscription was made);
+/// - anything else (closed, timed out) is the error it is.
+///
+/// # Errors
+/// As above.
+pub fn subscription_confirmed<T>(barrier_answer: Result<T>) -> Result<()> {
+    match barrier_answer {
+        Ok(_) => Ok(()),
+        Err(Error::Failed { message, details }) if message == SUBSCRIPTION_REFUSED => Err(Error::SubscriptionRefused {
+            reason: details.into_iter().next().unwrap_or_default(),
+        }),
+        Err(Error::Failed { .. }) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -113,5 +146,25 @@ mod tests {
         let io: io::Error = Error::Closed.into();
         assert_eq!(io.kind(), io::ErrorKind::ConnectionAborted);
         assert!(Error::Reconnecting.is_connection_error() && !Error::TimedOut.is_connection_error());
+    }
+
+    #[test]
+    fn a_barrier_answer_confirms_or_refuses() {
+        let failed = |message: &'static [u8], details: Vec<Bytes>| -> Result<()> {
+            Err(Error::Failed {
+                message: Bytes::from_static(message),
+                details,
+            })
+        };
+        assert!(subscription_confirmed(Ok(())).is_ok());
+        assert!(subscription_confirmed(failed(b"no such command", vec![])).is_ok());
+        match subscription_confirmed(failed(SUBSCRIPTION_REFUSED, vec![Bytes::from_static(b"not permitted")])) {
+            Err(Error::SubscriptionRefused { reason }) => assert_eq!(reason, "not permitted"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            subscription_confirmed::<()>(Err(Error::Closed)),
+            Err(Error::Closed)
+        ));
     }
 }

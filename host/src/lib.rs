@@ -61,7 +61,7 @@ pub use config::{
     ServerConfig, SlowConsumer, DEFAULT_SERVER_SPIN, DEFAULT_SOCKET_MODE, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
 };
 pub use delivery::{Delivery, SubscriptionQueue};
-pub use error::{Error, Result};
+pub use error::{subscription_confirmed, Error, Result};
 pub use hub::Hub;
 pub use registry::Registry;
 pub use stats::{Counters, Stats};

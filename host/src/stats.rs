@@ -15,6 +15,9 @@ pub struct Stats {
     pub connections_refused: u64,
     /// Requests handed to the handler (not those the server answered itself).
     pub requests: u64,
+    /// Requests whose handler panicked; each was failed with
+    /// `HANDLER_PANICKED` and the connection carried on.
+    pub handler_panics: u64,
     /// Publications made through the server's publisher.
     pub publications: u64,
     /// Publication frames queued to subscribed connections.
@@ -41,6 +44,7 @@ pub struct Counters {
     connections_accepted: AtomicU64,
     connections_refused: AtomicU64,
     requests: AtomicU64,
+    handler_panics: AtomicU64,
     publications: AtomicU64,
     deliveries: AtomicU64,
     publications_dropped: AtomicU64,
@@ -80,6 +84,11 @@ impl Counters {
         add(&self.requests, n);
     }
 
+    /// A handler panicked.
+    pub fn handler_panicked(&self) {
+        add(&self.handler_panics, 1);
+    }
+
     /// A publication was made and queued to `deliveries` connections.
     pub fn published(&self, deliveries: u64) {
         add(&self.publications, 1);
@@ -115,6 +124,7 @@ impl Counters {
             connections_accepted: get(&self.connections_accepted),
             connections_refused: get(&self.connections_refused),
             requests: get(&self.requests),
+            handler_panics: get(&self.handler_panics),
             publications: get(&self.publications),
             deliveries: get(&self.deliveries),
             publications_dropped: get(&self.publications_dropped),

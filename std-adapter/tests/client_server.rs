@@ -188,13 +188,12 @@ fn subscription_hook_refuses_and_buffered_topics_catch_up() {
     let path = server.path.clone();
     bounded(LIMIT, move || {
         let client = Client::connect_unix(&path).unwrap();
-        let mut secret = client.subscribe("secret.plans").unwrap();
+        assert!(matches!(
+            client.subscribe("secret.plans"),
+            Err(Error::SubscriptionRefused { .. })
+        ));
         publisher.publish("secret.plans", ["x"]).unwrap();
         assert!(!publisher.has_subscribers("secret.plans"));
-        assert!(matches!(
-            secret.recv_timeout(Duration::from_millis(100)),
-            Err(Error::TimedOut)
-        ));
 
         for i in 0..5 {
             publisher.publish("log.app", [i.to_string()]).unwrap();

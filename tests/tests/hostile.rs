@@ -248,10 +248,16 @@ fn expect_answer(s: &mut UnixStream, sigil: u8, tag: &[u8]) -> RawFrame {
     }
 }
 
-/// An empty-command request (`barrier`): its answer proves earlier frames took effect.
+/// An empty-command request (`barrier`): its answer proves earlier frames took
+/// effect (`)`, or `#` "subscription refused" right after a refused subscription).
 fn barrier(s: &mut UnixStream, tag: &[u8]) {
     s.write_all(&frame(b'(', &[tag, b""])).unwrap();
-    expect_answer(s, b')', tag);
+    loop {
+        let f = read_frame(s).unwrap().expect("connection closed before the answer");
+        if matches!(f.sigil, b')' | b'#') && f.args.first().is_some_and(|t| t[..] == *tag) {
+            return;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

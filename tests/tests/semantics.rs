@@ -242,6 +242,8 @@ semantic!(
     oversized_requests_fail_and_the_connection_stays,
     connections_past_the_limit_are_refused_and_counted,
     shutdown_answers_requests_in_flight,
+    a_panicking_handler_fails_only_its_request,
+    peer_credentials_reach_the_handler,
 );
 
 fn config() -> ServerConfig {
@@ -332,15 +334,22 @@ fn buffered_topics_catch_up_without_repeats(server: ServerKind, client: ClientKi
     assert!(sub.next(QUIET).is_none());
 }
 
-/// The subscription hook's refusal: nothing is delivered, and the server
-/// counts it.
+/// The subscription hook's refusal reaches the subscriber (the barrier after
+/// its `+` is answered `#` "subscription refused"): `subscribe` fails, nothing
+/// is delivered, the server counts it, and the connection carries on.
 fn refused_subscriptions_receive_nothing_and_are_counted(server: ServerKind, client: ClientKind) {
     let bus = Bus::start(server, config());
     let peer = bus.connect(client, ClientConfig::default());
-    let mut sub = peer.subscribe("secret.plans", false).unwrap();
+    match peer.subscribe("secret.plans", false) {
+        Err(Error::SubscriptionRefused { reason }) => assert_eq!(&reason[..], microsocket_core::REFUSED_NOT_PERMITTED),
+        Err(e) => panic!("expected a refusal, got {e:?}"),
+        Ok(_) => panic!("expected a refusal, got a subscription"),
+    }
     assert_eq!(bus.publish("secret.plans", &["x"]), 0);
-    assert!(sub.next(QUIET).is_none());
     assert_eq!(bus.stats().subscriptions_refused, 1);
+    let mut allowed = peer.subscribe("public", false).unwrap();
+    assert_eq!(bus.publish("public", &["y"]), 1);
+    assert_eq!(allowed.values(), ["y"]);
 }
 
 /// A subscription whose queue is full drops later publications and reports
@@ -462,4 +471,44 @@ fn shutdown_answers_requests_in_flight(server: ServerKind, client: ClientKind) {
     });
     assert_eq!(text(&held.join().unwrap().unwrap()), ["kept"]);
     assert!(!path.exists());
+}
+
+/// A handler that panics fails its own request with the server's message; the
+/// connection, its other requests and its subscriptions carry on.
+fn a_panicking_handler_fails_only_its_request(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let peer = Arc::new(bus.connect(client, ClientConfig::default()));
+    let mut sub = peer.subscribe("news", false).unwrap();
+    let held = {
+        let peer = peer.clone();
+        std::thread::spawn(move || peer.request("HOLD", &[b"still here"]))
+    };
+    wait_until("held", || match &bus {
+        Bus::Std(s) => s.app.parked() == 1,
+        Bus::Tokio(s) => s.app().parked() == 1,
+    });
+    match peer.request("PANIC", &[]) {
+        Err(Error::Failed { message, .. }) => assert_eq!(&message[..], microsocket_core::HANDLER_PANICKED),
+        other => panic!("expected the handler's panic as a failure, got {other:?}"),
+    }
+    assert_eq!(text(&peer.request("PING", &[]).unwrap()), ["PONG"]);
+    assert_eq!(peer.request("RELEASE", &[]).map(|v| text(&v)).unwrap(), ["1"]);
+    assert_eq!(text(&held.join().unwrap().unwrap()), ["still here"]);
+    assert_eq!(bus.publish("news", &["after"]), 1);
+    assert_eq!(sub.values(), ["after"]);
+    assert_eq!(bus.stats().handler_panics, 1);
+}
+
+/// On a UNIX socket the handler learns who connected.
+fn peer_credentials_reach_the_handler(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let peer = bus.connect(client, ClientConfig::default());
+    let who = text(&peer.request("WHO", &[]).unwrap());
+    assert_eq!(
+        who,
+        [
+            std::process::id().to_string(),
+            rustix::process::getuid().as_raw().to_string()
+        ]
+    );
 }

@@ -12,9 +12,11 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::stream::FuturesUnordered;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use microsocket_core::frame::{Decoded, Decoder};
 use microsocket_core::{ServerEvent, ServerLimits, ServerProtocol};
+use microsocket_core::{HANDLER_PANICKED, REFUSED_NOT_PERMITTED};
+use std::panic::AssertUnwindSafe;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
@@ -120,9 +122,25 @@ pub(crate) async fn serve<S, H>(
             inflight: FuturesUnordered::new(),
             spare: None,
         };
+        // A handler that panics (making its future or polling it) fails its own
+        // request and nothing else: the connection and its other requests carry on.
+        let panicked = || {
+            core.counters.handler_panicked();
+            tracing::warn!("handler panicked; request failed");
+            Err(Failure::new(Bytes::from_static(HANDLER_PANICKED)))
+        };
         let make = |tag: Tag, request: Request| {
-            let answer = handler.call(request);
-            async move { (tag, answer.await) }
+            let answer = std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(request)));
+            async move {
+                let result = match answer {
+                    Ok(future) => match AssertUnwindSafe(future).catch_unwind().await {
+                        Ok(result) => result,
+                        Err(_) => panicked(),
+                    },
+                    Err(_) => panicked(),
+                };
+                (tag, result)
+            }
         };
         let result = std::future::poll_fn(|cx| conn.poll(cx, handler, &mut running, &make)).await;
         drop(running);
@@ -414,9 +432,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                             continue;
                         }
                         Some(ServerEvent::Subscribed { topic, kind, new: true }) => {
-                            let allowed = self.protocol.subscriptions().len() <= self.core.config.max_subscriptions
-                                && handler.authorize_subscription(&self.context, kind, topic);
-                            if allowed {
+                            let refusal = if self.protocol.subscriptions().len() > self.core.config.max_subscriptions {
+                                Some(&b"too many subscriptions"[..])
+                            } else if !handler.authorize_subscription(&self.context, kind, topic) {
+                                Some(REFUSED_NOT_PERMITTED)
+                            } else {
+                                None
+                            };
+                            if refusal.is_none() {
                                 tracing::debug!(topic = %String::from_utf8_lossy(topic), ?kind, "subscribed");
                                 self.core.subscribe(self.key, kind, topic);
                                 // The catch-up just queued goes before any answer
@@ -430,7 +453,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                                 );
                             } else {
                                 tracing::info!(topic = %String::from_utf8_lossy(topic), ?kind, "subscription refused");
-                                self.protocol.remove_subscription(kind, topic);
+                                self.protocol
+                                    .refuse_subscription(kind, topic, refusal.unwrap_or_default());
                                 self.core.counters.subscription_refused();
                             }
                         }

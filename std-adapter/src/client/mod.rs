@@ -446,13 +446,7 @@ impl Client {
         st.slots[usize::from(barrier.slot())] = Some(barrier);
         inner.flush_pending(st)?;
         let deadline = inner.config.request_timeout.map(|t| Instant::now() + t);
-        // An IPC::MicroSocket 0.03 server hands the empty command to its
-        // application, which may well fail it: either answer proves the
-        // subscription is in place.
-        match self.wait_response(barrier, deadline) {
-            Ok(_) | Err(Error::Failed { .. }) => Ok(subscription),
-            Err(e) => Err(e),
-        }
+        microsocket_host::subscription_confirmed(self.wait_response(barrier, deadline)).map(|()| subscription)
     }
 
     fn send_request<I>(&self, command: &[u8], args: I) -> Result<RequestId>

@@ -182,7 +182,15 @@ impl Responder {
 impl Drop for Responder {
     fn drop(&mut self) {
         if !self.answered {
-            let _ = self.fail_inner(DROPPED_UNANSWERED, [b""; 0]);
+            // Dropped by a handler unwinding from a panic (on the reader thread
+            // or any other): the request fails, the connection carries on.
+            let message = if std::thread::panicking() {
+                self.conn.shared.counters.handler_panicked();
+                HANDLER_PANICKED
+            } else {
+                DROPPED_UNANSWERED
+            };
+            let _ = self.fail_inner(message, [b""; 0]);
         }
     }
 }

@@ -67,7 +67,7 @@ use bytes::Bytes;
 use microsocket_core::frame::{Decoded, Decoder};
 use microsocket_core::{
     encode_publication, Args, EncodeError, ServerEvent, ServerLimits, ServerProtocol, DROPPED_UNANSWERED,
-    UNENCODABLE_RESPONSE,
+    HANDLER_PANICKED, REFUSED_NOT_PERMITTED, UNENCODABLE_RESPONSE,
 };
 pub use microsocket_core::{PatternError, SubscriptionKind};
 use microsocket_host::{Admission, Counters, QueueBound, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};

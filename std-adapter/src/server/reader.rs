@@ -161,22 +161,30 @@ pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, e
                 tag: TagBuf::new(tag),
                 answered: false,
             };
-            handler.handle(
-                Request {
-                    context: &conn.context,
-                    command,
-                    args,
-                },
-                responder,
-            );
+            let request = Request {
+                context: &conn.context,
+                command,
+                args,
+            };
+            // A panicking handler fails its own request (its responder, dropped
+            // while unwinding, says so and counts it) and nothing else: the
+            // reader goes on with the connection's next frame.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.handle(request, responder)));
         }
         ServerEvent::Subscribed { topic, kind, new } => {
             if !new {
                 return;
             }
             let within_limit = conn.lock().protocol.subscriptions().len() <= shared.config.max_subscriptions;
-            if !within_limit || !handler.authorize_subscription(&conn.context, kind, topic) {
-                conn.lock().protocol.remove_subscription(kind, topic);
+            let refusal = if !within_limit {
+                Some(&b"too many subscriptions"[..])
+            } else if !handler.authorize_subscription(&conn.context, kind, topic) {
+                Some(REFUSED_NOT_PERMITTED)
+            } else {
+                None
+            };
+            if let Some(why) = refusal {
+                conn.lock().protocol.refuse_subscription(kind, topic, why);
                 shared.counters.subscription_refused();
                 return;
             }

@@ -172,6 +172,7 @@ impl microsocket_std::Handler for StdHandler {
             }
             b"BIG" => responder.respond([vec![b'x'; num(args.next())]]),
             b"PID" => responder.respond([std::process::id().to_string()]),
+            b"PANIC" => panic!("the test asked this handler to panic"),
             b"WHO" => {
                 let peer = request.context.peer;
                 responder.respond([
@@ -242,6 +243,7 @@ impl microsocket_tokio::Handler for TokioApp {
             }
             b"BIG" => Ok(Reply::one(vec![b'x'; num(arg(0))])),
             b"PID" => Ok(Reply::one(std::process::id().to_string())),
+            b"PANIC" => panic!("the test asked this handler to panic"),
             b"WHO" => {
                 let peer = request.context.peer;
                 Ok(Reply::values([

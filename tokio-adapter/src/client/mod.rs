@@ -402,13 +402,7 @@ impl Client {
             handle: self.handle.clone(),
             state: FutureState::Waiting(barrier),
         };
-        match barrier.await {
-            // An IPC::MicroSocket 0.03 server hands the empty command to its
-            // application, which may well fail it: either answer proves the
-            // subscription is in place.
-            Ok(_) | Err(Error::Failed { .. }) => Ok(subscription),
-            Err(e) => Err(e),
-        }
+        microsocket_host::subscription_confirmed(barrier.await).map(|()| subscription)
     }
 
     /// Requests in flight on this connection (including abandoned ones whose late
