@@ -50,6 +50,7 @@ mod delivery;
 mod error;
 mod hub;
 pub mod registry;
+pub mod shared;
 mod stats;
 
 pub use bound::{Admission, QueueBound};

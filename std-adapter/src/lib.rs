@@ -55,7 +55,7 @@
 //! Client: [`MAX_IN_FLIGHT`] requests in flight, [`CLIENT_MAX_SUBSCRIPTIONS`] wire
 //! subscriptions of at most [`CLIENT_MAX_SUBSCRIPTION_BYTES`] bytes in all, frames
 //! up to [`ClientConfig::max_frame`]. Server: per connection
-//! [`MAX_SUBSCRIPTIONS`] subscriptions of at most [`MAX_SUBSCRIPTION_BYTES`] bytes,
+//! [`SERVER_MAX_SUBSCRIPTIONS`] subscriptions of at most [`SERVER_MAX_SUBSCRIPTION_BYTES`] bytes,
 //! and the limits of [`ServerConfig`].
 //!
 //! # Speed
@@ -133,7 +133,6 @@
 #![deny(missing_docs)]
 
 pub mod client;
-mod error;
 
 mod rx;
 pub mod server;
@@ -141,14 +140,10 @@ pub use microsocket_socket as socket;
 
 pub use bytes::Bytes;
 pub use client::{
-    Client, ClientConfig, Iter, Publication, Subscription, DEFAULT_CLIENT_SPIN, MAX_IN_FLIGHT,
-    MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES as CLIENT_MAX_SUBSCRIPTION_BYTES,
+    Client, Iter, Publication, Subscription, MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS,
+    MAX_SUBSCRIPTION_BYTES as CLIENT_MAX_SUBSCRIPTION_BYTES,
 };
-pub use error::{Error, Result};
-pub use microsocket_core::{DROPPED_UNANSWERED, UNENCODABLE_RESPONSE};
-pub use microsocket_host::{DEFAULT_SERVER_SPIN, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};
+pub use microsocket_host::shared::*;
+pub use microsocket_host::Result;
 pub use microsocket_socket::{Address, PeerCredentials, SocketOptions};
-pub use server::{
-    Handler, PatternError, Publisher, Request, RequestContext, Responder, RunningServer, Server, ServerConfig,
-    ShutdownHandle, SlowConsumer, Stats, SubscriptionKind,
-};
+pub use server::{Handler, Publisher, Request, RequestContext, Responder, RunningServer, Server, ShutdownHandle};

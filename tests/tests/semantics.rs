@@ -243,6 +243,7 @@ semantic!(
     connections_past_the_limit_are_refused_and_counted,
     shutdown_answers_requests_in_flight,
     a_panicking_handler_fails_only_its_request,
+    publications_made_while_handling_leave_before_the_answer,
     peer_credentials_reach_the_handler,
 );
 
@@ -511,4 +512,23 @@ fn peer_credentials_reach_the_handler(server: ServerKind, client: ClientKind) {
             rustix::process::getuid().as_raw().to_string()
         ]
     );
+}
+
+/// Publications a handler makes while handling a request are sent before that
+/// request's answer: once the answer is in, so are they.
+fn publications_made_while_handling_leave_before_the_answer(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let peer = bus.connect(client, ClientConfig::default());
+    let mut sub = peer.subscribe("tick", false).unwrap();
+    for i in 0..200 {
+        let value = i.to_string();
+        assert_eq!(
+            text(&peer.request("PUBLISH", &[b"tick", value.as_bytes()]).unwrap()),
+            ["1"]
+        );
+        match sub.next(Duration::ZERO) {
+            Some(Ok((_, values))) => assert_eq!(text(&values), [value]),
+            other => panic!("publication {i} was not in before its request's answer: {other:?}"),
+        }
+    }
 }

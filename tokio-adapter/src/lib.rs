@@ -207,7 +207,6 @@
 
 mod client;
 mod conn;
-mod error;
 mod handler;
 mod hub;
 mod server;
@@ -217,22 +216,14 @@ mod values;
 pub use microsocket_socket as socket;
 
 pub use client::{
-    Client, ClientBuilder, ResponseFuture, Subscription, MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
+    Client, ClientBuilder, ResponseFuture, Subscription, MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS,
+    MAX_SUBSCRIPTION_BYTES as CLIENT_MAX_SUBSCRIPTION_BYTES,
 };
-pub use error::Error;
 pub use handler::{
     handler_fn, ConnectionId, Failure, FnHandler, Handler, PeerCredentials, Reply, Request, RequestContext,
     SubscriptionChange,
 };
-pub use microsocket_core::SubscriptionKind;
-pub use microsocket_host::{
-    ClientConfig, ReconnectPolicy, DEFAULT_CLIENT_SPIN, DEFAULT_MAX_FRAME, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_SUBSCRIPTION_CAPACITY,
-};
-pub use microsocket_host::{
-    DEFAULT_SERVER_SPIN, MAX_SUBSCRIPTIONS as SERVER_MAX_SUBSCRIPTIONS,
-    MAX_SUBSCRIPTION_BYTES as SERVER_MAX_SUBSCRIPTION_BYTES,
-};
+pub use microsocket_host::shared::*;
 pub use microsocket_socket::{Address, SocketOptions};
-pub use server::{Publisher, Server, ServerConfig, SlowConsumer, Stats};
+pub use server::{Publisher, Server};
 pub use values::{Iter, Publication, Values};

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use microsocket_core::{encode_publication, PatternError};
 use microsocket_host::{Counters, QueueBound};
-pub use microsocket_host::{ServerConfig, SlowConsumer, Stats};
+use microsocket_host::{ServerConfig, Stats};
 use microsocket_socket::SocketOptions;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, ToSocketAddrs, UnixListener};

@@ -68,11 +68,11 @@ use bytes::Bytes;
 use microsocket_core::frame::{Decoded, Decoder};
 use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId};
 
-use crate::error::{Error, Result};
 use crate::rx::{read_within, RxBuf};
 use crate::socket::{Address, Stream};
 pub use microsocket_host::{ClientConfig, DEFAULT_CLIENT_SPIN};
 use microsocket_host::{Delivery, SubscriptionQueue};
+use microsocket_host::{Error, Result};
 use rustc_hash::FxHashMap as IdMap;
 use std::convert::Infallible;
 

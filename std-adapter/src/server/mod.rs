@@ -75,9 +75,9 @@ pub use microsocket_host::{ServerConfig, SlowConsumer, Stats};
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::SendFlags;
 
-use crate::error::Error;
 use crate::rx::{read_within, RxBuf};
 use crate::socket::{Address, Listener, PeerCredentials, SocketOptions, Stream};
+use microsocket_host::Error;
 
 /// Flags of every socket write: never block, and where the platform allows it
 /// never raise SIGPIPE for a peer that went away (elsewhere Rust programs ignore

@@ -35,9 +35,9 @@ pub(crate) const MAX_IN_FLIGHT: usize = 16;
 /// The test servers' connection limit.
 pub(crate) const MAX_CONNECTIONS: usize = 4096;
 /// Subscriptions per server connection (both adapters' fixed table).
-pub(crate) const SUBS: usize = microsocket_std::MAX_SUBSCRIPTIONS;
+pub(crate) const SUBS: usize = microsocket_std::SERVER_MAX_SUBSCRIPTIONS;
 /// Bytes of subscription strings per server connection.
-pub(crate) const SUB_BYTES: usize = microsocket_std::MAX_SUBSCRIPTION_BYTES;
+pub(crate) const SUB_BYTES: usize = microsocket_std::SERVER_MAX_SUBSCRIPTION_BYTES;
 
 /// The longest a child server lives, should its parent vanish.
 const CHILD_LIFETIME: Duration = Duration::from_secs(900);

@@ -28,9 +28,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs, UnixStream};
 use tokio::time::{Instant, Sleep};
 
-use crate::error::Error;
 use crate::spin::Spin;
 use crate::values::{Publication, Sink, Span, Values};
+use microsocket_host::Error;
 
 /// Requests a client can have in flight at most, whatever
 /// [`ClientBuilder::max_in_flight`] says (the size of the tag table).

@@ -1,3 +1,0 @@
-//! The error type, shared with every adapter.
-
-pub use microsocket_host::{Error, Result};
