@@ -154,7 +154,7 @@ fn publish(subscribers: usize, messages: usize, slow: bool) -> Result<f64> {
             let _c = c;
             for _ in 0..messages {
                 let p = sub.recv_timeout(Duration::from_secs(30))?;
-                if p.topic != FAN_OUT_TOPIC || p.values.len() != 1 || p.values[0][..] != FAN_OUT_PAYLOAD {
+                if p.topic() != FAN_OUT_TOPIC || p.values().len() != 1 || p.values()[0][..] != FAN_OUT_PAYLOAD {
                     bail!("wrong publication");
                 }
                 received.fetch_add(1, Ordering::Relaxed);

@@ -52,6 +52,7 @@ mod hub;
 pub mod registry;
 pub mod shared;
 mod stats;
+mod values;
 
 pub use bound::{Admission, QueueBound};
 pub use client_config::{
@@ -65,4 +66,5 @@ pub use delivery::{Delivery, SubscriptionQueue};
 pub use error::{subscription_confirmed, Error, Result};
 pub use hub::Hub;
 pub use registry::Registry;
-pub use stats::{Counters, Stats};
+pub use stats::{ConnectionId, Counters, Stats};
+pub use values::{Iter, Publication, Values};

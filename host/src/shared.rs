@@ -13,7 +13,8 @@ pub use crate::config::{
     MAX_SUBSCRIPTIONS as SERVER_MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES as SERVER_MAX_SUBSCRIPTION_BYTES,
 };
 pub use crate::error::Error;
-pub use crate::stats::Stats;
+pub use crate::stats::{ConnectionId, Stats};
+pub use crate::values::{Iter, Publication, Values};
 pub use microsocket_core::{
     Args, EncodeError, PatternError, RequestError, SubscribeError, SubscriptionKind, UnsubscribeError,
     DROPPED_UNANSWERED, FRAME_TOO_LARGE, HANDLER_PANICKED, NO_COMMAND, REFUSED_NOT_PERMITTED, SUBSCRIPTION_REFUSED,

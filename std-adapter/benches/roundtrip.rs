@@ -91,7 +91,7 @@ fn microsocket_run(path: &std::path::Path) -> Duration {
         let t = Instant::now();
         let v = client.request("PING", [b""; 0]).unwrap();
         samples.push(t.elapsed());
-        debug_assert_eq!(v[0], "PONG");
+        debug_assert_eq!(v, ["PONG"]);
     }
     p50(samples)
 }
@@ -220,7 +220,7 @@ fn fanout_run(path: &std::path::Path, server: &microsocket_std::Publisher, subsc
             while !stop.load(Ordering::Relaxed) {
                 match sub.recv_timeout(Duration::from_millis(100)) {
                     Ok(p) => {
-                        assert!(p.topic == "bench.topic" && p.values.len() == 1 && p.values[0] == PAYLOAD[..]);
+                        assert!(p.topic() == b"bench.topic" && p.values().len() == 1 && p.values()[0] == PAYLOAD[..]);
                         n += 1;
                     }
                     Err(Error::Lagged { missed: m }) => {

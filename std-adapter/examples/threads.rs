@@ -106,7 +106,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     assert_eq!(value, [round.to_string()]);
                     // The publication of our own increment arrives on our subscription.
                     let seen = mine.recv_timeout(Duration::from_secs(5))?;
-                    assert_eq!(seen.values, [round.to_string()]);
+                    assert_eq!(*seen.values(), [round.to_string()]);
                 }
                 println!("[{name}] counted to {ROUNDS}");
                 Ok(())
@@ -123,8 +123,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut last: HashMap<Vec<u8>, u64> = HashMap::new();
     for _ in 0..THREADS as u64 * ROUNDS {
         let p = all.recv_timeout(Duration::from_secs(5))?;
-        let value: u64 = std::str::from_utf8(&p.values[0])?.parse()?;
-        let previous = last.insert(p.topic.to_vec(), value).unwrap_or(0);
+        let value: u64 = std::str::from_utf8(&p.values()[0])?.parse()?;
+        let previous = last.insert(p.topic().to_vec(), value).unwrap_or(0);
         assert_eq!(value, previous + 1, "in order per counter");
     }
     println!("[main] saw all {} increments on counter.*", THREADS as u64 * ROUNDS);

@@ -30,8 +30,8 @@
 //! let mut news = client.subscribe_pattern("news.>")?;
 //! publisher.publish("news.today", ["extra!"])?;
 //! let publication = news.recv()?;
-//! assert_eq!(publication.topic, "news.today");
-//! assert_eq!(publication.values, ["extra!"]);
+//! assert_eq!(publication.topic_str(), Some("news.today"));
+//! assert_eq!(*publication.values(), ["extra!"]);
 //!
 //! server.stop()?; // graceful: answers what is in flight, removes app.sock
 //! assert!(!path.exists());
@@ -140,7 +140,7 @@ pub use microsocket_socket as socket;
 
 pub use bytes::Bytes;
 pub use client::{
-    Client, Iter, Publication, Subscription, MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS,
+    Client, Subscription, SubscriptionIter, MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS,
     MAX_SUBSCRIPTION_BYTES as CLIENT_MAX_SUBSCRIPTION_BYTES,
 };
 pub use microsocket_host::shared::*;

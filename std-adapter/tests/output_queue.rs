@@ -135,8 +135,8 @@ fn concurrent_publishers_and_requests_keep_every_topics_order() {
         let mut next = [0usize; THREADS];
         for _ in 0..THREADS * EACH {
             let p = sub.recv_timeout(Duration::from_secs(20)).unwrap();
-            let t: usize = std::str::from_utf8(&p.topic[2..]).unwrap().parse().unwrap();
-            assert_eq!(p.values[0], next[t].to_string().as_bytes());
+            let t: usize = std::str::from_utf8(&p.topic()[2..]).unwrap().parse().unwrap();
+            assert_eq!(&p.values()[0], next[t].to_string().as_bytes());
             next[t] += 1;
         }
         assert_eq!(next, [EACH; THREADS]);

@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut news = client.subscribe_pattern("news.*")?;
         publisher.publish("news.tokio", ["published by the Tokio server"])?;
         let p = news.recv_timeout(Duration::from_secs(5))?;
-        println!("[std client -> tokio server] {:?}: {:?}", p.topic, p.values);
+        println!("[std client -> tokio server] {:?}: {:?}", p.topic(), p.values());
         match client.request("NOPE", [b""; 0]) {
             Err(microsocket_std::Error::Failed { message, .. }) => {
                 println!(

@@ -99,7 +99,7 @@ fn std_client_against_tokio_server_process() {
         let mut sub = client.subscribe_pattern("x.>").unwrap();
         let other = microsocket_std::Client::connect_unix(&path).unwrap();
         assert_eq!(other.request("PUBLISH", ["x.y", "across"]).unwrap(), ["1"]);
-        assert_eq!(sub.recv_timeout(STEP).unwrap().values, ["across"]);
+        assert_eq!(sub.recv_timeout(STEP).unwrap().values(), ["across"]);
 
         let holders: Vec<_> = (0..4)
             .map(|i| {

@@ -25,7 +25,7 @@ const NONE: [&[u8]; 0] = [];
 /// Receives the next publication of a std subscription as (topic, values).
 fn std_next(sub: &mut microsocket_std::Subscription) -> (Bytes, Vec<Bytes>) {
     let p = sub.recv_timeout(STEP).expect("publication");
-    (p.topic, p.values)
+    (p.topic_bytes(), p.values().to_vec())
 }
 
 fn std_assert_quiet(sub: &mut microsocket_std::Subscription) {
@@ -176,8 +176,8 @@ fn std_client_tokio_server_exact_and_pattern_subscriptions() {
         // A publication made while handling a request reaches the subscriber
         // before that request's response.
         assert_eq!(client.request("PUBLISH", ["sensor.x.temp", "v"]).unwrap(), ["1"]);
-        assert_eq!(one.try_recv().unwrap().expect("already in").values, ["v"]);
-        assert_eq!(all.try_recv().unwrap().expect("already in").values, ["v"]);
+        assert_eq!(one.try_recv().unwrap().expect("already in").values(), ["v"]);
+        assert_eq!(all.try_recv().unwrap().expect("already in").values(), ["v"]);
 
         // A malformed pattern is a typed error; a refused subscription is told so
         // and gets nothing.
@@ -205,8 +205,8 @@ fn std_client_tokio_server_unsubscribe_stops_delivery() {
         drop(a);
         client.request("PING", NONE).unwrap(); // any `-` is handled by now
         assert_eq!(publisher.publish("news", ["2"]).unwrap(), 1);
-        assert_eq!(b.recv_timeout(STEP).unwrap().values, ["1"]);
-        assert_eq!(b.recv_timeout(STEP).unwrap().values, ["2"]);
+        assert_eq!(b.recv_timeout(STEP).unwrap().values(), ["1"]);
+        assert_eq!(b.recv_timeout(STEP).unwrap().values(), ["2"]);
         // Dropping the last one unsubscribes.
         drop(b);
         client.request("PING", NONE).unwrap();
@@ -220,7 +220,7 @@ fn std_client_tokio_server_unsubscribe_stops_delivery() {
         // Subscribing again works.
         let mut c = client.subscribe("news").unwrap();
         assert_eq!(publisher.publish("news", ["6"]).unwrap(), 1);
-        assert_eq!(c.recv_timeout(STEP).unwrap().values, ["6"]);
+        assert_eq!(c.recv_timeout(STEP).unwrap().values(), ["6"]);
     });
 }
 
@@ -240,7 +240,7 @@ fn std_client_tokio_server_buffered_topic_catch_up() {
         let mut a = client.subscribe("feed.a").unwrap();
         publisher.publish("feed.a", ["6"]).unwrap();
         for want in ["3", "4", "5", "6"] {
-            assert_eq!(a.recv_timeout(STEP).unwrap().values, [want]);
+            assert_eq!(a.recv_timeout(STEP).unwrap().values(), [want]);
         }
         // A pattern catches up on every buffered topic it matches that the
         // connection does not already receive (feed.a comes through `a`).
@@ -276,12 +276,12 @@ fn std_client_tokio_server_buffered_topic_catch_up() {
         });
         std::thread::sleep(Duration::from_millis(5));
         let mut c = client.subscribe("feed.c").unwrap();
-        let first: usize = std::str::from_utf8(&c.recv_timeout(STEP).unwrap().values[0])
+        let first: usize = std::str::from_utf8(&c.recv_timeout(STEP).unwrap().values()[0])
             .unwrap()
             .parse()
             .unwrap();
         for want in first + 1..n {
-            assert_eq!(c.recv_timeout(STEP).unwrap().values, [want.to_string()]);
+            assert_eq!(c.recv_timeout(STEP).unwrap().values(), [want.to_string()]);
         }
         feeder.join().unwrap();
         std_assert_quiet(&mut c);
@@ -304,10 +304,10 @@ fn std_client_tokio_server_overlapping_subscription_replays_no_backlog() {
         let mut all = client.subscribe_pattern("feed.*").unwrap();
         let mut exact = client.subscribe("feed.a").unwrap();
         publisher.publish("feed.a", ["2"]).unwrap();
-        assert_eq!(exact.recv_timeout(STEP).unwrap().values, ["2"]);
-        assert_eq!(all.recv_timeout(STEP).unwrap().values, ["1"]);
+        assert_eq!(exact.recv_timeout(STEP).unwrap().values(), ["2"]);
+        assert_eq!(all.recv_timeout(STEP).unwrap().values(), ["1"]);
         assert_eq!(
-            all.recv_timeout(STEP).unwrap().values,
+            all.recv_timeout(STEP).unwrap().values(),
             ["2"],
             "publication 1 sent twice"
         );
@@ -336,7 +336,7 @@ fn std_client_tokio_server_oversized_frames() {
             );
         }
         assert_eq!(client.request("PUBLISH", ["t", "still"]).unwrap(), ["1"]);
-        assert_eq!(sub.recv_timeout(STEP).unwrap().values, ["still"]);
+        assert_eq!(sub.recv_timeout(STEP).unwrap().values(), ["still"]);
 
         // A response over the client's limit is a typed error; the connection
         // stays usable.
@@ -373,7 +373,7 @@ fn std_client_tokio_server_many_threads_share_one_client() {
                         assert_eq!(client.request("ECHO", &args).unwrap(), args);
                         if i % 50 == 0 {
                             assert_eq!(client.request("PUBLISH", [&topic, &i.to_string()]).unwrap(), ["1"]);
-                            assert_eq!(sub.recv_timeout(STEP).unwrap().values, [i.to_string()]);
+                            assert_eq!(sub.recv_timeout(STEP).unwrap().values(), [i.to_string()]);
                         }
                     }
                 })

@@ -362,7 +362,7 @@ fn std_client_against_old_server() {
         // Subscribing works: the barrier's `#` answer counts as confirmation.
         let mut news = client.subscribe("news").unwrap();
         assert_eq!(client.request("PUBLISH", ["news", "hello", ""]).unwrap(), ["1"]);
-        assert_eq!(news.recv_timeout(STEP).unwrap().values, ["hello", ""]);
+        assert_eq!(news.recv_timeout(STEP).unwrap().values(), ["hello", ""]);
         // A pattern subscription returns too, though the old server ignores it.
         let mut pattern = client.subscribe_pattern("news.>").unwrap();
         assert_eq!(client.request("PUBLISH", ["news.x", "v"]).unwrap(), ["0"]);

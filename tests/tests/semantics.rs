@@ -12,9 +12,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::{bounded, tokio_config, wait_until, StdServer, TokioServer, LIMIT, QUIET, STEP};
-use microsocket_host::{ClientConfig, Error, ServerConfig, SlowConsumer, Stats};
+use microsocket_host::{ClientConfig, Error, Publication, ServerConfig, SlowConsumer, Stats, Values};
 
 // ---------------------------------------------------------------------------
 // One face for both servers and both clients
@@ -130,13 +129,11 @@ fn wait<T>(f: impl std::future::Future<Output = T>) -> T {
         .block_on(f)
 }
 
-type Values = Vec<Bytes>;
-
 impl Peer {
     fn request(&self, command: &str, args: &[&[u8]]) -> Result<Values, Error> {
         match self {
             Self::Std(c) => c.request(command, args),
-            Self::Tokio(c) => wait(c.request(command, args)).map(|v| v.iter().collect()),
+            Self::Tokio(c) => wait(c.request(command, args)),
         }
     }
 
@@ -167,34 +164,32 @@ enum Sub {
 }
 
 impl Sub {
-    /// The next publication as (topic, values), an error, or `None` if nothing
-    /// came within `timeout`.
-    fn next(&mut self, timeout: Duration) -> Option<Result<(Bytes, Values), Error>> {
+    /// The next publication, an error, or `None` if nothing came within
+    /// `timeout`. Both clients hand out the same `Publication`.
+    fn next(&mut self, timeout: Duration) -> Option<Result<Publication, Error>> {
         match self {
             Self::Std(s) => match s.recv_timeout(timeout) {
                 Err(Error::TimedOut) => None,
-                r => Some(r.map(|p| (p.topic, p.values))),
+                r => Some(r),
             },
-            Self::Tokio(s) => {
-                wait(async { tokio::time::timeout(timeout, s.next()).await })
-                    .ok()
-                    .map(|item| match item {
-                        Some(r) => r.map(|p| (p.topic_bytes(), p.values().iter().collect())),
-                        None => Err(Error::Closed),
-                    })
-            }
+            Self::Tokio(s) => wait(async { tokio::time::timeout(timeout, s.next()).await })
+                .ok()
+                .map(|item| item.unwrap_or(Err(Error::Closed))),
         }
     }
 
     /// The next publication's values, which must come within [`STEP`].
     fn values(&mut self) -> Vec<String> {
-        let (_, values) = self.next(STEP).expect("a publication within STEP").unwrap();
-        values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect()
+        let publication = self.next(STEP).expect("a publication within STEP").unwrap();
+        text(publication.values())
     }
 }
 
-fn text(values: &[Bytes]) -> Vec<String> {
-    values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect()
+fn text(values: &Values) -> Vec<String> {
+    values
+        .iter()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .collect()
 }
 
 /// Runs `check` over the four pairs of server and client kinds, each within
@@ -266,7 +261,7 @@ fn answers_and_failures(server: ServerKind, client: ClientKind) {
     match peer.request("FAIL", &[b"out of paper", b"tray 2"]) {
         Err(Error::Failed { message, details }) => {
             assert_eq!(message, "out of paper");
-            assert_eq!(text(&details), ["tray 2"]);
+            assert_eq!(details, ["tray 2"]);
         }
         other => panic!("expected a failure, got {other:?}"),
     }
@@ -527,7 +522,7 @@ fn publications_made_while_handling_leave_before_the_answer(server: ServerKind, 
             ["1"]
         );
         match sub.next(Duration::ZERO) {
-            Some(Ok((_, values))) => assert_eq!(text(&values), [value]),
+            Some(Ok(p)) => assert_eq!(text(p.values()), [value]),
             other => panic!("publication {i} was not in before its request's answer: {other:?}"),
         }
     }

@@ -208,7 +208,7 @@ fn std_worker(path: &Path, seed: u64, until: Instant, tally: &Tally) {
         let stop = Instant::now() + Duration::from_millis(50 + rng.below(300));
         while Instant::now() < stop {
             match sub.recv_timeout(Duration::from_millis(20)) {
-                Ok(p) => received.check(&p.topic, &p.values[0], tally),
+                Ok(p) => received.check(p.topic(), &p.values()[0], tally),
                 Err(microsocket_std::Error::TimedOut) => {}
                 Err(microsocket_std::Error::Lagged { missed }) => {
                     Tally::add(&tally.lagged, missed);

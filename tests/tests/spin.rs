@@ -75,7 +75,7 @@ fn a_spinning_std_server_answers_publishes_and_goes_idle() {
         }
         let mut sub = client.subscribe_pattern("spin.>").unwrap();
         assert_eq!(client.request("PUBLISH", ["spin.a", "1"]).unwrap(), ["1"]);
-        assert_eq!(sub.recv_timeout(STEP).unwrap().values, ["1"]);
+        assert_eq!(sub.recv_timeout(STEP).unwrap().values(), ["1"]);
 
         let started = Instant::now();
         let release = release_later(path.clone());
@@ -263,7 +263,7 @@ fn a_std_client_does_not_poll_for_subscription_waiters() {
             let mut sub = client.subscribe(topic).unwrap();
             std::thread::spawn(move || {
                 for i in 0..TICKS {
-                    assert_eq!(sub.recv_timeout(STEP).unwrap().values, [i.to_string()]);
+                    assert_eq!(sub.recv_timeout(STEP).unwrap().values(), [i.to_string()]);
                 }
             })
         };

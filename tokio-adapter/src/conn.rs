@@ -24,8 +24,14 @@ use crate::handler::{
     Failure, Handler, PeerCredentials, Reply, ReplyValues, Request, RequestContext, SubscriptionChange,
 };
 use crate::hub::{ConnShared, Core};
+use crate::sink::Sink;
 use crate::spin::{Burst, Spin};
-use crate::values::{Sink, Span, Values};
+use microsocket_core::frame::{HEADER_LEN, LENGTH_PREFIX_LEN};
+use microsocket_host::Values;
+use std::ops::Range;
+
+/// Where a request frame's tag starts: after the header and its length prefix.
+const TAG_START: usize = HEADER_LEN + LENGTH_PREFIX_LEN;
 use microsocket_host::{MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};
 
 type Protocol = ServerProtocol<MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
@@ -40,16 +46,16 @@ enum Tag {
 }
 
 impl Tag {
-    /// The tag at `span` in `frame`.
-    fn new(span: Span, frame: &Bytes) -> Self {
-        let tag = span.get(frame);
+    /// The tag at `range` of `frame`.
+    fn new(range: Range<usize>, frame: &Bytes) -> Self {
+        let tag = frame.get(range.clone()).unwrap_or_default();
         match u8::try_from(tag.len()) {
             Ok(len) if tag.len() <= 15 => {
                 let mut bytes = [0; 15];
                 bytes[..tag.len()].copy_from_slice(tag);
                 Self::Inline { bytes, len }
             }
-            _ => Self::Shared(span.slice(frame)),
+            _ => Self::Shared(frame.slice(range)),
         }
     }
 
@@ -378,18 +384,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 }
                 Decoded::Frame { frame, consumed } => {
                     frames += 1;
-                    let base = self.rbuf.as_ptr();
-                    let argc = frame.argc();
                     // The sink grows, so the protocol's own answers always fit.
                     let event = self
                         .protocol
                         .handle_frame(frame, &mut Sink(&mut self.resp))
                         .unwrap_or(None);
                     match event {
-                        Some(ServerEvent::Request { tag, command, .. }) => {
+                        Some(ServerEvent::Request { tag, command, args }) => {
                             tracing::trace!(command = %String::from_utf8_lossy(command), "request");
-                            let command = Span::of(command, base);
-                            let tag_span = Span::of(tag, base);
+                            // Where the parts lie, from the walk the core made:
+                            // the tag first, the command just before the arguments.
+                            let tag_range = TAG_START..TAG_START + tag.len();
+                            let command_range = args.position() - command.len()..args.position();
+                            let (args_at, argc) = (args.position(), args.len());
                             // The frame becomes a frozen slice the request owns.
                             // A request keeps the allocation it is a slice of
                             // alive while in flight; a small one in a buffer a
@@ -404,15 +411,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                                 self.rbuf.split_to(consumed).freeze()
                             };
                             let request = Request {
-                                command: command.slice(&bytes),
-                                args: Values::new(bytes.clone(), argc, 2),
+                                command: bytes.slice(command_range),
+                                args: Values::at(bytes.clone(), args_at, argc),
                                 context: self.context,
                             };
                             // Most handlers answer at once: poll the request
                             // right away and keep only unfinished ones in
                             // `inflight`. (A handler left pending may also wake
                             // this task later, a harmless extra poll.)
-                            let tag = Tag::new(tag_span, &bytes);
+                            let tag = Tag::new(tag_range, &bytes);
                             self.core.counters.requests(1);
                             let future = make(tag, request);
                             let mut future = match running.spare.take() {

@@ -9,25 +9,7 @@ use microsocket_core::SubscriptionKind;
 
 pub use microsocket_socket::PeerCredentials;
 
-use crate::values::Values;
-
-/// Identifies one connection of a server, unique for the server's lifetime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(pub(crate) u64);
-
-impl ConnectionId {
-    /// The id as a number.
-    #[must_use]
-    pub const fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for ConnectionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+use microsocket_host::{ConnectionId, Values};
 
 /// Who sent a request or a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use microsocket_host::{Admission, Counters, QueueBound, ServerConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::handler::ConnectionId;
+use microsocket_host::ConnectionId;
 
 // ---------------------------------------------------------------------------
 // The hub: registry of subscriptions and the connections' outgoing queues
@@ -108,7 +108,7 @@ impl Core {
 
     /// Registers a new connection; returns its slot and shared state.
     pub(crate) fn register(&self) -> (usize, Arc<ConnShared>) {
-        let id = ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = ConnectionId::new(self.next_id.fetch_add(1, Ordering::Relaxed));
         let shared = Arc::new(ConnShared {
             id,
             held: AtomicUsize::new(0),

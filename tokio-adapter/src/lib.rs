@@ -210,8 +210,8 @@ mod conn;
 mod handler;
 mod hub;
 mod server;
+mod sink;
 mod spin;
-mod values;
 
 pub use microsocket_socket as socket;
 
@@ -220,10 +220,8 @@ pub use client::{
     MAX_SUBSCRIPTION_BYTES as CLIENT_MAX_SUBSCRIPTION_BYTES,
 };
 pub use handler::{
-    handler_fn, ConnectionId, Failure, FnHandler, Handler, PeerCredentials, Reply, Request, RequestContext,
-    SubscriptionChange,
+    handler_fn, Failure, FnHandler, Handler, PeerCredentials, Reply, Request, RequestContext, SubscriptionChange,
 };
 pub use microsocket_host::shared::*;
 pub use microsocket_socket::{Address, SocketOptions};
 pub use server::{Publisher, Server};
-pub use values::{Iter, Publication, Values};

@@ -22,9 +22,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::client::Client;
 use crate::conn;
-use crate::handler::{ConnectionId, Handler, PeerCredentials};
+use crate::handler::{Handler, PeerCredentials};
 use crate::hub::{Core, Hub};
-use crate::values::Sink;
+use crate::sink::Sink;
+use microsocket_host::ConnectionId;
 
 /// The socket-file settings of `config` as [`SocketOptions`].
 fn socket_options(config: &ServerConfig) -> SocketOptions {

@@ -199,9 +199,7 @@ impl Decoder {
     ) -> Decoded<'a> {
         // The tag is whole if at least one argument was walked.
         let tag = if walked > HEADER_LEN {
-            input
-                .get(HEADER_LEN..walked)
-                .and_then(|b| Args { rest: b, remaining: 1 }.next())
+            input.get(HEADER_LEN..walked).and_then(|b| Args::resume(b, 0, 1).next())
         } else {
             None
         };

@@ -119,6 +119,7 @@ impl<'a> Frame<'a> {
         Args {
             rest: self.body,
             remaining: self.argc,
+            position: HEADER_LEN as u32,
         }
     }
 
@@ -146,6 +147,8 @@ impl core::fmt::Debug for Frame<'_> {
 pub struct Args<'a> {
     rest: &'a [u8],
     remaining: u8,
+    /// Where `rest` starts, counted from the first byte of the frame.
+    position: u32,
 }
 
 impl<'a> Args<'a> {
@@ -155,6 +158,44 @@ impl<'a> Args<'a> {
         Self {
             rest: &[],
             remaining: 0,
+            position: 0,
+        }
+    }
+
+    /// Where the next argument (its length prefix) starts, counted from the
+    /// first byte of its frame: a driver that keeps a frame's bytes (as shared
+    /// bytes, say) stores this and later [`Args::resume`]s from it, without
+    /// walking the frame again and without computing offsets from pointers.
+    ///
+    /// ```
+    /// use microsocket_core::frame::{Args, Decoded, Decoder};
+    ///
+    /// let wire = b"!\x02\x00\x00\x00\x04news\x00\x00\x00\x02hi";
+    /// let Decoded::Frame { frame, .. } = Decoder::new(1024).decode(wire) else { panic!() };
+    /// let mut args = frame.args();
+    /// let topic = args.next().unwrap();
+    /// let at = args.position();
+    /// assert_eq!((topic, at), (&b"news"[..], 10));
+    /// // Later, from the stored frame bytes:
+    /// assert!(Args::resume(wire, at, 1).eq([&b"hi"[..]]));
+    /// ```
+    #[must_use]
+    pub const fn position(&self) -> usize {
+        self.position as usize
+    }
+
+    /// The `count` arguments that start at `position` of `frame` (as
+    /// [`Args::position`] gave it), over a frame a [`Decoder`] has walked. Bytes
+    /// that are not well formed end the iteration early; they never panic.
+    #[must_use]
+    pub fn resume(frame: &'a [u8], position: usize, count: u8) -> Self {
+        match frame.get(position..) {
+            Some(rest) if position <= u32::MAX as usize => Self {
+                rest,
+                remaining: count,
+                position: position as u32,
+            },
+            _ => Self::empty(),
         }
     }
 
@@ -188,6 +229,8 @@ impl<'a> Iterator for Args<'a> {
         };
         self.rest = rest;
         self.remaining -= 1;
+        // A walked frame is at most the decoder's limit, which fits in u32.
+        self.position = self.position.saturating_add((LENGTH_PREFIX_LEN + len) as u32);
         Some(arg)
     }
 

@@ -1,46 +1,42 @@
-//! Received bytes shared by the publications cut out of them.
+//! Received bytes shared by the frames cut out of them.
 
 use super::*;
 
-/// Received bytes shared by the publications cut out of them: one allocation
-/// and copy per read rather than one per topic and value. A publication keeps
-/// its whole chunk (at most [`CHUNK`] bytes, or one frame) alive while queued.
-#[derive(Default)]
+/// Received bytes shared by the answers and publications cut out of them: one
+/// allocation and copy per read (up to [`CHUNK`] bytes, or one frame) rather
+/// than one per frame, value or topic. A frame handed out keeps its whole chunk
+/// alive while it is held.
+///
+/// The chunk follows the receive buffer by position: [`Chunk::frame`] takes the
+/// frame at the start of the unconsumed data, and [`Chunk::advance`] is told of
+/// every byte consumed after it, so no offsets are computed from pointers.
+#[derive(Debug, Default)]
 pub(super) struct Chunk {
-    pub(super) bytes: Bytes,
-    /// Where `bytes` was copied from (the receive buffer does not move while a
-    /// read's frames are handed out).
-    pub(super) from: usize,
+    bytes: Bytes,
+    /// Where the unconsumed data starts in `bytes`.
+    at: usize,
 }
 
 /// The most bytes copied into one [`Chunk`], unless a single frame is larger.
 pub(super) const CHUNK: usize = 64 << 10;
 
 impl Chunk {
-    /// Makes sure the frame at the start of `data` (`len` bytes) lies inside the
-    /// chunk, copying it and the frames after it (up to [`CHUNK`] bytes) if not.
-    pub(super) fn cut(&mut self, data: &[u8], len: usize) -> &Self {
-        let start = data.as_ptr() as usize;
-        let inside = start >= self.from && start + len <= self.from + self.bytes.len();
-        if !inside || self.bytes.is_empty() {
+    /// The frame of `len` bytes at the start of `data` (the unconsumed received
+    /// bytes), as shared bytes.
+    pub(super) fn frame(&mut self, data: &[u8], len: usize) -> Bytes {
+        let len = len.min(data.len());
+        if self.bytes.is_empty() || self.at + len > self.bytes.len() {
             let take = data.len().min(len.max(CHUNK));
             self.bytes = Bytes::copy_from_slice(&data[..take]);
-            self.from = start;
+            self.at = 0;
         }
-        self
+        self.bytes.slice(self.at..self.at + len)
     }
 
-    /// `part` (a slice of the frame last given to [`Chunk::cut`]) as a view of
-    /// the chunk.
-    pub(super) fn slice(&self, part: &[u8]) -> Bytes {
-        let at = (part.as_ptr() as usize).wrapping_sub(self.from);
-        if part.is_empty() {
-            Bytes::new()
-        } else if at <= self.bytes.len() && part.len() <= self.bytes.len() - at {
-            self.bytes.slice(at..at + part.len())
-        } else {
-            Bytes::copy_from_slice(part)
-        }
+    /// `n` bytes at the start of the unconsumed data were consumed (cut out or
+    /// not).
+    pub(super) fn advance(&mut self, n: usize) {
+        self.at = self.at.saturating_add(n);
     }
 }
 
@@ -49,31 +45,26 @@ mod tests {
     use super::{Chunk, CHUNK};
 
     #[test]
-    fn chunk_slices_share_one_copy_and_recut_past_its_end() {
+    fn frames_share_one_copy_until_it_runs_out() {
         let data: Vec<u8> = (0..(CHUNK * 2 + 10)).map(|i| (i % 251) as u8).collect();
         let mut chunk = Chunk::default();
-        // A 100-byte frame at the start: the chunk copies CHUNK bytes.
-        let c = chunk.cut(&data, 100);
-        assert_eq!(c.bytes.len(), CHUNK);
-        let part = c.slice(&data[10..20]);
-        assert_eq!(&part[..], &data[10..20]);
-        let first = c.bytes.as_ptr();
-        // A later frame inside the chunk reuses it.
-        let c = chunk.cut(&data[500..], 100);
-        assert_eq!(c.bytes.as_ptr(), first);
-        assert_eq!(&c.slice(&data[510..530])[..], &data[510..530]);
-        // A frame crossing the chunk's end makes a new chunk from its start.
-        let at = CHUNK - 50;
-        let c = chunk.cut(&data[at..], 100);
-        assert_ne!(c.bytes.as_ptr(), first);
-        assert_eq!(&c.slice(&data[at + 60..at + 100])[..], &data[at + 60..at + 100]);
+        let mut at = 0;
+        // Frames of 100 bytes: the first copies CHUNK bytes, the next share it.
+        let first = chunk.frame(&data[at..], 100);
+        assert_eq!(&first[..], &data[..100]);
+        chunk.advance(100);
+        at += 100;
+        let second = chunk.frame(&data[at..], 100);
+        assert_eq!(&second[..], &data[100..200]);
+        // The same copy: the second frame follows the first in memory.
+        assert_eq!(second.as_ptr(), first.as_ptr().wrapping_add(100));
+        // Skipping past the copy's end makes a new copy.
+        chunk.advance(CHUNK);
+        at += CHUNK;
+        let third = chunk.frame(&data[at..], 100);
+        assert_eq!(&third[..], &data[at..at + 100]);
         // A frame larger than CHUNK is copied whole.
-        let c = chunk.cut(&data, CHUNK + 5);
-        assert_eq!(c.bytes.len(), CHUNK + 5);
-        assert_eq!(&c.slice(&data[CHUNK..CHUNK + 5])[..], &data[CHUNK..CHUNK + 5]);
-        // Empty parts and parts from elsewhere are handled without the chunk.
-        assert!(c.slice(&[]).is_empty());
-        let elsewhere = [1u8, 2, 3];
-        assert_eq!(&c.slice(&elsewhere)[..], &elsewhere);
+        let mut big = Chunk::default();
+        assert_eq!(big.frame(&data, CHUNK + 5).len(), CHUNK + 5);
     }
 }

@@ -70,7 +70,7 @@ use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId};
 
 use crate::rx::{read_within, RxBuf};
 use crate::socket::{Address, Stream};
-pub use microsocket_host::{ClientConfig, DEFAULT_CLIENT_SPIN};
+pub use microsocket_host::{ClientConfig, Publication, Values, DEFAULT_CLIENT_SPIN};
 use microsocket_host::{Delivery, SubscriptionQueue};
 use microsocket_host::{Error, Result};
 use rustc_hash::FxHashMap as IdMap;
@@ -96,22 +96,9 @@ const MAX_KEPT_BUFFER: usize = 1 << 20;
 const SPIN_YIELDS: u32 = 64;
 
 /// Answers that arrived for one slot and are not yet collected, with their ids.
-type Answers = Vec<(RequestId, Result<Vec<Bytes>>)>;
+type Answers = Vec<(RequestId, Result<Values>)>;
 
 type Protocol = ClientProtocol<MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
-
-/// One publication received on a subscription.
-///
-/// Its topic and values are views of one buffer shared by the publications
-/// received in the same read (up to 64 KiB), so receiving one costs no copy of
-/// its bytes; a publication kept alive keeps that buffer alive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Publication {
-    /// The topic it was published on.
-    pub topic: Bytes,
-    /// The published values.
-    pub values: Vec<Bytes>,
-}
 
 /// A handle to one client connection; clone it to share the connection between
 /// threads. See the [module docs](crate::client) for the thread model.
@@ -219,7 +206,7 @@ mod subscription;
 mod waiting;
 
 use chunk::*;
-pub use subscription::{Iter, Subscription};
+pub use subscription::{Subscription, SubscriptionIter};
 use waiting::*;
 
 impl Client {
@@ -334,7 +321,7 @@ impl Client {
     /// [`Error::Failed`] if the server failed it, [`Error::TimedOut`],
     /// [`Error::Closed`], [`Error::InflightFull`], [`Error::FrameTooLarge`],
     /// [`Error::Encode`] for arguments a frame cannot carry, [`Error::Io`].
-    pub fn request<I>(&self, command: impl AsRef<[u8]>, args: I) -> Result<Vec<Bytes>>
+    pub fn request<I>(&self, command: impl AsRef<[u8]>, args: I) -> Result<Values>
     where
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
@@ -348,12 +335,7 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::request`].
-    pub fn request_timeout<I>(
-        &self,
-        command: impl AsRef<[u8]>,
-        args: I,
-        timeout: Option<Duration>,
-    ) -> Result<Vec<Bytes>>
+    pub fn request_timeout<I>(&self, command: impl AsRef<[u8]>, args: I, timeout: Option<Duration>) -> Result<Values>
     where
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
@@ -474,7 +456,7 @@ impl Client {
         Ok(id)
     }
 
-    fn wait_response(&self, id: RequestId, deadline: Option<Instant>) -> Result<Vec<Bytes>> {
+    fn wait_response(&self, id: RequestId, deadline: Option<Instant>) -> Result<Values> {
         let slot = usize::from(id.slot());
         let outcome = self.inner.wait(WaitKey::Slot(id.slot()), deadline, false, |st| {
             match take_done(st, id) {

@@ -53,8 +53,8 @@ impl Subscription {
 
     /// Iterates over publications, waiting for each; ends when the connection
     /// closes. [`Error::Lagged`] comes as an `Err` item.
-    pub fn iter(&mut self) -> Iter<'_> {
-        Iter { subscription: self }
+    pub fn iter(&mut self) -> SubscriptionIter<'_> {
+        SubscriptionIter { subscription: self }
     }
 
     pub(super) fn receive(&mut self, deadline: Option<Instant>, nonblocking: bool) -> Option<Result<Publication>> {
@@ -105,11 +105,11 @@ impl Drop for Subscription {
 /// Publications of a [`Subscription`], waiting for each; see
 /// [`Subscription::iter`].
 #[derive(Debug)]
-pub struct Iter<'a> {
+pub struct SubscriptionIter<'a> {
     pub(super) subscription: &'a mut Subscription,
 }
 
-impl Iterator for Iter<'_> {
+impl Iterator for SubscriptionIter<'_> {
     type Item = Result<Publication>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -122,9 +122,9 @@ impl Iterator for Iter<'_> {
 
 impl<'a> IntoIterator for &'a mut Subscription {
     type Item = Result<Publication>;
-    type IntoIter = Iter<'a>;
+    type IntoIter = SubscriptionIter<'a>;
 
-    fn into_iter(self) -> Iter<'a> {
+    fn into_iter(self) -> SubscriptionIter<'a> {
         self.iter()
     }
 }

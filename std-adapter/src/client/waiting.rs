@@ -13,7 +13,7 @@ pub(super) struct Slots<'a> {
 }
 
 /// Takes the answer for `id` from its slot's list of answers not yet collected.
-pub(super) fn take_done(st: &mut State, id: RequestId) -> Option<Result<Vec<Bytes>>> {
+pub(super) fn take_done(st: &mut State, id: RequestId) -> Option<Result<Values>> {
     let list = &mut st.done[usize::from(id.slot())];
     let i = list.iter().position(|(got, _)| *got == id)?;
     st.uncollected = st.uncollected.saturating_sub(1);
@@ -382,16 +382,22 @@ impl Inner {
                 Decoded::Oversized { sigil, tag, consumed } => (protocol.handle_oversized_frame(sigil, tag), consumed),
                 Decoded::Frame { frame, consumed } => (protocol.handle_frame(frame), consumed),
             };
+            // Positions come from the core's walk of the frame; the frame's
+            // bytes are cut from the chunk, which follows the buffer.
             match event {
                 None => {}
                 Some(ClientEvent::Response { id, values }) => {
-                    let values = values.map(Bytes::copy_from_slice).collect();
-                    self.complete(&mut answers, id, Ok(values));
+                    let (at, len) = (values.position(), values.len());
+                    let frame = chunk.frame(rx.buf.data(), consumed);
+                    self.complete(&mut answers, id, Ok(Values::at(frame, at, len)));
                 }
                 Some(ClientEvent::Failure { id, message, details }) => {
+                    // The message is the argument right before the details.
+                    let (at, len, count) = (details.position() - message.len(), message.len(), details.len());
+                    let frame = chunk.frame(rx.buf.data(), consumed);
                     let error = Error::Failed {
-                        message: Bytes::copy_from_slice(message),
-                        details: details.map(Bytes::copy_from_slice).collect(),
+                        message: frame.slice(at..at + len),
+                        details: Values::at(frame, at + len, count).to_vec(),
                     };
                     self.complete(&mut answers, id, Err(error));
                 }
@@ -399,16 +405,10 @@ impl Inner {
                     self.complete(&mut answers, id, Err(Error::FrameTooLarge))
                 }
                 Some(ClientEvent::Publication {
-                    topic,
-                    values,
-                    subscriptions,
+                    values, subscriptions, ..
                 }) => {
-                    let data = rx.buf.data();
-                    let chunk = chunk.cut(data, consumed);
-                    let mut publication = Some(Publication {
-                        topic: chunk.slice(topic),
-                        values: values.map(|v| chunk.slice(v)).collect(),
-                    });
+                    let (at, len) = (values.position(), values.len());
+                    let mut publication = Some(Publication::at(chunk.frame(rx.buf.data(), consumed), at, len));
                     let mut targets = subscriptions
                         .flat_map(|id| handles.get(&id).into_iter().flatten())
                         .peekable();
@@ -430,10 +430,11 @@ impl Inner {
                 }
             }
             rx.buf.consume(consumed);
+            chunk.advance(consumed);
         }
     }
 
-    pub(super) fn complete(&self, st: &mut Slots<'_>, id: RequestId, result: Result<Vec<Bytes>>) {
+    pub(super) fn complete(&self, st: &mut Slots<'_>, id: RequestId, result: Result<Values>) {
         let i = usize::from(id.slot());
         if let Some(slot) = st.slots.get_mut(i) {
             if *slot == Some(id) {

@@ -7,7 +7,7 @@ use super::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestContext {
     /// The connection's id, unique within this server.
-    pub connection: u64,
+    pub connection: ConnectionId,
     /// The peer's credentials, on UNIX sockets where the platform tells them.
     pub peer: Option<PeerCredentials>,
 }

@@ -70,7 +70,7 @@ use microsocket_core::{
     HANDLER_PANICKED, REFUSED_NOT_PERMITTED, UNENCODABLE_RESPONSE,
 };
 pub use microsocket_core::{PatternError, SubscriptionKind};
-use microsocket_host::{Admission, Counters, QueueBound, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};
+use microsocket_host::{Admission, ConnectionId, Counters, QueueBound, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};
 pub use microsocket_host::{ServerConfig, SlowConsumer, Stats};
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::SendFlags;
@@ -413,7 +413,7 @@ impl<H: Handler> Server<H> {
     fn start_connection(&self, id: u64, stream: Stream) {
         let _ = stream.set_read_timeout(None);
         let context = RequestContext {
-            connection: id,
+            connection: ConnectionId::new(id),
             peer: stream.peer_credentials(),
         };
         let mut conn = None;

@@ -106,11 +106,16 @@ pub(super) async fn reconnect_loop<S>(
 }
 
 /// What a received frame was, noted before the frame is cut from the buffer.
+/// Positions are those the core's walk of the frame gave ([`Args::position`]).
 pub(super) enum Got {
-    Response(RequestId),
-    Failure(RequestId, Span, Vec<Span>),
+    /// An answer whose values (count) start at the position.
+    Response(RequestId, usize, usize),
+    /// A failure whose message starts at the position and spans the length,
+    /// followed by the details (count).
+    Failure(RequestId, usize, usize),
     TooLarge(RequestId),
-    Publication(Span),
+    /// A publication whose values (count) start at the position.
+    Publication(usize, usize),
     Nothing,
 }
 
@@ -314,24 +319,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     self.rbuf.advance(consumed);
                 }
                 Decoded::Frame { frame, consumed } => {
-                    let base = self.rbuf.as_ptr();
-                    let argc = frame.argc();
                     // Note what the frame is, then cut it from the buffer as a
                     // frozen slice the values share.
                     let got = match protocol.handle_frame(frame) {
-                        Some(ClientEvent::Response { id, .. }) => Got::Response(id),
-                        Some(ClientEvent::Failure { id, message, details }) => Got::Failure(
-                            id,
-                            Span::of(message, base),
-                            details.map(|d| Span::of(d, base)).collect(),
-                        ),
+                        Some(ClientEvent::Response { id, values }) => {
+                            Got::Response(id, values.position(), values.len())
+                        }
+                        Some(ClientEvent::Failure { id, message, details }) => {
+                            // The message is the argument right before the details.
+                            Got::Failure(id, details.position() - message.len(), message.len())
+                        }
                         Some(ClientEvent::ResponseTooLarge { id }) => Got::TooLarge(id),
                         Some(ClientEvent::Publication {
-                            topic, subscriptions, ..
+                            values, subscriptions, ..
                         }) => {
                             self.matched.clear();
                             self.matched.extend(subscriptions);
-                            Got::Publication(Span::of(topic, base))
+                            Got::Publication(values.position(), values.len())
                         }
                         None => Got::Nothing,
                     };
@@ -341,17 +345,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                     let bytes = self.rbuf.split_to(consumed).freeze();
                     match got {
-                        Got::Response(id) => table.complete(id, Ok(Values::new(bytes, argc, 1)), &mut self.wake),
-                        Got::Failure(id, message, details) => {
+                        Got::Response(id, at, len) => {
+                            table.complete(id, Ok(Values::at(bytes, at, len)), &mut self.wake)
+                        }
+                        Got::Failure(id, at, len) => {
+                            let argc = usize::from(bytes.get(1).copied().unwrap_or(0));
+                            let details = Values::at(bytes.clone(), at + len, argc.saturating_sub(2));
                             let error = Error::Failed {
-                                message: message.slice(&bytes),
-                                details: details.iter().map(|d| d.slice(&bytes)).collect(),
+                                message: bytes.slice(at..at + len),
+                                details: details.to_vec(),
                             };
                             table.complete(id, Err(error), &mut self.wake);
                         }
                         Got::TooLarge(id) => table.complete(id, Err(Error::FrameTooLarge), &mut self.wake),
-                        Got::Publication(topic) => {
-                            let mut publication = Some(Publication::new(bytes, argc, topic));
+                        Got::Publication(at, len) => {
+                            let mut publication = Some(Publication::at(bytes, at, len));
                             // The last subscriber gets the publication itself,
                             // the others clones.
                             let mut queues = self.matched.iter().flat_map(|&sid| match last {

@@ -28,9 +28,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs, UnixStream};
 use tokio::time::{Instant, Sleep};
 
+use crate::sink::Sink;
 use crate::spin::Spin;
-use crate::values::{Publication, Sink, Span, Values};
 use microsocket_host::Error;
+use microsocket_host::{Publication, Values};
 
 /// Requests a client can have in flight at most, whatever
 /// [`ClientBuilder::max_in_flight`] says (the size of the tag table).

@@ -1,0 +1,350 @@
+//! Received values as shared bytes: the answer to a request, the values of a
+//! publication, a request's arguments. Every adapter hands out these.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+use microsocket_core::frame::{Args, HEADER_LEN, LENGTH_PREFIX_LEN};
+
+/// The values of a response, a publication or a request's arguments: a view of
+/// the received frame, handed out as [`Bytes`] without copying.
+///
+/// Cloning is cheap (a reference count). Holding on to `Values` keeps the bytes
+/// of the frame it came from alive. [`Values::len`], [`Values::first`] and
+/// starting an iteration cost O(1); [`Values::get`] hops over the length
+/// prefixes of the values before it.
+///
+/// ```
+/// use microsocket_host::Values;
+/// use bytes::Bytes;
+///
+/// // `)` tag=7, values "21.5" and "ok", as received.
+/// let frame = Bytes::from_static(b")\x03\x00\x00\x00\x01\x07\x00\x00\x00\x0421.5\x00\x00\x00\x02ok");
+/// let values = Values::from_frame(frame, 1);
+/// assert_eq!(values.len(), 2);
+/// assert_eq!(values, ["21.5", "ok"]);
+/// assert_eq!(values.str(1), Some("ok"));
+/// assert_eq!(values.parse::<f64>(0), Some(21.5));
+/// ```
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Values {
+    /// The whole frame the values come from.
+    frame: Bytes,
+    /// Where the first value's length prefix starts in `frame`.
+    start: u32,
+    len: u8,
+}
+
+impl Values {
+    /// The `len` values starting at `position` of `frame` (a whole frame a
+    /// decoder walked; the position as [`Args::position`] gave it).
+    #[must_use]
+    pub fn at(frame: Bytes, position: usize, len: usize) -> Self {
+        Self {
+            frame,
+            start: u32::try_from(position).unwrap_or(u32::MAX),
+            len: u8::try_from(len).unwrap_or(u8::MAX),
+        }
+    }
+
+    /// The values of `frame` (a whole frame a decoder walked) after its first
+    /// `skip` arguments (the tag of an answer, the topic of a publication).
+    #[must_use]
+    pub fn from_frame(frame: Bytes, skip: u8) -> Self {
+        let argc = frame.get(1).copied().unwrap_or(0);
+        let mut args = Args::resume(&frame, HEADER_LEN, argc);
+        for _ in 0..skip {
+            args.next();
+        }
+        let (position, len) = (args.position(), args.len());
+        Self::at(frame, position, len)
+    }
+
+    /// No values.
+    #[must_use]
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// How many values there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The values as borrowed slices.
+    pub fn iter_slices(&self) -> Args<'_> {
+        Args::resume(&self.frame, self.start as usize, self.len)
+    }
+
+    /// The values as [`Bytes`], each sharing the received frame.
+    #[must_use]
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            frame: &self.frame,
+            args: self.iter_slices(),
+        }
+    }
+
+    /// The value at `index`, borrowed.
+    #[must_use]
+    pub fn slice(&self, index: usize) -> Option<&[u8]> {
+        self.iter_slices().nth(index)
+    }
+
+    /// The value at `index` as [`Bytes`] sharing the frame.
+    #[must_use]
+    pub fn get(&self, index: usize) -> Option<Bytes> {
+        self.iter().nth(index)
+    }
+
+    /// The first value, if any.
+    #[must_use]
+    pub fn first(&self) -> Option<Bytes> {
+        self.get(0)
+    }
+
+    /// The value at `index` as text, if it is there and is UTF-8.
+    #[must_use]
+    pub fn str(&self, index: usize) -> Option<&str> {
+        std::str::from_utf8(self.slice(index)?).ok()
+    }
+
+    /// The value at `index` parsed from its text (`"42"` as a number, say), if
+    /// it is there, is UTF-8 and parses.
+    #[must_use]
+    pub fn parse<T: FromStr>(&self, index: usize) -> Option<T> {
+        self.str(index)?.parse().ok()
+    }
+
+    /// Every value, collected.
+    #[must_use]
+    pub fn to_vec(&self) -> Vec<Bytes> {
+        self.iter().collect()
+    }
+
+    /// The whole frame the values are a view of.
+    #[must_use]
+    pub fn frame(&self) -> &Bytes {
+        &self.frame
+    }
+}
+
+impl fmt::Debug for Values {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl std::ops::Index<usize> for Values {
+    type Output = [u8];
+
+    /// The value at `index`, borrowed.
+    ///
+    /// # Panics
+    /// If there is no value at `index` (as indexing a slice does); see
+    /// [`Values::slice`] for the checked form.
+    fn index(&self, index: usize) -> &[u8] {
+        match self.slice(index) {
+            Some(value) => value,
+            None => panic!("index {index} out of range for {} values", self.len()),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Values {
+    type Item = Bytes;
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+impl<T: AsRef<[u8]>> PartialEq<[T]> for Values {
+    fn eq(&self, other: &[T]) -> bool {
+        self.len() == other.len() && self.iter_slices().zip(other).all(|(a, b)| a == b.as_ref())
+    }
+}
+
+impl<T: AsRef<[u8]>, const N: usize> PartialEq<[T; N]> for Values {
+    fn eq(&self, other: &[T; N]) -> bool {
+        *self == other[..]
+    }
+}
+
+impl<T: AsRef<[u8]>, const N: usize> PartialEq<[T; N]> for &Values {
+    fn eq(&self, other: &[T; N]) -> bool {
+        **self == other[..]
+    }
+}
+
+impl<T: AsRef<[u8]>> PartialEq<Vec<T>> for Values {
+    fn eq(&self, other: &Vec<T>) -> bool {
+        *self == other[..]
+    }
+}
+
+/// An iterator over [`Values`] as [`Bytes`] (see [`Values::iter`]).
+#[derive(Debug, Clone)]
+pub struct Iter<'a> {
+    frame: &'a Bytes,
+    args: Args<'a>,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        self.args.next().map(|s| self.frame.slice_ref(s))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.args.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+/// Where a publication frame's topic starts: after the header and the topic's
+/// length prefix.
+const TOPIC_START: usize = HEADER_LEN + LENGTH_PREFIX_LEN;
+
+/// A publication received on a subscription.
+///
+/// Its topic and values are views of one received frame: receiving it costs
+/// no copy and one reference count, and [`Publication::topic`] borrows.
+///
+/// ```
+/// use microsocket_host::Publication;
+/// use bytes::Bytes;
+///
+/// let frame = Bytes::from_static(b"!\x02\x00\x00\x00\x04news\x00\x00\x00\x05hello");
+/// let p = Publication::from_frame(frame);
+/// assert_eq!(p.topic(), b"news");
+/// assert_eq!(p.topic_str(), Some("news"));
+/// assert_eq!(*p.values(), ["hello"]);
+/// ```
+#[derive(Clone)]
+pub struct Publication {
+    /// The published values; their frame holds the topic too.
+    values: Values,
+    /// The topic's length; it starts at [`TOPIC_START`].
+    topic_len: u32,
+}
+
+impl Publication {
+    /// The publication `frame` holds (a whole `!` frame a decoder walked),
+    /// whose `values_len` values start at `values_position` (as
+    /// [`Args::position`] gave it, right after the topic).
+    #[must_use]
+    pub fn at(frame: Bytes, values_position: usize, values_len: usize) -> Self {
+        let topic_len = values_position.saturating_sub(TOPIC_START);
+        Self {
+            values: Values::at(frame, values_position, values_len),
+            topic_len: u32::try_from(topic_len).unwrap_or(0),
+        }
+    }
+
+    /// The publication `frame` holds (a whole `!` frame a decoder walked).
+    #[must_use]
+    pub fn from_frame(frame: Bytes) -> Self {
+        let argc = frame.get(1).copied().unwrap_or(0);
+        let mut args = Args::resume(&frame, HEADER_LEN, argc);
+        let topic_len = args.next().map_or(0, <[u8]>::len);
+        let (position, len) = (args.position(), args.len());
+        Self {
+            values: Values::at(frame, position, len),
+            topic_len: u32::try_from(topic_len).unwrap_or(0),
+        }
+    }
+
+    /// The topic it was published on.
+    #[must_use]
+    pub fn topic(&self) -> &[u8] {
+        self.values
+            .frame
+            .get(TOPIC_START..TOPIC_START + self.topic_len as usize)
+            .unwrap_or_default()
+    }
+
+    /// The topic as text, if it is UTF-8.
+    #[must_use]
+    pub fn topic_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.topic()).ok()
+    }
+
+    /// The topic as [`Bytes`] sharing the received frame (no copy).
+    #[must_use]
+    pub fn topic_bytes(&self) -> Bytes {
+        self.values.frame.slice_ref(self.topic())
+    }
+
+    /// The published values.
+    #[must_use]
+    pub fn values(&self) -> &Values {
+        &self.values
+    }
+
+    /// The published values, keeping the received frame alive.
+    #[must_use]
+    pub fn into_values(self) -> Values {
+        self.values
+    }
+}
+
+impl PartialEq for Publication {
+    fn eq(&self, other: &Self) -> bool {
+        self.topic() == other.topic() && self.values == other.values
+    }
+}
+
+impl Eq for Publication {}
+
+impl fmt::Debug for Publication {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publication")
+            .field("topic", &self.topic_bytes())
+            .field("values", &self.values)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use microsocket_core::frame::encode;
+    use microsocket_core::Sigil;
+
+    fn frame(sigil: Sigil, args: &[&[u8]]) -> Bytes {
+        let mut out = Vec::new();
+        encode(sigil, args, &mut out).unwrap();
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn values_skip_what_is_not_a_value() {
+        let request = frame(Sigil::Request, &[b"\x01", b"ECHO", b"a", b"", b"ccc"]);
+        let args = Values::from_frame(request, 2);
+        assert_eq!(args, ["a", "", "ccc"]);
+        assert_eq!(args.get(2).unwrap(), "ccc");
+        assert_eq!(args.slice(3), None);
+        assert!(Values::from_frame(frame(Sigil::Response, &[b"\x01"]), 1).is_empty());
+    }
+
+    #[test]
+    fn a_publication_without_values_and_a_truncated_frame_do_not_panic() {
+        let p = Publication::from_frame(frame(Sigil::Publication, &[b"t"]));
+        assert_eq!((p.topic(), p.values().len()), (&b"t"[..], 0));
+        let cut = Publication::from_frame(Bytes::from_static(b"!\x02\x00\x00"));
+        assert_eq!(cut.topic(), b"");
+        assert!(cut.values().iter().next().is_none());
+    }
+}
