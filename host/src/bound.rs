@@ -65,11 +65,12 @@ impl QueueBound {
         }
     }
 
-    /// Whether a connection with `queued` unsent bytes should stop having its
-    /// requests read until it drains (its answers would only add to them).
+    /// Whether a connection with `queued` unsent bytes is over its bound: its
+    /// requests are not read until it drains (their answers would only add to
+    /// them, and answers are never dropped).
     #[must_use]
     pub fn is_full(&self, queued: usize) -> bool {
-        queued >= self.max_queued_bytes
+        queued > self.max_queued_bytes
     }
 }
 
@@ -87,6 +88,6 @@ mod tests {
         assert_eq!(bound.admit(5, 5), Admission::Queue);
         assert_eq!(bound.admit(5, 6), Admission::Disconnect);
         assert_eq!(bound.admit(usize::MAX, 1), Admission::Disconnect);
-        assert!(bound.is_full(10) && !bound.is_full(9));
+        assert!(bound.is_full(11) && !bound.is_full(10));
     }
 }

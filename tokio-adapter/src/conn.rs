@@ -251,7 +251,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 progress = true;
                 request_progress = true;
             }
-            if self.reading && self.held <= self.core.config.max_queued_bytes {
+            if self.reading && !self.core.bound.is_full(self.held) {
                 if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
                     let more = READ_CHUNK.max(self.rbuf.len());
                     self.rbuf.reserve(more);

@@ -23,7 +23,7 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
         // Backpressure: stop reading requests while too much is unsent.
         let subscribed = {
             let mut out = conn.lock();
-            while out.queued > config.max_queued_bytes && !out.dead {
+            while conn.shared.bound.is_full(out.queued) && !out.dead {
                 out.drain_waiters += 1;
                 out = conn
                     .drained
