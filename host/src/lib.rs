@@ -52,6 +52,7 @@ mod hub;
 pub mod registry;
 pub mod shared;
 mod stats;
+mod trie;
 mod values;
 
 pub use bound::{Admission, QueueBound};

@@ -6,8 +6,9 @@
 //! the subscriptions it matches, not with the number of connections:
 //!
 //! - exact topics map to their subscribers (one ordered-map lookup);
-//! - patterns are grouped by their first token, so a publication on `sensor.x`
-//!   looks only at patterns starting `sensor.` and those starting with a wildcard;
+//! - patterns are indexed by token in a trie, so a publication walks the
+//!   topic's tokens once, following only the patterns that can still match
+//!   (literal, `*` and `>` edges), whatever the number of patterns;
 //! - buffered topics keep their last N publications, for catch-up on subscribe.
 //!
 //! The registry is plain data. A server makes catch-up atomic by holding one lock
@@ -18,11 +19,10 @@ use std::collections::{BTreeMap, VecDeque};
 
 use microsocket_core::{Pattern, PatternError, SubscriptionKind};
 
+use crate::trie::PatternTrie;
+
 /// Subscribers of one topic or pattern, kept sorted.
 type Subscribers<C> = Vec<C>;
-
-/// Patterns that share a first token, with their subscribers.
-type PatternGroup<C> = BTreeMap<Vec<u8>, Subscribers<C>>;
 
 /// Which connections subscribe to what, across a server, and the buffered topics.
 ///
@@ -31,10 +31,7 @@ type PatternGroup<C> = BTreeMap<Vec<u8>, Subscribers<C>>;
 #[derive(Debug, Clone)]
 pub struct Registry<C, P> {
     exact: BTreeMap<Vec<u8>, Subscribers<C>>,
-    /// Patterns whose first token is literal, keyed by that token.
-    patterns_by_root: BTreeMap<Vec<u8>, PatternGroup<C>>,
-    /// Patterns whose first token is `*` or `>`.
-    wild_patterns: PatternGroup<C>,
+    patterns: PatternTrie<C>,
     rules: Vec<BufferRule>,
     buffers: BTreeMap<Vec<u8>, VecDeque<(u64, P)>>,
     sequence: u64,
@@ -51,21 +48,12 @@ impl<C, P> Default for Registry<C, P> {
     fn default() -> Self {
         Self {
             exact: BTreeMap::new(),
-            patterns_by_root: BTreeMap::new(),
-            wild_patterns: BTreeMap::new(),
+            patterns: PatternTrie::default(),
             rules: Vec::new(),
             buffers: BTreeMap::new(),
             sequence: 0,
         }
     }
-}
-
-fn first_token(pattern: &[u8]) -> &[u8] {
-    pattern.split(|&b| b == b'.').next().unwrap_or_default()
-}
-
-fn is_wild(token: &[u8]) -> bool {
-    token == b"*" || token == b">"
 }
 
 impl<C: Copy + Ord, P: Clone> Registry<C, P> {
@@ -75,21 +63,12 @@ impl<C: Copy + Ord, P: Clone> Registry<C, P> {
         Self::default()
     }
 
-    fn pattern_group(&mut self, pattern: &[u8]) -> &mut PatternGroup<C> {
-        let root = first_token(pattern);
-        if is_wild(root) {
-            &mut self.wild_patterns
-        } else {
-            self.patterns_by_root.entry(root.to_vec()).or_default()
-        }
-    }
-
     /// Records that `conn` subscribes to `bytes` (a topic, or a pattern the caller
     /// has validated). Returns whether this is new for `conn`.
     pub fn subscribe(&mut self, conn: C, kind: SubscriptionKind, bytes: &[u8]) -> bool {
         let list = match kind {
             SubscriptionKind::Exact => self.exact.entry(bytes.to_vec()).or_default(),
-            SubscriptionKind::Pattern => self.pattern_group(bytes).entry(bytes.to_vec()).or_default(),
+            SubscriptionKind::Pattern => return self.patterns.insert(bytes, conn),
         };
         match list.binary_search(&conn) {
             Ok(_) => false,
@@ -118,21 +97,7 @@ impl<C: Copy + Ord, P: Clone> Registry<C, P> {
         }
         match kind {
             SubscriptionKind::Exact => remove_from(&mut self.exact, bytes, &conn),
-            SubscriptionKind::Pattern => {
-                let root = first_token(bytes);
-                if is_wild(root) {
-                    remove_from(&mut self.wild_patterns, bytes, &conn)
-                } else {
-                    let Some(group) = self.patterns_by_root.get_mut(root) else {
-                        return false;
-                    };
-                    let removed = remove_from(group, bytes, &conn);
-                    if group.is_empty() {
-                        self.patterns_by_root.remove(root);
-                    }
-                    removed
-                }
-            }
+            SubscriptionKind::Pattern => self.patterns.remove(bytes, conn),
         }
     }
 
@@ -153,21 +118,9 @@ impl<C: Copy + Ord, P: Clone> Registry<C, P> {
         if let Some(list) = self.exact.get(topic) {
             out.extend_from_slice(list);
         }
-        let mut from_patterns = false;
-        let groups = self
-            .patterns_by_root
-            .get(first_token(topic))
-            .into_iter()
-            .chain([&self.wild_patterns]);
-        for group in groups {
-            for (pattern, list) in group {
-                if Pattern::new(pattern).is_ok_and(|p| p.matches(topic)) {
-                    out.extend_from_slice(list);
-                    from_patterns = true;
-                }
-            }
-        }
-        if from_patterns {
+        let exact_end = out.len();
+        self.patterns.matches(topic, out);
+        if out.len() > exact_end {
             out[start..].sort_unstable();
             let mut kept = start;
             for i in start..out.len() {
@@ -277,14 +230,9 @@ impl<C: Copy + Ord, P: Clone> Registry<C, P> {
         if self.exact.get(topic).is_some_and(|l| l.binary_search(&conn).is_ok()) {
             return true;
         }
-        let groups = self
-            .patterns_by_root
-            .get(first_token(topic))
-            .into_iter()
-            .chain([&self.wild_patterns]);
-        groups.flat_map(|g| g.iter()).any(|(pattern, list)| {
-            list.binary_search(&conn).is_ok() && Pattern::new(pattern).is_ok_and(|p| p.matches(topic))
-        })
+        let mut matched = Vec::new();
+        self.patterns.matches(topic, &mut matched);
+        matched.contains(&conn)
     }
 
     /// Subscribes `conn` and returns the publications to send it first, oldest
@@ -301,7 +249,7 @@ impl<C: Copy + Ord, P: Clone> Registry<C, P> {
     /// How many distinct exact topics and patterns have subscribers.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.exact.len() + self.wild_patterns.len() + self.patterns_by_root.values().map(BTreeMap::len).sum::<usize>()
+        self.exact.len() + self.patterns.len()
     }
 
     /// Whether nobody subscribes to anything.
