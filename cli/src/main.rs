@@ -244,42 +244,21 @@ async fn subscribe(args: SubscribeArgs) -> Result<ExitCode> {
     }
     let address = parse_address(&args.socket)?;
     let client = connect(&address, Some(microsocket_tokio::DEFAULT_REQUEST_TIMEOUT)).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-    let mut subscriptions = Vec::new();
+    // One receiver for every topic and pattern: each publication once, in the
+    // order the server sent them.
+    let mut subscriber = client.subscriber();
     for topic in &args.topics {
-        subscriptions.push(
-            client
-                .subscribe(topic)
-                .await
-                .with_context(|| format!("cannot subscribe to {topic:?}"))?,
-        );
+        subscriber = subscriber.topic(topic);
     }
     for pattern in &args.patterns {
-        subscriptions.push(
-            client
-                .subscribe_pattern(pattern)
-                .await
-                .with_context(|| format!("cannot subscribe to pattern {pattern:?}"))?,
-        );
+        subscriber = subscriber.pattern(pattern);
     }
-    // One task per subscription feeds a single printer, so lines never interleave.
-    for mut sub in subscriptions {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while let Some(item) = sub.next().await {
-                let end = item.is_err() && !matches!(item, Err(Error::Lagged { .. }));
-                if tx.send(item).await.is_err() || end {
-                    break;
-                }
-            }
-        });
-    }
-    drop(tx);
+    let mut publications = subscriber.subscribe().await.context("cannot subscribe")?;
     let mut printed = 0u64;
     if args.count == Some(0) {
         return Ok(ExitCode::SUCCESS);
     }
-    while let Some(item) = rx.recv().await {
+    while let Some(item) = publications.next().await {
         match item {
             Ok(p) => {
                 let mut out = std::io::stdout().lock();
@@ -291,6 +270,7 @@ async fn subscribe(args: SubscribeArgs) -> Result<ExitCode> {
                 }
             }
             Err(Error::Lagged { missed: n }) => eprintln!("microsocket: missed {n} publications"),
+            Err(Error::Reconnecting) => eprintln!("microsocket: reconnecting; publications may be missed"),
             Err(e) => return Err(anyhow::Error::from(e).context("subscription ended")),
         }
     }

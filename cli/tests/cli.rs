@@ -224,6 +224,62 @@ fn subscribe_prints_tab_separated_lines_and_stops_after_count() {
     assert_eq!(out, "news\tfirst\nsensor.kitchen\t21.5\tC\nnews\tsecond\n");
 }
 
+/// One request frame: `(`, the argument count, then each argument as a u32 BE
+/// length and its bytes.
+fn request_frame(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = vec![b'(', u8::try_from(args.len()).unwrap()];
+    for a in args {
+        out.extend_from_slice(&u32::try_from(a.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(a);
+    }
+    out
+}
+
+#[test]
+fn subscribe_prints_a_mixed_burst_in_send_order_and_overlaps_once() {
+    let server = Server::start(&[]);
+    let sub = Command::new(BIN)
+        .args([
+            "subscribe",
+            server.sock(),
+            "alpha",
+            "beta",
+            "sensor.kitchen.temp",
+            "--pattern",
+            "sensor.*.temp",
+            "--pattern",
+            "sensor.>",
+            "--count",
+            "21",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Matched by all three of its subscriptions: one line, counted once.
+    publish_until_reached(server.sock(), "sensor.kitchen.temp", "21.5", "1");
+    // Twenty PUBLISH requests alternating two topics, pipelined in one write.
+    let mut burst = Vec::new();
+    for i in 0..20u8 {
+        let topic: &[u8] = if i % 2 == 0 { b"alpha" } else { b"beta" };
+        burst.extend(request_frame(&[&[i], b"PUBLISH", topic, i.to_string().as_bytes()]));
+    }
+    let mut raw = UnixStream::connect(server.sock()).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    std::io::Write::write_all(&mut raw, &burst).unwrap();
+    let mut sub = sub;
+    let status = wait_timeout(&mut sub, Duration::from_secs(20)).expect("subscriber did not stop");
+    assert!(status.success());
+    let mut out = String::new();
+    sub.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let mut expected = String::from("sensor.kitchen.temp\t21.5\n");
+    for i in 0..20 {
+        let topic = if i % 2 == 0 { "alpha" } else { "beta" };
+        expected.push_str(&format!("{topic}\t{i}\n"));
+    }
+    assert_eq!(out, expected);
+}
+
 #[test]
 fn buffered_topics_catch_up_new_subscribers() {
     let server = Server::start(&["--buffer", "log.*=2"]);

@@ -137,6 +137,32 @@ impl Peer {
         }
     }
 
+    /// One receiver for several topics and patterns.
+    fn subscribe_all(&self, topics: &[&str], patterns: &[&str]) -> Result<Sub, Error> {
+        match self {
+            Self::Std(c) => {
+                let mut builder = c.subscriber();
+                for t in topics {
+                    builder = builder.topic(t);
+                }
+                for p in patterns {
+                    builder = builder.pattern(p);
+                }
+                builder.subscribe().map(Sub::Std)
+            }
+            Self::Tokio(c) => {
+                let mut builder = c.subscriber();
+                for t in topics {
+                    builder = builder.topic(t);
+                }
+                for p in patterns {
+                    builder = builder.pattern(p);
+                }
+                wait(builder.subscribe()).map(Sub::Tokio)
+            }
+        }
+    }
+
     fn subscribe(&self, topic: &str, pattern: bool) -> Result<Sub, Error> {
         match self {
             Self::Std(c) => if pattern {
@@ -175,6 +201,32 @@ impl Sub {
             Self::Tokio(s) => wait(async { tokio::time::timeout(timeout, s.next()).await })
                 .ok()
                 .map(|item| item.unwrap_or(Err(Error::Closed))),
+        }
+    }
+
+    /// Adds a topic or pattern to this receiver.
+    fn add(&mut self, topic: &str, pattern: bool) -> Result<(), Error> {
+        match (self, pattern) {
+            (Self::Std(s), false) => s.add_topic(topic),
+            (Self::Std(s), true) => s.add_pattern(topic),
+            (Self::Tokio(s), false) => wait(s.add_topic(topic)),
+            (Self::Tokio(s), true) => wait(s.add_pattern(topic)),
+        }
+    }
+
+    /// Removes a topic or pattern from this receiver.
+    fn remove(&mut self, topic: &str) -> usize {
+        match self {
+            Self::Std(s) => s.remove(topic),
+            Self::Tokio(s) => s.remove(topic),
+        }
+    }
+
+    /// How many of this receiver's subscriptions `p` matches.
+    fn matching(&self, p: &Publication) -> usize {
+        match self {
+            Self::Std(s) => s.matching(p).count(),
+            Self::Tokio(s) => s.matching(p).count(),
         }
     }
 
@@ -239,6 +291,7 @@ semantic!(
     shutdown_answers_requests_in_flight,
     a_panicking_handler_fails_only_its_request,
     publications_made_while_handling_leave_before_the_answer,
+    one_receiver_gets_each_publication_once_in_send_order,
     peer_credentials_reach_the_handler,
 );
 
@@ -526,4 +579,49 @@ fn publications_made_while_handling_leave_before_the_answer(server: ServerKind, 
             other => panic!("publication {i} was not in before its request's answer: {other:?}"),
         }
     }
+}
+
+/// One receiver for several topics and patterns gets each publication once,
+/// in the order the server sent them, and says which of its subscriptions it
+/// matched; topics and patterns can be added and removed later.
+fn one_receiver_gets_each_publication_once_in_send_order(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let peer = bus.connect(client, ClientConfig::default());
+    let publisher = bus.connect(client, ClientConfig::default());
+    let mut all = peer
+        .subscribe_all(
+            &["alpha", "beta", "sensor.kitchen.temp"],
+            &["sensor.*.temp", "sensor.>"],
+        )
+        .unwrap();
+    for i in 0..20 {
+        let topic: &[u8] = if i % 2 == 0 { b"alpha" } else { b"beta" };
+        publisher
+            .request("PUBLISH", &[topic, i.to_string().as_bytes()])
+            .unwrap();
+    }
+    for i in 0..20 {
+        let p = all.next(STEP).expect("a publication").unwrap();
+        let expected_topic = if i % 2 == 0 { "alpha" } else { "beta" };
+        assert_eq!(
+            (p.topic_str(), text(p.values())),
+            (Some(expected_topic), vec![i.to_string()])
+        );
+    }
+    // Matched by three of its subscriptions, received once.
+    assert_eq!(bus.publish("sensor.kitchen.temp", &["21.5"]), 1);
+    let p = all.next(STEP).unwrap().unwrap();
+    assert_eq!(text(p.values()), ["21.5"]);
+    assert_eq!(all.matching(&p), 3);
+    assert!(all.next(QUIET).is_none(), "a second copy arrived");
+    // Later additions and removals.
+    all.add("gamma", false).unwrap();
+    assert_eq!(all.remove("alpha"), 1);
+    peer.request("PING", &[]).unwrap();
+    publisher.request("PUBLISH", &[b"alpha", b"gone"]).unwrap();
+    publisher.request("PUBLISH", &[b"gamma", b"new"]).unwrap();
+    assert_eq!(all.values(), ["new"]);
+    assert!(all.add("secret.x", false).is_err());
+    publisher.request("PUBLISH", &[b"beta", b"still"]).unwrap();
+    assert_eq!(all.values(), ["still"]);
 }

@@ -216,8 +216,8 @@ mod spin;
 pub use microsocket_socket as socket;
 
 pub use client::{
-    Client, ClientBuilder, ResponseFuture, Subscription, MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS,
-    MAX_SUBSCRIPTION_BYTES as CLIENT_MAX_SUBSCRIPTION_BYTES,
+    Client, ClientBuilder, ResponseFuture, Subscriber, Subscription, MAX_IN_FLIGHT,
+    MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES as CLIENT_MAX_SUBSCRIPTION_BYTES,
 };
 pub use handler::{
     handler_fn, Failure, FnHandler, Handler, PeerCredentials, Reply, Request, RequestContext, SubscriptionChange,

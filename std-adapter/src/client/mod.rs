@@ -66,7 +66,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use microsocket_core::frame::{Decoded, Decoder};
-use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId};
+use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId, SubscriptionKind};
 
 use crate::rx::{read_within, RxBuf};
 use crate::socket::{Address, Stream};
@@ -135,6 +135,9 @@ struct SubQueue {
     queue: SubscriptionQueue<Publication, Infallible>,
     /// Threads sleeping on its condition variable (0 or 1).
     sleeping: u16,
+    /// The number of the last publication queued: a receiver that several of
+    /// the matched subscriptions feed gets each publication once.
+    last: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -199,6 +202,8 @@ struct State {
     handles: IdMap<SubscriptionId, Vec<Arc<SubShared>>>,
     queues: IdMap<u64, SubQueue>,
     next_key: u64,
+    /// Publications received, numbering each (see [`SubQueue::last`]).
+    publications: u64,
 }
 
 mod chunk;
@@ -206,7 +211,7 @@ mod subscription;
 mod waiting;
 
 use chunk::*;
-pub use subscription::{Subscription, SubscriptionIter};
+pub use subscription::{Subscriber, Subscription, SubscriptionIter};
 use waiting::*;
 
 impl Client {
@@ -299,6 +304,7 @@ impl Client {
                     idle: Vec::new(),
                     handles: IdMap::default(),
                     queues: IdMap::default(),
+                    publications: 0,
                     next_key: 0,
                 }),
                 rx: Mutex::new(reader),
@@ -381,54 +387,59 @@ impl Client {
     }
 
     fn add_subscription(&self, bytes: &[u8], pattern: bool) -> Result<Subscription> {
-        let inner = &self.inner;
-        let mut st = inner.lock_state();
-        if st.closed || st.send_closed {
-            return Err(Error::Closed);
-        }
-        if st.protocol.requests_in_flight() >= inner.config.max_in_flight {
-            return Err(Error::InflightFull);
-        }
-        let State { protocol, pending, .. } = &mut *st;
-        let id = if pattern {
-            protocol.subscribe_pattern(bytes, pending)?
+        let kind = if pattern {
+            SubscriptionKind::Pattern
         } else {
-            protocol.subscribe(bytes, pending)?
+            SubscriptionKind::Exact
         };
+        let mut subscription = self.empty_subscription();
+        subscription.add(kind, bytes)?;
+        Ok(subscription)
+    }
+
+    /// One receiver for several topics and patterns: each publication once, in
+    /// the order the server sent them, however many of them it matches (where
+    /// one [`Subscription`] per topic would each get their own copy, and a
+    /// thread could wait on only one of them).
+    ///
+    /// ```no_run
+    /// # fn f(client: microsocket_std::Client) -> microsocket_std::Result<()> {
+    /// let mut stream = client.subscriber().topic("alpha").pattern("sensor.>").subscribe()?;
+    /// stream.add_topic("beta")?;
+    /// for publication in &mut stream {
+    ///     let publication = publication?;
+    ///     println!("{:?}", publication.topic_str());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn subscriber(&self) -> Subscriber {
+        Subscriber {
+            client: self.clone(),
+            wanted: Vec::new(),
+        }
+    }
+
+    /// A receiver with no subscription yet.
+    fn empty_subscription(&self) -> Subscription {
+        let mut st = self.inner.lock_state();
         let key = st.next_key;
         st.next_key += 1;
-        let shared = Arc::new(SubShared {
-            key,
-            cv: Condvar::new(),
-        });
-        st.handles.entry(id).or_default().push(shared.clone());
         st.queues.insert(
             key,
             SubQueue {
                 queue: SubscriptionQueue::new(self.inner.config.subscription_capacity),
                 sleeping: 0,
+                last: 0,
             },
         );
-        let subscription = Subscription {
+        Subscription {
             client: self.clone(),
-            shared,
-            id,
-            topic: Bytes::copy_from_slice(bytes),
-        };
-        let State { protocol, pending, .. } = &mut *st;
-        let barrier = match protocol.barrier(pending) {
-            Ok(b) => b,
-            Err(e) => {
-                // The subscribe frame goes out with the next write; dropping
-                // `subscription` then unsubscribes.
-                drop(st);
-                return Err(e.into());
-            }
-        };
-        st.slots[usize::from(barrier.slot())] = Some(barrier);
-        inner.flush_pending(st)?;
-        let deadline = inner.config.request_timeout.map(|t| Instant::now() + t);
-        microsocket_host::subscription_confirmed(self.wait_response(barrier, deadline)).map(|()| subscription)
+            shared: Arc::new(SubShared {
+                key,
+                cv: Condvar::new(),
+            }),
+            members: Vec::new(),
+        }
     }
 
     fn send_request<I>(&self, command: &[u8], args: I) -> Result<RequestId>

@@ -2,9 +2,11 @@
 
 use super::*;
 
-/// A subscription to a topic or pattern: a bounded queue of the publications that
-/// match it. Dropping it unsubscribes (the `-` goes out when no other handle of
-/// this client shares the same wire subscription).
+/// A subscription to one or more topics and patterns (see [`Client::subscribe`]
+/// and [`Client::subscriber`]): a bounded queue of the publications that match
+/// them, each once, in the order the server sent them. Dropping it
+/// unsubscribes (the `-` goes out when no other handle of this client shares
+/// the same wire subscription).
 ///
 /// If the queue is full (see [`ClientConfig::subscription_capacity`]), further
 /// publications are dropped and counted; the next receive at that point returns
@@ -13,15 +15,142 @@ use super::*;
 pub struct Subscription {
     pub(super) client: Client,
     pub(super) shared: Arc<SubShared>,
+    pub(super) members: Vec<Member>,
+}
+
+/// One topic or pattern of a [`Subscription`].
+#[derive(Debug)]
+pub(super) struct Member {
     pub(super) id: SubscriptionId,
+    pub(super) kind: SubscriptionKind,
     pub(super) topic: Bytes,
 }
 
 impl Subscription {
-    /// The topic or pattern subscribed to.
+    /// The (first) topic or pattern subscribed to; empty if there is none.
     #[must_use]
     pub fn topic(&self) -> &[u8] {
-        &self.topic
+        self.members.first().map_or(&[][..], |m| &m.topic[..])
+    }
+
+    /// Every topic and pattern this receiver gets, in the order added.
+    pub fn subscriptions(&self) -> impl Iterator<Item = (SubscriptionKind, &[u8])> {
+        self.members.iter().map(|m| (m.kind, &m.topic[..]))
+    }
+
+    /// Which of this receiver's topics and patterns `publication` matches.
+    pub fn matching<'a>(&'a self, publication: &'a Publication) -> impl Iterator<Item = (SubscriptionKind, &'a [u8])> {
+        self.subscriptions().filter(move |(kind, topic)| match kind {
+            SubscriptionKind::Exact => *topic == publication.topic(),
+            SubscriptionKind::Pattern => {
+                microsocket_core::Pattern::new(topic).is_ok_and(|p| p.matches(publication.topic()))
+            }
+        })
+    }
+
+    /// Adds a topic to this receiver; returns once the server has it in place.
+    ///
+    /// # Errors
+    /// As [`Client::subscribe`]; the receiver is unchanged.
+    pub fn add_topic(&mut self, topic: impl AsRef<[u8]>) -> Result<()> {
+        self.add(SubscriptionKind::Exact, topic.as_ref())
+    }
+
+    /// Adds a pattern to this receiver; returns once the server has it in place.
+    ///
+    /// # Errors
+    /// As [`Client::subscribe_pattern`]; the receiver is unchanged.
+    pub fn add_pattern(&mut self, pattern: impl AsRef<[u8]>) -> Result<()> {
+        self.add(SubscriptionKind::Pattern, pattern.as_ref())
+    }
+
+    pub(super) fn add(&mut self, kind: SubscriptionKind, bytes: &[u8]) -> Result<()> {
+        let client = self.client.clone();
+        let inner = &client.inner;
+        let mut st = inner.lock_state();
+        if st.closed || st.send_closed {
+            return Err(Error::Closed);
+        }
+        if st.protocol.requests_in_flight() >= inner.config.max_in_flight {
+            return Err(Error::InflightFull);
+        }
+        let State { protocol, pending, .. } = &mut *st;
+        let id = match kind {
+            SubscriptionKind::Pattern => protocol.subscribe_pattern(bytes, pending)?,
+            _ => protocol.subscribe(bytes, pending)?,
+        };
+        st.handles.entry(id).or_default().push(self.shared.clone());
+        self.members.push(Member {
+            id,
+            kind,
+            topic: Bytes::copy_from_slice(bytes),
+        });
+        let State { protocol, pending, .. } = &mut *st;
+        let barrier = match protocol.barrier(pending) {
+            Ok(b) => b,
+            Err(e) => {
+                // The subscribe frame goes out with the next write; removing
+                // the member then unsubscribes.
+                drop(st);
+                self.remove_last();
+                return Err(e.into());
+            }
+        };
+        st.slots[usize::from(barrier.slot())] = Some(barrier);
+        inner.flush_pending(st)?;
+        let deadline = inner.config.request_timeout.map(|t| Instant::now() + t);
+        let confirmed = microsocket_host::subscription_confirmed(client.wait_response(barrier, deadline));
+        if confirmed.is_err() {
+            self.remove_last();
+        }
+        confirmed
+    }
+
+    fn remove_last(&mut self) {
+        if let Some(member) = self.members.pop() {
+            self.unsubscribe(&member);
+        }
+    }
+
+    /// Stops receiving `topic` (an exact topic, a pattern, or both if both were
+    /// added); returns how many were removed. The receiver goes on with the rest.
+    pub fn remove(&mut self, topic: impl AsRef<[u8]>) -> usize {
+        let topic = topic.as_ref();
+        let (gone, kept): (Vec<Member>, Vec<Member>) = std::mem::take(&mut self.members)
+            .into_iter()
+            .partition(|m| m.topic == topic);
+        self.members = kept;
+        for member in &gone {
+            self.unsubscribe(member);
+        }
+        gone.len()
+    }
+
+    /// Drops this receiver's share of one wire subscription (the `-` goes out
+    /// when no other handle of the client shares it).
+    fn unsubscribe(&self, member: &Member) {
+        let inner = &self.client.inner;
+        let mut st = inner.lock_state();
+        if let Some(list) = st.handles.get_mut(&member.id) {
+            if let Some(at) = list.iter().position(|h| Arc::ptr_eq(h, &self.shared)) {
+                list.swap_remove(at);
+            }
+            if list.is_empty() {
+                st.handles.remove(&member.id);
+            }
+        }
+        let State {
+            protocol,
+            pending,
+            closed,
+            ..
+        } = &mut *st;
+        let sent = protocol.unsubscribe(member.id, pending).unwrap_or(false);
+        if *closed {
+            pending.clear();
+        } else if sent {
+            let _ = inner.flush_pending(st);
+        }
     }
 
     /// Waits for the next publication.
@@ -77,28 +206,49 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let inner = &self.client.inner;
-        let mut st = inner.lock_state();
+        for member in std::mem::take(&mut self.members) {
+            self.unsubscribe(&member);
+        }
+        let mut st = self.client.inner.lock_state();
         st.queues.remove(&self.shared.key);
-        if let Some(list) = st.handles.get_mut(&self.id) {
-            list.retain(|h| !Arc::ptr_eq(h, &self.shared));
-            if list.is_empty() {
-                st.handles.remove(&self.id);
-            }
-        }
         st.idle.retain(|k| !k.same(&WaitKey::Sub(self.shared.clone())));
-        let State {
-            protocol,
-            pending,
-            closed,
-            ..
-        } = &mut *st;
-        let sent = protocol.unsubscribe(self.id, pending).unwrap_or(false);
-        if *closed {
-            pending.clear();
-        } else if sent {
-            let _ = inner.flush_pending(st);
+    }
+}
+
+/// The topics and patterns of a [`Subscription`] to make at once (see
+/// [`Client::subscriber`]).
+#[derive(Debug)]
+#[must_use = "a subscriber does nothing until `subscribe` is called"]
+pub struct Subscriber {
+    pub(super) client: Client,
+    pub(super) wanted: Vec<(SubscriptionKind, Vec<u8>)>,
+}
+
+impl Subscriber {
+    /// Adds a topic.
+    pub fn topic(mut self, topic: impl AsRef<[u8]>) -> Self {
+        self.wanted.push((SubscriptionKind::Exact, topic.as_ref().to_vec()));
+        self
+    }
+
+    /// Adds a pattern.
+    pub fn pattern(mut self, pattern: impl AsRef<[u8]>) -> Self {
+        self.wanted.push((SubscriptionKind::Pattern, pattern.as_ref().to_vec()));
+        self
+    }
+
+    /// Subscribes to all of them: one receiver, each publication once, in the
+    /// order the server sent them.
+    ///
+    /// # Errors
+    /// The first error of [`Client::subscribe`] or [`Client::subscribe_pattern`];
+    /// the subscriptions made before it are dropped again.
+    pub fn subscribe(self) -> Result<Subscription> {
+        let mut subscription = self.client.empty_subscription();
+        for (kind, topic) in &self.wanted {
+            subscription.add(*kind, topic)?;
         }
+        Ok(subscription)
     }
 }
 

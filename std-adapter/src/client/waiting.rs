@@ -365,6 +365,7 @@ impl Inner {
                 queues,
                 wakes,
                 uncollected,
+                publications,
                 ..
             } = &mut *st;
             let mut answers = Slots {
@@ -409,11 +410,18 @@ impl Inner {
                 }) => {
                     let (at, len) = (values.position(), values.len());
                     let mut publication = Some(Publication::at(chunk.frame(rx.buf.data(), consumed), at, len));
+                    *publications += 1;
+                    let number = *publications;
                     let mut targets = subscriptions
                         .flat_map(|id| handles.get(&id).into_iter().flatten())
                         .peekable();
                     while let Some(h) = targets.next() {
                         let Some(q) = queues.get_mut(&h.key) else { continue };
+                        if q.last == number {
+                            // Fed by another of the matched subscriptions.
+                            continue;
+                        }
+                        q.last = number;
                         // The last queue takes the publication itself; the others a copy.
                         let last = targets.peek().is_none();
                         let queued = q.queue.push_with(|| {

@@ -135,6 +135,9 @@ pub(super) struct Conn<S> {
     pub(super) wake: Vec<Waker>,
     /// The wire subscriptions the publication being delivered matches.
     pub(super) matched: Vec<SubscriptionId>,
+    /// Publications received: numbers each, so a stream that several of the
+    /// matched subscriptions feed gets it once.
+    pub(super) publications: u64,
     /// The current read buffer growth step.
     pub(super) chunk: usize,
     /// A write failed with `EPIPE` (see `State::send_closed`).
@@ -162,6 +165,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             awaiting: false,
             wake: Vec::new(),
             matched: Vec::new(),
+            publications: 0,
             chunk: READ_CHUNK,
             send_closed: false,
         }
@@ -359,6 +363,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         }
                         Got::TooLarge(id) => table.complete(id, Err(Error::FrameTooLarge), &mut self.wake),
                         Got::Publication(at, len) => {
+                            self.publications += 1;
                             let mut publication = Some(Publication::at(bytes, at, len));
                             // The last subscriber gets the publication itself,
                             // the others clones.
@@ -388,7 +393,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                                         &mut current.insert((queue, queue.lock())).1
                                     }
                                 };
-                                deliver(inner, one);
+                                deliver(inner, one, self.publications);
                                 delivered = true;
                             }
                         }

@@ -382,28 +382,49 @@ impl Client {
     }
 
     async fn subscribe_kind(&self, kind: SubscriptionKind, topic: &[u8]) -> Result<Subscription, Error> {
-        let shared = self.shared();
+        let mut subscription = self.empty_subscription();
+        subscription.add(kind, topic).await?;
+        Ok(subscription)
+    }
+
+    /// One stream for several topics and patterns: each publication once, in
+    /// the order the server sent them, however many of them it matches (where
+    /// one [`Subscription`] per topic would each get their own copy, and
+    /// merging them loses the order).
+    ///
+    /// ```no_run
+    /// # async fn f(client: microsocket_tokio::Client) -> Result<(), microsocket_tokio::Error> {
+    /// let mut stream = client.subscriber().topic("alpha").pattern("sensor.>").subscribe().await?;
+    /// stream.add_topic("beta").await?;
+    /// while let Some(publication) = stream.next().await {
+    ///     let publication = publication?;
+    ///     println!("{:?} matched {:?}", publication.topic_str(), stream.matching(&publication).count());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn subscriber(&self) -> Subscriber {
+        Subscriber {
+            client: self.clone(),
+            wanted: Vec::new(),
+        }
+    }
+
+    /// A stream with no subscription yet.
+    fn empty_subscription(&self) -> Subscription {
         let queue = Arc::new(SubQueue {
             inner: Mutex::new(SubInner {
-                queue: SubscriptionQueue::new(shared.config.subscription_capacity),
+                queue: SubscriptionQueue::new(self.shared().config.subscription_capacity),
                 waker: None,
+                last: 0,
             }),
         });
-        let (id, barrier) = shared.start_subscription(kind, topic, &queue)?;
-        let subscription = Subscription {
+        Subscription {
             client: self.clone(),
-            id,
+            members: Vec::new(),
             queue,
-            topic: Bytes::copy_from_slice(topic),
-            kind,
             local: VecDeque::new(),
             taken: 0,
-        };
-        let barrier = ResponseFuture {
-            handle: self.handle.clone(),
-            state: FutureState::Waiting(barrier),
-        };
-        microsocket_host::subscription_confirmed(barrier.await).map(|()| subscription)
+        }
     }
 
     /// Requests in flight on this connection (including abandoned ones whose late
@@ -435,5 +456,5 @@ use driver::*;
 pub use response::ResponseFuture;
 use response::*;
 use state::*;
-pub use subscription::Subscription;
 use subscription::*;
+pub use subscription::{Subscriber, Subscription};

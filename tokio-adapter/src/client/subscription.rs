@@ -18,25 +18,35 @@ pub(super) struct SubInner {
     /// Publications, lag markers and connection notices, in order.
     pub(super) queue: SubscriptionQueue<Publication, Error>,
     pub(super) waker: Option<Waker>,
+    /// The number of the last publication queued (see [`deliver`]).
+    pub(super) last: u64,
 }
 
 pub(super) type Entry = Delivery<Publication, Error>;
 
-/// A stream of the publications of one subscription (see [`Client::subscribe`]).
+/// One topic or pattern of a [`Subscription`].
+#[derive(Debug)]
+pub(super) struct Member {
+    pub(super) id: SubscriptionId,
+    pub(super) kind: SubscriptionKind,
+    pub(super) topic: Bytes,
+}
+
+/// A stream of the publications of one or more topics and patterns (see
+/// [`Client::subscribe`] and [`Client::subscriber`]).
 ///
-/// Yields `Ok(publication)` in the order the server sent them;
-/// `Err(Error::Lagged { missed })` where `missed` publications were dropped because the stream
-/// was not read fast enough (it goes on); `Err(Error::Reconnecting)` when the
-/// connection was lost and is being re-established (it goes on); and
-/// `Err(Error::Closed)` followed by the end of the stream when the connection is
-/// gone for good. Dropping it unsubscribes.
+/// Yields `Ok(publication)` in the order the server sent them, each once
+/// however many of the stream's topics and patterns it matches;
+/// `Err(Error::Lagged { missed })` where `missed` publications were dropped
+/// because the stream was not read fast enough (it goes on);
+/// `Err(Error::Reconnecting)` when the connection was lost and is being
+/// re-established (it goes on); and `Err(Error::Closed)` followed by the end of
+/// the stream when the connection is gone for good. Dropping it unsubscribes.
 #[derive(Debug)]
 pub struct Subscription {
     pub(super) client: Client,
-    pub(super) id: SubscriptionId,
+    pub(super) members: Vec<Member>,
     pub(super) queue: Arc<SubQueue>,
-    pub(super) topic: Bytes,
-    pub(super) kind: SubscriptionKind,
     /// Items taken from `queue` in one go, handed out one by one.
     pub(super) local: VecDeque<Entry>,
     /// Publications taken into `local` that `queue` still counts against its
@@ -45,16 +55,32 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The topic or pattern subscribed to.
+    /// The (first) topic or pattern subscribed to; empty if there is none.
     #[must_use]
     pub fn topic(&self) -> &Bytes {
-        &self.topic
+        static NONE: Bytes = Bytes::new();
+        self.members.first().map_or(&NONE, |m| &m.topic)
     }
 
-    /// Whether it is an exact or a pattern subscription.
+    /// Whether the (first) subscription is exact or a pattern.
     #[must_use]
     pub fn kind(&self) -> SubscriptionKind {
-        self.kind
+        self.members.first().map_or(SubscriptionKind::Exact, |m| m.kind)
+    }
+
+    /// Every topic and pattern this stream receives, in the order added.
+    pub fn subscriptions(&self) -> impl Iterator<Item = (SubscriptionKind, &[u8])> {
+        self.members.iter().map(|m| (m.kind, &m.topic[..]))
+    }
+
+    /// Which of this stream's topics and patterns `publication` matches.
+    pub fn matching<'a>(&'a self, publication: &'a Publication) -> impl Iterator<Item = (SubscriptionKind, &'a [u8])> {
+        self.subscriptions().filter(move |(kind, topic)| match kind {
+            SubscriptionKind::Exact => *topic == publication.topic(),
+            SubscriptionKind::Pattern => {
+                microsocket_core::Pattern::new(topic).is_ok_and(|p| p.matches(publication.topic()))
+            }
+        })
     }
 
     /// The client it belongs to.
@@ -63,10 +89,100 @@ impl Subscription {
         &self.client
     }
 
+    /// Adds a topic to this stream, once the server has it in place.
+    ///
+    /// # Errors
+    /// As [`Client::subscribe`]; the stream is unchanged.
+    pub async fn add_topic(&mut self, topic: impl AsRef<[u8]>) -> Result<(), Error> {
+        self.add(SubscriptionKind::Exact, topic.as_ref()).await
+    }
+
+    /// Adds a pattern to this stream, once the server has it in place.
+    ///
+    /// # Errors
+    /// As [`Client::subscribe_pattern`]; the stream is unchanged.
+    pub async fn add_pattern(&mut self, pattern: impl AsRef<[u8]>) -> Result<(), Error> {
+        self.add(SubscriptionKind::Pattern, pattern.as_ref()).await
+    }
+
+    pub(super) async fn add(&mut self, kind: SubscriptionKind, topic: &[u8]) -> Result<(), Error> {
+        let shared = self.client.shared();
+        let (id, barrier) = shared.start_subscription(kind, topic, &self.queue)?;
+        self.members.push(Member {
+            id,
+            kind,
+            topic: Bytes::copy_from_slice(topic),
+        });
+        let barrier = ResponseFuture {
+            handle: self.client.handle.clone(),
+            state: FutureState::Waiting(barrier),
+        };
+        let confirmed = microsocket_host::subscription_confirmed(barrier.await);
+        if confirmed.is_err() {
+            if let Some(member) = self.members.pop() {
+                shared.unsubscribe(member.id, &self.queue);
+            }
+        }
+        confirmed
+    }
+
+    /// Stops receiving `topic` (an exact topic, a pattern, or both if both were
+    /// added); returns how many were removed. The stream goes on with the rest.
+    pub fn remove(&mut self, topic: impl AsRef<[u8]>) -> usize {
+        let topic = topic.as_ref();
+        let before = self.members.len();
+        let shared = self.client.shared().clone();
+        self.members.retain(|m| {
+            let keep = m.topic != topic;
+            if !keep {
+                shared.unsubscribe(m.id, &self.queue);
+            }
+            keep
+        });
+        before - self.members.len()
+    }
+
     /// The next item, as [`Stream::poll_next`] would give it: `None` once the
     /// stream has ended.
     pub async fn next(&mut self) -> Option<Result<Publication, Error>> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+}
+
+/// The topics and patterns of a [`Subscription`] to make at once (see
+/// [`Client::subscriber`]).
+#[derive(Debug)]
+#[must_use = "a subscriber does nothing until `subscribe` is awaited"]
+pub struct Subscriber {
+    pub(super) client: Client,
+    pub(super) wanted: Vec<(SubscriptionKind, Vec<u8>)>,
+}
+
+impl Subscriber {
+    /// Adds a topic.
+    pub fn topic(mut self, topic: impl AsRef<[u8]>) -> Self {
+        self.wanted.push((SubscriptionKind::Exact, topic.as_ref().to_vec()));
+        self
+    }
+
+    /// Adds a pattern.
+    pub fn pattern(mut self, pattern: impl AsRef<[u8]>) -> Self {
+        self.wanted.push((SubscriptionKind::Pattern, pattern.as_ref().to_vec()));
+        self
+    }
+
+    /// Subscribes to all of them: one stream, each publication once, in the
+    /// order the server sent them.
+    ///
+    /// # Errors
+    /// The first error of [`Client::subscribe`] or [`Client::subscribe_pattern`];
+    /// the subscriptions made before it are dropped again.
+    pub async fn subscribe(self) -> Result<Subscription, Error> {
+        let mut subscription = self.client.empty_subscription();
+        for (kind, topic) in &self.wanted {
+            subscription.add(*kind, topic).await?;
+        }
+        Ok(subscription)
     }
 }
 
@@ -109,13 +225,21 @@ impl Stream for Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.client.shared().unsubscribe(self.id, &self.queue);
+        let shared = self.client.shared();
+        for member in &self.members {
+            shared.unsubscribe(member.id, &self.queue);
+        }
     }
 }
 
-/// Queues a publication for one local subscriber (whose queue is locked), or
-/// counts it as missed.
-pub(super) fn deliver(inner: &mut SubInner, publication: Publication) {
+/// Queues publication number `number` for one local stream (whose queue is
+/// locked), or counts it as missed; a stream that several matched
+/// subscriptions feed already has it the second time.
+pub(super) fn deliver(inner: &mut SubInner, publication: Publication, number: u64) {
+    if inner.last == number {
+        return;
+    }
+    inner.last = number;
     if !inner.queue.push(publication) && !inner.queue.is_ended() {
         tracing::debug!("subscriber fell behind; publication dropped");
     }
