@@ -45,6 +45,7 @@ fn client(path: &std::path::Path) -> Result<Client> {
     Ok(Client::new(stream, {
         let mut config = ClientConfig::default();
         config.subscription_capacity = 1 << 22;
+        config.subscription_max_bytes = usize::MAX;
         config
     })?)
 }

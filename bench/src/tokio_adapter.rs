@@ -36,6 +36,7 @@ fn config(max_queued_bytes: usize) -> ServerConfig {
 async fn client(path: &std::path::Path) -> Result<Client> {
     Ok(Client::builder()
         .subscription_capacity(1 << 22)
+        .subscription_max_bytes(usize::MAX)
         .max_in_flight(1024)
         .connect_unix(path)
         .await?)

@@ -10,8 +10,13 @@ pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 /// unless set (see [`ClientConfig::spin_before_sleep`]).
 pub const DEFAULT_CLIENT_SPIN: Duration = Duration::from_micros(50);
 /// Publications each subscription queues, unless set, before it drops them and
-/// reports the lag.
-pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 1024;
+/// reports the lag: enough that a reader that keeps up never loses one to a
+/// burst the connection delivers faster than it is read.
+pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 1 << 16;
+/// Bytes of publications each subscription queues, unless set, before it drops
+/// them and reports the lag (one publication is always taken, whatever its
+/// size).
+pub const DEFAULT_SUBSCRIPTION_MAX_BYTES: usize = 8 << 20;
 /// Requests in flight on one client connection, unless set.
 pub const DEFAULT_CLIENT_MAX_IN_FLIGHT: usize = 256;
 
@@ -83,6 +88,11 @@ pub struct ClientConfig {
     /// Publications each subscription queues before it drops them and
     /// reports the lag (default [`DEFAULT_SUBSCRIPTION_CAPACITY`]).
     pub subscription_capacity: usize,
+    /// Bytes of publications each subscription queues before it drops them
+    /// and reports the lag (default [`DEFAULT_SUBSCRIPTION_MAX_BYTES`]; one is
+    /// always taken): what a subscriber that stops reading can make the
+    /// client hold.
+    pub subscription_max_bytes: usize,
     /// How long the client keeps polling for answers, yielding the CPU,
     /// before its thread or task may sleep, while several answers are due
     /// (default [`DEFAULT_CLIENT_SPIN`]; zero: never). An answer arriving
@@ -100,6 +110,7 @@ impl Default for ClientConfig {
             max_in_flight: DEFAULT_CLIENT_MAX_IN_FLIGHT,
             max_frame: DEFAULT_MAX_FRAME,
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
+            subscription_max_bytes: DEFAULT_SUBSCRIPTION_MAX_BYTES,
             spin_before_sleep: DEFAULT_CLIENT_SPIN,
             reconnect: None,
         }
@@ -132,6 +143,13 @@ impl ClientConfig {
     #[must_use]
     pub fn subscription_capacity(mut self, n: usize) -> Self {
         self.subscription_capacity = n.max(1);
+        self
+    }
+
+    /// Sets [`ClientConfig::subscription_max_bytes`].
+    #[must_use]
+    pub fn subscription_max_bytes(mut self, bytes: usize) -> Self {
+        self.subscription_max_bytes = bytes;
         self
     }
 

@@ -19,11 +19,18 @@ pub enum Delivery<T, N> {
     Notice(N),
 }
 
+/// What a queued item weighs against a [`SubscriptionQueue`]'s byte bound.
+pub trait Weigh {
+    /// Bytes the item holds (for a publication: its frame).
+    fn weight(&self) -> usize;
+}
+
 /// The bounded queue between a client connection's reader and one local
-/// subscription: at most `capacity` publications wait; past that, new ones are
-/// dropped and counted in a [`Delivery::Lagged`] marker at the point where they
-/// were lost, so the reader learns of the gap in order, as soon as it reaches
-/// it. Notices are never dropped.
+/// subscription: at most `capacity` publications of at most `max_bytes` in
+/// all wait (one publication is always taken, whatever its size); past that,
+/// new ones are dropped and counted in a [`Delivery::Lagged`] marker at the
+/// point where they were lost, so the reader learns of the gap in order, as
+/// soon as it reaches it. Notices are never dropped.
 ///
 /// Publications taken in a batch by [`SubscriptionQueue::take_all`] keep
 /// counting against the capacity until [`SubscriptionQueue::release`]: a
@@ -31,13 +38,19 @@ pub enum Delivery<T, N> {
 /// its bound.
 ///
 /// ```
-/// use microsocket_host::{Delivery, SubscriptionQueue};
+/// use microsocket_host::{Delivery, SubscriptionQueue, Weigh};
 ///
-/// let mut q: SubscriptionQueue<u32, ()> = SubscriptionQueue::new(2);
-/// assert!(q.push(1) && q.push(2));
-/// assert!(!q.push(3) && !q.push(4)); // full: counted, not kept
-/// assert_eq!(q.pop(), Some(Delivery::Publication(1)));
-/// assert_eq!(q.pop(), Some(Delivery::Publication(2)));
+/// #[derive(Debug, PartialEq)]
+/// struct Item(u32);
+/// impl Weigh for Item {
+///     fn weight(&self) -> usize { 4 }
+/// }
+///
+/// let mut q: SubscriptionQueue<Item, ()> = SubscriptionQueue::new(2, 1 << 20);
+/// assert!(q.push(Item(1)) && q.push(Item(2)));
+/// assert!(!q.push(Item(3)) && !q.push(Item(4))); // full: counted, not kept
+/// assert_eq!(q.pop(), Some(Delivery::Publication(Item(1))));
+/// assert_eq!(q.pop(), Some(Delivery::Publication(Item(2))));
 /// assert_eq!(q.pop(), Some(Delivery::Lagged { missed: 2 }));
 /// assert_eq!(q.pop(), None);
 /// ```
@@ -47,18 +60,24 @@ pub struct SubscriptionQueue<T, N> {
     /// Publications counted against the capacity: those in `items` and those
     /// taken and not yet released.
     publications: usize,
+    /// Their weight, counted against `max_bytes` the same way.
+    bytes: usize,
     capacity: usize,
+    max_bytes: usize,
     ended: bool,
 }
 
-impl<T, N> SubscriptionQueue<T, N> {
-    /// An empty queue holding at most `capacity` publications (at least one).
+impl<T: Weigh, N> SubscriptionQueue<T, N> {
+    /// An empty queue holding at most `capacity` publications (at least one)
+    /// weighing at most `max_bytes` in all.
     #[must_use]
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
             items: VecDeque::new(),
             publications: 0,
+            bytes: 0,
             capacity: capacity.max(1),
+            max_bytes,
             ended: false,
         }
     }
@@ -66,18 +85,19 @@ impl<T, N> SubscriptionQueue<T, N> {
     /// Queues a publication; returns false if it was dropped (the queue is
     /// full, and the drop is counted) or the queue has ended.
     pub fn push(&mut self, publication: T) -> bool {
-        self.push_with(|| publication)
+        self.push_weighed(publication.weight(), || publication)
     }
 
-    /// Queues the publication `make` returns, calling it only if there is room
-    /// (so a publication shared by several queues is copied only for those
-    /// that keep it); returns false if it was dropped and counted, or the queue
-    /// has ended.
-    pub fn push_with(&mut self, make: impl FnOnce() -> T) -> bool {
+    /// Queues the publication `make` returns, of `weight` bytes, calling it
+    /// only if there is room (so a publication shared by several queues is
+    /// copied only for those that keep it); returns false if it was dropped and
+    /// counted, or the queue has ended.
+    pub fn push_weighed(&mut self, weight: usize, make: impl FnOnce() -> T) -> bool {
         if self.ended {
             return false;
         }
-        if self.publications >= self.capacity {
+        let over_bytes = self.publications > 0 && self.bytes.saturating_add(weight) > self.max_bytes;
+        if self.publications >= self.capacity || over_bytes {
             match self.items.back_mut() {
                 Some(Delivery::Lagged { missed }) => *missed += 1,
                 _ => self.items.push_back(Delivery::Lagged { missed: 1 }),
@@ -86,6 +106,7 @@ impl<T, N> SubscriptionQueue<T, N> {
         }
         self.items.push_back(Delivery::Publication(make()));
         self.publications += 1;
+        self.bytes += weight;
         true
     }
 
@@ -113,26 +134,35 @@ impl<T, N> SubscriptionQueue<T, N> {
     /// The next item.
     pub fn pop(&mut self) -> Option<Delivery<T, N>> {
         let item = self.items.pop_front()?;
-        if matches!(item, Delivery::Publication(_)) {
+        if let Delivery::Publication(p) = &item {
             self.publications -= 1;
+            self.bytes = self.bytes.saturating_sub(p.weight());
         }
         Some(item)
     }
 
     /// Moves every queued item to `into` (which should be empty: its items are
-    /// swapped in, not kept) and returns how many publications it took. Those
-    /// still count against the capacity until given back with
-    /// [`SubscriptionQueue::release`].
-    pub fn take_all(&mut self, into: &mut VecDeque<Delivery<T, N>>) -> usize {
+    /// swapped in, not kept) and returns how many publications it took and
+    /// their weight. Those still count against the bounds until given back
+    /// with [`SubscriptionQueue::release`].
+    pub fn take_all(&mut self, into: &mut VecDeque<Delivery<T, N>>) -> Taken {
         debug_assert!(into.is_empty());
         std::mem::swap(&mut self.items, into);
-        into.iter().filter(|d| matches!(d, Delivery::Publication(_))).count()
+        let mut taken = Taken::default();
+        for item in into.iter() {
+            if let Delivery::Publication(p) = item {
+                taken.publications += 1;
+                taken.bytes += p.weight();
+            }
+        }
+        taken
     }
 
-    /// Stops counting `n` publications taken with
-    /// [`SubscriptionQueue::take_all`] against the capacity.
-    pub fn release(&mut self, n: usize) {
-        self.publications = self.publications.saturating_sub(n);
+    /// Stops counting publications taken with [`SubscriptionQueue::take_all`]
+    /// against the bounds.
+    pub fn release(&mut self, taken: Taken) {
+        self.publications = self.publications.saturating_sub(taken.publications);
+        self.bytes = self.bytes.saturating_sub(taken.bytes);
     }
 
     /// Whether no item waits.
@@ -146,6 +176,30 @@ impl<T, N> SubscriptionQueue<T, N> {
     pub fn len(&self) -> usize {
         self.publications
     }
+
+    /// Bytes counted against the byte bound.
+    #[must_use]
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// Publications taken from a [`SubscriptionQueue`] in one batch, still counted
+/// against its bounds until released.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Taken {
+    /// How many.
+    pub publications: usize,
+    /// Their weight.
+    pub bytes: usize,
+}
+
+impl Taken {
+    /// Whether nothing was taken.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.publications == 0
+    }
 }
 
 #[cfg(test)]
@@ -153,15 +207,34 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    impl Weigh for u8 {
+        fn weight(&self) -> usize {
+            usize::from(*self)
+        }
+    }
+
+    impl Weigh for u32 {
+        fn weight(&self) -> usize {
+            1
+        }
+    }
+
     #[test]
     fn taken_publications_count_until_released() {
-        let mut q: SubscriptionQueue<u8, ()> = SubscriptionQueue::new(2);
+        let mut q: SubscriptionQueue<u8, ()> = SubscriptionQueue::new(2, 1000);
         q.push(1);
         q.push(2);
         let mut batch = VecDeque::new();
-        assert_eq!(q.take_all(&mut batch), 2);
+        let taken = q.take_all(&mut batch);
+        assert_eq!(
+            taken,
+            Taken {
+                publications: 2,
+                bytes: 3
+            }
+        );
         assert!(!q.push(3), "a taken batch still holds the queue to its bound");
-        q.release(2);
+        q.release(taken);
         assert!(q.push(4));
         assert_eq!(q.pop(), Some(Delivery::Lagged { missed: 1 }));
         assert_eq!(q.pop(), Some(Delivery::Publication(4)));
@@ -169,7 +242,7 @@ mod tests {
 
     #[test]
     fn notices_pass_a_full_queue_and_end_it() {
-        let mut q: SubscriptionQueue<u8, &str> = SubscriptionQueue::new(1);
+        let mut q: SubscriptionQueue<u8, &str> = SubscriptionQueue::new(1, 1000);
         q.push(1);
         q.notify("reconnecting");
         q.end(Some("closed"));
@@ -185,13 +258,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_byte_bound_drops_but_always_takes_one() {
+        let mut q: SubscriptionQueue<u8, ()> = SubscriptionQueue::new(100, 10);
+        assert!(q.push(200), "an empty queue takes one publication of any weight");
+        assert!(!q.push(1));
+        assert_eq!(q.pop(), Some(Delivery::Publication(200)));
+        assert_eq!(q.pop(), Some(Delivery::Lagged { missed: 1 }));
+        assert!(q.push(6) && !q.push(5) && q.push(4));
+        assert_eq!(q.bytes(), 10);
+    }
+
     proptest! {
         /// Whatever the interleaving of pushes and pops, every publication is
         /// either delivered or counted as missed, in order, and the queue never
         /// holds more than its capacity.
         #[test]
         fn nothing_is_lost_without_being_counted(capacity in 1usize..8, ops in proptest::collection::vec(any::<bool>(), 0..200)) {
-            let mut q: SubscriptionQueue<u32, ()> = SubscriptionQueue::new(capacity);
+            let mut q: SubscriptionQueue<u32, ()> = SubscriptionQueue::new(capacity, usize::MAX);
             let (mut next, mut delivered, mut missed) = (0u32, Vec::new(), 0u64);
             let take = |item: Option<Delivery<u32, ()>>, delivered: &mut Vec<u32>, missed: &mut u64| match item {
                 Some(Delivery::Publication(p)) => delivered.push(p),

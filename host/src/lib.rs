@@ -58,12 +58,12 @@ mod values;
 pub use bound::{Admission, QueueBound};
 pub use client_config::{
     ClientConfig, ReconnectPolicy, DEFAULT_CLIENT_MAX_IN_FLIGHT, DEFAULT_CLIENT_SPIN, DEFAULT_MAX_FRAME,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SUBSCRIPTION_CAPACITY,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SUBSCRIPTION_CAPACITY, DEFAULT_SUBSCRIPTION_MAX_BYTES,
 };
 pub use config::{
     ServerConfig, SlowConsumer, DEFAULT_SERVER_SPIN, DEFAULT_SOCKET_MODE, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
 };
-pub use delivery::{Delivery, SubscriptionQueue};
+pub use delivery::{Delivery, SubscriptionQueue, Taken, Weigh};
 pub use error::{subscription_confirmed, Error, Result};
 pub use hub::Hub;
 pub use registry::Registry;

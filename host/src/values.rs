@@ -300,6 +300,13 @@ impl Publication {
     }
 }
 
+impl crate::Weigh for Publication {
+    /// The bytes of its frame.
+    fn weight(&self) -> usize {
+        self.values.frame.len()
+    }
+}
+
 impl PartialEq for Publication {
     fn eq(&self, other: &Self) -> bool {
         self.topic() == other.topic() && self.values == other.values

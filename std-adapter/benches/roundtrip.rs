@@ -209,6 +209,7 @@ fn fanout_run(path: &std::path::Path, server: &microsocket_std::Publisher, subsc
         let client = Client::new(UnixStream::connect(path).unwrap(), {
             let mut config = ClientConfig::default();
             config.subscription_capacity = 1 << 16;
+            config.subscription_max_bytes = usize::MAX;
             config
         })
         .unwrap();

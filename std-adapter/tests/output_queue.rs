@@ -106,6 +106,7 @@ fn concurrent_publishers_and_requests_keep_every_topics_order() {
         let client = microsocket_std::Client::new(UnixStream::connect(&path).unwrap(), {
             let mut config = microsocket_std::ClientConfig::default();
             config.subscription_capacity = THREADS * EACH;
+            config.subscription_max_bytes = usize::MAX;
             config
         })
         .unwrap();

@@ -204,6 +204,22 @@ impl Sub {
         }
     }
 
+    /// The next `n` items, read as fast as the client allows (for the Tokio
+    /// client, in one task), each within [`STEP`].
+    fn read(&mut self, n: usize) -> Vec<Result<Publication, Error>> {
+        match self {
+            Self::Std(s) => (0..n).map(|_| s.recv_timeout(STEP)).collect(),
+            Self::Tokio(s) => wait(async {
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let item = tokio::time::timeout(STEP, s.next()).await;
+                    items.push(item.ok().flatten().unwrap_or(Err(Error::TimedOut)));
+                }
+                items
+            }),
+        }
+    }
+
     /// Adds a topic or pattern to this receiver.
     fn add(&mut self, topic: &str, pattern: bool) -> Result<(), Error> {
         match (self, pattern) {
@@ -292,6 +308,7 @@ semantic!(
     a_panicking_handler_fails_only_its_request,
     publications_made_while_handling_leave_before_the_answer,
     one_receiver_gets_each_publication_once_in_send_order,
+    a_reader_that_keeps_up_never_lags,
     peer_credentials_reach_the_handler,
 );
 
@@ -624,4 +641,30 @@ fn one_receiver_gets_each_publication_once_in_send_order(server: ServerKind, cli
     assert!(all.add("secret.x", false).is_err());
     publisher.request("PUBLISH", &[b"beta", b"still"]).unwrap();
     assert_eq!(all.values(), ["still"]);
+}
+
+/// A burst of 100,000 small publications to a reader that reads as fast as it
+/// can: every one arrives, with no lag report (lag is for readers that are
+/// actually slow).
+fn a_reader_that_keeps_up_never_lags(server: ServerKind, client: ClientKind) {
+    const BURST: usize = 100_000;
+    let bus = Arc::new(Bus::start(server, config()));
+    let peer = bus.connect(client, ClientConfig::default());
+    let mut sub = peer.subscribe("burst", false).unwrap();
+    let publisher = {
+        let bus = bus.clone();
+        std::thread::spawn(move || {
+            for i in 0..BURST {
+                assert_eq!(bus.publish("burst", &[&i.to_string()]), 1);
+            }
+        })
+    };
+    for (i, item) in sub.read(BURST).into_iter().enumerate() {
+        match item {
+            Ok(p) => assert_eq!(p.values().parse::<usize>(0), Some(i)),
+            other => panic!("publication {i}: {other:?}"),
+        }
+    }
+    publisher.join().unwrap();
+    assert_eq!(bus.stats().publications_dropped, 0);
 }

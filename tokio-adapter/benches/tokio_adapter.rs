@@ -586,6 +586,7 @@ fn fanout_clients() {
         for _ in 0..SUBSCRIBERS {
             let client = Client::builder()
                 .subscription_capacity(1 << 20)
+                .subscription_max_bytes(usize::MAX)
                 .connect_unix(&path)
                 .await
                 .unwrap();

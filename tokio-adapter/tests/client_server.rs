@@ -191,6 +191,7 @@ async fn buffered_topic_under_concurrent_publishing_loses_nothing_and_repeats_no
                 }
                 let client = Client::builder()
                     .subscription_capacity(N as usize + 10)
+                    .subscription_max_bytes(usize::MAX)
                     .connect_unix(&path)
                     .await
                     .unwrap();
@@ -234,6 +235,7 @@ async fn a_subscriber_that_never_reads_stays_bounded_and_others_are_unaffected()
         // A normal subscriber.
         let client = Client::builder()
             .subscription_capacity(100_000)
+            .subscription_max_bytes(64 << 20)
             .connect_unix(&path)
             .await
             .unwrap();

@@ -427,7 +427,10 @@ impl Client {
         st.queues.insert(
             key,
             SubQueue {
-                queue: SubscriptionQueue::new(self.inner.config.subscription_capacity),
+                queue: SubscriptionQueue::new(
+                    self.inner.config.subscription_capacity,
+                    self.inner.config.subscription_max_bytes,
+                ),
                 sleeping: 0,
                 last: 0,
             },

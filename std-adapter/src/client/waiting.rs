@@ -412,6 +412,7 @@ impl Inner {
                     let mut publication = Some(Publication::at(chunk.frame(rx.buf.data(), consumed), at, len));
                     *publications += 1;
                     let number = *publications;
+                    let weight = consumed;
                     let mut targets = subscriptions
                         .flat_map(|id| handles.get(&id).into_iter().flatten())
                         .peekable();
@@ -424,7 +425,7 @@ impl Inner {
                         q.last = number;
                         // The last queue takes the publication itself; the others a copy.
                         let last = targets.peek().is_none();
-                        let queued = q.queue.push_with(|| {
+                        let queued = q.queue.push_weighed(weight, || {
                             if last { publication.take() } else { publication.clone() }
                                 .expect("the publication is taken only by the last queue")
                         });

@@ -23,7 +23,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
 use microsocket_core::frame::{Decoded, Decoder};
 use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId, SubscriptionKind};
-use microsocket_host::{ClientConfig, Delivery, ReconnectPolicy, SubscriptionQueue};
+use microsocket_host::{ClientConfig, Delivery, ReconnectPolicy, SubscriptionQueue, Taken};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs, UnixStream};
 use tokio::time::{Instant, Sleep};
@@ -109,6 +109,15 @@ impl ClientBuilder {
     #[must_use]
     pub fn subscription_capacity(mut self, n: usize) -> Self {
         self.config.subscription_capacity = n.max(1);
+        self
+    }
+
+    /// Sets [`ClientConfig::subscription_max_bytes`]: bytes of publications
+    /// each subscription stream queues (default 8 MiB, one always taken); past
+    /// it the stream drops new ones and reports [`Error::Lagged`].
+    #[must_use]
+    pub fn subscription_max_bytes(mut self, bytes: usize) -> Self {
+        self.config.subscription_max_bytes = bytes;
         self
     }
 
@@ -413,7 +422,10 @@ impl Client {
     fn empty_subscription(&self) -> Subscription {
         let queue = Arc::new(SubQueue {
             inner: Mutex::new(SubInner {
-                queue: SubscriptionQueue::new(self.shared().config.subscription_capacity),
+                queue: SubscriptionQueue::new(
+                    self.shared().config.subscription_capacity,
+                    self.shared().config.subscription_max_bytes,
+                ),
                 waker: None,
                 last: 0,
             }),
@@ -423,7 +435,7 @@ impl Client {
             members: Vec::new(),
             queue,
             local: VecDeque::new(),
-            taken: 0,
+            taken: Taken::default(),
         }
     }
 

@@ -51,7 +51,7 @@ pub struct Subscription {
     pub(super) local: VecDeque<Entry>,
     /// Publications taken into `local` that `queue` still counts against its
     /// capacity (they are uncounted at the next take).
-    pub(super) taken: usize,
+    pub(super) taken: Taken,
 }
 
 impl Subscription {
@@ -194,9 +194,8 @@ impl Stream for Subscription {
         if this.local.is_empty() {
             // Take everything queued at once: one lock per batch, not per item.
             let mut inner = this.queue.lock();
-            inner.queue.release(this.taken);
+            inner.queue.release(std::mem::take(&mut this.taken));
             if inner.queue.is_empty() {
-                this.taken = 0;
                 if inner.queue.is_ended() {
                     return Poll::Ready(None);
                 }
@@ -209,7 +208,7 @@ impl Stream for Subscription {
             this.taken = inner.queue.take_all(&mut this.local);
         }
         let entry = this.local.pop_front();
-        if this.local.is_empty() && this.taken > 0 {
+        if this.local.is_empty() && !this.taken.is_empty() {
             // The batch is handed out: the reader has kept up with it, so it
             // stops counting against the capacity now, not at the next poll
             // (a reader that is idle after catching up is not behind).
