@@ -3,7 +3,8 @@
 //! Commands: `PING` → `PONG`; `ECHO a b ...` → `a b ...`; `PUBLISH topic a b ...`
 //! publishes `a b ...` on `topic` and answers how many connections it reached;
 //! `FAIL message` fails with that message; `SLEEP ms [value]` answers after `ms`
-//! milliseconds. Anything else fails, naming the command.
+//! milliseconds (at most [`MAX_SLEEP_MS`]). Anything else fails, naming the
+//! command.
 
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -15,6 +16,10 @@ use microsocket_socket::Address;
 use microsocket_tokio::{Failure, Handler, Publisher, Reply, Request, Server};
 
 use crate::ServeArgs;
+
+/// The longest `SLEEP` the bus accepts (one minute): a peer cannot park a
+/// request for longer.
+pub(crate) const MAX_SLEEP_MS: u64 = 60_000;
 
 /// The bus's request handler.
 #[derive(Debug, Default)]
@@ -60,6 +65,9 @@ impl Handler for Bus {
                 let ms: u64 = ms_text.parse().map_err(|_| {
                     Failure::new(format!("SLEEP needs milliseconds as a whole number, not {ms_text:?}"))
                 })?;
+                if ms > MAX_SLEEP_MS {
+                    return Err(Failure::new(format!("SLEEP takes at most {MAX_SLEEP_MS} milliseconds")));
+                }
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 Ok(args.get(1).map_or_else(Reply::empty, Reply::one))
             }
@@ -114,17 +122,34 @@ fn parse_buffer(spec: &str) -> Result<(Bytes, usize)> {
     Ok((Bytes::copy_from_slice(selector.as_bytes()), depth))
 }
 
-async fn terminated() -> Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
+/// SIGINT and SIGTERM, caught from the moment this is made (so one that
+/// arrives while the server starts is not fatal).
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
-    Ok(())
+
+    /// Waits for the next SIGINT or SIGTERM.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }
 
 /// Runs the bus until SIGINT or SIGTERM.
 pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let mut signals = Signals::new()?;
     if args.verbose {
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
@@ -132,6 +157,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
             .init();
     }
     let mut config = microsocket_tokio::ServerConfig::default()
+        .shutdown_timeout(args.grace)
         .socket_mode(args.mode)
         .spin_before_sleep(std::time::Duration::from_micros(args.spin_us));
     if let Some(owner) = &args.owner {
@@ -168,9 +194,35 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot listen on TCP {addr}"))?;
         tracing::info!(%bound, "listening on TCP");
     }
-    terminated().await?;
-    server.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    signals.next().await;
+    // A second SIGINT or SIGTERM during the grace period exits at once.
+    tokio::select! {
+        () = server.shutdown() => Ok(ExitCode::SUCCESS),
+        () = signals.next() => {
+            eprintln!("microsocket: second signal; exiting without waiting for requests in flight");
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+/// Parses a duration: a number of seconds (`1`, `0.5`), or with a unit (`500ms`,
+/// `2s`, `1m`).
+pub(crate) fn parse_duration(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .with_context(|| format!("{text:?}: expected a duration such as 2s, 500ms or 1m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => bail!("{text:?}: the unit must be ms, s or m"),
+    };
+    Duration::try_from_secs_f64(seconds).with_context(|| format!("{text:?}: not a duration"))
 }
 
 #[cfg(test)]
@@ -190,6 +242,17 @@ mod tests {
         assert_eq!(find_id(group, "nogroup"), Some(65534));
         assert_eq!(find_id(group, "whee"), None);
         assert!(parse_id("no-such-name", "/nonexistent").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("-1s").is_err());
     }
 
     #[test]

@@ -78,6 +78,11 @@ pub(crate) struct ServeArgs {
     /// at the cost of CPU (0: never).
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 50)]
     pub(crate) spin_us: u64,
+    /// On SIGINT or SIGTERM, stop accepting and remove the socket file at
+    /// once, then let requests in flight finish for at most this long (`2s`,
+    /// `500ms`); a second signal exits at once.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::bus::parse_duration)]
+    pub(crate) grace: std::time::Duration,
     /// Log connections, requests and subscriptions to stderr.
     #[arg(short, long)]
     pub(crate) verbose: bool,

@@ -292,6 +292,77 @@ fn buffered_topics_catch_up_new_subscribers() {
     assert_eq!(stdout(&o), "log.app\ttwo\nlog.app\tthree\n");
 }
 
+/// Sends `signal` to a process.
+fn kill(signal: &str, pid: u32) {
+    assert!(Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// A `SLEEP` request left running in a child `microsocket request`.
+fn sleeping_request(sock: &str, ms: &str) -> Child {
+    let child = Command::new(BIN)
+        .args(["request", sock, "SLEEP", ms])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Time for the request to reach the server's handler.
+    sleep(Duration::from_millis(300));
+    child
+}
+
+#[test]
+fn sigterm_exits_within_the_grace_period_with_a_request_in_flight() {
+    let mut server = Server::start(&["--grace", "300ms"]);
+    let mut request = sleeping_request(server.sock(), "10000");
+    let started = Instant::now();
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!server.path.exists());
+    let _ = request.kill();
+    let _ = request.wait();
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let mut server = Server::start(&["--grace", "30s"]);
+    let mut request = sleeping_request(server.sock(), "10000");
+    kill("-TERM", server.child.id());
+    // The socket file goes at the first signal, before the grace period.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.path.exists() {
+        assert!(Instant::now() < deadline, "socket file still there");
+        sleep(Duration::from_millis(10));
+    }
+    let started = Instant::now();
+    kill("-TERM", server.child.id());
+    let status = wait_timeout(&mut server.child, Duration::from_secs(10)).expect("server did not exit");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(130));
+    let _ = request.kill();
+    let _ = request.wait();
+}
+
+#[test]
+fn sleep_is_capped() {
+    let server = Server::start(&[]);
+    let o = run(&["request", server.sock(), "SLEEP", "18446744073709551615"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("at most 60000 milliseconds"), "{}", stderr(&o));
+}
+
 #[test]
 fn sigterm_exits_0_and_removes_the_socket_file() {
     let mut server = Server::start(&[]);

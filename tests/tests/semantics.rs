@@ -503,7 +503,8 @@ fn connections_past_the_limit_are_refused_and_counted(server: ServerKind, client
     assert_eq!((stats.connections, stats.connections_refused), (2, 1));
 }
 
-/// Shutdown answers what is in flight, then removes the socket file.
+/// Shutdown stops accepting and removes the socket file at once, then answers
+/// what is in flight within its grace.
 fn shutdown_answers_requests_in_flight(server: ServerKind, client: ClientKind) {
     let mut bus = Bus::start(server, config().shutdown_timeout(STEP));
     let peer = Arc::new(bus.connect(client, ClientConfig::default()));
@@ -529,8 +530,11 @@ fn shutdown_answers_requests_in_flight(server: ServerKind, client: ClientKind) {
     };
     std::thread::scope(|scope| {
         scope.spawn(|| {
-            std::thread::sleep(QUIET);
-            // Answered although shutdown has begun.
+            // Shutdown first stops accepting and removes the socket file, while
+            // the request in flight still has its grace...
+            wait_until("socket file removed", || !path.exists());
+            assert!(std::os::unix::net::UnixStream::connect(&path).is_err());
+            // ...and is answered although shutdown has begun.
             assert_eq!(release(), 1);
         });
         bus.stop();

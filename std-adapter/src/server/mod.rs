@@ -397,12 +397,14 @@ impl<H: Handler> Server<H> {
                 self.start_connection(id, stream);
             }
         };
-        self.shutdown_connections();
+        // New clients are refused from here on: the listener closes and its
+        // socket file goes first, then requests in flight get their grace.
+        drop(self.listener);
+        shutdown_connections(&shared);
         shared.flusher.stop.store(true, Ordering::SeqCst);
         shared.flusher.asleep.store(true, Ordering::SeqCst);
         shared.flusher.wake();
         let _ = flusher.join();
-        drop(self.listener);
         result
     }
 
@@ -454,30 +456,30 @@ impl<H: Handler> Server<H> {
             self.shared.counters.connection_closed();
         }
     }
+}
 
-    /// Stops reading every connection, waits for answers and queues to drain,
-    /// then closes what is left.
-    fn shutdown_connections(&self) {
-        let readers_running = || self.shared.readers.load(Ordering::SeqCst) > 0;
-        let conns: Vec<Arc<Conn>> = lock(&self.shared.hub).connections().cloned().collect();
-        for conn in &conns {
-            let _ = conn.stream.shutdown(Shutdown::Read);
-        }
-        let deadline = Instant::now() + self.shared.config.shutdown_timeout;
-        while readers_running() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        for conn in &conns {
-            let mut out = conn.lock();
-            conn.kill_locked(&mut out);
-        }
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while readers_running() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        // Readers still running are stuck in handler code; they are left to end on
-        // their own (their connections are closed).
+/// Stops reading every connection, waits for answers and queues to drain,
+/// then closes what is left.
+fn shutdown_connections(shared: &Shared) {
+    let readers_running = || shared.readers.load(Ordering::SeqCst) > 0;
+    let conns: Vec<Arc<Conn>> = lock(&shared.hub).connections().cloned().collect();
+    for conn in &conns {
+        let _ = conn.stream.shutdown(Shutdown::Read);
     }
+    let deadline = Instant::now() + shared.config.shutdown_timeout;
+    while readers_running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for conn in &conns {
+        let mut out = conn.lock();
+        conn.kill_locked(&mut out);
+    }
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while readers_running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Readers still running are stuck in handler code; they are left to end on
+    // their own (their connections are closed).
 }
 
 /// A server running on its own thread, from [`Server::spawn`].
