@@ -7,7 +7,6 @@
 //! command.
 
 use std::process::ExitCode;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -22,10 +21,10 @@ use crate::ServeArgs;
 pub(crate) const MAX_SLEEP_MS: u64 = 60_000;
 
 /// The bus's request handler.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Bus {
-    /// Set once the server exists, before it listens.
-    publisher: OnceLock<Publisher>,
+    /// Its server's publisher.
+    publisher: Publisher,
 }
 
 fn text(b: &[u8]) -> String {
@@ -43,8 +42,8 @@ impl Handler for Bus {
                 let Some(topic) = args.first() else {
                     return Err(Failure::new("PUBLISH needs a topic: PUBLISH topic [value...]"));
                 };
-                let publisher = self.publisher.get().ok_or_else(|| Failure::new("server is starting"))?;
-                let reached = publisher
+                let reached = self
+                    .publisher
                     .publish(&topic, args.iter_slices().skip(1))
                     .map_err(|e| Failure::new(format!("PUBLISH cannot encode the publication: {e}")))?;
                 Ok(Reply::one(reached.to_string()))
@@ -78,9 +77,9 @@ impl Handler for Bus {
 
 /// A bus server, not yet listening.
 pub(crate) fn bus_server() -> Server<Bus> {
-    let server = Server::new(Bus::default());
-    let _ = server.handler().publisher.set(server.publisher());
-    server
+    Server::with_publisher(microsocket_tokio::ServerConfig::default(), |publisher| Bus {
+        publisher,
+    })
 }
 
 /// Parses an octal file mode such as `600` or `0o660` (permission bits only).
@@ -166,8 +165,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
     if let Some(group) = &args.group {
         config = config.socket_group(parse_id(group, "/etc/group").with_context(|| format!("--group {group:?}"))?);
     }
-    let server = Server::with_config(Bus::default(), config);
-    let _ = server.handler().publisher.set(server.publisher());
+    let server = Server::with_publisher(config, |publisher| Bus { publisher });
     for spec in &args.buffer {
         let (selector, depth) = parse_buffer(spec)?;
         server

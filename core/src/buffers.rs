@@ -84,6 +84,10 @@ impl<const N: usize> FrameSink for TxBuffer<N> {
         self.buf.available()
     }
 
+    fn capacity(&self) -> usize {
+        N
+    }
+
     fn put(&mut self, bytes: &[u8]) {
         self.buf.put(bytes);
     }

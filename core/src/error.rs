@@ -15,31 +15,46 @@ use core::fmt;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum EncodeError {
-    /// More than 255 arguments: the count does not fit the `argc` byte.
+    /// More arguments than a frame holds (255 in all: a request's tag and
+    /// command leave 253 for its arguments).
     TooManyArguments {
         /// How many arguments were given.
         count: usize,
+        /// How many fit.
+        max: usize,
     },
     /// An argument longer than `u32::MAX` bytes.
     ArgumentTooLong,
-    /// The output buffer cannot hold the frame; nothing was written.
+    /// The output buffer cannot hold the frame now; nothing was written. Flush
+    /// what it holds and try again.
     BufferTooSmall {
         /// Bytes the whole frame needs.
         required: usize,
         /// Bytes the buffer had free.
         available: usize,
     },
+    /// The frame is larger than the output buffer could ever hold; nothing was
+    /// written, and retrying cannot help.
+    FrameTooLarge {
+        /// Bytes the whole frame needs.
+        required: usize,
+        /// Bytes the buffer holds at most.
+        capacity: usize,
+    },
 }
 
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TooManyArguments { count } => {
-                write!(f, "{count} arguments, a frame holds at most 255")
+            Self::TooManyArguments { count, max } => {
+                write!(f, "{count} arguments, at most {max} fit in a frame")
             }
             Self::ArgumentTooLong => f.write_str("argument longer than 4 GiB"),
             Self::BufferTooSmall { required, available } => {
                 write!(f, "frame needs {required} bytes, buffer has {available} free")
+            }
+            Self::FrameTooLarge { required, capacity } => {
+                write!(f, "frame needs {required} bytes, the buffer holds at most {capacity}")
             }
         }
     }

@@ -610,9 +610,9 @@ fn a_full_client_tx_is_a_typed_error_that_changes_nothing() {
     let mut client: Client<64, 32> = Client::new();
     assert_eq!(
         client.request(b"TOO", [&[0u8; 40][..]]),
-        Err(RequestError::Encode(EncodeError::BufferTooSmall {
+        Err(RequestError::Encode(EncodeError::FrameTooLarge {
             required: 2 + 5 + 7 + 44,
-            available: 32
+            capacity: 32
         }))
     );
     assert_eq!(client.protocol().requests_in_flight(), 0);

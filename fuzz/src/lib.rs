@@ -309,7 +309,13 @@ pub fn roundtrip(data: &[u8]) {
     for f in &frames {
         let len = encoded_len(&f.args);
         if f.args.len() > 255 {
-            assert_eq!(len, Err(EncodeError::TooManyArguments { count: f.args.len() }));
+            assert_eq!(
+                len,
+                Err(EncodeError::TooManyArguments {
+                    count: f.args.len(),
+                    max: 255
+                })
+            );
             continue;
         }
         let len = len.expect("short arguments encode");
@@ -321,9 +327,9 @@ pub fn roundtrip(data: &[u8]) {
             let mut sink = SliceSink::new(&mut small);
             assert_eq!(
                 encode(sigil, &f.args, &mut sink),
-                Err(EncodeError::BufferTooSmall {
+                Err(EncodeError::FrameTooLarge {
                     required: len,
-                    available: len - 1
+                    capacity: len - 1
                 })
             );
             assert!(sink.is_empty());

@@ -141,7 +141,7 @@ mod tests {
     #[test]
     fn request_errors_keep_their_meaning() {
         assert!(matches!(Error::from(RequestError::InflightFull), Error::InflightFull));
-        let encode = RequestError::Encode(EncodeError::TooManyArguments { count: 300 });
+        let encode = RequestError::Encode(EncodeError::TooManyArguments { count: 300, max: 253 });
         assert!(matches!(Error::from(encode), Error::Encode(_)));
         let io: io::Error = Error::Closed.into();
         assert_eq!(io.kind(), io::ErrorKind::ConnectionAborted);

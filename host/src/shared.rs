@@ -20,3 +20,6 @@ pub use microsocket_core::{
     DROPPED_UNANSWERED, FRAME_TOO_LARGE, HANDLER_PANICKED, NO_COMMAND, REFUSED_NOT_PERMITTED, SUBSCRIPTION_REFUSED,
     TOO_MANY_IN_FLIGHT, UNENCODABLE_RESPONSE,
 };
+
+/// No arguments, for a request that takes none: `client.request("PING", NO_ARGS)`.
+pub const NO_ARGS: [&[u8]; 0] = [];

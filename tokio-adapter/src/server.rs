@@ -122,6 +122,27 @@ impl<H: Handler> Server<H> {
     /// # Panics
     /// If a selector in [`ServerConfig::buffers`] is not a valid pattern.
     pub fn with_config(handler: H, config: ServerConfig) -> Self {
+        Self::with_publisher(config, |_| handler)
+    }
+
+    /// A server whose handler is made from the server's [`Publisher`], for
+    /// handlers that publish (no `OnceLock` needed).
+    ///
+    /// ```
+    /// use microsocket_tokio::{handler_fn, Reply, Request, Server, ServerConfig};
+    ///
+    /// let server = Server::with_publisher(ServerConfig::default(), |publisher| {
+    ///     handler_fn(move |request: Request| {
+    ///         let n = publisher.publish("calls", [&request.command]).unwrap_or(0);
+    ///         async move { Ok(Reply::one(n.to_string())) }
+    ///     })
+    /// });
+    /// # let _ = server;
+    /// ```
+    ///
+    /// # Panics
+    /// As [`Server::with_config`].
+    pub fn with_publisher(config: ServerConfig, make: impl FnOnce(Publisher) -> H) -> Self {
         let mut hub = Hub::default();
         for (selector, depth) in &config.buffers {
             if let Err(e) = hub.hub.set_buffer(selector, *depth) {
@@ -131,17 +152,19 @@ impl<H: Handler> Server<H> {
                 );
             }
         }
+        let core = Arc::new(Core {
+            bound: QueueBound::new(&config),
+            hub: Mutex::new(hub),
+            config,
+            counters: Counters::default(),
+            tracker: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+            next_id: AtomicU64::new(1),
+        });
+        let handler = make(Publisher { core: core.clone() });
         Self {
             handler: Arc::new(handler),
-            core: Arc::new(Core {
-                bound: QueueBound::new(&config),
-                hub: Mutex::new(hub),
-                config,
-                counters: Counters::default(),
-                tracker: TaskTracker::new(),
-                cancel: CancellationToken::new(),
-                next_id: AtomicU64::new(1),
-            }),
+            core,
         }
     }
 

@@ -198,7 +198,7 @@ fn requests_and_publications<T: Read + Write>(client_end: T) -> T {
     assert!(values.eq([&b"xyz"[..]]));
     assert!(matches!(
         client.request(b"ECHO", [[7u8; 100]], &mut buf),
-        Err(Error::Encode(EncodeError::BufferTooSmall { .. }))
+        Err(Error::Encode(EncodeError::FrameTooLarge { .. }))
     ));
 
     // Failures carry the server's message.
@@ -442,10 +442,14 @@ fn requests_larger_than_tx_are_refused_and_change_nothing() {
     let (client_end, server_end) = pipe(64);
     let server = spawn_server(server_end);
     let mut client: BlockingClient<PipeEnd, 1024, 64> = BlockingClient::new(client_end);
-    assert!(matches!(
-        client.call(b"ECHO", [[0u8; 100]], |_| ()),
-        Err(Error::Request(RequestError::Encode(EncodeError::BufferTooSmall { .. })))
-    ));
+    let refused = client.call(b"ECHO", [[0u8; 100]], |_| ());
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Request(RequestError::Encode(EncodeError::FrameTooLarge { .. })))
+        ),
+        "{refused:?}"
+    );
     assert_eq!(client.client().protocol().requests_in_flight(), 0);
     assert_eq!(client.call(b"ECHO", [b"ok"], collect).unwrap(), [b"ok".to_vec()]);
     drop(client);

@@ -11,6 +11,12 @@ use crate::error::EncodeError;
 pub trait FrameSink {
     /// How many more bytes the sink can take.
     fn available(&self) -> usize;
+    /// The most bytes the sink could take were it empty: a frame larger than
+    /// this can never be encoded into it, however much is flushed (the default,
+    /// `usize::MAX`, suits growable sinks).
+    fn capacity(&self) -> usize {
+        usize::MAX
+    }
     /// Appends `bytes`; called only with at most [`FrameSink::available`] bytes in
     /// all for one frame.
     fn put(&mut self, bytes: &[u8]);
@@ -20,6 +26,10 @@ impl<const N: usize> FrameSink for heapless::Vec<u8, N> {
     #[inline]
     fn available(&self) -> usize {
         N - self.len()
+    }
+
+    fn capacity(&self) -> usize {
+        N
     }
 
     #[inline]
@@ -81,6 +91,10 @@ impl FrameSink for SliceSink<'_> {
         self.buf.len() - self.len
     }
 
+    fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
     #[inline]
     fn put(&mut self, bytes: &[u8]) {
         let end = self.len + bytes.len();
@@ -124,7 +138,12 @@ where
         add(arg.as_ref())?;
     }
     if count > usize::from(u8::MAX) {
-        return Err(EncodeError::TooManyArguments { count });
+        // Counted as the caller gave them: without the parts the frame adds
+        // itself (a request's tag and command).
+        return Err(EncodeError::TooManyArguments {
+            count: count - head.len(),
+            max: usize::from(u8::MAX) - head.len(),
+        });
     }
     Ok(len)
 }
@@ -164,6 +183,12 @@ where
     let required = parts_len(head, tail.clone())?;
     let available = sink.available();
     if required > available {
+        let capacity = sink.capacity();
+        if required > capacity {
+            // Flushing cannot help: a distinct error, so a caller that retries
+            // after draining on `BufferTooSmall` does not retry forever.
+            return Err(EncodeError::FrameTooLarge { required, capacity });
+        }
         return Err(EncodeError::BufferTooSmall { required, available });
     }
     // `parts_len` checked the count fits a byte and each length fits a u32.

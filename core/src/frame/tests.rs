@@ -461,20 +461,58 @@ fn encoder_errors_write_nothing() {
     let mut out = [0xAAu8; 10];
     assert_eq!(
         encode_to_slice(Sigil::Request, [&b"\x01"[..], b"PING"], &mut out),
-        Err(EncodeError::BufferTooSmall {
+        Err(EncodeError::FrameTooLarge {
             required: 15,
-            available: 10
+            capacity: 10
         })
     );
     assert!(out.iter().all(|&b| b == 0xAA));
     let many = [b""; 256];
-    assert_eq!(encoded_len(many), Err(EncodeError::TooManyArguments { count: 256 }));
+    assert_eq!(
+        encoded_len(many),
+        Err(EncodeError::TooManyArguments { count: 256, max: 255 })
+    );
     assert_eq!(
         encode_to_slice(Sigil::Response, many, &mut [0u8; 2048]),
-        Err(EncodeError::TooManyArguments { count: 256 })
+        Err(EncodeError::TooManyArguments { count: 256, max: 255 })
     );
     assert_eq!(encoded_len([b""; 255]), Ok(HEADER_LEN + 255 * LENGTH_PREFIX_LEN));
     let mut sink: heapless::Vec<u8, 8> = heapless::Vec::new();
     assert!(encode(Sigil::Subscribe, [b"news"], &mut sink).is_err());
     assert!(sink.is_empty());
+}
+
+#[test]
+fn too_many_arguments_counts_what_the_caller_gave() {
+    let args = [[0u8; 0]; 300];
+    let mut client: crate::ClientProtocol = crate::ClientProtocol::new();
+    let mut sink = std::vec::Vec::new();
+    match client.request(b"ECHO", args, &mut sink) {
+        Err(crate::RequestError::Encode(e)) => {
+            assert_eq!(e, EncodeError::TooManyArguments { count: 300, max: 253 });
+            assert_eq!(std::format!("{e}"), "300 arguments, at most 253 fit in a frame");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_frame_no_flush_can_fit_is_its_own_error() {
+    let mut out = [0u8; 16];
+    let mut sink = SliceSink::new(&mut out);
+    assert_eq!(
+        encode(Sigil::Request, [[0u8; 20]], &mut sink),
+        Err(EncodeError::FrameTooLarge {
+            required: 26,
+            capacity: 16
+        })
+    );
+    encode(Sigil::Request, [b"0123"], &mut sink).unwrap();
+    assert_eq!(
+        encode(Sigil::Request, [b"0123"], &mut sink),
+        Err(EncodeError::BufferTooSmall {
+            required: 10,
+            available: 6
+        })
+    );
 }

@@ -239,6 +239,43 @@ impl<H: Handler> Server<H> {
     /// If the wake-up socket cannot be made, or a buffered-topic selector in
     /// `config` is not well formed ([`io::ErrorKind::InvalidInput`]).
     pub fn from_listener(listener: impl Into<Listener>, handler: H, config: ServerConfig) -> io::Result<Self> {
+        Self::from_listener_with(listener, config, |_| handler)
+    }
+
+    /// Binds an [`Address`] with a handler made from the server's
+    /// [`Publisher`], for handlers that publish (no `OnceLock` needed).
+    ///
+    /// ```no_run
+    /// use microsocket_std::{Address, Request, Responder, Server, ServerConfig};
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let address: Address = "/tmp/app.sock".parse().unwrap();
+    /// let server = Server::bind_with(&address, ServerConfig::default(), |publisher| {
+    ///     move |request: Request<'_>, responder: Responder| {
+    ///         let n = publisher.publish("calls", [request.command]).unwrap_or(0);
+    ///         let _ = responder.respond([n.to_string()]);
+    ///     }
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Server::bind`].
+    pub fn bind_with(address: &Address, config: ServerConfig, make: impl FnOnce(Publisher) -> H) -> io::Result<Self> {
+        let listener = address.bind_with(&socket_options(&config))?;
+        Self::from_listener_with(listener, config, make)
+    }
+
+    /// Serves a listener the application bound, with a handler made from the
+    /// server's [`Publisher`] (see [`Server::bind_with`]).
+    ///
+    /// # Errors
+    /// As [`Server::from_listener`].
+    pub fn from_listener_with(
+        listener: impl Into<Listener>,
+        config: ServerConfig,
+        make: impl FnOnce(Publisher) -> H,
+    ) -> io::Result<Self> {
         let listener = listener.into();
         listener.set_nonblocking(true)?;
         let (wake, wake_rx) = UnixStream::pair()?;
@@ -259,6 +296,7 @@ impl<H: Handler> Server<H> {
             readers: AtomicUsize::new(0),
             wake,
         });
+        let handler = make(Publisher { shared: shared.clone() });
         Ok(Self {
             listener,
             handler: Arc::new(handler),
