@@ -523,6 +523,11 @@ async fn reconnects_and_subscribes_again() {
         let mut sub = client.subscribe("news").await.unwrap();
         first.shutdown().await;
         assert!(matches!(sub.next().await, Some(Err(Error::Reconnecting))));
+        // While it reconnects, requests fail with a distinct, retryable error.
+        assert!(matches!(
+            client.request("PING", [b""; 0]).await,
+            Err(Error::Reconnecting)
+        ));
         let second = app_server(ServerConfig::default());
         second.listen_unix(&path).unwrap();
         let deadline = Instant::now() + LIMIT;
@@ -535,6 +540,10 @@ async fn reconnects_and_subscribes_again() {
         }
         assert_eq!(second.publish("news", ["back"]).unwrap(), 1);
         assert_eq!(*sub.next().await.unwrap().unwrap().values(), [b"back"]);
+        // Closed for good: the plain error.
+        client.close();
+        let closed = client.request("PING", [b""; 0]).await;
+        assert!(matches!(closed, Err(Error::Closed)), "{closed:?}");
         second.shutdown().await;
     })
     .await;

@@ -143,6 +143,10 @@ impl Shared {
     {
         let mut guard = self.lock();
         let st = &mut *guard;
+        if st.link == Link::Reconnecting && !st.closing {
+            // Not closed for good: the caller may retry once reconnected.
+            return Err(Error::Reconnecting);
+        }
         if st.link != Link::Up || st.closing || st.send_closed {
             return Err(Error::Closed);
         }
@@ -166,6 +170,10 @@ impl Shared {
     ) -> Result<(SubscriptionId, Arc<Waiter>), Error> {
         let mut guard = self.lock();
         let st = &mut *guard;
+        if st.link == Link::Reconnecting && !st.closing {
+            // Not closed for good: the caller may retry once reconnected.
+            return Err(Error::Reconnecting);
+        }
         if st.link != Link::Up || st.closing || st.send_closed {
             return Err(Error::Closed);
         }
