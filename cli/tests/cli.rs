@@ -356,6 +356,31 @@ fn a_second_signal_exits_at_once() {
 }
 
 #[test]
+fn long_topics_do_not_flood_the_log() {
+    let mut server = Server::start(&["-v"]);
+    let mut raw = UnixStream::connect(server.sock()).unwrap();
+    let topic = vec![b'x'; 1 << 20];
+    let mut frame = vec![b'+', 1];
+    frame.extend_from_slice(&u32::try_from(topic.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&topic);
+    for _ in 0..16 {
+        std::io::Write::write_all(&mut raw, &frame).unwrap();
+    }
+    // A request after them proves the server has read them all.
+    let mut barrier = vec![b'(', 2, 0, 0, 0, 1, 9, 0, 0, 0, 4];
+    barrier.extend_from_slice(b"PING");
+    std::io::Write::write_all(&mut raw, &barrier).unwrap();
+    let mut answer = [0u8; 7];
+    raw.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    std::io::Read::read_exact(&mut raw, &mut answer).unwrap();
+    assert!(server.terminate().success());
+    let mut log = String::new();
+    server.child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.contains("subscription refused"), "{log}");
+    assert!(log.len() < 64 << 10, "16 MiB of topics made {} bytes of log", log.len());
+}
+
+#[test]
 fn sleep_is_capped() {
     let server = Server::start(&[]);
     let o = run(&["request", server.sock(), "SLEEP", "18446744073709551615"]);

@@ -49,6 +49,7 @@ mod config;
 mod delivery;
 mod error;
 mod hub;
+mod log;
 pub mod registry;
 pub mod shared;
 mod stats;
@@ -66,6 +67,7 @@ pub use config::{
 pub use delivery::{Delivery, SubscriptionQueue, Taken, Weigh};
 pub use error::{subscription_confirmed, Error, Result};
 pub use hub::Hub;
+pub use log::{Logged, LOGGED_BYTES};
 pub use registry::Registry;
 pub use stats::{ConnectionId, Counters, Stats};
 pub use values::{Iter, Publication, Values};

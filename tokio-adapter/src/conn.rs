@@ -27,7 +27,7 @@ use crate::hub::{ConnShared, Core};
 use crate::sink::Sink;
 use crate::spin::{Burst, Spin};
 use microsocket_core::frame::{HEADER_LEN, LENGTH_PREFIX_LEN};
-use microsocket_host::Values;
+use microsocket_host::{Logged, Values};
 use std::ops::Range;
 
 /// Where a request frame's tag starts: after the header and its length prefix.
@@ -391,7 +391,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                         .unwrap_or(None);
                     match event {
                         Some(ServerEvent::Request { tag, command, args }) => {
-                            tracing::trace!(command = %String::from_utf8_lossy(command), "request");
+                            tracing::trace!(command = %Logged(command), "request");
                             // Where the parts lie, from the walk the core made:
                             // the tag first, the command just before the arguments.
                             let tag_range = TAG_START..TAG_START + tag.len();
@@ -447,7 +447,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                                 None
                             };
                             if refusal.is_none() {
-                                tracing::debug!(topic = %String::from_utf8_lossy(topic), ?kind, "subscribed");
+                                tracing::debug!(topic = %Logged(topic), ?kind, "subscribed");
                                 self.core.subscribe(self.key, kind, topic);
                                 // The catch-up just queued goes before any answer
                                 // to a later frame (the subscribe barrier's, say).
@@ -459,7 +459,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                                     SubscriptionChange::Subscribed { kind, topic },
                                 );
                             } else {
-                                tracing::info!(topic = %String::from_utf8_lossy(topic), ?kind, "subscription refused");
+                                tracing::info!(topic = %Logged(topic), ?kind, "subscription refused");
                                 self.protocol
                                     .refuse_subscription(kind, topic, refusal.unwrap_or_default());
                                 self.core.counters.subscription_refused();
@@ -467,12 +467,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                         }
                         Some(ServerEvent::Subscribed { new: false, .. }) | None => {}
                         Some(ServerEvent::SubscribeRefused { topic, kind, reason }) => {
-                            tracing::info!(topic = %String::from_utf8_lossy(topic), ?kind, %reason, "subscription refused");
+                            tracing::info!(topic = %Logged(topic), ?kind, %reason, "subscription refused");
                             self.core.counters.subscription_refused();
                         }
                         Some(ServerEvent::Unsubscribed { topic, removed }) => {
                             if removed > 0 {
-                                tracing::debug!(topic = %String::from_utf8_lossy(topic), "unsubscribed");
+                                tracing::debug!(topic = %Logged(topic), "unsubscribed");
                                 self.core.unsubscribe(self.key, topic);
                                 handler.subscription_changed(&self.context, SubscriptionChange::Unsubscribed { topic });
                             }
