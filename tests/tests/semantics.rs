@@ -309,6 +309,7 @@ semantic!(
     publications_made_while_handling_leave_before_the_answer,
     one_receiver_gets_each_publication_once_in_send_order,
     a_reader_that_keeps_up_never_lags,
+    a_peer_that_hangs_up_is_released_at_once,
     peer_credentials_reach_the_handler,
 );
 
@@ -671,4 +672,26 @@ fn a_reader_that_keeps_up_never_lags(server: ServerKind, client: ClientKind) {
     }
     publisher.join().unwrap();
     assert_eq!(bus.stats().publications_dropped, 0);
+}
+
+/// A peer that hangs up with a request still running is released at once:
+/// its slot (and with Tokio its handler and descriptor) does not wait for the
+/// handler to end.
+fn a_peer_that_hangs_up_is_released_at_once(server: ServerKind, _client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let mut raw = std::os::unix::net::UnixStream::connect(bus.path()).unwrap();
+    common::write_frame(&mut raw, b'(', &[b"\x01", b"HOLD", b"forever"]).unwrap();
+    wait_until("held", || match &bus {
+        Bus::Std(s) => s.app.parked() == 1,
+        Bus::Tokio(s) => s.app().parked() == 1,
+    });
+    assert_eq!(bus.stats().connections, 1);
+    let hung_up = std::time::Instant::now();
+    drop(raw);
+    wait_until("released", || bus.stats().connections == 0);
+    assert!(
+        hung_up.elapsed() < Duration::from_secs(2),
+        "released after {:?}",
+        hung_up.elapsed()
+    );
 }

@@ -259,7 +259,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 }
                 match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf) {
                     Poll::Ready(Ok(0)) => {
+                        // The peer hung up: nobody is left to answer, so the
+                        // requests still running are cancelled (their handler
+                        // futures dropped) and the connection's slot, buffers
+                        // and descriptor go at once, not when they would end.
                         self.reading = false;
+                        running.inflight.clear();
+                        running.spare = None;
                         progress = true;
                     }
                     Poll::Ready(Ok(_)) => {

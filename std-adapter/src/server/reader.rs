@@ -115,9 +115,16 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
             conn.flush_answers(out);
         }
     }
-    // The client stopped sending (or the server is shutting down): let requests
-    // in flight be answered and the queue drain, within the drain timeout.
-    let deadline = Instant::now() + config.shutdown_timeout;
+    // The server is shutting down: let requests in flight be answered and the
+    // queue drain, within the grace period. If instead the peer hung up, nobody
+    // is left to answer: the connection's slot and buffers go at once, and
+    // the responders of requests still running find it dead (handler threads
+    // cannot be stopped; they end on their own).
+    let deadline = if shared.stopping.load(Ordering::SeqCst) {
+        Instant::now() + config.shutdown_timeout
+    } else {
+        Instant::now()
+    };
     {
         let mut out = conn.lock();
         while !out.dead && (out.protocol.requests_in_flight() > 0 || out.queued > 0) {
