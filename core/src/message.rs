@@ -1,6 +1,7 @@
 //! Typed messages over frames.
 
-use crate::frame::{Args, Frame, Sigil};
+use crate::error::EncodeError;
+use crate::frame::{encode, encode_parts, encode_raw, Args, Frame, FrameSink, Sigil};
 
 /// A frame read as a protocol message. Parsing never fails: a well-framed message
 /// with the wrong arguments is [`Message::Malformed`], an unknown sigil is
@@ -119,6 +120,39 @@ impl<'a> Message<'a> {
                 topic: first,
                 values: rest,
             },
+        }
+    }
+
+    /// Appends this message as a frame to `sink`; returns the frame's length.
+    /// A message parsed from a frame encodes to the same bytes, except a
+    /// failure that came without a message, which gains an empty one.
+    ///
+    /// ```
+    /// use microsocket_core::frame::{Decoded, Decoder};
+    /// use microsocket_core::Message;
+    ///
+    /// let wire = b"!\x02\x00\x00\x00\x04news\x00\x00\x00\x02hi";
+    /// let Decoded::Frame { frame, .. } = Decoder::new(64).decode(wire) else { panic!() };
+    /// let mut out = Vec::new();
+    /// Message::parse(&frame).encode(&mut out).unwrap();
+    /// assert_eq!(out, wire);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`encode`](crate::frame::encode); nothing is written on error.
+    pub fn encode<S: FrameSink + ?Sized>(&self, sink: &mut S) -> Result<usize, EncodeError> {
+        match self {
+            Self::Request { tag, command, args } => encode_parts(Sigil::Request, &[tag, command], args.clone(), sink),
+            Self::Response { tag, values } => encode_parts(Sigil::Response, &[tag], values.clone(), sink),
+            Self::Failure { tag, message, details } => {
+                encode_parts(Sigil::Failure, &[tag, message], details.clone(), sink)
+            }
+            Self::Subscribe { topic } => encode(Sigil::Subscribe, [topic], sink),
+            Self::Unsubscribe { topic } => encode(Sigil::Unsubscribe, [topic], sink),
+            Self::PatternSubscribe { pattern } => encode(Sigil::PatternSubscribe, [pattern], sink),
+            Self::Publication { topic, values } => encode_parts(Sigil::Publication, &[topic], values.clone(), sink),
+            Self::Malformed { sigil, tag } => encode(*sigil, tag.iter(), sink),
+            Self::Unknown { sigil, args } => encode_raw(*sigil, args.clone(), sink),
         }
     }
 }

@@ -339,7 +339,10 @@ fn a_full_queue_reports_lost_publications() {
 
 #[test]
 fn next_publication_blocks_until_the_server_publishes() {
-    let (client_end, server_end) = pipe(8);
+    // The server publishes (15 bytes a frame) without reading while the client
+    // may still be writing its barrier (11 bytes): with less buffering than the
+    // barrier, both can block on full pipes (see "Blocking and flow control").
+    let (client_end, server_end) = pipe(16);
     let server = thread::spawn(move || {
         let mut server: Server<PipeEnd> = BlockingServer::new(server_end);
         let mut subscribed = false;

@@ -100,7 +100,12 @@ impl Decoder {
         self.max_frame
     }
 
-    /// Whether the decoder is part way through a frame (including one it skips).
+    /// Whether the decoder is part way through a frame (including one it
+    /// skips): true from the call that saw the frame's whole two-byte header
+    /// until the call that returns the frame (or its last skipped bytes).
+    /// Before that, a lone first byte is only in the caller's buffer: the
+    /// decoder keeps no state for it, so check the buffer too (as a driver
+    /// does at end of stream to tell a truncated frame).
     #[must_use]
     pub const fn in_frame(&self) -> bool {
         !matches!(self.state, State::Header)

@@ -170,9 +170,46 @@ where
     encode_parts(sigil, &[], args, sink)
 }
 
+/// Appends one frame whose first byte is `sigil`, known to microsocket or not
+/// (a frame of an extension, or an unknown sigil for testing a receiver), and
+/// returns its length.
+///
+/// ```
+/// use microsocket_core::frame::{encode_raw, Decoded, Decoder};
+///
+/// let mut out = Vec::new();
+/// encode_raw(b'?', [b"x"], &mut out).unwrap();
+/// assert_eq!(out, b"?\x01\x00\x00\x00\x01x");
+/// let Decoded::Frame { frame, .. } = Decoder::new(64).decode(&out) else { panic!() };
+/// assert_eq!((frame.sigil(), frame.sigil_byte()), (None, b'?'));
+/// ```
+///
+/// # Errors
+/// As [`encode`].
+pub fn encode_raw<I, S>(sigil: u8, args: I, sink: &mut S) -> Result<usize, EncodeError>
+where
+    I: IntoIterator,
+    I::Item: AsRef<[u8]>,
+    I::IntoIter: Clone,
+    S: FrameSink + ?Sized,
+{
+    encode_parts_byte(sigil, &[], args, sink)
+}
+
 /// Appends a frame whose arguments are `head` then `tail` (a tag and a command,
 /// then the caller's arguments, say).
 pub(crate) fn encode_parts<I, S>(sigil: Sigil, head: &[&[u8]], tail: I, sink: &mut S) -> Result<usize, EncodeError>
+where
+    I: IntoIterator,
+    I::Item: AsRef<[u8]>,
+    I::IntoIter: Clone,
+    S: FrameSink + ?Sized,
+{
+    encode_parts_byte(sigil.byte(), head, tail, sink)
+}
+
+/// [`encode_parts`] with any first byte.
+fn encode_parts_byte<I, S>(sigil: u8, head: &[&[u8]], tail: I, sink: &mut S) -> Result<usize, EncodeError>
 where
     I: IntoIterator,
     I::Item: AsRef<[u8]>,
@@ -193,7 +230,7 @@ where
     }
     // `parts_len` checked the count fits a byte and each length fits a u32.
     let argc = (head.len() + tail.clone().count()) as u8;
-    sink.put(&[sigil.byte(), argc]);
+    sink.put(&[sigil, argc]);
     for arg in head {
         sink.put(&(arg.len() as u32).to_be_bytes());
         sink.put(arg);

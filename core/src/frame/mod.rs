@@ -27,7 +27,7 @@ mod tests;
 
 pub use decode::{Decoded, Decoder};
 pub(crate) use encode::encode_parts;
-pub use encode::{encode, encode_to_slice, encoded_len, FrameSink, SliceSink};
+pub use encode::{encode, encode_raw, encode_to_slice, encoded_len, FrameSink, SliceSink};
 #[cfg(feature = "embedded-io")]
 pub use encode::{encode_to_writer, WriteError};
 
@@ -58,6 +58,17 @@ pub enum Sigil {
 }
 
 impl Sigil {
+    /// Every sigil microsocket knows, in the order of the protocol's table.
+    pub const ALL: [Sigil; 7] = [
+        Sigil::Request,
+        Sigil::Response,
+        Sigil::Failure,
+        Sigil::Subscribe,
+        Sigil::Publication,
+        Sigil::Unsubscribe,
+        Sigil::PatternSubscribe,
+    ];
+
     /// The sigil for a frame's first byte, if it is one microsocket knows.
     #[must_use]
     pub const fn from_byte(byte: u8) -> Option<Self> {

@@ -1,0 +1,67 @@
+//! The codec property-tested the way a user of the crate would, through its
+//! public API only: frames of every sigil (known or not) built from
+//! `Sigil::ALL` and `encode_raw`, concatenated into a stream, split at every
+//! byte boundary and fed to a `Decoder` in two pieces; every split must decode
+//! to the same frames as the whole stream, one per frame encoded, each keeping
+//! its sigil byte through `Message::parse` and `Message::encode`.
+
+use microsocket_core::frame::{encode_raw, Decoded, Decoder, Sigil};
+use microsocket_core::Message;
+use proptest::prelude::*;
+
+/// A frame's first byte: one of the known sigils, or any byte.
+fn sigil() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        3 => prop::sample::select(Sigil::ALL.to_vec()).prop_map(Sigil::byte),
+        1 => any::<u8>(),
+    ]
+}
+
+fn frame() -> impl Strategy<Value = (u8, Vec<Vec<u8>>)> {
+    (
+        sigil(),
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..6), 0..5),
+    )
+}
+
+/// The frames of `stream`, fed in two pieces cut at `cut`, each re-encoded.
+fn decode_split(stream: &[u8], cut: usize) -> Vec<Vec<u8>> {
+    let mut decoder = Decoder::new(1 << 16);
+    let mut buf = Vec::new();
+    let mut frames = Vec::new();
+    for piece in [&stream[..cut], &stream[cut..]] {
+        buf.extend_from_slice(piece);
+        loop {
+            match decoder.decode(&buf) {
+                Decoded::Frame { frame, consumed } => {
+                    let mut again = Vec::new();
+                    Message::parse(&frame).encode(&mut again).unwrap();
+                    frames.push(again);
+                    buf.drain(..consumed);
+                }
+                Decoded::NeedMore => break,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert!(buf.is_empty(), "bytes left over");
+    frames
+}
+
+proptest! {
+    #[test]
+    fn every_split_of_a_stream_decodes_to_its_frames(frames in prop::collection::vec(frame(), 1..6)) {
+        let mut stream = Vec::new();
+        for (sigil, args) in &frames {
+            encode_raw(*sigil, args, &mut stream).unwrap();
+        }
+        let expected = decode_split(&stream, stream.len());
+        prop_assert_eq!(expected.len(), frames.len());
+        for (again, (sigil, _)) in expected.iter().zip(&frames) {
+            prop_assert_eq!(again[0], *sigil);
+        }
+        for cut in 0..=stream.len() {
+            prop_assert_eq!(&decode_split(&stream, cut), &expected, "cut at {}", cut);
+        }
+    }
+}
