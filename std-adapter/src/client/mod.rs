@@ -71,7 +71,7 @@ use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId, S
 use crate::rx::{read_within, RxBuf};
 use crate::socket::{Address, Stream};
 pub use microsocket_host::{ClientConfig, Publication, Values, DEFAULT_CLIENT_SPIN};
-use microsocket_host::{Delivery, SubscriptionQueue};
+use microsocket_host::{Delivery, Members, SubscriptionQueue};
 use microsocket_host::{Error, Result};
 use rustc_hash::FxHashMap as IdMap;
 use std::convert::Infallible;
@@ -397,28 +397,6 @@ impl Client {
         Ok(subscription)
     }
 
-    /// One receiver for several topics and patterns: each publication once, in
-    /// the order the server sent them, however many of them it matches (where
-    /// one [`Subscription`] per topic would each get their own copy, and a
-    /// thread could wait on only one of them).
-    ///
-    /// ```no_run
-    /// # fn f(client: microsocket_std::Client) -> microsocket_std::Result<()> {
-    /// let mut stream = client.subscriber().topic("alpha").pattern("sensor.>").subscribe()?;
-    /// stream.add_topic("beta")?;
-    /// for publication in &mut stream {
-    ///     let publication = publication?;
-    ///     println!("{:?}", publication.topic_str());
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn subscriber(&self) -> Subscriber {
-        Subscriber {
-            client: self.clone(),
-            wanted: Vec::new(),
-        }
-    }
-
     /// A receiver with no subscription yet.
     fn empty_subscription(&self) -> Subscription {
         let mut st = self.inner.lock_state();
@@ -441,7 +419,29 @@ impl Client {
                 key,
                 cv: Condvar::new(),
             }),
-            members: Vec::new(),
+            members: Members::default(),
+        }
+    }
+
+    /// One receiver for several topics and patterns: each publication once, in
+    /// the order the server sent them, however many of them it matches (where
+    /// one [`Subscription`] per topic would each get their own copy, and a
+    /// thread could wait on only one of them).
+    ///
+    /// ```no_run
+    /// # fn f(client: microsocket_std::Client) -> microsocket_std::Result<()> {
+    /// let mut stream = client.subscriber().topic("alpha").pattern("sensor.>").subscribe()?;
+    /// stream.add_topic("beta")?;
+    /// for publication in &mut stream {
+    ///     let publication = publication?;
+    ///     println!("{:?}", publication.topic_str());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn subscriber(&self) -> Subscriber {
+        Subscriber {
+            client: self.clone(),
+            wanted: Vec::new(),
         }
     }
 
@@ -453,12 +453,7 @@ impl Client {
     {
         let inner = &self.inner;
         let mut st = inner.lock_state();
-        if st.closed || st.send_closed {
-            return Err(Error::Closed);
-        }
-        if st.protocol.requests_in_flight() >= inner.config.max_in_flight {
-            return Err(Error::InflightFull);
-        }
+        st.check_can_send(&inner.config)?;
         let State { protocol, pending, .. } = &mut *st;
         let id = protocol.request(command, args, pending)?;
         st.slots[usize::from(id.slot())] = Some(id);

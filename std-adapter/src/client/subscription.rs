@@ -1,6 +1,7 @@
 //! A subscription: the queue of publications matching one topic or pattern.
 
 use super::*;
+use microsocket_host::{Member, Members};
 
 /// A subscription to one or more topics and patterns (see [`Client::subscribe`]
 /// and [`Client::subscriber`]): a bounded queue of the publications that match
@@ -15,15 +16,7 @@ use super::*;
 pub struct Subscription {
     pub(super) client: Client,
     pub(super) shared: Arc<SubShared>,
-    pub(super) members: Vec<Member>,
-}
-
-/// One topic or pattern of a [`Subscription`].
-#[derive(Debug)]
-pub(super) struct Member {
-    pub(super) id: SubscriptionId,
-    pub(super) kind: SubscriptionKind,
-    pub(super) topic: Bytes,
+    pub(super) members: Members,
 }
 
 impl Subscription {
@@ -35,17 +28,12 @@ impl Subscription {
 
     /// Every topic and pattern this receiver gets, in the order added.
     pub fn subscriptions(&self) -> impl Iterator<Item = (SubscriptionKind, &[u8])> {
-        self.members.iter().map(|m| (m.kind, &m.topic[..]))
+        self.members.iter()
     }
 
     /// Which of this receiver's topics and patterns `publication` matches.
     pub fn matching<'a>(&'a self, publication: &'a Publication) -> impl Iterator<Item = (SubscriptionKind, &'a [u8])> {
-        self.subscriptions().filter(move |(kind, topic)| match kind {
-            SubscriptionKind::Exact => *topic == publication.topic(),
-            SubscriptionKind::Pattern => {
-                microsocket_core::Pattern::new(topic).is_ok_and(|p| p.matches(publication.topic()))
-            }
-        })
+        self.members.matching(publication.topic())
     }
 
     /// Adds a topic to this receiver; returns once the server has it in place.
@@ -68,23 +56,14 @@ impl Subscription {
         let client = self.client.clone();
         let inner = &client.inner;
         let mut st = inner.lock_state();
-        if st.closed || st.send_closed {
-            return Err(Error::Closed);
-        }
-        if st.protocol.requests_in_flight() >= inner.config.max_in_flight {
-            return Err(Error::InflightFull);
-        }
+        st.check_can_send(&inner.config)?;
         let State { protocol, pending, .. } = &mut *st;
         let id = match kind {
             SubscriptionKind::Pattern => protocol.subscribe_pattern(bytes, pending)?,
             _ => protocol.subscribe(bytes, pending)?,
         };
         st.handles.entry(id).or_default().push(self.shared.clone());
-        self.members.push(Member {
-            id,
-            kind,
-            topic: Bytes::copy_from_slice(bytes),
-        });
+        self.members.push(id, kind, bytes);
         let State { protocol, pending, .. } = &mut *st;
         let barrier = match protocol.barrier(pending) {
             Ok(b) => b,
@@ -115,11 +94,7 @@ impl Subscription {
     /// Stops receiving `topic` (an exact topic, a pattern, or both if both were
     /// added); returns how many were removed. The receiver goes on with the rest.
     pub fn remove(&mut self, topic: impl AsRef<[u8]>) -> usize {
-        let topic = topic.as_ref();
-        let (gone, kept): (Vec<Member>, Vec<Member>) = std::mem::take(&mut self.members)
-            .into_iter()
-            .partition(|m| m.topic == topic);
-        self.members = kept;
+        let gone = self.members.take(topic.as_ref());
         for member in &gone {
             self.unsubscribe(member);
         }
@@ -206,7 +181,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        for member in std::mem::take(&mut self.members) {
+        for member in self.members.take_all() {
             self.unsubscribe(&member);
         }
         let mut st = self.client.inner.lock_state();
@@ -225,17 +200,7 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// Adds a topic.
-    pub fn topic(mut self, topic: impl AsRef<[u8]>) -> Self {
-        self.wanted.push((SubscriptionKind::Exact, topic.as_ref().to_vec()));
-        self
-    }
-
-    /// Adds a pattern.
-    pub fn pattern(mut self, pattern: impl AsRef<[u8]>) -> Self {
-        self.wanted.push((SubscriptionKind::Pattern, pattern.as_ref().to_vec()));
-        self
-    }
+    microsocket_host::subscriber_methods!();
 
     /// Subscribes to all of them: one receiver, each publication once, in the
     /// order the server sent them.

@@ -21,6 +21,17 @@ pub(super) fn take_done(st: &mut State, id: RequestId) -> Option<Result<Values>>
 }
 
 impl State {
+    /// Whether a request (or a subscription and its barrier) may be sent now.
+    pub(super) fn check_can_send(&self, config: &ClientConfig) -> Result<()> {
+        if self.closed || self.send_closed {
+            return Err(Error::Closed);
+        }
+        if self.protocol.requests_in_flight() >= config.max_in_flight {
+            return Err(Error::InflightFull);
+        }
+        Ok(())
+    }
+
     /// How many threads waiting with `key` sleep on its condition variable.
     pub(super) fn sleeping(&mut self, key: &WaitKey) -> &mut u16 {
         match key {

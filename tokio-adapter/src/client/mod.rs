@@ -23,7 +23,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
 use microsocket_core::frame::{Decoded, Decoder};
 use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId, SubscriptionKind};
-use microsocket_host::{ClientConfig, Delivery, ReconnectPolicy, SubscriptionQueue, Taken};
+use microsocket_host::{ClientConfig, Delivery, Members, ReconnectPolicy, SubscriptionQueue, Taken};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs, UnixStream};
 use tokio::time::{Instant, Sleep};
@@ -432,7 +432,7 @@ impl Client {
         });
         Subscription {
             client: self.clone(),
-            members: Vec::new(),
+            members: Members::default(),
             queue,
             local: VecDeque::new(),
             taken: Taken::default(),

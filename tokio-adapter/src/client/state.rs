@@ -143,16 +143,7 @@ impl Shared {
     {
         let mut guard = self.lock();
         let st = &mut *guard;
-        if st.link == Link::Reconnecting && !st.closing {
-            // Not closed for good: the caller may retry once reconnected.
-            return Err(Error::Reconnecting);
-        }
-        if st.link != Link::Up || st.closing || st.send_closed {
-            return Err(Error::Closed);
-        }
-        if st.protocol.requests_in_flight() >= self.config.max_in_flight {
-            return Err(Error::InflightFull);
-        }
+        st.check_can_send(&self.config)?;
         let was_empty = st.wbuf.is_empty();
         let id = st.protocol.request(command, args, &mut Sink(&mut st.wbuf))?;
         let (waiter, wake) = st.table.register(id, timeout, was_empty);
@@ -170,16 +161,7 @@ impl Shared {
     ) -> Result<(SubscriptionId, Arc<Waiter>), Error> {
         let mut guard = self.lock();
         let st = &mut *guard;
-        if st.link == Link::Reconnecting && !st.closing {
-            // Not closed for good: the caller may retry once reconnected.
-            return Err(Error::Reconnecting);
-        }
-        if st.link != Link::Up || st.closing || st.send_closed {
-            return Err(Error::Closed);
-        }
-        if st.protocol.requests_in_flight() >= self.config.max_in_flight {
-            return Err(Error::InflightFull);
-        }
+        st.check_can_send(&self.config)?;
         let was_empty = st.wbuf.is_empty();
         let mut sink = Sink(&mut st.wbuf);
         let id = match kind {
@@ -344,6 +326,21 @@ impl Waiters {
 }
 
 impl State {
+    /// Whether a request (or a subscription and its barrier) may be sent now.
+    pub(super) fn check_can_send(&self, config: &ClientConfig) -> Result<(), Error> {
+        if self.link == Link::Reconnecting && !self.closing {
+            // Not closed for good: the caller may retry once reconnected.
+            return Err(Error::Reconnecting);
+        }
+        if self.link != Link::Up || self.closing || self.send_closed {
+            return Err(Error::Closed);
+        }
+        if self.protocol.requests_in_flight() >= config.max_in_flight {
+            return Err(Error::InflightFull);
+        }
+        Ok(())
+    }
+
     /// The connection ended: every pending request fails.
     pub(super) fn fail_all(&mut self, wake: &mut Vec<Waker>) {
         self.protocol.handle_eof();

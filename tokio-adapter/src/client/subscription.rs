@@ -1,6 +1,7 @@
 //! Subscription streams and the queues that feed them.
 
 use super::*;
+use microsocket_host::Members;
 
 #[derive(Debug)]
 pub(super) struct SubQueue {
@@ -24,14 +25,6 @@ pub(super) struct SubInner {
 
 pub(super) type Entry = Delivery<Publication, Error>;
 
-/// One topic or pattern of a [`Subscription`].
-#[derive(Debug)]
-pub(super) struct Member {
-    pub(super) id: SubscriptionId,
-    pub(super) kind: SubscriptionKind,
-    pub(super) topic: Bytes,
-}
-
 /// A stream of the publications of one or more topics and patterns (see
 /// [`Client::subscribe`] and [`Client::subscriber`]).
 ///
@@ -45,7 +38,7 @@ pub(super) struct Member {
 #[derive(Debug)]
 pub struct Subscription {
     pub(super) client: Client,
-    pub(super) members: Vec<Member>,
+    pub(super) members: Members,
     pub(super) queue: Arc<SubQueue>,
     /// Items taken from `queue` in one go, handed out one by one.
     pub(super) local: VecDeque<Entry>,
@@ -70,17 +63,12 @@ impl Subscription {
 
     /// Every topic and pattern this stream receives, in the order added.
     pub fn subscriptions(&self) -> impl Iterator<Item = (SubscriptionKind, &[u8])> {
-        self.members.iter().map(|m| (m.kind, &m.topic[..]))
+        self.members.iter()
     }
 
     /// Which of this stream's topics and patterns `publication` matches.
     pub fn matching<'a>(&'a self, publication: &'a Publication) -> impl Iterator<Item = (SubscriptionKind, &'a [u8])> {
-        self.subscriptions().filter(move |(kind, topic)| match kind {
-            SubscriptionKind::Exact => *topic == publication.topic(),
-            SubscriptionKind::Pattern => {
-                microsocket_core::Pattern::new(topic).is_ok_and(|p| p.matches(publication.topic()))
-            }
-        })
+        self.members.matching(publication.topic())
     }
 
     /// The client it belongs to.
@@ -108,11 +96,7 @@ impl Subscription {
     pub(super) async fn add(&mut self, kind: SubscriptionKind, topic: &[u8]) -> Result<(), Error> {
         let shared = self.client.shared();
         let (id, barrier) = shared.start_subscription(kind, topic, &self.queue)?;
-        self.members.push(Member {
-            id,
-            kind,
-            topic: Bytes::copy_from_slice(topic),
-        });
+        self.members.push(id, kind, topic);
         let barrier = ResponseFuture {
             handle: self.client.handle.clone(),
             state: FutureState::Waiting(barrier),
@@ -130,16 +114,11 @@ impl Subscription {
     /// added); returns how many were removed. The stream goes on with the rest.
     pub fn remove(&mut self, topic: impl AsRef<[u8]>) -> usize {
         let topic = topic.as_ref();
-        let before = self.members.len();
-        let shared = self.client.shared().clone();
-        self.members.retain(|m| {
-            let keep = m.topic != topic;
-            if !keep {
-                shared.unsubscribe(m.id, &self.queue);
-            }
-            keep
-        });
-        before - self.members.len()
+        let gone = self.members.take(topic);
+        for member in &gone {
+            self.client.shared().unsubscribe(member.id, &self.queue);
+        }
+        gone.len()
     }
 
     /// The next item, as [`Stream::poll_next`] would give it: `None` once the
@@ -159,17 +138,7 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// Adds a topic.
-    pub fn topic(mut self, topic: impl AsRef<[u8]>) -> Self {
-        self.wanted.push((SubscriptionKind::Exact, topic.as_ref().to_vec()));
-        self
-    }
-
-    /// Adds a pattern.
-    pub fn pattern(mut self, pattern: impl AsRef<[u8]>) -> Self {
-        self.wanted.push((SubscriptionKind::Pattern, pattern.as_ref().to_vec()));
-        self
-    }
+    microsocket_host::subscriber_methods!();
 
     /// Subscribes to all of them: one stream, each publication once, in the
     /// order the server sent them.
@@ -225,7 +194,7 @@ impl Stream for Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let shared = self.client.shared();
-        for member in &self.members {
+        for member in self.members.take_all() {
             shared.unsubscribe(member.id, &self.queue);
         }
     }
