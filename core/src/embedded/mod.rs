@@ -25,7 +25,8 @@
 //! `docs/PROTOCOL.md`), so no publication made afterwards is missed.
 //!
 //! ```
-//! # #[cfg(unix)] {
+//! # // Not under Miri, which has no send or recv on UNIX sockets.
+//! # #[cfg(all(unix, not(miri)))] {
 //! # use std::os::unix::net::UnixStream;
 //! # struct Io(UnixStream);
 //! # impl embedded_io::ErrorType for Io { type Error = std::io::Error; }
