@@ -310,6 +310,7 @@ semantic!(
     one_receiver_gets_each_publication_once_in_send_order,
     a_reader_that_keeps_up_never_lags,
     a_peer_that_hangs_up_is_released_at_once,
+    publications_queued_before_a_barrier_arrive_before_its_answer,
     peer_credentials_reach_the_handler,
 );
 
@@ -694,4 +695,24 @@ fn a_peer_that_hangs_up_is_released_at_once(server: ServerKind, _client: ClientK
         "released after {:?}",
         hung_up.elapsed()
     );
+}
+
+/// Publications queued for a connection before it sends a frame are written
+/// before the server's own answer to that frame (here the empty command's).
+fn publications_queued_before_a_barrier_arrive_before_its_answer(server: ServerKind, _client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let mut raw = std::os::unix::net::UnixStream::connect(bus.path()).unwrap();
+    raw.set_read_timeout(Some(STEP)).unwrap();
+    common::write_frame(&mut raw, b'+', &[b"t"]).unwrap();
+    common::write_frame(&mut raw, b'(', &[b"\x00", b""]).unwrap();
+    let answer = common::read_frame(&mut raw).unwrap().unwrap();
+    assert_eq!(answer.sigil, b')');
+    for i in 0..200u8 {
+        assert_eq!(bus.publish("t", &[&i.to_string()]), 1);
+        common::write_frame(&mut raw, b'(', &[&[i], b""]).unwrap();
+        let first = common::read_frame(&mut raw).unwrap().unwrap();
+        assert_eq!(first.sigil, b'!', "round {i}: the barrier's answer came first");
+        let second = common::read_frame(&mut raw).unwrap().unwrap();
+        assert_eq!((second.sigil, &second.args[0][..]), (b')', &[i][..]));
+    }
 }

@@ -375,6 +375,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         F: Future<Output = Answer>,
         M: Fn(Tag, Request) -> F,
     {
+        // Publications queued for this connection before these frames were
+        // read leave before any answer made to them, the server's own (a
+        // barrier's, a `#`) included: one order for publications and answers,
+        // as on the std server.
+        pull_publications(self.shared, &mut self.resp, &mut self.out, &mut self.held);
         // `resp` bytes up to here are counted; a subscription's catch-up moves
         // `resp` into `out`, so what was encoded before it is counted first.
         let mut counted = self.resp.len();
