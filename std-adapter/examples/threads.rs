@@ -129,8 +129,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("[main] saw all {} increments on counter.*", THREADS as u64 * ROUNDS);
 
-    // A subscription the server refuses receives nothing; an unknown command fails.
-    let _refused = client.subscribe("secrets")?;
+    // A subscription the server refuses fails, with its reason; an unknown
+    // command fails too.
+    match client.subscribe("secrets") {
+        Err(Error::SubscriptionRefused { reason }) => {
+            println!("[main] secrets refused: {}", String::from_utf8_lossy(&reason));
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
     match client.request("DELETE", ["everything"]) {
         Err(Error::Failed { message, details }) => {
             println!(

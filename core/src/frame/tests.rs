@@ -486,7 +486,8 @@ fn encoder_errors_write_nothing() {
 fn too_many_arguments_counts_what_the_caller_gave() {
     let args = [[0u8; 0]; 300];
     let mut client: crate::ClientProtocol = crate::ClientProtocol::new();
-    let mut sink = std::vec::Vec::new();
+    let mut out = [0u8; 64];
+    let mut sink = SliceSink::new(&mut out);
     match client.request(b"ECHO", args, &mut sink) {
         Err(crate::RequestError::Encode(e)) => {
             assert_eq!(e, EncodeError::TooManyArguments { count: 300, max: 253 });
