@@ -32,15 +32,7 @@ fn decode_one(decoder: &mut Decoder, input: &[u8]) -> (u8, Vec<Vec<u8>>, usize) 
     }
 }
 
-const ALL_SIGILS: [Sigil; 7] = [
-    Sigil::Request,
-    Sigil::Response,
-    Sigil::Failure,
-    Sigil::Subscribe,
-    Sigil::Publication,
-    Sigil::Unsubscribe,
-    Sigil::PatternSubscribe,
-];
+const ALL_SIGILS: [Sigil; 7] = Sigil::ALL;
 
 /// A few frames of every shape: all sigils, no arguments, empty arguments, an
 /// unknown sigil, a 255-argument frame.
