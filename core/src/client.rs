@@ -263,6 +263,37 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
         Ok(n)
     }
 
+    /// Encodes every subscription again, each followed by its own barrier (the
+    /// empty command), as after reconnecting: the answer to each barrier says
+    /// whether the server took that subscription (a microsocket server answers
+    /// `#` "subscription refused" when it did not; see the protocol). Calls
+    /// `confirm` with each subscription and the barrier that confirms it.
+    /// Returns how many subscriptions were sent.
+    ///
+    /// # Errors
+    /// [`RequestError::InflightFull`] when the barriers do not fit the request
+    /// table, [`RequestError::Encode`] when the sink fills; the subscriptions
+    /// and barriers before the failing one were written and recorded.
+    pub fn resubscribe_confirmed<S: FrameSink + ?Sized>(
+        &mut self,
+        sink: &mut S,
+        mut confirm: impl FnMut(SubscriptionId, RequestId),
+    ) -> Result<usize, RequestError> {
+        let mut n = 0;
+        for (id, kind, bytes) in self.subscriptions.iter() {
+            let sigil = match kind {
+                SubscriptionKind::Exact => Sigil::Subscribe,
+                SubscriptionKind::Pattern => Sigil::PatternSubscribe,
+            };
+            let (slot, tag) = self.requests.peek_free()?;
+            encode(sigil, [bytes], sink)?;
+            encode_parts(Sigil::Request, &[tag.as_bytes(), b""], [b""; 0], sink)?;
+            confirm(id, self.requests.take(slot));
+            n += 1;
+        }
+        Ok(n)
+    }
+
     // ---- inputs ----
 
     /// Handles one received frame. Returns the event it makes, if any: strays

@@ -3,7 +3,9 @@
 //! document shows, and read them back as the document says.
 
 use microsocket_core::frame::{Decoded, Decoder};
-use microsocket_core::{Client, ClientEvent, Message, RequestId, ServerConnection, ServerEvent, SubscriptionKind};
+use microsocket_core::{
+    Client, ClientEvent, ClientProtocol, Message, RequestId, ServerConnection, ServerEvent, SubscriptionKind,
+};
 
 /// `client: 28 02  00 00 00 01 07  00 00 00 04 50 49 4e 47`
 const PING: &[u8] = &[
@@ -308,4 +310,40 @@ fn a_refusal_not_followed_by_a_barrier_changes_nothing_for_old_clients() {
     feed_server(&mut server, &[0x28, 0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 0]);
     assert!(server.poll_event().is_none());
     assert_eq!(take_server_tx(&mut server), [0x29, 0x01, 0, 0, 0, 1, 0x02]);
+}
+
+#[test]
+fn resubscribing_confirms_each_subscription_with_its_own_barrier() {
+    let mut protocol: ClientProtocol<4, 4, 64> = ClientProtocol::new();
+    let mut sink: heapless::Vec<u8, 128> = heapless::Vec::new();
+    let news = protocol.subscribe(b"news", &mut sink).unwrap();
+    let sensors = protocol.subscribe_pattern(b"s.>", &mut sink).unwrap();
+    // The connection is lost, then a new one is up.
+    protocol.handle_eof();
+    sink.clear();
+    let mut confirmations = Vec::new();
+    let sent = protocol
+        .resubscribe_confirmed(&mut sink, |sub, barrier| confirmations.push((sub, barrier)))
+        .unwrap();
+    assert_eq!(sent, 2);
+    // `+` "news", `(` tag "" , `*` "s.>", `(` tag "": each barrier right after
+    // its subscription, so a refusal answers that subscription's barrier.
+    let mut decoder = Decoder::new(1024);
+    let mut rest = &sink[..];
+    let mut frames = Vec::new();
+    while let Decoded::Frame { frame, consumed } = decoder.decode(rest) {
+        frames.push((frame.sigil_byte(), frame.args().map(<[u8]>::to_vec).collect::<Vec<_>>()));
+        rest = &rest[consumed..];
+    }
+    assert!(rest.is_empty());
+    let sigils: Vec<u8> = frames.iter().map(|(s, _)| *s).collect();
+    assert_eq!(sigils, b"+(*(");
+    assert_eq!(frames[0].1, [b"news".to_vec()]);
+    assert_eq!(frames[2].1, [b"s.>".to_vec()]);
+    assert_eq!(frames[1].1[1], b"");
+    assert_eq!(frames[3].1[1], b"");
+    let subs: Vec<_> = confirmations.iter().map(|(s, _)| *s).collect();
+    assert_eq!(subs, [news, sensors]);
+    assert!(confirmations.iter().all(|(_, barrier)| protocol.is_pending(*barrier)));
+    assert_eq!(protocol.requests_in_flight(), 2);
 }

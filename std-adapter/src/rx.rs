@@ -55,6 +55,12 @@ impl RxBuf {
         self.end = (self.end + n).min(self.buf.len());
     }
 
+    /// Drops every unconsumed byte (the socket they came from is gone).
+    pub(crate) fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
     /// Drops the first `n` unconsumed bytes.
     pub(crate) fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.end);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{bounded, tokio_config, wait_until, StdServer, TokioServer, LIMIT, QUIET, STEP};
-use microsocket_host::{ClientConfig, Error, Publication, ServerConfig, SlowConsumer, Stats, Values};
+use microsocket_host::{ClientConfig, Error, Publication, ReconnectPolicy, ServerConfig, SlowConsumer, Stats, Values};
 
 // ---------------------------------------------------------------------------
 // One face for both servers and both clients
@@ -42,6 +42,13 @@ impl Bus {
         match kind {
             ServerKind::Std => Self::Std(StdServer::start(config)),
             ServerKind::Tokio => Self::Tokio(TokioServer::start(config)),
+        }
+    }
+
+    fn start_at(kind: ServerKind, config: ServerConfig, path: &std::path::Path) -> Self {
+        match kind {
+            ServerKind::Std => Self::Std(StdServer::start_at(path, config)),
+            ServerKind::Tokio => Self::Tokio(TokioServer::start_at(path, config)),
         }
     }
 
@@ -312,6 +319,7 @@ semantic!(
     a_peer_that_hangs_up_is_released_at_once,
     publications_queued_before_a_barrier_arrive_before_its_answer,
     peer_credentials_reach_the_handler,
+    a_reconnecting_client_reports_the_gap_and_confirms_each_subscription,
 );
 
 fn config() -> ServerConfig {
@@ -715,4 +723,59 @@ fn publications_queued_before_a_barrier_arrive_before_its_answer(server: ServerK
         let second = common::read_frame(&mut raw).unwrap().unwrap();
         assert_eq!((second.sigil, &second.args[0][..]), (b')', &[i][..]));
     }
+}
+
+/// A client set to reconnect, whose server goes away and comes back: each
+/// receiver is told once that publications may have been missed, requests
+/// fail with `Reconnecting` (not `Closed`) while no server is there, and on
+/// the new connection every subscription is made again and confirmed by a
+/// barrier of its own, so one the new server refuses is reported to its
+/// receiver while the others receive again.
+fn a_reconnecting_client_reports_the_gap_and_confirms_each_subscription(server: ServerKind, client: ClientKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.sock");
+    let mut bus = Bus::start_at(server, config(), &path);
+    let policy = ReconnectPolicy {
+        initial_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+        max_attempts: None,
+    };
+    let peer = bus.connect(client, ClientConfig::default().reconnect(policy));
+    let mut news = peer.subscribe("news", false).unwrap();
+    let mut extra = peer.subscribe("extra", false).unwrap();
+    assert_eq!(bus.publish("news", &["before"]), 1);
+    assert_eq!(news.values(), ["before"]);
+
+    bus.stop();
+    drop(bus);
+    for receiver in [&mut news, &mut extra] {
+        match receiver.next(STEP) {
+            Some(Err(Error::Reconnecting)) => {}
+            other => panic!("expected the gap to be reported, got {other:?}"),
+        }
+    }
+    assert!(matches!(peer.request("PING", &[]), Err(Error::Reconnecting)));
+
+    // The new server takes one subscription per connection.
+    let bus = Bus::start_at(server, config().max_subscriptions(1), &path);
+    wait_until("the client reconnects", || peer.request("PING", &[]).is_ok());
+    let reached = bus.publish("news", &["after"]) + bus.publish("extra", &["after"]);
+    assert_eq!(reached, 1, "one subscription in place, one refused");
+    let mut received = 0;
+    let mut refused = 0;
+    for receiver in [&mut news, &mut extra] {
+        match receiver.next(STEP) {
+            Some(Ok(p)) => {
+                assert_eq!(text(p.values()), ["after"]);
+                received += 1;
+            }
+            Some(Err(Error::SubscriptionRefused { reason })) => {
+                assert_eq!(&reason[..], b"too many subscriptions");
+                refused += 1;
+            }
+            other => panic!("expected a publication or a refusal, got {other:?}"),
+        }
+    }
+    assert_eq!((received, refused), (1, 1));
+    assert_eq!(bus.stats().subscriptions_refused, 1);
 }

@@ -61,7 +61,7 @@ use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -71,10 +71,9 @@ use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId, S
 use crate::rx::{read_within, RxBuf};
 use crate::socket::{Address, Stream};
 pub use microsocket_host::{ClientConfig, Publication, Values, DEFAULT_CLIENT_SPIN};
-use microsocket_host::{Delivery, Members, SubscriptionQueue};
+use microsocket_host::{Delivery, Members, ReconnectPolicy, SubscriptionQueue};
 use microsocket_host::{Error, Result};
 use rustc_hash::FxHashMap as IdMap;
-use std::convert::Infallible;
 
 /// Requests one connection can have in flight (one-byte tags, as the original
 /// IPC::MicroSocket client).
@@ -107,9 +106,14 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+/// Opens a new stream to the same server, for reconnecting.
+type Connector = Arc<dyn Fn() -> io::Result<Stream> + Send + Sync>;
+
 struct Inner {
-    stream: Stream,
+    /// This connection, for the thread that reconnects it.
+    me: Weak<Inner>,
+    /// How to connect again, if the client was connected to an address.
+    connector: Option<Connector>,
     config: ClientConfig,
     state: Mutex<State>,
     /// Held only by the leader.
@@ -119,6 +123,16 @@ struct Inner {
     /// Bumped whenever an answer is handed out, the connection closes or the
     /// leader steps down.
     progress: AtomicU64,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("config", &self.config)
+            .field("reconnects", &self.connector.is_some())
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -131,8 +145,8 @@ struct Reader {
 
 #[derive(Debug)]
 struct SubQueue {
-    /// Publications and lag markers, in order.
-    queue: SubscriptionQueue<Publication, Infallible>,
+    /// Publications, lag markers and connection notices, in order.
+    queue: SubscriptionQueue<Publication, Error>,
     /// Threads sleeping on its condition variable (0 or 1).
     sleeping: u16,
     /// The number of the last publication queued: a receiver that several of
@@ -164,6 +178,15 @@ struct SubShared {
 
 #[derive(Debug)]
 struct State {
+    /// The connection's socket, replaced when the client reconnects.
+    stream: Arc<Stream>,
+    /// Counts the sockets `stream` has held: an error on a socket that has
+    /// since been replaced is not a loss of the current one.
+    generation: u64,
+    /// The connection was lost and a thread is connecting again: nothing is
+    /// read or written meanwhile, new requests fail with
+    /// [`Error::Reconnecting`].
+    reconnecting: bool,
     protocol: Protocol,
     /// The request waiting in each slot. The core frees a slot as soon as its
     /// answer arrives, so answers wait in `done` (per slot, with their ids), not in `slots`.
@@ -207,6 +230,7 @@ struct State {
 }
 
 mod chunk;
+mod reconnect;
 mod subscription;
 mod waiting;
 
@@ -223,6 +247,19 @@ impl Client {
         Self::connect_with(address, ClientConfig::default())
     }
 
+    /// Connects with a function that opens a stream, called again to reconnect
+    /// when [`ClientConfig::reconnect`] is set.
+    ///
+    /// # Errors
+    /// The first connect's error.
+    pub fn connect_by(
+        config: ClientConfig,
+        connect: impl Fn() -> io::Result<Stream> + Send + Sync + 'static,
+    ) -> Result<Self> {
+        let stream = connect()?;
+        Ok(Self::start(stream, config, Some(Arc::new(connect)))?)
+    }
+
     /// Connects to a UNIX socket file.
     ///
     /// # Errors
@@ -236,7 +273,8 @@ impl Client {
     /// # Errors
     /// The connect error.
     pub fn connect_unix_with(path: impl AsRef<Path>, config: ClientConfig) -> Result<Self> {
-        Ok(Self::new(UnixStream::connect(path)?, config)?)
+        let path = path.as_ref().to_path_buf();
+        Self::connect_by(config, move || UnixStream::connect(&path).map(Stream::Unix))
     }
 
     /// Connects to an [`Address`] with these settings.
@@ -244,7 +282,8 @@ impl Client {
     /// # Errors
     /// The connect error.
     pub fn connect_with(address: &Address, config: ClientConfig) -> Result<Self> {
-        Ok(Self::new(address.connect()?, config)?)
+        let address = address.clone();
+        Self::connect_by(config, move || address.connect())
     }
 
     /// Connects to a Linux abstract socket name.
@@ -253,10 +292,7 @@ impl Client {
     /// The connect error.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     pub fn connect_abstract(name: &[u8]) -> Result<Self> {
-        Ok(Self::new(
-            crate::socket::connect_abstract(name)?,
-            ClientConfig::default(),
-        )?)
+        Self::connect_with(&Address::Abstract(name.to_vec()), ClientConfig::default())
     }
 
     /// Connects over TCP (with `TCP_NODELAY`).
@@ -264,19 +300,25 @@ impl Client {
     /// # Errors
     /// The connect error.
     pub fn connect_tcp(address: impl ToSocketAddrs) -> Result<Self> {
-        let stream = TcpStream::connect(address)?;
-        stream.set_nodelay(true)?;
-        Ok(Self::new(stream, ClientConfig::default())?)
+        let addresses: Vec<_> = address.to_socket_addrs()?.collect();
+        Self::connect_by(ClientConfig::default(), move || {
+            let stream = TcpStream::connect(&addresses[..])?;
+            stream.set_nodelay(true)?;
+            Ok(Stream::Tcp(stream))
+        })
     }
 
-    /// Runs the protocol over a stream the caller connected.
+    /// Runs the protocol over a stream the caller connected. Never reconnects
+    /// (see [`Client::connect_by`]).
     ///
     /// # Errors
     /// If the socket's write timeout cannot be set.
     pub fn new(stream: impl Into<Stream>, config: ClientConfig) -> io::Result<Self> {
-        let stream = stream.into();
-        stream.set_write_timeout(config.request_timeout)?;
-        stream.set_read_timeout(None)?;
+        Self::start(stream.into(), config, None)
+    }
+
+    fn start(stream: Stream, config: ClientConfig, connector: Option<Connector>) -> io::Result<Self> {
+        prepare(&stream, &config)?;
         let slots = vec![None; MAX_IN_FLIGHT];
         let reader = Reader {
             buf: RxBuf::new(64 << 10, config.max_frame),
@@ -284,9 +326,13 @@ impl Client {
             timeout: None,
         };
         Ok(Self {
-            inner: Arc::new(Inner {
-                stream,
+            inner: Arc::new_cyclic(|me| Inner {
+                me: me.clone(),
+                connector,
                 state: Mutex::new(State {
+                    stream: Arc::new(stream),
+                    generation: 0,
+                    reconnecting: false,
                     protocol: Protocol::new(),
                     slots,
                     done: (0..MAX_IN_FLIGHT).map(|_| Vec::new()).collect(),
@@ -352,16 +398,24 @@ impl Client {
         self.wait_response(id, deadline)
     }
 
-    /// Whether the connection has ended.
+    /// Whether the connection has ended for good.
     #[must_use]
     pub fn is_closed(&self) -> bool {
         self.inner.lock_state().closed
     }
 
-    /// Closes the connection: every waiter wakes with [`Error::Closed`].
+    /// Whether the connection is up (false while reconnecting and once closed).
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        let st = self.inner.lock_state();
+        !st.closed && !st.reconnecting
+    }
+
+    /// Closes the connection: every waiter wakes with [`Error::Closed`], and a
+    /// reconnecting client stops trying.
     pub fn close(&self) {
-        let _ = self.inner.stream.shutdown(Shutdown::Both);
         let mut st = self.inner.lock_state();
+        let _ = st.stream.shutdown(Shutdown::Both);
         self.inner.close_locked(&mut st);
     }
 
@@ -490,4 +544,11 @@ impl Client {
             }
         }
     }
+}
+
+/// Sets a new socket up for the client: writes time out with requests, reads
+/// wait as long as their waiters do (set per read).
+fn prepare(stream: &Stream, config: &ClientConfig) -> io::Result<()> {
+    stream.set_write_timeout(config.request_timeout)?;
+    stream.set_read_timeout(None)
 }

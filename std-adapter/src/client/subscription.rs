@@ -114,14 +114,11 @@ impl Subscription {
                 st.handles.remove(&member.id);
             }
         }
-        let State {
-            protocol,
-            pending,
-            closed,
-            ..
-        } = &mut *st;
+        let down = st.down();
+        let State { protocol, pending, .. } = &mut *st;
         let sent = protocol.unsubscribe(member.id, pending).unwrap_or(false);
-        if *closed {
+        if down {
+            // A new connection subscribes only to what the table still holds.
             pending.clear();
         } else if sent {
             let _ = inner.flush_pending(st);
@@ -131,8 +128,13 @@ impl Subscription {
     /// Waits for the next publication.
     ///
     /// # Errors
-    /// [`Error::Lagged`] where publications were dropped, [`Error::Closed`] once
-    /// the connection has ended and the queue is empty.
+    /// [`Error::Lagged`] where publications were dropped;
+    /// [`Error::Reconnecting`] when the connection was lost and the client is
+    /// connecting again (receiving goes on once it has; publications made
+    /// meanwhile may have been missed); [`Error::SubscriptionRefused`] if the
+    /// new connection's server refused one of its subscriptions;
+    /// [`Error::Closed`] once the connection has ended for good and the queue
+    /// is empty.
     pub fn recv(&mut self) -> Result<Publication> {
         self.receive(None, false).unwrap_or(Err(Error::TimedOut))
     }
@@ -171,7 +173,7 @@ impl Subscription {
                 match q.queue.pop() {
                     Some(Delivery::Publication(p)) => Some(Ok(p)),
                     Some(Delivery::Lagged { missed }) => Some(Err(Error::Lagged { missed })),
-                    Some(Delivery::Notice(never)) => match never {},
+                    Some(Delivery::Notice(notice)) => Some(Err(notice)),
                     None if closed => Some(Err(Error::Closed)),
                     None => None,
                 }

@@ -23,6 +23,10 @@ pub(super) fn take_done(st: &mut State, id: RequestId) -> Option<Result<Values>>
 impl State {
     /// Whether a request (or a subscription and its barrier) may be sent now.
     pub(super) fn check_can_send(&self, config: &ClientConfig) -> Result<()> {
+        if self.reconnecting && !self.closed {
+            // Not closed for good: the caller may retry once reconnected.
+            return Err(Error::Reconnecting);
+        }
         if self.closed || self.send_closed {
             return Err(Error::Closed);
         }
@@ -30,6 +34,11 @@ impl State {
             return Err(Error::InflightFull);
         }
         Ok(())
+    }
+
+    /// Whether there is no socket to read or write: closed, or reconnecting.
+    pub(super) fn down(&self) -> bool {
+        self.closed || self.reconnecting
     }
 
     /// How many threads waiting with `key` sleep on its condition variable.
@@ -79,13 +88,24 @@ impl Inner {
         let mut unlocked = Some(unlocked);
         loop {
             std::mem::swap(&mut buf, &mut st.pending);
+            // The socket is looked up each round: frames queued after a
+            // reconnect go to the new one.
+            let (stream, generation) = (st.stream.clone(), st.generation);
             drop(st);
             if let Some(f) = unlocked.take() {
                 f();
             }
-            let result = (&self.stream).write_all(&buf);
+            let result = (&*stream).write_all(&buf);
             buf.clear();
             st = self.lock_state();
+            if result.is_err() && generation != st.generation {
+                // That socket was lost and replaced meanwhile; its requests
+                // have failed already.
+                if st.pending.is_empty() || st.down() {
+                    break;
+                }
+                continue;
+            }
             if let Err(e) = result {
                 st.writing = false;
                 st.pending.clear();
@@ -96,15 +116,15 @@ impl Inner {
                     st.send_closed = true;
                     return Ok(());
                 }
-                let _ = self.stream.shutdown(Shutdown::Both);
-                self.close_locked(&mut st);
+                let _ = stream.shutdown(Shutdown::Both);
+                self.lost(&mut st, generation);
                 return Err(match e.kind() {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::TimedOut,
                     io::ErrorKind::ConnectionReset => Error::Closed,
                     _ => Error::Io(e),
                 });
             }
-            if st.pending.is_empty() || st.closed {
+            if st.pending.is_empty() || st.down() {
                 break;
             }
         }
@@ -118,14 +138,44 @@ impl Inner {
         Ok(())
     }
 
-    /// Marks the connection closed and wakes everyone.
+    /// Marks the connection closed for good and wakes everyone.
     pub(super) fn close_locked(&self, st: &mut State) {
         if st.closed {
             return;
         }
         st.closed = true;
+        self.end_connection(st);
+    }
+
+    /// The socket of `generation` failed or the server closed it: reconnects
+    /// if the client was set to, otherwise closes. Ignored for a socket
+    /// already replaced, or a connection already down.
+    pub(super) fn lost(&self, st: &mut State, generation: u64) {
+        if generation != st.generation || st.down() {
+            return;
+        }
+        match (&self.connector, self.config.reconnect) {
+            (Some(_), Some(policy)) => {
+                st.reconnecting = true;
+                self.end_connection(st);
+                for queue in st.queues.values_mut() {
+                    queue.queue.notify(Error::Reconnecting);
+                }
+                self.wake_everyone(st);
+                if !self.start_reconnecting(policy) {
+                    self.close_locked(st);
+                }
+            }
+            _ => self.close_locked(st),
+        }
+    }
+
+    /// The socket is gone: requests waiting for an answer fail with
+    /// [`Error::Closed`], and every waiter wakes to see it.
+    fn end_connection(&self, st: &mut State) {
         self.progress.fetch_add(1, Ordering::Release);
         st.protocol.handle_eof();
+        st.pending.clear();
         let State { slots, done, .. } = st;
         for ((slot, done), cv) in slots.iter_mut().zip(done.iter_mut()).zip(self.slot_cvs.iter()) {
             if let Some(id) = slot.take() {
@@ -134,10 +184,18 @@ impl Inner {
                 cv.notify_all();
             }
         }
+        self.wake_everyone(st);
+    }
+
+    /// Wakes every thread waiting for a publication or to lead the reads.
+    pub(super) fn wake_everyone(&self, st: &State) {
         for list in st.handles.values() {
             for h in list {
                 h.cv.notify_all();
             }
+        }
+        for key in &st.idle {
+            self.notify_now(key);
         }
     }
 
@@ -179,7 +237,7 @@ impl Inner {
             if let Some(v) = poll(&mut st) {
                 break Some(v);
             }
-            if nonblocking && (tried || st.closed || st.reading) {
+            if nonblocking && (tried || st.down() || st.reading) {
                 break None;
             }
             // The clock is read only where there is a deadline.
@@ -187,7 +245,7 @@ impl Inner {
             if deadline.zip(now).is_some_and(|(d, now)| now >= d) {
                 break None;
             }
-            if !st.reading && !st.closed {
+            if !st.reading && !st.down() {
                 st.reading = true;
                 if registered {
                     st.idle.retain(|k| !k.same(&key));
@@ -198,8 +256,9 @@ impl Inner {
                 // polling for. A lone request's answer comes when the server is
                 // done with it, and publications whenever they are made.
                 let spin = st.awaiting_answers > 1;
+                let socket = (st.stream.clone(), st.generation);
                 self.release(st);
-                st = self.read_once(deadline, now, nonblocking, spin);
+                st = self.read_once(&socket, deadline, now, nonblocking, spin);
                 tried = true;
                 st.reading = false;
                 self.progress.fetch_add(1, Ordering::Release);
@@ -279,7 +338,7 @@ impl Inner {
     /// handed-out answer to be collected (see [`Client::request`]'s write
     /// combining).
     pub(super) fn release_and_flush(&self, mut st: MutexGuard<'_, State>) {
-        if st.uncollected == 0 && !st.pending.is_empty() && !st.writing && !st.closed {
+        if st.uncollected == 0 && !st.pending.is_empty() && !st.writing && !st.down() {
             let wakes = std::mem::take(&mut st.wakes);
             let _ = self.flush_pending_then(st, || {
                 for wake in &wakes {
@@ -295,6 +354,7 @@ impl Inner {
     /// `spin`, polls within [`ClientConfig::spin_before_sleep`] before blocking.
     pub(super) fn read_once(
         &self,
+        (stream, generation): &(Arc<Stream>, u64),
         deadline: Option<Instant>,
         now: Option<Instant>,
         nonblocking: bool,
@@ -304,7 +364,7 @@ impl Inner {
         let rx = &mut *rx;
         let read = if nonblocking {
             let spare = rx.buf.spare();
-            rustix::net::recv(&self.stream, spare, rustix::net::RecvFlags::DONTWAIT)
+            rustix::net::recv(&**stream, spare, rustix::net::RecvFlags::DONTWAIT)
                 .map(|(n, _)| n)
                 .map_err(io::Error::from)
         } else {
@@ -320,7 +380,7 @@ impl Inner {
                 Some(left) => Some((left / 2).max(Duration::from_millis(1))),
                 None => None,
             };
-            if wanted != rx.timeout && self.stream.set_read_timeout(wanted).is_ok() {
+            if wanted != rx.timeout && stream.set_read_timeout(wanted).is_ok() {
                 rx.timeout = wanted;
             }
             // Poll within the window before blocking: the polling and the
@@ -332,16 +392,21 @@ impl Inner {
                 (None, _) => self.config.spin_before_sleep,
             };
             let spare = rx.buf.spare();
-            match read_within(&self.stream, spare, window) {
+            match read_within(stream, spare, window) {
                 Some(read) => read,
-                None => (&self.stream).read(spare),
+                None => (&**stream).read(spare),
             }
         };
         let mut st = self.lock_state();
+        if *generation != st.generation {
+            // Read from a socket since replaced (cannot happen while this
+            // thread holds the reader, which a reconnect takes first).
+            return st;
+        }
         match read {
             Ok(0) => {
                 rx.decoder.reset();
-                self.close_locked(&mut st);
+                self.lost(&mut st, *generation);
                 return st;
             }
             Ok(n) => rx.buf.commit(n),
@@ -354,8 +419,9 @@ impl Inner {
                 return st
             }
             Err(_) => {
-                let _ = self.stream.shutdown(Shutdown::Both);
-                self.close_locked(&mut st);
+                let _ = stream.shutdown(Shutdown::Both);
+                rx.decoder.reset();
+                self.lost(&mut st, *generation);
                 return st;
             }
         }

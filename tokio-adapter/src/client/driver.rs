@@ -48,14 +48,28 @@ pub(super) async fn drive<S>(
         if let (true, Some(policy), Some(connector)) = (retry, reconnect, &connector) {
             stream = reconnect_loop(&shared, policy, connector).await;
             if stream.is_some() {
-                let mut st = shared.lock();
-                let st = &mut *st;
-                st.link = Link::Up;
-                st.send_closed = false;
-                st.wbuf.clear();
-                // The subscriptions fit: they were encoded before into a sink
-                // that only grows.
-                let _ = st.protocol.resubscribe(&mut Sink(&mut st.wbuf));
+                let confirmations = {
+                    let mut st = shared.lock();
+                    let st = &mut *st;
+                    st.link = Link::Up;
+                    st.send_closed = false;
+                    st.wbuf.clear();
+                    // Each subscription is made again and confirmed by a barrier
+                    // of its own. They fit: every request slot was freed with
+                    // the old connection, there are more slots than
+                    // subscriptions, and the sink grows.
+                    let mut barriers = Vec::new();
+                    let _ = st
+                        .protocol
+                        .resubscribe_confirmed(&mut Sink(&mut st.wbuf), |sub, barrier| barriers.push((sub, barrier)));
+                    barriers
+                        .into_iter()
+                        .map(|(sub, barrier)| (sub, st.table.register(barrier, shared.config.request_timeout, false).0))
+                        .collect::<Vec<_>>()
+                };
+                if !confirmations.is_empty() {
+                    tokio::spawn(confirm_resubscriptions(shared.clone(), confirmations));
+                }
                 tracing::debug!("microsocket connection re-established");
             }
         }
@@ -67,6 +81,20 @@ pub(super) async fn drive<S>(
     st.notify_subscriptions(|| Error::Closed, true, &mut wake);
     drop(st);
     wake.drain(..).for_each(Waker::wake);
+}
+
+/// Waits for the barrier after each subscription made again on a new
+/// connection, and tells a subscription's streams if the server refused it.
+async fn confirm_resubscriptions(shared: Arc<Shared>, confirmations: Vec<(SubscriptionId, Arc<Waiter>)>) {
+    for (sub, waiter) in confirmations {
+        let answer = std::future::poll_fn(|cx| waiter.poll_result(cx)).await;
+        if let Err(Error::SubscriptionRefused { reason }) = microsocket_host::subscription_confirmed(answer) {
+            tracing::debug!(reason = %String::from_utf8_lossy(&reason), "microsocket resubscription refused");
+            let mut wake = Vec::new();
+            shared.lock().notify_refused(sub, &reason, &mut wake);
+            wake.drain(..).for_each(Waker::wake);
+        }
+    }
 }
 
 pub(super) async fn reconnect_loop<S>(

@@ -24,22 +24,10 @@ impl Future for ResponseFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let result = match &mut self.state {
-            FutureState::Waiting(waiter) => {
-                let mut inner = waiter.lock();
-                match inner.result.take() {
-                    Some(result) => {
-                        inner.waker = None;
-                        result
-                    }
-                    None => {
-                        match &inner.waker {
-                            Some(old) if old.will_wake(cx.waker()) => {}
-                            _ => inner.waker = Some(cx.waker().clone()),
-                        }
-                        return Poll::Pending;
-                    }
-                }
-            }
+            FutureState::Waiting(waiter) => match waiter.poll_result(cx) {
+                Poll::Ready(result) => result,
+                Poll::Pending => return Poll::Pending,
+            },
             FutureState::Failed(e) => Err(e.take().unwrap_or(Error::Closed)),
             FutureState::Done => Err(Error::Closed),
         };

@@ -98,6 +98,24 @@ impl Waiter {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Takes the result if it is in, or leaves the task's waker for it.
+    pub(super) fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<Values, Error>> {
+        let mut inner = self.lock();
+        match inner.result.take() {
+            Some(result) => {
+                inner.waker = None;
+                Poll::Ready(result)
+            }
+            None => {
+                match &inner.waker {
+                    Some(old) if old.will_wake(cx.waker()) => {}
+                    _ => inner.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+
     /// Leaves the result and collects the future's waker.
     pub(super) fn finish(&self, result: Result<Values, Error>, wake: &mut Vec<Waker>) {
         let mut inner = self.lock();
@@ -345,6 +363,18 @@ impl State {
     pub(super) fn fail_all(&mut self, wake: &mut Vec<Waker>) {
         self.protocol.handle_eof();
         self.table.fail_all(wake);
+    }
+
+    /// Tells the streams of wire subscription `id` that the server refused it
+    /// when it was made again on a new connection.
+    pub(super) fn notify_refused(&mut self, id: SubscriptionId, reason: &Bytes, wake: &mut Vec<Waker>) {
+        for queue in self.subs.get(&id).into_iter().flatten() {
+            let mut inner = queue.lock();
+            inner
+                .queue
+                .notify(Error::SubscriptionRefused { reason: reason.clone() });
+            wake.extend(inner.waker.take());
+        }
     }
 
     pub(super) fn notify_subscriptions(&mut self, notice: impl Fn() -> Error, end: bool, wake: &mut Vec<Waker>) {
