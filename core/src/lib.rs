@@ -83,6 +83,10 @@
 //!   drivers over any `embedded_io::Read + Write`, and `frame::encode_to_writer`.
 //! - `alloc`: [`frame::FrameSink`] for `Vec<u8>`.
 //! - `defmt`: `defmt::Format` on errors, ids and small enums.
+//! - `arbitrary`: `arbitrary::Arbitrary` on `Sigil` and `SubscriptionKind`,
+//!   and `arbitrary::MessageSpec` / `arbitrary::FrameSpec`: messages and
+//!   frames made from random bytes, for property tests and fuzzing (hosted:
+//!   the `arbitrary` crate needs std).
 //!
 //! # Panics
 //!
@@ -118,9 +122,12 @@
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
-#[cfg(test)]
+// The `arbitrary` crate, and its derive, need the standard library.
+#[cfg(any(test, feature = "arbitrary"))]
 extern crate std;
 
+#[cfg(feature = "arbitrary")]
+pub mod arbitrary;
 mod buffers;
 mod client;
 #[cfg(feature = "embedded-io")]

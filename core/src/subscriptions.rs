@@ -21,6 +21,7 @@ impl SubscriptionId {
 /// Whether a subscription is to an exact topic or to a pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum SubscriptionKind {
     /// `+`: the topic, byte for byte.
     Exact,

@@ -39,6 +39,7 @@ pub const LENGTH_PREFIX_LEN: usize = 4;
 /// The kinds of message microsocket knows, by their first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[repr(u8)]
 pub enum Sigil {
     /// `(` client to server: tag, command, arguments.
@@ -154,7 +155,10 @@ impl core::fmt::Debug for Frame<'_> {
 ///
 /// Built only over bytes the [`Decoder`] has walked, so every length prefix is
 /// known to fit; should it not, the iterator ends rather than panic.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Two are equal when they yield the same arguments, wherever in their frames
+/// they start.
+#[derive(Clone)]
 pub struct Args<'a> {
     rest: &'a [u8],
     remaining: u8,
@@ -252,6 +256,15 @@ impl<'a> Iterator for Args<'a> {
 }
 
 impl ExactSizeIterator for Args<'_> {}
+
+impl PartialEq for Args<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        // `rest` holds exactly the arguments still to come.
+        self.remaining == other.remaining && self.rest == other.rest
+    }
+}
+
+impl Eq for Args<'_> {}
 
 impl core::fmt::Debug for Args<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
