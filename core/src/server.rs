@@ -29,6 +29,9 @@ pub const SUBSCRIPTION_REFUSED: &[u8] = b"subscription refused";
 /// The detail of [`SUBSCRIPTION_REFUSED`] when the server's access control
 /// refused the subscription.
 pub const REFUSED_NOT_PERMITTED: &[u8] = b"not permitted";
+/// The detail of [`SUBSCRIPTION_REFUSED`] when the connection already has as
+/// many subscriptions as it may.
+pub const REFUSED_TOO_MANY: &[u8] = b"too many subscriptions";
 /// The failure message for a request whose handler panicked (the connection and
 /// its other requests carry on).
 pub const HANDLER_PANICKED: &[u8] = b"handler panicked";
@@ -282,7 +285,7 @@ impl<const SUBS: usize, const SUB_BYTES: usize> ServerProtocol<SUBS, SUB_BYTES> 
             },
             Err(reason) => {
                 self.refusal = Some(match reason {
-                    SubscribeError::SubscriptionsFull => b"too many subscriptions",
+                    SubscribeError::SubscriptionsFull => REFUSED_TOO_MANY,
                     SubscribeError::TopicStorageFull => b"no room left to store the topic",
                     SubscribeError::InvalidPattern(_) => b"invalid pattern",
                     SubscribeError::Encode(_) => b"cannot be encoded",

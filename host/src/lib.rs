@@ -54,6 +54,7 @@ mod members;
 pub mod registry;
 pub mod shared;
 mod stats;
+mod subscribing;
 mod trie;
 mod values;
 
@@ -72,4 +73,5 @@ pub use log::{Logged, LOGGED_BYTES};
 pub use members::{Member, Members};
 pub use registry::Registry;
 pub use stats::{ConnectionId, Counters, Stats};
+pub use subscribing::{refusal, SubscriptionChange};
 pub use values::{Iter, Publication, Values};

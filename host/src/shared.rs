@@ -14,11 +14,12 @@ pub use crate::config::{
 };
 pub use crate::error::Error;
 pub use crate::stats::{ConnectionId, Stats};
+pub use crate::subscribing::SubscriptionChange;
 pub use crate::values::{Iter, Publication, Values};
 pub use microsocket_core::{
     Args, EncodeError, PatternError, RequestError, SubscribeError, SubscriptionKind, UnsubscribeError,
-    DROPPED_UNANSWERED, FRAME_TOO_LARGE, HANDLER_PANICKED, NO_COMMAND, REFUSED_NOT_PERMITTED, SUBSCRIPTION_REFUSED,
-    TOO_MANY_IN_FLIGHT, UNENCODABLE_RESPONSE,
+    DROPPED_UNANSWERED, FRAME_TOO_LARGE, HANDLER_PANICKED, NO_COMMAND, REFUSED_NOT_PERMITTED, REFUSED_TOO_MANY,
+    SUBSCRIPTION_REFUSED, TOO_MANY_IN_FLIGHT, UNENCODABLE_RESPONSE,
 };
 
 /// No arguments, for a request that takes none: `client.request("PING", NO_ARGS)`.

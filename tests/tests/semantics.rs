@@ -73,6 +73,14 @@ impl Bus {
         }
     }
 
+    /// What the server's handler observed: connections and subscription changes.
+    fn observed(&self) -> Vec<String> {
+        match self {
+            Self::Std(s) => s.app.observed.lock().unwrap().clone(),
+            Self::Tokio(s) => s.app().observed.lock().unwrap().clone(),
+        }
+    }
+
     fn stats(&self) -> Stats {
         match self {
             Self::Std(s) => s.publisher.stats(),
@@ -137,6 +145,13 @@ fn wait<T>(f: impl std::future::Future<Output = T>) -> T {
 }
 
 impl Peer {
+    fn close(&self) {
+        match self {
+            Self::Std(c) => c.close(),
+            Self::Tokio(c) => c.close(),
+        }
+    }
+
     fn request(&self, command: &str, args: &[&[u8]]) -> Result<Values, Error> {
         match self {
             Self::Std(c) => c.request(command, args),
@@ -320,6 +335,7 @@ semantic!(
     publications_queued_before_a_barrier_arrive_before_its_answer,
     peer_credentials_reach_the_handler,
     a_reconnecting_client_reports_the_gap_and_confirms_each_subscription,
+    the_handler_observes_connections_and_subscriptions,
 );
 
 fn config() -> ServerConfig {
@@ -778,4 +794,29 @@ fn a_reconnecting_client_reports_the_gap_and_confirms_each_subscription(server: 
     }
     assert_eq!((received, refused), (1, 1));
     assert_eq!(bus.stats().subscriptions_refused, 1);
+}
+
+/// The handler's observers see a connection open, each subscription put in
+/// place (not a refused one), a `-` that removed one, the subscriptions a
+/// closing connection still had, and the connection end, in that order.
+fn the_handler_observes_connections_and_subscriptions(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let peer = bus.connect(client, ClientConfig::default());
+    let a = peer.subscribe("a", false).unwrap();
+    let _b = peer.subscribe("b.>", true).unwrap();
+    assert!(matches!(
+        peer.subscribe("secret.x", false),
+        Err(Error::SubscriptionRefused { .. })
+    ));
+    drop(a);
+    // Answered after the `-` before it took effect.
+    peer.request("PING", &[]).unwrap();
+    peer.close();
+    wait_until("the connection's end is observed", || {
+        bus.observed().last().is_some_and(|e| e == "disconnected")
+    });
+    assert_eq!(
+        bus.observed(),
+        ["connected", "+a", "*b.>", "-a", "-b.>", "disconnected"]
+    );
 }

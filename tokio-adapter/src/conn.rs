@@ -14,20 +14,18 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use microsocket_core::frame::{Decoded, Decoder};
+use microsocket_core::HANDLER_PANICKED;
 use microsocket_core::{ServerEvent, ServerLimits, ServerProtocol};
-use microsocket_core::{HANDLER_PANICKED, REFUSED_NOT_PERMITTED};
 use std::panic::AssertUnwindSafe;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
-use crate::handler::{
-    Failure, Handler, PeerCredentials, Reply, ReplyValues, Request, RequestContext, SubscriptionChange,
-};
+use crate::handler::{Failure, Handler, PeerCredentials, Reply, ReplyValues, Request, RequestContext};
 use crate::hub::{ConnShared, Core};
 use crate::sink::Sink;
 use crate::spin::{Burst, Spin};
 use microsocket_core::frame::{HEADER_LEN, LENGTH_PREFIX_LEN};
-use microsocket_host::{Logged, Values};
+use microsocket_host::{Logged, SubscriptionChange, Values};
 use std::ops::Range;
 
 /// Where a request frame's tag starts: after the header and its length prefix.
@@ -103,6 +101,7 @@ pub(crate) async fn serve<S, H>(
     async {
         tracing::debug!(?peer, "connection opened");
         let handler: &H = &handler;
+        handler.connected(&context);
         let mut conn = Conn {
             stream,
             protocol: Protocol::new(ServerLimits {
@@ -162,6 +161,7 @@ pub(crate) async fn serve<S, H>(
         for (_, _, topic) in subscriptions.iter() {
             handler.subscription_changed(&context, SubscriptionChange::Unsubscribed { topic });
         }
+        handler.disconnected(&context);
     }
     .instrument(span)
     .await;
@@ -450,14 +450,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                             continue;
                         }
                         Some(ServerEvent::Subscribed { topic, kind, new: true }) => {
-                            let refusal = if self.protocol.subscriptions().len() > self.core.config.max_subscriptions {
-                                Some(&b"too many subscriptions"[..])
-                            } else if !handler.authorize_subscription(&self.context, kind, topic) {
-                                Some(REFUSED_NOT_PERMITTED)
+                            let refusal = microsocket_host::refusal(
+                                &self.core.config,
+                                self.protocol.subscriptions().len(),
+                                || handler.authorize_subscription(&self.context, kind, topic),
+                            );
+                            if let Some(why) = refusal {
+                                tracing::info!(topic = %Logged(topic), ?kind, "subscription refused");
+                                self.protocol.refuse_subscription(kind, topic, why);
+                                self.core.counters.subscription_refused();
                             } else {
-                                None
-                            };
-                            if refusal.is_none() {
                                 tracing::debug!(topic = %Logged(topic), ?kind, "subscribed");
                                 self.core.subscribe(self.key, kind, topic);
                                 // The catch-up just queued goes before any answer
@@ -469,11 +471,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                                     &self.context,
                                     SubscriptionChange::Subscribed { kind, topic },
                                 );
-                            } else {
-                                tracing::info!(topic = %Logged(topic), ?kind, "subscription refused");
-                                self.protocol
-                                    .refuse_subscription(kind, topic, refusal.unwrap_or_default());
-                                self.core.counters.subscription_refused();
                             }
                         }
                         Some(ServerEvent::Subscribed { new: false, .. }) | None => {}

@@ -9,7 +9,7 @@ use microsocket_core::SubscriptionKind;
 
 pub use microsocket_socket::PeerCredentials;
 
-use microsocket_host::{ConnectionId, Values};
+use microsocket_host::{ConnectionId, SubscriptionChange, Values};
 
 /// Who sent a request or a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,24 +166,6 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-/// A change to a connection's subscriptions, for [`Handler::subscription_changed`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubscriptionChange<'a> {
-    /// A new subscription is in place.
-    Subscribed {
-        /// Exact or pattern.
-        kind: SubscriptionKind,
-        /// The topic or pattern.
-        topic: &'a [u8],
-    },
-    /// The connection dropped its subscriptions made with this string (`-`), or
-    /// closed (reported once per subscription it had).
-    Unsubscribed {
-        /// The topic or pattern.
-        topic: &'a [u8],
-    },
-}
-
 /// The application side of a server.
 ///
 /// Requests of one connection run concurrently (as futures polled by that
@@ -215,17 +197,30 @@ pub trait Handler: Send + Sync + 'static {
     /// Answers one request.
     fn call(&self, request: Request) -> impl Future<Output = Result<Reply, Failure>> + Send;
 
-    /// Whether a connection may subscribe (access control). A refused
-    /// subscription is removed again at once; the protocol has no reply to a
-    /// subscription, so the client simply receives nothing. Default: allow.
+    /// Whether a connection may subscribe (access control). Called once per
+    /// new subscription within the connection's limit; a refused one is never
+    /// put in place, receives nothing, and the subscriber's barrier is failed
+    /// with [`SUBSCRIPTION_REFUSED`](crate::SUBSCRIPTION_REFUSED). Default: allow.
     fn authorize_subscription(&self, context: &RequestContext, kind: SubscriptionKind, topic: &[u8]) -> bool {
         let _ = (context, kind, topic);
         true
     }
 
-    /// Observes subscriptions made and dropped. Default: nothing.
+    /// Observes subscriptions put in place and dropped. Default: nothing.
     fn subscription_changed(&self, context: &RequestContext, change: SubscriptionChange<'_>) {
         let _ = (context, change);
+    }
+
+    /// Observes a new connection, before its first frame is read. Default:
+    /// nothing.
+    fn connected(&self, context: &RequestContext) {
+        let _ = context;
+    }
+
+    /// Observes a connection that ended, after its subscriptions were
+    /// reported dropped. Default: nothing.
+    fn disconnected(&self, context: &RequestContext) {
+        let _ = context;
     }
 }
 

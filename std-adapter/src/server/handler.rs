@@ -34,25 +34,28 @@ pub trait Handler: Send + Sync + 'static {
     /// Answers (now or later) one request through `responder`.
     fn handle(&self, request: Request<'_>, responder: Responder);
 
-    /// Decides whether a connection may subscribe to a topic or pattern (access
-    /// control). Called once per new subscription; refused ones are removed and
-    /// receive nothing. Default: accept.
+    /// Whether a connection may subscribe (access control). Called once per
+    /// new subscription within the connection's limit; a refused one is never
+    /// put in place, receives nothing, and the subscriber's barrier is failed
+    /// with [`SUBSCRIPTION_REFUSED`](crate::SUBSCRIPTION_REFUSED). Default: allow.
     fn authorize_subscription(&self, context: &RequestContext, kind: SubscriptionKind, topic: &[u8]) -> bool {
         let _ = (context, kind, topic);
         true
     }
 
-    /// Observes a `-` that removed `removed` subscriptions made with `topic`.
-    fn unsubscribed(&self, context: &RequestContext, topic: &[u8], removed: usize) {
-        let _ = (context, topic, removed);
+    /// Observes subscriptions put in place and dropped. Default: nothing.
+    fn subscription_changed(&self, context: &RequestContext, change: SubscriptionChange<'_>) {
+        let _ = (context, change);
     }
 
-    /// Observes a new connection.
+    /// Observes a new connection, before its first frame is read. Default:
+    /// nothing.
     fn connected(&self, context: &RequestContext) {
         let _ = context;
     }
 
-    /// Observes a connection that ended.
+    /// Observes a connection that ended, after its subscriptions were
+    /// reported dropped. Default: nothing.
     fn disconnected(&self, context: &RequestContext) {
         let _ = context;
     }

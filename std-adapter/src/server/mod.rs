@@ -67,10 +67,12 @@ use bytes::Bytes;
 use microsocket_core::frame::{Decoded, Decoder};
 use microsocket_core::{
     encode_publication, Args, EncodeError, ServerEvent, ServerLimits, ServerProtocol, DROPPED_UNANSWERED,
-    HANDLER_PANICKED, REFUSED_NOT_PERMITTED, UNENCODABLE_RESPONSE,
+    HANDLER_PANICKED, UNENCODABLE_RESPONSE,
 };
 pub use microsocket_core::{PatternError, SubscriptionKind};
-use microsocket_host::{Admission, ConnectionId, Counters, QueueBound, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};
+use microsocket_host::{
+    Admission, ConnectionId, Counters, QueueBound, SubscriptionChange, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
+};
 pub use microsocket_host::{ServerConfig, SlowConsumer, Stats};
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::SendFlags;

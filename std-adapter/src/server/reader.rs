@@ -153,6 +153,11 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
         hub.remove(conn.slot, subscriptions.iter().map(|(k, b)| (*k, b.as_slice())));
         out.protocol.handle_eof();
         conn.kill_locked(&mut out);
+        drop(out);
+        drop(hub);
+        for (_, topic) in &subscriptions {
+            handler.subscription_changed(&conn.context, SubscriptionChange::Unsubscribed { topic });
+        }
     }
     shared.counters.connection_closed();
     handler.disconnected(&conn.context);
@@ -182,14 +187,10 @@ pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, e
             if !new {
                 return;
             }
-            let within_limit = conn.lock().protocol.subscriptions().len() <= shared.config.max_subscriptions;
-            let refusal = if !within_limit {
-                Some(&b"too many subscriptions"[..])
-            } else if !handler.authorize_subscription(&conn.context, kind, topic) {
-                Some(REFUSED_NOT_PERMITTED)
-            } else {
-                None
-            };
+            let subscriptions = conn.lock().protocol.subscriptions().len();
+            let refusal = microsocket_host::refusal(&shared.config, subscriptions, || {
+                handler.authorize_subscription(&conn.context, kind, topic)
+            });
             if let Some(why) = refusal {
                 conn.lock().protocol.refuse_subscription(kind, topic, why);
                 shared.counters.subscription_refused();
@@ -214,12 +215,13 @@ pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, e
                     shared.flusher.wake();
                 }
             }
+            drop(hub);
+            handler.subscription_changed(&conn.context, SubscriptionChange::Subscribed { kind, topic });
         }
-        ServerEvent::Unsubscribed { topic, removed } => {
-            if removed > 0 {
-                lock(&shared.hub).unsubscribe(conn.slot, topic);
-            }
-            handler.unsubscribed(&conn.context, topic, removed);
+        ServerEvent::SubscribeRefused { .. } => shared.counters.subscription_refused(),
+        ServerEvent::Unsubscribed { topic, removed } if removed > 0 => {
+            lock(&shared.hub).unsubscribe(conn.slot, topic);
+            handler.subscription_changed(&conn.context, SubscriptionChange::Unsubscribed { topic });
         }
         _ => {}
     }

@@ -124,6 +124,8 @@ fn num(arg: Option<&[u8]>) -> usize {
 pub(crate) struct StdApp {
     publisher: OnceLock<microsocket_std::Publisher>,
     parked: Mutex<Vec<(Responder, Vec<u8>)>>,
+    /// What the handler's observers saw (see [`observed`]).
+    pub(crate) observed: Mutex<Vec<String>>,
 }
 
 impl StdApp {
@@ -187,6 +189,32 @@ impl microsocket_std::Handler for StdHandler {
     fn authorize_subscription(&self, _context: &StdContext, _kind: SubscriptionKind, topic: &[u8]) -> bool {
         !topic.starts_with(b"secret")
     }
+
+    fn subscription_changed(&self, _context: &StdContext, change: microsocket_std::SubscriptionChange<'_>) {
+        self.0.observed.lock().unwrap().push(observed(change));
+    }
+
+    fn connected(&self, _context: &StdContext) {
+        self.0.observed.lock().unwrap().push("connected".into());
+    }
+
+    fn disconnected(&self, _context: &StdContext) {
+        self.0.observed.lock().unwrap().push("disconnected".into());
+    }
+}
+
+/// One observed subscription change as text: `+topic`, `*pattern`, `-topic`.
+fn observed(change: microsocket_host::SubscriptionChange<'_>) -> String {
+    use microsocket_host::SubscriptionChange::{Subscribed, Unsubscribed};
+    let (sign, topic) = match change {
+        Subscribed {
+            kind: SubscriptionKind::Exact,
+            topic,
+        } => ('+', topic),
+        Subscribed { topic, .. } => ('*', topic),
+        Unsubscribed { topic } => ('-', topic),
+    };
+    format!("{sign}{}", String::from_utf8_lossy(topic))
 }
 
 /// The application of the Tokio server.
@@ -194,6 +222,8 @@ impl microsocket_std::Handler for StdHandler {
 pub(crate) struct TokioApp {
     publisher: OnceLock<microsocket_tokio::Publisher>,
     parked: Mutex<Vec<tokio::sync::oneshot::Sender<()>>>,
+    /// What the handler's observers saw (see [`observed`]).
+    pub(crate) observed: Mutex<Vec<String>>,
 }
 
 impl TokioApp {
@@ -257,6 +287,18 @@ impl microsocket_tokio::Handler for TokioApp {
 
     fn authorize_subscription(&self, _context: &TokioContext, _kind: SubscriptionKind, topic: &[u8]) -> bool {
         !topic.starts_with(b"secret")
+    }
+
+    fn subscription_changed(&self, _context: &TokioContext, change: microsocket_tokio::SubscriptionChange<'_>) {
+        self.observed.lock().unwrap().push(observed(change));
+    }
+
+    fn connected(&self, _context: &TokioContext) {
+        self.observed.lock().unwrap().push("connected".into());
+    }
+
+    fn disconnected(&self, _context: &TokioContext) {
+        self.observed.lock().unwrap().push("disconnected".into());
     }
 }
 
