@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use microsocket_core::frame::{Args, HEADER_LEN, LENGTH_PREFIX_LEN};
@@ -10,10 +11,10 @@ use microsocket_core::frame::{Args, HEADER_LEN, LENGTH_PREFIX_LEN};
 /// The values of a response, a publication or a request's arguments: a view of
 /// the received frame, handed out as [`Bytes`] without copying.
 ///
-/// Cloning is cheap (a reference count). Holding on to `Values` keeps the bytes
-/// of the frame it came from alive. [`Values::len`], [`Values::first`] and
-/// starting an iteration cost O(1); [`Values::get`] hops over the length
-/// prefixes of the values before it.
+/// Cloning is cheap (a reference count or two). Holding on to `Values` keeps
+/// the bytes of the frame it came from alive. Every accessor costs O(1): the
+/// values are located once, when the `Values` is made (in place for up to
+/// six values, in one shared allocation beyond).
 ///
 /// ```
 /// use microsocket_host::Values;
@@ -27,13 +28,41 @@ use microsocket_core::frame::{Args, HEADER_LEN, LENGTH_PREFIX_LEN};
 /// assert_eq!(values.str(1), Some("ok"));
 /// assert_eq!(values.parse::<f64>(0), Some(21.5));
 /// ```
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
 pub struct Values {
     /// The whole frame the values come from.
     frame: Bytes,
     /// Where the first value's length prefix starts in `frame`.
     start: u32,
     len: u8,
+    /// Where each value's bytes start in `frame` (after its length prefix).
+    starts: Starts,
+}
+
+/// Values located in place, without allocating.
+const INLINE_VALUES: usize = 6;
+
+/// Where each value starts.
+#[derive(Clone)]
+enum Starts {
+    Inline([u32; INLINE_VALUES]),
+    Shared(Arc<[u32]>),
+}
+
+impl Default for Starts {
+    fn default() -> Self {
+        Self::Inline([0; INLINE_VALUES])
+    }
+}
+
+impl Starts {
+    fn get(&self, index: usize) -> Option<usize> {
+        match self {
+            Self::Inline(at) => at.get(index),
+            Self::Shared(at) => at.get(index),
+        }
+        .map(|&at| at as usize)
+    }
 }
 
 impl Values {
@@ -41,10 +70,35 @@ impl Values {
     /// decoder walked; the position as [`Args::position`] gave it).
     #[must_use]
     pub fn at(frame: Bytes, position: usize, len: usize) -> Self {
+        let start = u32::try_from(position).unwrap_or(u32::MAX);
+        let wanted = u8::try_from(len).unwrap_or(u8::MAX);
+        // Locate each value once; a frame cut short has fewer than announced.
+        let mut args = Args::resume(&frame, start as usize, wanted);
+        let mut found = 0u8;
+        let mut inline = [0u32; INLINE_VALUES];
+        let mut spilled = Vec::new();
+        loop {
+            let at = args.position() + LENGTH_PREFIX_LEN;
+            if args.next().is_none() {
+                break;
+            }
+            let at = u32::try_from(at).unwrap_or(u32::MAX);
+            match inline.get_mut(usize::from(found)) {
+                Some(slot) if usize::from(wanted) <= INLINE_VALUES => *slot = at,
+                _ => spilled.push(at),
+            }
+            found += 1;
+        }
+        let starts = if spilled.is_empty() {
+            Starts::Inline(inline)
+        } else {
+            Starts::Shared(spilled.into())
+        };
         Self {
             frame,
-            start: u32::try_from(position).unwrap_or(u32::MAX),
-            len: u8::try_from(len).unwrap_or(u8::MAX),
+            start,
+            len: found,
+            starts,
         }
     }
 
@@ -96,13 +150,19 @@ impl Values {
     /// The value at `index`, borrowed.
     #[must_use]
     pub fn slice(&self, index: usize) -> Option<&[u8]> {
-        self.iter_slices().nth(index)
+        if index >= self.len() {
+            return None;
+        }
+        let at = self.starts.get(index)?;
+        let prefix = self.frame.get(at.checked_sub(LENGTH_PREFIX_LEN)?..at)?;
+        let len = u32::from_be_bytes(prefix.try_into().ok()?) as usize;
+        self.frame.get(at..at.checked_add(len)?)
     }
 
     /// The value at `index` as [`Bytes`] sharing the frame.
     #[must_use]
     pub fn get(&self, index: usize) -> Option<Bytes> {
-        self.iter().nth(index)
+        self.slice(index).map(|value| self.frame.slice_ref(value))
     }
 
     /// The first value, if any.
@@ -142,6 +202,15 @@ impl fmt::Debug for Values {
         f.debug_list().entries(self.iter()).finish()
     }
 }
+
+impl PartialEq for Values {
+    /// Equal when they hold the same values, whatever frames they come from.
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter_slices().eq(other.iter_slices())
+    }
+}
+
+impl Eq for Values {}
 
 impl std::ops::Index<usize> for Values {
     type Output = [u8];
@@ -344,6 +413,29 @@ mod tests {
         assert_eq!(args.get(2).unwrap(), "ccc");
         assert_eq!(args.slice(3), None);
         assert!(Values::from_frame(frame(Sigil::Response, &[b"\x01"]), 1).is_empty());
+    }
+
+    #[test]
+    fn every_value_is_found_in_place_or_spilled() {
+        for n in [0usize, 1, 5, 6, 7, 40, 255] {
+            let owned: Vec<Vec<u8>> = (0..n).map(|i| vec![b'a' + (i % 26) as u8; i % 9]).collect();
+            let mut args: Vec<&[u8]> = vec![b"\x01"];
+            args.extend(owned.iter().map(Vec::as_slice));
+            if args.len() > 255 {
+                args.truncate(255);
+            }
+            let values = Values::from_frame(frame(Sigil::Response, &args), 1);
+            assert_eq!(values.len(), args.len() - 1);
+            for (i, expected) in args[1..].iter().enumerate() {
+                assert_eq!(values.slice(i), Some(*expected), "{n} values, #{i}");
+                assert_eq!(values.get(i).as_deref(), Some(*expected));
+            }
+            assert_eq!(values.slice(values.len()), None);
+        }
+        // The same values from frames that differ elsewhere are equal.
+        let a = Values::from_frame(frame(Sigil::Response, &[b"\x01", b"x"]), 1);
+        let b = Values::from_frame(frame(Sigil::Response, &[b"\x02", b"x"]), 1);
+        assert_eq!(a, b);
     }
 
     #[test]
