@@ -5,7 +5,7 @@
 //! reaches. [`Registry`] keeps that index so the cost of a publication grows with
 //! the subscriptions it matches, not with the number of connections:
 //!
-//! - exact topics map to their subscribers (one ordered-map lookup);
+//! - exact topics map to their subscribers (one hash-map lookup);
 //! - patterns are indexed by token in a trie, so a publication walks the
 //!   topic's tokens once, following only the patterns that can still match
 //!   (literal, `*` and `>` edges), whatever the number of patterns;
@@ -15,7 +15,11 @@
 //! around [`Registry::subscribe`] plus queuing [`Registry::backlog`], and around
 //! [`Registry::publish`] plus queuing to the connections it returns.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+
+// Keys come from peers: a keyed hash (SipHash, random per map), so no peer can
+// make lookups collide.
+use std::collections::HashMap;
 
 use microsocket_core::{Pattern, PatternError, SubscriptionKind};
 
@@ -30,10 +34,10 @@ type Subscribers<C> = Vec<C>;
 /// (an encoded frame, say: whatever the server replays on catch-up).
 #[derive(Debug, Clone)]
 pub struct Registry<C, P> {
-    exact: BTreeMap<Vec<u8>, Subscribers<C>>,
+    exact: HashMap<Vec<u8>, Subscribers<C>>,
     patterns: PatternTrie<C>,
     rules: Vec<BufferRule>,
-    buffers: BTreeMap<Vec<u8>, VecDeque<(u64, P)>>,
+    buffers: HashMap<Vec<u8>, VecDeque<(u64, P)>>,
     sequence: u64,
 }
 
@@ -47,10 +51,10 @@ struct BufferRule {
 impl<C, P> Default for Registry<C, P> {
     fn default() -> Self {
         Self {
-            exact: BTreeMap::new(),
+            exact: HashMap::new(),
             patterns: PatternTrie::default(),
             rules: Vec::new(),
-            buffers: BTreeMap::new(),
+            buffers: HashMap::new(),
             sequence: 0,
         }
     }
@@ -82,7 +86,7 @@ impl<C: Copy + Ord, P: Clone> Registry<C, P> {
     /// Removes `conn`'s subscription of this kind to `bytes`; returns whether it
     /// had one.
     pub fn unsubscribe(&mut self, conn: C, kind: SubscriptionKind, bytes: &[u8]) -> bool {
-        fn remove_from<C: Ord>(map: &mut BTreeMap<Vec<u8>, Vec<C>>, key: &[u8], conn: &C) -> bool {
+        fn remove_from<C: Ord>(map: &mut HashMap<Vec<u8>, Vec<C>>, key: &[u8], conn: &C) -> bool {
             let Some(list) = map.get_mut(key) else {
                 return false;
             };
