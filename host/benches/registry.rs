@@ -1,3 +1,5 @@
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
+
 //! What a publish costs as subscriptions pile up: the publish rate to one
 //! matching subscriber with no other subscriptions and with 100,000 others
 //! (exact topics, `a.*.cN`, `*.xN` and `a.N.>` patterns over 1,000
