@@ -700,7 +700,7 @@ fn a_reader_that_keeps_up_never_lags(server: ServerKind, client: ClientKind) {
 }
 
 /// A peer that hangs up with a request still running is released at once:
-/// its slot (and with Tokio its handler and descriptor) does not wait for the
+/// its slot and descriptor (and with Tokio its handler) do not wait for the
 /// handler to end.
 fn a_peer_that_hangs_up_is_released_at_once(server: ServerKind, _client: ClientKind) {
     let bus = Bus::start(server, config());
@@ -712,8 +712,19 @@ fn a_peer_that_hangs_up_is_released_at_once(server: ServerKind, _client: ClientK
     });
     assert_eq!(bus.stats().connections, 1);
     let hung_up = std::time::Instant::now();
-    drop(raw);
+    // The peer stops sending; the server's side of the socket must close
+    // (the peer reads end of stream) although the handler still holds the
+    // request.
+    raw.shutdown(std::net::Shutdown::Write).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut raw, &mut rest).expect("the server closes its side at once");
+    assert!(rest.is_empty(), "nothing is answered: {rest:?}");
     wait_until("released", || bus.stats().connections == 0);
+    // The server's socket for it is gone too (its descriptor closed), not
+    // merely shut down: only the listener is left bound to the path.
+    drop(raw);
+    wait_until("descriptor closed", || sockets_bound_to(bus.path()) == 1);
     assert!(
         hung_up.elapsed() < Duration::from_secs(2),
         "released after {:?}",
@@ -819,4 +830,13 @@ fn the_handler_observes_connections_and_subscriptions(server: ServerKind, client
         bus.observed(),
         ["connected", "+a", "*b.>", "-a", "-b.>", "disconnected"]
     );
+}
+
+/// How many UNIX sockets of this process and others are bound to `path`: the
+/// listener, and each connection the server accepted on it, until its
+/// descriptor is closed (Linux's `/proc/net/unix`).
+fn sockets_bound_to(path: &std::path::Path) -> usize {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap();
+    let path = path.to_str().unwrap();
+    table.lines().filter(|line| line.ends_with(path)).count()
 }

@@ -77,7 +77,10 @@ where
 #[derive(Debug)]
 #[must_use = "dropping a Responder fails the request"]
 pub struct Responder {
-    pub(super) conn: Arc<Conn>,
+    /// Held weakly: a connection whose peer hung up is released (its slot,
+    /// buffers and descriptor) while handlers still hold its responders.
+    pub(super) conn: Weak<Conn>,
+    pub(super) context: RequestContext,
     pub(super) tag: TagBuf,
     pub(super) answered: bool,
 }
@@ -113,7 +116,7 @@ impl Responder {
     /// The context of the request's connection.
     #[must_use]
     pub fn context(&self) -> &RequestContext {
-        &self.conn.context
+        &self.context
     }
 
     /// Answers with values (`)`).
@@ -163,7 +166,10 @@ impl Responder {
         &self,
         encode: impl FnOnce(&mut Protocol, &mut Vec<u8>) -> Result<usize, EncodeError>,
     ) -> Result<(), Error> {
-        let mut out = self.conn.lock();
+        let Some(conn) = self.conn.upgrade() else {
+            return Err(Error::Closed);
+        };
+        let mut out = conn.lock();
         if out.dead {
             return Err(Error::Closed);
         }
@@ -176,7 +182,7 @@ impl Responder {
             }
         });
         if Conn::answers_added(&mut out, added) {
-            self.conn.flush_answers(out);
+            conn.flush_answers(out);
         }
         result
     }
@@ -188,7 +194,9 @@ impl Drop for Responder {
             // Dropped by a handler unwinding from a panic (on the reader thread
             // or any other): the request fails, the connection carries on.
             let message = if std::thread::panicking() {
-                self.conn.shared.counters.handler_panicked();
+                if let Some(conn) = self.conn.upgrade() {
+                    conn.shared.counters.handler_panicked();
+                }
                 HANDLER_PANICKED
             } else {
                 DROPPED_UNANSWERED

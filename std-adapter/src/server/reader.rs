@@ -169,7 +169,8 @@ pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, e
         ServerEvent::Request { tag, command, args } => {
             shared.counters.requests(1);
             let responder = Responder {
-                conn: conn.clone(),
+                conn: Arc::downgrade(conn),
+                context: conn.context,
                 tag: TagBuf::new(tag),
                 answered: false,
             };
