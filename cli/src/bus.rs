@@ -158,7 +158,12 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let mut config = microsocket_tokio::ServerConfig::default()
         .shutdown_timeout(args.grace)
         .socket_mode(args.mode)
-        .spin_before_sleep(std::time::Duration::from_micros(args.spin_us));
+        .spin_before_sleep(std::time::Duration::from_micros(args.spin_us))
+        .buffer_limits(microsocket_tokio::BufferLimits {
+            max_topics: args.buffer_max_topics,
+            max_bytes: args.buffer_max_bytes,
+            max_bytes_per_topic: args.buffer_max_topic_bytes,
+        });
     if let Some(owner) = &args.owner {
         config = config.socket_owner(parse_id(owner, "/etc/passwd").with_context(|| format!("--owner {owner:?}"))?);
     }
@@ -205,6 +210,27 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
 
 /// Parses a duration: a number of seconds (`1`, `0.5`), or with a unit (`500ms`,
 /// `2s`, `1m`).
+/// A size in bytes: a number with an optional unit (`KiB`, `MiB`, `GiB`, or
+/// `K`, `M`, `G` for the same).
+pub(crate) fn parse_size(text: &str) -> Result<usize> {
+    let text = text.trim();
+    let at = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(at);
+    let value: usize = number
+        .parse()
+        .with_context(|| format!("{text:?}: expected a size such as 64MiB, 512KiB or 1000"))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        _ => bail!("{text:?}: the unit must be KiB, MiB or GiB"),
+    };
+    value
+        .checked_mul(1 << shift)
+        .with_context(|| format!("{text:?}: too large"))
+}
+
 pub(crate) fn parse_duration(text: &str) -> Result<Duration> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
@@ -226,6 +252,15 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("512K").unwrap(), 512 << 10);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("3 parsecs").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
 
     #[test]
     fn modes_and_ids() {

@@ -60,6 +60,16 @@ pub(crate) struct ServeArgs {
     /// subscribers (repeatable).
     #[arg(long, value_name = "TOPIC_OR_PATTERN=N")]
     pub(crate) buffer: Vec<String>,
+    /// Buffered topics kept at most; past it, the least recently published
+    /// topic is dropped first.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub(crate) buffer_max_topics: usize,
+    /// Bytes all buffered topics keep at most (`64MiB`, `512KiB`, `1000`).
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = crate::bus::parse_size)]
+    pub(crate) buffer_max_bytes: usize,
+    /// Bytes one buffered topic keeps at most, besides its depth.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = crate::bus::parse_size)]
+    pub(crate) buffer_max_topic_bytes: usize,
     /// Permissions of the socket file, in octal. The file never has more, even
     /// while it is being created.
     #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = crate::bus::parse_mode)]

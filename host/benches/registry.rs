@@ -7,13 +7,14 @@
 //!
 //! `cargo bench -p microsocket-host --bench registry`
 
+use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use microsocket_core::SubscriptionKind::{Exact, Pattern};
 use microsocket_host::Registry;
 
 /// A registry with `others` unrelated subscriptions and one subscriber
 /// (connection 0) to `bench.topic`.
-fn registry(others: usize) -> Registry<u32, ()> {
+fn registry(others: usize) -> Registry<u32, Bytes> {
     let mut registry = Registry::new();
     for i in 0..others {
         let conn = 1 + (i % 1000) as u32;
@@ -34,10 +35,11 @@ fn publish(c: &mut Criterion) {
     for others in [0, 100_000] {
         let mut registry = registry(others);
         let mut out = Vec::new();
+        let publication = Bytes::from_static(b"a frame");
         group.bench_with_input(BenchmarkId::from_parameter(others), &others, |b, _| {
             b.iter(|| {
                 out.clear();
-                registry.publish(black_box(b"bench.topic"), &(), &mut out);
+                registry.publish(black_box(b"bench.topic"), &publication, &mut out);
                 assert_eq!(out, [0]);
             });
         });

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::BufferLimits;
+
 /// Distinct subscriptions (topics and patterns) one server connection can hold:
 /// the size of the connection's fixed table, and the default and largest
 /// [`ServerConfig::max_subscriptions`].
@@ -73,6 +75,12 @@ pub struct ServerConfig {
     /// buffered topic first receives its last `depth` publications (see
     /// [`Registry::set_buffer`](crate::Registry::set_buffer)). Default none.
     pub buffers: Vec<(Vec<u8>, usize)>,
+    /// What buffered topics may keep at most, whatever is published: bytes
+    /// per topic (default 16 MiB), distinct topics (default 10,000; the
+    /// least recently published goes first) and bytes in all (default
+    /// 64 MiB). What the caps discard is counted in
+    /// [`Stats::buffered_evicted`](crate::Stats::buffered_evicted).
+    pub buffer_limits: BufferLimits,
     /// Permissions of a UNIX socket file the server binds (default
     /// [`DEFAULT_SOCKET_MODE`], owner only).
     pub socket_mode: u32,
@@ -108,6 +116,7 @@ impl Default for ServerConfig {
             max_queued_bytes: 4 << 20,
             slow_consumer: SlowConsumer::DropAndCount,
             buffers: Vec::new(),
+            buffer_limits: BufferLimits::default(),
             socket_mode: DEFAULT_SOCKET_MODE,
             socket_owner: None,
             socket_group: None,
@@ -152,6 +161,8 @@ setters! {
     spin_before_sleep: Duration;
     /// Sets [`ServerConfig::stack_size`].
     stack_size: usize;
+    /// Sets [`ServerConfig::buffer_limits`].
+    buffer_limits: BufferLimits;
 }
 
 impl ServerConfig {

@@ -25,6 +25,18 @@ pub trait Weigh {
     fn weight(&self) -> usize;
 }
 
+impl Weigh for bytes::Bytes {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Weigh for Vec<u8> {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
+
 /// The bounded queue between a client connection's reader and one local
 /// subscription: at most `capacity` publications of at most `max_bytes` in
 /// all wait (one publication is always taken, whatever its size); past that,

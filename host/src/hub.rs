@@ -4,6 +4,7 @@ use microsocket_core::{PatternError, SubscriptionKind};
 use slab::Slab;
 
 use crate::registry::Registry;
+use crate::{BufferLimits, Weigh};
 
 /// A server's open connections, each in a slot, and the [`Registry`] of their
 /// subscriptions, kept in step: the registry names connections by slot, so a
@@ -39,13 +40,13 @@ pub struct Hub<Q, P> {
     scratch: Vec<usize>,
 }
 
-impl<Q, P: Clone> Default for Hub<Q, P> {
+impl<Q, P: Clone + Weigh> Default for Hub<Q, P> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<Q, P: Clone> Hub<Q, P> {
+impl<Q, P: Clone + Weigh> Hub<Q, P> {
     /// A hub with no connections and no buffered topics.
     #[must_use]
     pub fn new() -> Self {
@@ -54,6 +55,19 @@ impl<Q, P: Clone> Hub<Q, P> {
             conns: Slab::new(),
             scratch: Vec::new(),
         }
+    }
+
+    /// A hub with the buffered topics and caps of `config`.
+    ///
+    /// # Errors
+    /// [`PatternError`] for a buffered selector that is not a valid pattern.
+    pub fn with_config(config: &crate::ServerConfig) -> Result<Self, PatternError> {
+        let mut hub = Self::new();
+        hub.set_buffer_limits(config.buffer_limits);
+        for (selector, depth) in &config.buffers {
+            hub.set_buffer(selector, *depth)?;
+        }
+        Ok(hub)
     }
 
     /// Adds a connection made by `make` from the slot it gets; returns the slot.
@@ -143,6 +157,17 @@ impl<Q, P: Clone> Hub<Q, P> {
     /// [`PatternError`] if `selector` is not a valid pattern.
     pub fn set_buffer(&mut self, selector: &[u8], depth: usize) -> Result<(), PatternError> {
         self.registry.set_buffer(selector, depth)
+    }
+
+    /// Sets the caps on what buffered topics keep.
+    pub fn set_buffer_limits(&mut self, limits: BufferLimits) {
+        self.registry.set_buffer_limits(limits);
+    }
+
+    /// What the buffered topics hold and what their caps discarded.
+    #[must_use]
+    pub fn buffer_stats(&self) -> crate::BufferStats {
+        self.registry.buffer_stats()
     }
 
     /// Whether a publication on `topic` would reach any connection.

@@ -37,13 +37,14 @@
 //!     bound.admit(queue.len(), frame.len()) == Admission::Queue
 //! });
 //! counters.published(reached as u64);
-//! assert_eq!(counters.snapshot(0).deliveries, 1);
+//! assert_eq!(counters.snapshot(0, hub.buffer_stats()).deliveries, 1);
 //! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod bound;
+mod buffers;
 mod client_config;
 mod config;
 mod delivery;
@@ -59,6 +60,7 @@ mod trie;
 mod values;
 
 pub use bound::{Admission, QueueBound};
+pub use buffers::{BufferLimits, BufferStats};
 pub use client_config::{
     ClientConfig, ReconnectPolicy, DEFAULT_CLIENT_MAX_IN_FLIGHT, DEFAULT_CLIENT_SPIN, DEFAULT_MAX_FRAME,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_SUBSCRIPTION_CAPACITY, DEFAULT_SUBSCRIPTION_MAX_BYTES,

@@ -15,15 +15,15 @@
 //! around [`Registry::subscribe`] plus queuing [`Registry::backlog`], and around
 //! [`Registry::publish`] plus queuing to the connections it returns.
 
-use std::collections::VecDeque;
-
 // Keys come from peers: a keyed hash (SipHash, random per map), so no peer can
 // make lookups collide.
 use std::collections::HashMap;
 
-use microsocket_core::{Pattern, PatternError, SubscriptionKind};
+use microsocket_core::{PatternError, SubscriptionKind};
 
+use crate::buffers::{BufferLimits, BufferStats, TopicBuffers};
 use crate::trie::PatternTrie;
+use crate::Weigh;
 
 /// Subscribers of one topic or pattern, kept sorted.
 type Subscribers<C> = Vec<C>;
@@ -36,16 +36,7 @@ type Subscribers<C> = Vec<C>;
 pub struct Registry<C, P> {
     exact: HashMap<Vec<u8>, Subscribers<C>>,
     patterns: PatternTrie<C>,
-    rules: Vec<BufferRule>,
-    buffers: HashMap<Vec<u8>, VecDeque<(u64, P)>>,
-    sequence: u64,
-}
-
-/// How many publications to keep for topics matching a topic or pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BufferRule {
-    selector: Vec<u8>,
-    depth: usize,
+    buffers: TopicBuffers<P>,
 }
 
 impl<C, P> Default for Registry<C, P> {
@@ -53,14 +44,12 @@ impl<C, P> Default for Registry<C, P> {
         Self {
             exact: HashMap::new(),
             patterns: PatternTrie::default(),
-            rules: Vec::new(),
-            buffers: HashMap::new(),
-            sequence: 0,
+            buffers: TopicBuffers::default(),
         }
     }
 }
 
-impl<C: Copy + Ord, P: Clone> Registry<C, P> {
+impl<C: Copy + Ord, P: Clone + Weigh> Registry<C, P> {
     /// An empty registry with no buffered topics.
     #[must_use]
     pub fn new() -> Self {
@@ -154,41 +143,32 @@ impl<C: Copy + Ord, P: Clone> Registry<C, P> {
     /// [`PatternError`] if `selector` is not a well-formed pattern (every plain
     /// topic without empty tokens is one).
     pub fn set_buffer(&mut self, selector: &[u8], depth: usize) -> Result<(), PatternError> {
-        Pattern::new(selector)?;
-        self.rules.retain(|r| r.selector != selector);
-        if depth > 0 {
-            self.rules.push(BufferRule {
-                selector: selector.to_vec(),
-                depth,
-            });
-        }
-        Ok(())
+        self.buffers.set_rule(selector, depth)
+    }
+
+    /// Sets the caps on what buffered topics keep (default
+    /// [`BufferLimits::default`]); what is over them now is dropped.
+    pub fn set_buffer_limits(&mut self, limits: BufferLimits) {
+        self.buffers.set_limits(limits);
+    }
+
+    /// What the buffered topics hold and what their caps discarded.
+    #[must_use]
+    pub fn buffer_stats(&self) -> BufferStats {
+        self.buffers.stats()
     }
 
     /// How many publications of `topic` are kept (0: not buffered).
     #[must_use]
     pub fn buffer_depth(&self, topic: &[u8]) -> usize {
-        if let Some(rule) = self.rules.iter().find(|r| r.selector == topic) {
-            return rule.depth;
-        }
-        self.rules
-            .iter()
-            .find(|r| Pattern::new(&r.selector).is_ok_and(|p| p.matches(topic)))
-            .map_or(0, |r| r.depth)
+        self.buffers.depth(topic)
     }
 
-    /// Publishes: keeps `publication` if `topic` is buffered and appends the
-    /// connections to deliver it to (see [`Registry::subscribers`]).
+    /// Publishes: keeps `publication` if `topic` is buffered (within the
+    /// caps) and appends the connections to deliver it to (see
+    /// [`Registry::subscribers`]).
     pub fn publish(&mut self, topic: &[u8], publication: &P, out: &mut Vec<C>) {
-        let depth = self.buffer_depth(topic);
-        if depth > 0 {
-            self.sequence += 1;
-            let ring = self.buffers.entry(topic.to_vec()).or_default();
-            ring.push_back((self.sequence, publication.clone()));
-            while ring.len() > depth {
-                ring.pop_front();
-            }
-        }
+        self.buffers.publish(topic, publication);
         self.subscribers(topic, out);
     }
 
@@ -201,31 +181,7 @@ impl<C: Copy + Ord, P: Clone> Registry<C, P> {
     /// leaves those out.
     #[must_use]
     pub fn backlog(&self, kind: SubscriptionKind, bytes: &[u8]) -> Vec<P> {
-        self.backlog_where(kind, bytes, |_| true)
-    }
-
-    fn backlog_where(&self, kind: SubscriptionKind, bytes: &[u8], wanted: impl Fn(&[u8]) -> bool) -> Vec<P> {
-        match kind {
-            SubscriptionKind::Exact => self
-                .buffers
-                .get(bytes)
-                .filter(|_| wanted(bytes))
-                .map(|ring| ring.iter().map(|(_, p)| p.clone()).collect())
-                .unwrap_or_default(),
-            SubscriptionKind::Pattern => {
-                let Ok(pattern) = Pattern::new(bytes) else {
-                    return Vec::new();
-                };
-                let mut items: Vec<&(u64, P)> = self
-                    .buffers
-                    .iter()
-                    .filter(|(topic, _)| pattern.matches(topic) && wanted(topic))
-                    .flat_map(|(_, ring)| ring.iter())
-                    .collect();
-                items.sort_unstable_by_key(|(seq, _)| *seq);
-                items.into_iter().map(|(_, p)| p.clone()).collect()
-            }
-        }
+        self.buffers.backlog(kind, bytes, |_| true)
     }
 
     /// Whether `conn` has a subscription matching `topic`.
@@ -246,7 +202,7 @@ impl<C: Copy + Ord, P: Clone> Registry<C, P> {
     /// left out of the catch-up: it has seen their publications, and "a publication
     /// is sent to a connection once" holds across its subscriptions.
     pub fn subscribe_with_backlog(&mut self, conn: C, kind: SubscriptionKind, bytes: &[u8]) -> Option<Vec<P>> {
-        let backlog = self.backlog_where(kind, bytes, |topic| !self.reaches(conn, topic));
+        let backlog = self.buffers.backlog(kind, bytes, |topic| !self.reaches(conn, topic));
         self.subscribe(conn, kind, bytes).then_some(backlog)
     }
 

@@ -4,6 +4,7 @@
 //! core types that appear in their signatures, and the failure messages a
 //! server sends on its own.
 
+pub use crate::buffers::{BufferLimits, BufferStats};
 pub use crate::client_config::{
     ClientConfig, ReconnectPolicy, DEFAULT_CLIENT_MAX_IN_FLIGHT, DEFAULT_CLIENT_SPIN, DEFAULT_MAX_FRAME,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_SUBSCRIPTION_CAPACITY, DEFAULT_SUBSCRIPTION_MAX_BYTES,

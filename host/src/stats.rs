@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::BufferStats;
+
 /// Identifies one connection of a server, unique for the server's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(u64);
@@ -57,6 +59,15 @@ pub struct Stats {
     /// Bytes queued for all connections and not yet written, at the time of
     /// the snapshot.
     pub queued_bytes: u64,
+    /// Distinct buffered topics kept, at the time of the snapshot.
+    pub buffered_topics: u64,
+    /// Bytes of publications kept for buffered topics, at the time of the
+    /// snapshot.
+    pub buffered_bytes: u64,
+    /// Publications buffered topics discarded because of
+    /// [`ServerConfig::buffer_limits`](crate::ServerConfig::buffer_limits)
+    /// (not those a topic's depth dropped).
+    pub buffered_evicted: u64,
 }
 
 /// The live counters behind [`Stats`], shared by a server's threads or tasks.
@@ -141,7 +152,7 @@ impl Counters {
 
     /// The counters now, with `queued_bytes` as the caller measured it.
     #[must_use]
-    pub fn snapshot(&self, queued_bytes: u64) -> Stats {
+    pub fn snapshot(&self, queued_bytes: u64, buffers: BufferStats) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
             connections: get(&self.connections),
@@ -155,6 +166,9 @@ impl Counters {
             slow_consumers_disconnected: get(&self.slow_consumers_disconnected),
             subscriptions_refused: get(&self.subscriptions_refused),
             queued_bytes,
+            buffered_topics: buffers.topics,
+            buffered_bytes: buffers.bytes,
+            buffered_evicted: buffers.evicted,
         }
     }
 }
@@ -173,7 +187,7 @@ mod tests {
         c.published(3);
         c.delivered(2);
         c.dropped(1);
-        let s = c.snapshot(42);
+        let s = c.snapshot(42, BufferStats::default());
         assert_eq!(
             (s.connections, s.connections_accepted, s.connections_refused),
             (1, 2, 1)

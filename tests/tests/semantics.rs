@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{bounded, tokio_config, wait_until, StdServer, TokioServer, LIMIT, QUIET, STEP};
-use microsocket_host::{ClientConfig, Error, Publication, ReconnectPolicy, ServerConfig, SlowConsumer, Stats, Values};
+use microsocket_host::{
+    BufferLimits, ClientConfig, Error, Publication, ReconnectPolicy, ServerConfig, SlowConsumer, Stats, Values,
+};
 
 // ---------------------------------------------------------------------------
 // One face for both servers and both clients
@@ -336,6 +338,7 @@ semantic!(
     peer_credentials_reach_the_handler,
     a_reconnecting_client_reports_the_gap_and_confirms_each_subscription,
     the_handler_observes_connections_and_subscriptions,
+    buffered_topics_stay_within_their_caps,
 );
 
 fn config() -> ServerConfig {
@@ -839,4 +842,40 @@ fn sockets_bound_to(path: &std::path::Path) -> usize {
     let table = std::fs::read_to_string("/proc/net/unix").unwrap();
     let path = path.to_str().unwrap();
     table.lines().filter(|line| line.ends_with(path)).count()
+}
+
+/// Publishing to ever more distinct buffered topics keeps the server's
+/// buffers within their caps: the least recently published topics go first,
+/// and what the caps discarded is counted. A new subscriber catches up on
+/// what is kept, oldest first.
+fn buffered_topics_stay_within_their_caps(server: ServerKind, client: ClientKind) {
+    let limits = BufferLimits {
+        max_topics: 50,
+        max_bytes: 16 << 10,
+        max_bytes_per_topic: 1 << 10,
+    };
+    let bus = Bus::start(server, config().buffer("log.>", 10).buffer_limits(limits));
+    let value = "x".repeat(100);
+    for i in 0..2_000 {
+        for _ in 0..3 {
+            bus.publish(&format!("log.{i}"), &[&value]);
+        }
+    }
+    let stats = bus.stats();
+    assert!(stats.buffered_topics <= 50, "{stats:?}");
+    assert!(stats.buffered_bytes <= 16 << 10, "{stats:?}");
+    assert!(stats.buffered_evicted >= (2_000 - 50) * 3, "{stats:?}");
+    let kept = usize::try_from(stats.buffered_topics).unwrap() * 3;
+    let peer = bus.connect(client, ClientConfig::default());
+    let mut log = peer.subscribe("log.>", true).unwrap();
+    let items = log.read(kept);
+    let topics: Vec<String> = items
+        .into_iter()
+        .map(|p| p.unwrap().topic_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(topics.last().map(String::as_str), Some("log.1999"), "newest last");
+    assert!(topics
+        .iter()
+        .all(|t| t["log.".len()..].parse::<usize>().unwrap() >= 1_900));
+    assert!(log.next(QUIET).is_none(), "nothing beyond what was kept");
 }

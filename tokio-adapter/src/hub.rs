@@ -214,12 +214,19 @@ impl Core {
     }
 
     /// Bytes queued for all connections and not yet written.
-    pub(crate) fn queued_bytes(&self) -> u64 {
-        let hub = self.hub();
-        hub.hub
-            .connections()
-            .map(|c| (c.lock().bytes + c.held.load(Ordering::Relaxed)) as u64)
-            .sum()
+    /// The counters now, with the bytes queued for all connections and what
+    /// the buffered topics hold.
+    pub(crate) fn stats(&self) -> microsocket_host::Stats {
+        let (queued, buffers) = {
+            let hub = self.hub();
+            let queued = hub
+                .hub
+                .connections()
+                .map(|c| (c.lock().bytes + c.held.load(Ordering::Relaxed)) as u64)
+                .sum();
+            (queued, hub.hub.buffer_stats())
+        };
+        self.counters.snapshot(queued, buffers)
     }
 
     /// Sets a flag on every connection and wakes it.

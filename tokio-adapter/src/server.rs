@@ -143,15 +143,10 @@ impl<H: Handler> Server<H> {
     /// # Panics
     /// As [`Server::with_config`].
     pub fn with_publisher(config: ServerConfig, make: impl FnOnce(Publisher) -> H) -> Self {
-        let mut hub = Hub::default();
-        for (selector, depth) in &config.buffers {
-            if let Err(e) = hub.hub.set_buffer(selector, *depth) {
-                panic!(
-                    "ServerConfig::buffers: {:?} is not a valid pattern: {e}",
-                    String::from_utf8_lossy(selector)
-                );
-            }
-        }
+        let hub = match microsocket_host::Hub::with_config(&config) {
+            Ok(hub) => Hub { hub, wake: Vec::new() },
+            Err(e) => panic!("ServerConfig::buffers: not a valid pattern: {e}"),
+        };
         let core = Arc::new(Core {
             bound: QueueBound::new(&config),
             hub: Mutex::new(hub),
@@ -212,7 +207,7 @@ impl<H: Handler> Server<H> {
     /// The counters now.
     #[must_use]
     pub fn stats(&self) -> Stats {
-        self.core.counters.snapshot(self.core.queued_bytes())
+        self.core.stats()
     }
 
     /// Listens on a UNIX socket path with the socket-file rules of

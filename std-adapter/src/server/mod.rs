@@ -136,9 +136,13 @@ struct Shared {
 impl Shared {
     /// The counters now, with the bytes queued for all connections.
     fn stats(&self) -> Stats {
-        let conns: Vec<Arc<Conn>> = lock(&self.hub).connections().cloned().collect();
+        let (conns, buffers) = {
+            let hub = lock(&self.hub);
+            let conns: Vec<Arc<Conn>> = hub.connections().cloned().collect();
+            (conns, hub.buffer_stats())
+        };
         let queued: usize = conns.iter().map(|c| c.lock().queued).sum();
-        self.counters.snapshot(queued as u64)
+        self.counters.snapshot(queued as u64, buffers)
     }
 }
 
@@ -283,11 +287,7 @@ impl<H: Handler> Server<H> {
         let (wake, wake_rx) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
-        let mut hub = Hub::new();
-        for (selector, depth) in &config.buffers {
-            hub.set_buffer(selector, *depth)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        }
+        let hub = Hub::with_config(&config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let shared = Arc::new(Shared {
             bound: QueueBound::new(&config),
             config,
