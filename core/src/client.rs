@@ -93,6 +93,14 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
         self.requests.in_use()
     }
 
+    /// Requests given up on ([`ClientProtocol::cancel`]) whose late answer has
+    /// not come: their tags stay reserved. When they are all that is in
+    /// flight and the table is full, the server has stopped answering.
+    #[must_use]
+    pub const fn requests_abandoned(&self) -> usize {
+        self.requests.cancelled()
+    }
+
     /// The most requests that can be in flight.
     #[must_use]
     pub const fn max_in_flight(&self) -> usize {

@@ -99,6 +99,8 @@ pub(crate) struct RequestTable<const N: usize> {
     /// client's counter instead of reusing the lowest free one at once.
     cursor: usize,
     in_use: usize,
+    /// Slots held by cancelled requests awaiting a late answer.
+    cancelled: usize,
 }
 
 impl<const N: usize> RequestTable<N> {
@@ -114,7 +116,13 @@ impl<const N: usize> RequestTable<N> {
             }; N],
             cursor: 0,
             in_use: 0,
+            cancelled: 0,
         }
+    }
+
+    /// Slots held by cancelled requests whose late answer has not come.
+    pub(crate) const fn cancelled(&self) -> usize {
+        self.cancelled
     }
 
     /// Slots in use (pending or cancelled awaiting a late answer).
@@ -175,6 +183,7 @@ impl<const N: usize> RequestTable<N> {
         match self.slot_mut(id) {
             Some(s) if s.state == SlotState::Pending => {
                 s.state = SlotState::Cancelled;
+                self.cancelled += 1;
                 true
             }
             _ => false,
@@ -195,7 +204,10 @@ impl<const N: usize> RequestTable<N> {
                 slot,
                 generation: s.generation,
             }),
-            SlotState::Cancelled => Resolved::Cancelled,
+            SlotState::Cancelled => {
+                self.cancelled -= 1;
+                Resolved::Cancelled
+            }
         };
         s.state = SlotState::Free;
         self.in_use -= 1;
@@ -209,6 +221,7 @@ impl<const N: usize> RequestTable<N> {
             s.state = SlotState::Free;
         }
         self.in_use = 0;
+        self.cancelled = 0;
         pending
     }
 }
@@ -265,9 +278,15 @@ mod tests {
         let mut t: RequestTable<1> = RequestTable::new();
         let (id, tag) = take(&mut t);
         assert!(t.cancel(id));
+        assert_eq!((t.in_use(), t.cancelled()), (1, 1));
         assert_eq!(t.peek_free(), Err(RequestError::InflightFull));
         assert_eq!(t.resolve(tag.as_bytes()), Resolved::Cancelled);
+        assert_eq!((t.in_use(), t.cancelled()), (0, 0));
         assert!(t.peek_free().is_ok());
+        let (id, _) = take(&mut t);
+        assert!(t.cancel(id));
+        t.clear();
+        assert_eq!(t.cancelled(), 0);
     }
 
     #[test]

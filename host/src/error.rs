@@ -40,6 +40,17 @@ pub enum Error {
     /// once some answers have arrived.
     #[error("too many requests in flight")]
     InflightFull,
+    /// Every request slot is held by a request that timed out and whose
+    /// answer never came: the server has stopped answering. A client set to
+    /// reconnect drops the connection and connects again (the request fails
+    /// with this; later ones see [`Error::Reconnecting`] until it is back);
+    /// otherwise requests fail with this until late answers come or the
+    /// client is closed.
+    #[error("the server stopped answering: all {abandoned} request slots are held by timed-out requests")]
+    Unresponsive {
+        /// Timed-out requests still holding their slots.
+        abandoned: usize,
+    },
     /// The response was larger than the client accepts; it was discarded.
     #[error("response frame too large")]
     FrameTooLarge,
@@ -96,7 +107,7 @@ impl From<Error> for io::Error {
         let kind = match &e {
             Error::Io(io) => return io::Error::new(io.kind(), e),
             Error::Closed | Error::Reconnecting => io::ErrorKind::ConnectionAborted,
-            Error::TimedOut => io::ErrorKind::TimedOut,
+            Error::TimedOut | Error::Unresponsive { .. } => io::ErrorKind::TimedOut,
             Error::InflightFull => io::ErrorKind::WouldBlock,
             Error::Encode(_) | Error::Subscribe(_) | Error::Unsubscribe(_) => io::ErrorKind::InvalidInput,
             Error::SubscriptionRefused { .. } => io::ErrorKind::PermissionDenied,
@@ -104,6 +115,23 @@ impl From<Error> for io::Error {
             Error::Failed { .. } | Error::Lagged { .. } => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)
+    }
+}
+
+/// Whether one more request may be sent on a connection with `in_flight`
+/// requests of which `abandoned` timed out and still hold their slots, at most
+/// `max` in flight: [`Error::InflightFull`] when full, [`Error::Unresponsive`]
+/// when every slot is held by a timed-out request.
+///
+/// # Errors
+/// As above.
+pub fn check_in_flight(in_flight: usize, abandoned: usize, max: usize) -> Result<()> {
+    if in_flight < max {
+        Ok(())
+    } else if abandoned >= in_flight {
+        Err(Error::Unresponsive { abandoned })
+    } else {
+        Err(Error::InflightFull)
     }
 }
 

@@ -69,7 +69,7 @@ pub use config::{
     ServerConfig, SlowConsumer, DEFAULT_SERVER_SPIN, DEFAULT_SOCKET_MODE, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
 };
 pub use delivery::{Delivery, SubscriptionQueue, Taken, Weigh};
-pub use error::{subscription_confirmed, Error, Result};
+pub use error::{check_in_flight, subscription_confirmed, Error, Result};
 pub use hub::Hub;
 pub use log::{Logged, LOGGED_BYTES};
 pub use members::{Member, Members};

@@ -75,6 +75,14 @@ impl Bus {
         }
     }
 
+    /// Answers every parked HOLD request; returns how many.
+    fn release(&self) -> usize {
+        match self {
+            Self::Std(s) => s.app.release(),
+            Self::Tokio(s) => s.app().release(),
+        }
+    }
+
     /// What the server's handler observed: connections and subscription changes.
     fn observed(&self) -> Vec<String> {
         match self {
@@ -339,6 +347,7 @@ semantic!(
     a_reconnecting_client_reports_the_gap_and_confirms_each_subscription,
     the_handler_observes_connections_and_subscriptions,
     buffered_topics_stay_within_their_caps,
+    a_server_that_stops_answering_is_reported_and_recovered_from,
 );
 
 fn config() -> ServerConfig {
@@ -878,4 +887,40 @@ fn buffered_topics_stay_within_their_caps(server: ServerKind, client: ClientKind
         .iter()
         .all(|t| t["log.".len()..].parse::<usize>().unwrap() >= 1_900));
     assert!(log.next(QUIET).is_none(), "nothing beyond what was kept");
+}
+
+/// A server that stops answering leaves every request slot held by a
+/// timed-out request: the next request fails with `Unresponsive` (not
+/// "in flight full"), late answers free the slots again, and a client set to
+/// reconnect leaves that connection for a new one.
+fn a_server_that_stops_answering_is_reported_and_recovered_from(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let quick = ClientConfig::default()
+        .request_timeout(Some(Duration::from_millis(100)))
+        .max_in_flight(4);
+    let hold_all = |peer: &Peer| {
+        for _ in 0..4 {
+            assert!(matches!(peer.request("HOLD", &[b"late"]), Err(Error::TimedOut)));
+        }
+        match peer.request("PING", &[]) {
+            Err(Error::Unresponsive { abandoned: 4 }) => {}
+            other => panic!("expected Unresponsive, got {other:?}"),
+        }
+    };
+
+    let peer = bus.connect(client, quick.clone());
+    hold_all(&peer);
+    assert_eq!(bus.release(), 4);
+    wait_until("late answers free the slots", || peer.request("PING", &[]).is_ok());
+
+    let policy = ReconnectPolicy {
+        initial_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+        max_attempts: None,
+    };
+    let accepted = bus.stats().connections_accepted;
+    let peer = bus.connect(client, quick.reconnect(policy));
+    hold_all(&peer);
+    wait_until("a new connection answers", || peer.request("PING", &[]).is_ok());
+    assert_eq!(bus.stats().connections_accepted, accepted + 2, "connected again");
 }

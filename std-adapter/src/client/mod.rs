@@ -506,8 +506,7 @@ impl Client {
         I::IntoIter: Clone,
     {
         let inner = &self.inner;
-        let mut st = inner.lock_state();
-        st.check_can_send(&inner.config)?;
+        let mut st = inner.lock_for_sending()?;
         let State { protocol, pending, .. } = &mut *st;
         let id = protocol.request(command, args, pending)?;
         st.slots[usize::from(id.slot())] = Some(id);

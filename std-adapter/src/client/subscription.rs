@@ -55,8 +55,7 @@ impl Subscription {
     pub(super) fn add(&mut self, kind: SubscriptionKind, bytes: &[u8]) -> Result<()> {
         let client = self.client.clone();
         let inner = &client.inner;
-        let mut st = inner.lock_state();
-        st.check_can_send(&inner.config)?;
+        let mut st = inner.lock_for_sending()?;
         let State { protocol, pending, .. } = &mut *st;
         let id = match kind {
             SubscriptionKind::Pattern => protocol.subscribe_pattern(bytes, pending)?,

@@ -22,7 +22,7 @@ pub(super) fn take_done(st: &mut State, id: RequestId) -> Option<Result<Values>>
 
 impl State {
     /// Whether a request (or a subscription and its barrier) may be sent now.
-    pub(super) fn check_can_send(&self, config: &ClientConfig) -> Result<()> {
+    fn check_can_send(&self, config: &ClientConfig) -> Result<()> {
         if self.reconnecting && !self.closed {
             // Not closed for good: the caller may retry once reconnected.
             return Err(Error::Reconnecting);
@@ -30,10 +30,11 @@ impl State {
         if self.closed || self.send_closed {
             return Err(Error::Closed);
         }
-        if self.protocol.requests_in_flight() >= config.max_in_flight {
-            return Err(Error::InflightFull);
-        }
-        Ok(())
+        microsocket_host::check_in_flight(
+            self.protocol.requests_in_flight(),
+            self.protocol.requests_abandoned(),
+            config.max_in_flight,
+        )
     }
 
     /// Whether there is no socket to read or write: closed, or reconnecting.
@@ -136,6 +137,48 @@ impl Inner {
             st.pending = Vec::new();
         }
         Ok(())
+    }
+
+    /// Locks the state if a request (or a subscription and its barrier) may
+    /// be sent now. With every slot taken and nobody reading, late answers may
+    /// wait in the socket: what is there is read first.
+    pub(super) fn lock_for_sending(&self) -> Result<MutexGuard<'_, State>> {
+        let mut st = self.lock_state();
+        let full = matches!(
+            st.check_can_send(&self.config),
+            Err(Error::InflightFull | Error::Unresponsive { .. })
+        );
+        if full && !st.reading && !st.down() {
+            st.reading = true;
+            let socket = (st.stream.clone(), st.generation);
+            self.release(st);
+            st = self.read_once(&socket, None, None, true, false);
+            st.reading = false;
+            self.progress.fetch_add(1, Ordering::Release);
+            if let Some(next) = st.idle.last().cloned() {
+                self.notify(&mut st, &next);
+            }
+            self.release(st);
+            st = self.lock_state();
+        }
+        self.check_can_send(&mut st)?;
+        Ok(st)
+    }
+
+    /// Whether a request (or a subscription and its barrier) may be sent now.
+    /// A server that stopped answering (every slot held by a timed-out
+    /// request) costs a client set to reconnect its connection, which it then
+    /// makes again.
+    fn check_can_send(&self, st: &mut State) -> Result<()> {
+        let checked = st.check_can_send(&self.config);
+        if let Err(Error::Unresponsive { .. }) = checked {
+            if self.config.reconnect.is_some() && self.connector.is_some() {
+                let _ = st.stream.shutdown(Shutdown::Both);
+                let generation = st.generation;
+                self.lost(st, generation);
+            }
+        }
+        checked
     }
 
     /// Marks the connection closed for good and wakes everyone.

@@ -53,6 +53,7 @@ pub(super) async fn drive<S>(
                     let st = &mut *st;
                     st.link = Link::Up;
                     st.send_closed = false;
+                    st.drop_link = false;
                     st.wbuf.clear();
                     // Each subscription is made again and confirmed by a barrier
                     // of its own. They fit: every request slot was freed with
@@ -208,6 +209,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 let st = &mut *guard;
                 if !st.table.unstamped.is_empty() {
                     st.table.stamp(Instant::now());
+                }
+                if std::mem::take(&mut st.drop_link) {
+                    return Poll::Ready(Ended::Lost(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the server stopped answering",
+                    )));
                 }
                 // Woken when a first frame is queued or a deadline needs stamping.
                 match &st.driver {

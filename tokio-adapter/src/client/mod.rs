@@ -218,11 +218,12 @@ impl ClientBuilder {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let reconnect = if connector.is_some() {
-            self.config.reconnect
-        } else {
-            None
-        };
+        let mut config = self.config;
+        if connector.is_none() {
+            // Nothing to reconnect with.
+            config.reconnect = None;
+        }
+        let reconnect = config.reconnect;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 protocol: Protocol::new(),
@@ -233,8 +234,9 @@ impl ClientBuilder {
                 link: Link::Up,
                 closing: false,
                 send_closed: false,
+                drop_link: false,
             }),
-            config: self.config,
+            config,
         });
         let driver = shared.clone();
         tokio::spawn(drive(driver, stream, connector, reconnect));

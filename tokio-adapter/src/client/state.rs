@@ -35,6 +35,9 @@ pub(super) struct State {
     /// more is written, new requests fail with [`Error::Closed`], and requests
     /// already sent still get the answers the server gives before it closes.
     pub(super) send_closed: bool,
+    /// The server stopped answering and the client reconnects: the driver
+    /// drops the connection.
+    pub(super) drop_link: bool,
 }
 
 /// The pending requests, by tag slot.
@@ -137,6 +140,21 @@ impl Shared {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Whether a request (or a subscription and its barrier) may be sent now.
+    /// A server that stopped answering (every slot held by a timed-out
+    /// request) costs a client set to reconnect its connection: the driver
+    /// drops it and connects again.
+    fn check_can_send(&self, st: &mut State) -> Result<(), Error> {
+        let checked = st.check_can_send(&self.config);
+        if let Err(Error::Unresponsive { .. }) = checked {
+            if self.config.reconnect.is_some() && !st.drop_link {
+                st.drop_link = true;
+                drop_then_wake(st.driver.take());
+            }
+        }
+        checked
+    }
+
     pub(super) fn close(&self) {
         let waker = {
             let mut st = self.lock();
@@ -161,7 +179,7 @@ impl Shared {
     {
         let mut guard = self.lock();
         let st = &mut *guard;
-        st.check_can_send(&self.config)?;
+        self.check_can_send(st)?;
         let was_empty = st.wbuf.is_empty();
         let id = st.protocol.request(command, args, &mut Sink(&mut st.wbuf))?;
         let (waiter, wake) = st.table.register(id, timeout, was_empty);
@@ -179,7 +197,7 @@ impl Shared {
     ) -> Result<(SubscriptionId, Arc<Waiter>), Error> {
         let mut guard = self.lock();
         let st = &mut *guard;
-        st.check_can_send(&self.config)?;
+        self.check_can_send(st)?;
         let was_empty = st.wbuf.is_empty();
         let mut sink = Sink(&mut st.wbuf);
         let id = match kind {
@@ -353,10 +371,11 @@ impl State {
         if self.link != Link::Up || self.closing || self.send_closed {
             return Err(Error::Closed);
         }
-        if self.protocol.requests_in_flight() >= config.max_in_flight {
-            return Err(Error::InflightFull);
-        }
-        Ok(())
+        microsocket_host::check_in_flight(
+            self.protocol.requests_in_flight(),
+            self.protocol.requests_abandoned(),
+            config.max_in_flight,
+        )
     }
 
     /// The connection ended: every pending request fails.
