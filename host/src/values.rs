@@ -282,6 +282,20 @@ impl Iterator for Iter<'_> {
 
 impl ExactSizeIterator for Iter<'_> {}
 
+/// Whether a received frame of `len` bytes should be copied out of the read
+/// buffer it arrived in (an allocation of about `allocation` bytes) rather
+/// than handed out as a slice of it, which keeps the whole allocation alive
+/// while the frame is held: true for a small frame in a buffer a large frame
+/// made large. So a frame held keeps at most four times its size, or 64 KiB,
+/// alive, whatever arrived around it. Every adapter cuts frames by this rule.
+#[must_use]
+pub fn copy_out(len: usize, allocation: usize) -> bool {
+    allocation > COPY_OUT_ABOVE && len < allocation / 4
+}
+
+/// Read buffers up to this size are shared by the frames cut from them.
+const COPY_OUT_ABOVE: usize = 64 << 10;
+
 /// Where a publication frame's topic starts: after the header and the topic's
 /// length prefix.
 const TOPIC_START: usize = HEADER_LEN + LENGTH_PREFIX_LEN;

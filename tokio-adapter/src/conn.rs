@@ -414,7 +414,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                             // large frame made large is copied out instead, so
                             // held requests keep at most 4 times their own size
                             // (or 64 KiB) each, not the whole receive buffer.
-                            let bytes = if self.rbuf_allocation > SHRINK_ABOVE && consumed < self.rbuf_allocation / 4 {
+                            let bytes = if microsocket_host::copy_out(consumed, self.rbuf_allocation) {
                                 let bytes = Bytes::copy_from_slice(&self.rbuf[..consumed]);
                                 self.rbuf.advance(consumed);
                                 bytes

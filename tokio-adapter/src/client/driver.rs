@@ -169,6 +169,9 @@ pub(super) struct Conn<S> {
     pub(super) publications: u64,
     /// The current read buffer growth step.
     pub(super) chunk: usize,
+    /// About how large the allocation `rbuf` reads into is (its capacity when
+    /// last grown).
+    pub(super) allocation: usize,
     /// A write failed with `EPIPE` (see `State::send_closed`).
     pub(super) send_closed: bool,
 }
@@ -196,6 +199,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             matched: Vec::new(),
             publications: 0,
             chunk: READ_CHUNK,
+            allocation: 0,
             send_closed: false,
         }
     }
@@ -279,6 +283,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
                 let more = self.chunk.max(self.rbuf.len());
                 self.rbuf.reserve(more);
+                self.allocation = self.rbuf.capacity();
             }
             let spare = self.rbuf.capacity() - self.rbuf.len();
             match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf) {
@@ -382,7 +387,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         self.rbuf.advance(consumed);
                         continue;
                     }
-                    let bytes = self.rbuf.split_to(consumed).freeze();
+                    // Answers and publications are slices of the read
+                    // buffer, keeping its allocation alive while held; a
+                    // small one in a buffer a large frame made large is
+                    // copied out instead.
+                    let bytes = if microsocket_host::copy_out(consumed, self.allocation) {
+                        let bytes = Bytes::copy_from_slice(&self.rbuf[..consumed]);
+                        self.rbuf.advance(consumed);
+                        bytes
+                    } else {
+                        self.rbuf.split_to(consumed).freeze()
+                    };
                     match got {
                         Got::Response(id, at, len) => {
                             table.complete(id, Ok(Values::at(bytes, at, len)), &mut self.wake)
@@ -444,6 +459,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         drop(guard);
         if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
             self.rbuf = BytesMut::new();
+            self.allocation = 0;
         }
         self.wake.drain(..).for_each(Waker::wake);
         delivered
