@@ -17,6 +17,8 @@ pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 1 << 16;
 /// them and reports the lag (one publication is always taken, whatever its
 /// size).
 pub const DEFAULT_SUBSCRIPTION_MAX_BYTES: usize = 8 << 20;
+/// The default [`ClientConfig::max_queued_bytes`]: 32 MiB.
+pub const DEFAULT_CLIENT_MAX_QUEUED_BYTES: usize = 32 << 20;
 /// Requests in flight on one client connection, unless set.
 pub const DEFAULT_CLIENT_MAX_IN_FLIGHT: usize = 256;
 
@@ -93,6 +95,12 @@ pub struct ClientConfig {
     /// always taken): what a subscriber that stops reading can make the
     /// client hold.
     pub subscription_max_bytes: usize,
+    /// Bytes of publications queued for the application across all of the
+    /// connection's subscriptions (default [`DEFAULT_CLIENT_MAX_QUEUED_BYTES`]).
+    /// Past it, a subscription with something queued drops new publications
+    /// and reports them as lag, as past its own bound; one with nothing
+    /// queued still takes one.
+    pub max_queued_bytes: usize,
     /// How long the client keeps polling for answers, yielding the CPU,
     /// before its thread or task may sleep, while several answers are due
     /// (default [`DEFAULT_CLIENT_SPIN`]; zero: never). An answer arriving
@@ -111,6 +119,7 @@ impl Default for ClientConfig {
             max_frame: DEFAULT_MAX_FRAME,
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
             subscription_max_bytes: DEFAULT_SUBSCRIPTION_MAX_BYTES,
+            max_queued_bytes: DEFAULT_CLIENT_MAX_QUEUED_BYTES,
             spin_before_sleep: DEFAULT_CLIENT_SPIN,
             reconnect: None,
         }
@@ -118,6 +127,13 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
+    /// Sets [`ClientConfig::max_queued_bytes`].
+    #[must_use]
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_bytes = bytes;
+        self
+    }
+
     /// Sets [`ClientConfig::request_timeout`].
     #[must_use]
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {

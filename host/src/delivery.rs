@@ -2,6 +2,8 @@
 //! reader: publications in arrival order, with lag counted where it happened.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// One item of a [`SubscriptionQueue`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +70,8 @@ impl Weigh for Vec<u8> {
 /// ```
 #[derive(Debug)]
 pub struct SubscriptionQueue<T, N> {
+    /// Shared with the connection's other queues, if any.
+    budget: Option<ByteBudget>,
     items: VecDeque<Delivery<T, N>>,
     /// Publications counted against the capacity: those in `items` and those
     /// taken and not yet released.
@@ -85,6 +89,7 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
     #[must_use]
     pub fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
+            budget: None,
             items: VecDeque::new(),
             publications: 0,
             bytes: 0,
@@ -92,6 +97,30 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
             max_bytes,
             ended: false,
         }
+    }
+
+    /// As [`SubscriptionQueue::new`], and the bytes it holds are also charged
+    /// to `budget`, which the connection's queues share: with the budget
+    /// spent, a queue that holds something drops new publications (counted)
+    /// as if it were full.
+    #[must_use]
+    pub fn with_budget(capacity: usize, max_bytes: usize, budget: ByteBudget) -> Self {
+        let mut queue = Self::new(capacity, max_bytes);
+        queue.budget = Some(budget);
+        queue
+    }
+
+    /// A queue for one local subscription of a client with `config`, charged
+    /// to the connection's `budget` (of [`ClientConfig::max_queued_bytes`]).
+    ///
+    /// [`ClientConfig::max_queued_bytes`]: crate::ClientConfig::max_queued_bytes
+    #[must_use]
+    pub fn for_client(config: &crate::ClientConfig, budget: &ByteBudget) -> Self {
+        Self::with_budget(
+            config.subscription_capacity,
+            config.subscription_max_bytes,
+            budget.clone(),
+        )
     }
 
     /// Queues a publication; returns false if it was dropped (the queue is
@@ -108,7 +137,9 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
         if self.ended {
             return false;
         }
-        let over_bytes = self.publications > 0 && self.bytes.saturating_add(weight) > self.max_bytes;
+        let over_bytes = self.publications > 0
+            && (self.bytes.saturating_add(weight) > self.max_bytes
+                || self.budget.as_ref().is_some_and(|b| !b.fits(weight)));
         if self.publications >= self.capacity || over_bytes {
             match self.items.back_mut() {
                 Some(Delivery::Lagged { missed }) => *missed += 1,
@@ -119,6 +150,9 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
         self.items.push_back(Delivery::Publication(make()));
         self.publications += 1;
         self.bytes += weight;
+        if let Some(budget) = &self.budget {
+            budget.charge(weight);
+        }
         true
     }
 
@@ -148,7 +182,7 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
         let item = self.items.pop_front()?;
         if let Delivery::Publication(p) = &item {
             self.publications -= 1;
-            self.bytes = self.bytes.saturating_sub(p.weight());
+            self.uncount(p.weight());
         }
         Some(item)
     }
@@ -174,7 +208,15 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
     /// against the bounds.
     pub fn release(&mut self, taken: Taken) {
         self.publications = self.publications.saturating_sub(taken.publications);
-        self.bytes = self.bytes.saturating_sub(taken.bytes);
+        self.uncount(taken.bytes);
+    }
+
+    fn uncount(&mut self, bytes: usize) {
+        let bytes = bytes.min(self.bytes);
+        self.bytes -= bytes;
+        if let Some(budget) = &self.budget {
+            budget.release(bytes);
+        }
     }
 
     /// Whether no item waits.
@@ -193,6 +235,58 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
     #[must_use]
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+}
+
+impl<T, N> Drop for SubscriptionQueue<T, N> {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.release(self.bytes);
+        }
+    }
+}
+
+/// Bytes a client connection's subscription queues may hold together (see
+/// [`SubscriptionQueue::with_budget`]); clones share it.
+#[derive(Debug, Clone)]
+pub struct ByteBudget(Arc<BudgetInner>);
+
+#[derive(Debug)]
+struct BudgetInner {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl ByteBudget {
+    /// A budget of `max` bytes, none used.
+    #[must_use]
+    pub fn new(max: usize) -> Self {
+        Self(Arc::new(BudgetInner {
+            used: AtomicUsize::new(0),
+            max,
+        }))
+    }
+
+    /// Bytes charged now.
+    #[must_use]
+    pub fn used(&self) -> usize {
+        self.0.used.load(Ordering::Relaxed)
+    }
+
+    /// Whether `bytes` more fit.
+    fn fits(&self, bytes: usize) -> bool {
+        self.used().saturating_add(bytes) <= self.0.max
+    }
+
+    fn charge(&self, bytes: usize) {
+        self.0.used.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn release(&self, bytes: usize) {
+        // Never below zero, whatever the order of charges and releases.
+        let _ = self.0.used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+            Some(used.saturating_sub(bytes))
+        });
     }
 }
 
@@ -217,6 +311,28 @@ impl Taken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queues_sharing_a_budget_hold_it_together() {
+        let budget = ByteBudget::new(100);
+        let mut a: SubscriptionQueue<Vec<u8>, ()> = SubscriptionQueue::with_budget(1000, 1000, budget.clone());
+        let mut b: SubscriptionQueue<Vec<u8>, ()> = SubscriptionQueue::with_budget(1000, 1000, budget.clone());
+        assert!(a.push(vec![0; 60]));
+        assert!(b.push(vec![0; 30]));
+        // 60 + 30 + 20 > 100: a holds something, so it drops and counts.
+        assert!(!a.push(vec![0; 20]));
+        assert!(b.push(vec![0; 10]));
+        assert_eq!(budget.used(), 100);
+        // An empty queue always takes one, budget or not.
+        let mut c: SubscriptionQueue<Vec<u8>, ()> = SubscriptionQueue::with_budget(1000, 1000, budget.clone());
+        assert!(c.push(vec![0; 50]));
+        assert_eq!(a.pop(), Some(Delivery::Publication(vec![0; 60])));
+        assert_eq!(a.pop(), Some(Delivery::Lagged { missed: 1 }));
+        assert_eq!(budget.used(), 90);
+        drop(c);
+        drop(b);
+        assert_eq!(budget.used(), 0);
+    }
     use proptest::prelude::*;
 
     impl Weigh for u8 {

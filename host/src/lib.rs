@@ -62,13 +62,13 @@ mod values;
 pub use bound::{Admission, QueueBound};
 pub use buffers::{BufferLimits, BufferStats};
 pub use client_config::{
-    ClientConfig, ReconnectPolicy, DEFAULT_CLIENT_MAX_IN_FLIGHT, DEFAULT_CLIENT_SPIN, DEFAULT_MAX_FRAME,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SUBSCRIPTION_CAPACITY, DEFAULT_SUBSCRIPTION_MAX_BYTES,
+    ClientConfig, ReconnectPolicy, DEFAULT_CLIENT_MAX_IN_FLIGHT, DEFAULT_CLIENT_MAX_QUEUED_BYTES, DEFAULT_CLIENT_SPIN,
+    DEFAULT_MAX_FRAME, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SUBSCRIPTION_CAPACITY, DEFAULT_SUBSCRIPTION_MAX_BYTES,
 };
 pub use config::{
     ServerConfig, SlowConsumer, DEFAULT_SERVER_SPIN, DEFAULT_SOCKET_MODE, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
 };
-pub use delivery::{Delivery, SubscriptionQueue, Taken, Weigh};
+pub use delivery::{ByteBudget, Delivery, SubscriptionQueue, Taken, Weigh};
 pub use error::{check_in_flight, subscription_confirmed, Error, Result};
 pub use hub::Hub;
 pub use log::{Logged, LOGGED_BYTES};

@@ -348,6 +348,7 @@ semantic!(
     the_handler_observes_connections_and_subscriptions,
     buffered_topics_stay_within_their_caps,
     a_server_that_stops_answering_is_reported_and_recovered_from,
+    a_clients_subscriptions_share_one_byte_bound,
 );
 
 fn config() -> ServerConfig {
@@ -923,4 +924,42 @@ fn a_server_that_stops_answering_is_reported_and_recovered_from(server: ServerKi
     hold_all(&peer);
     wait_until("a new connection answers", || peer.request("PING", &[]).is_ok());
     assert_eq!(bus.stats().connections_accepted, accepted + 2, "connected again");
+}
+
+/// All of a client's subscriptions together queue at most
+/// `max_queued_bytes`: past it, one holding something drops new publications
+/// and reports them as lag (one with nothing queued still takes one).
+fn a_clients_subscriptions_share_one_byte_bound(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let peer = bus.connect(client, ClientConfig::default().max_queued_bytes(10_000));
+    let mut a = peer.subscribe("a", false).unwrap();
+    let mut b = peer.subscribe("b", false).unwrap();
+    let value = "x".repeat(1_000);
+    for topic in ["a", "b"] {
+        for _ in 0..100 {
+            assert_eq!(bus.publish(topic, &[&value]), 1);
+        }
+    }
+    // Answered after every publication above was read and queued.
+    peer.request("PING", &[]).unwrap();
+    let mut tally = |sub: &mut Sub| {
+        let (mut received, mut missed) = (0u64, 0u64);
+        while let Some(item) = sub.next(QUIET) {
+            match item {
+                Ok(_) => received += 1,
+                Err(Error::Lagged { missed: n }) => missed += n,
+                Err(e) => panic!("{e:?}"),
+            }
+            if received + missed == 100 {
+                break;
+            }
+        }
+        (received, missed)
+    };
+    let (got_a, missed_a) = tally(&mut a);
+    let (got_b, missed_b) = tally(&mut b);
+    assert_eq!((got_a + missed_a, got_b + missed_b), (100, 100));
+    // Each frame is 1,011 bytes: nine fit the 10,000 with room to spare, and
+    // b, empty when the bound was reached, took one.
+    assert_eq!((got_a, got_b), (9, 1));
 }

@@ -70,8 +70,8 @@ use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId, S
 
 use crate::rx::{read_within, RxBuf};
 use crate::socket::{Address, Stream};
+use microsocket_host::{ByteBudget, Delivery, Members, ReconnectPolicy, SubscriptionQueue};
 pub use microsocket_host::{ClientConfig, Publication, Values, DEFAULT_CLIENT_SPIN};
-use microsocket_host::{Delivery, Members, ReconnectPolicy, SubscriptionQueue};
 use microsocket_host::{Error, Result};
 use rustc_hash::FxHashMap as IdMap;
 
@@ -115,6 +115,8 @@ struct Inner {
     /// How to connect again, if the client was connected to an address.
     connector: Option<Connector>,
     config: ClientConfig,
+    /// What the subscription queues may hold together.
+    budget: ByteBudget,
     state: Mutex<State>,
     /// Held only by the leader.
     rx: Mutex<Reader>,
@@ -356,6 +358,7 @@ impl Client {
                 rx: Mutex::new(reader),
                 slot_cvs: (0..MAX_IN_FLIGHT).map(|_| Condvar::new()).collect(),
                 progress: AtomicU64::new(0),
+                budget: ByteBudget::new(config.max_queued_bytes),
                 config,
             }),
         })
@@ -459,10 +462,7 @@ impl Client {
         st.queues.insert(
             key,
             SubQueue {
-                queue: SubscriptionQueue::new(
-                    self.inner.config.subscription_capacity,
-                    self.inner.config.subscription_max_bytes,
-                ),
+                queue: SubscriptionQueue::for_client(&self.inner.config, &self.inner.budget),
                 sleeping: 0,
                 last: 0,
             },

@@ -23,7 +23,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
 use microsocket_core::frame::{Decoded, Decoder};
 use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId, SubscriptionKind};
-use microsocket_host::{ClientConfig, Delivery, Members, ReconnectPolicy, SubscriptionQueue, Taken};
+use microsocket_host::{ByteBudget, ClientConfig, Delivery, Members, ReconnectPolicy, SubscriptionQueue, Taken};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs, UnixStream};
 use tokio::time::{Instant, Sleep};
@@ -118,6 +118,16 @@ impl ClientBuilder {
     #[must_use]
     pub fn subscription_max_bytes(mut self, bytes: usize) -> Self {
         self.config.subscription_max_bytes = bytes;
+        self
+    }
+
+    /// Sets [`ClientConfig::max_queued_bytes`]: bytes of publications all of
+    /// the connection's subscription streams queue together (default 32 MiB);
+    /// past it, a stream holding something drops new ones and reports
+    /// [`Error::Lagged`].
+    #[must_use]
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_queued_bytes = bytes;
         self
     }
 
@@ -236,6 +246,7 @@ impl ClientBuilder {
                 send_closed: false,
                 drop_link: false,
             }),
+            budget: ByteBudget::new(config.max_queued_bytes),
             config,
         });
         let driver = shared.clone();
@@ -424,10 +435,7 @@ impl Client {
     fn empty_subscription(&self) -> Subscription {
         let queue = Arc::new(SubQueue {
             inner: Mutex::new(SubInner {
-                queue: SubscriptionQueue::new(
-                    self.shared().config.subscription_capacity,
-                    self.shared().config.subscription_max_bytes,
-                ),
+                queue: SubscriptionQueue::for_client(&self.shared().config, &self.shared().budget),
                 waker: None,
                 last: 0,
             }),

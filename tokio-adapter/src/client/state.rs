@@ -7,6 +7,8 @@ use super::*;
 pub(super) struct Shared {
     pub(super) state: Mutex<State>,
     pub(super) config: ClientConfig,
+    /// What the subscription queues may hold together.
+    pub(super) budget: ByteBudget,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
