@@ -942,7 +942,7 @@ fn a_clients_subscriptions_share_one_byte_bound(server: ServerKind, client: Clie
     }
     // Answered after every publication above was read and queued.
     peer.request("PING", &[]).unwrap();
-    let mut tally = |sub: &mut Sub| {
+    let tally = |sub: &mut Sub| {
         let (mut received, mut missed) = (0u64, 0u64);
         while let Some(item) = sub.next(QUIET) {
             match item {
