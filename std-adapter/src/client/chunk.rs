@@ -1,6 +1,7 @@
 //! Received bytes shared by the frames cut out of them.
 
-use super::*;
+use bytes::Bytes;
+use microsocket_core::frame::{Decoded, Decoder};
 
 /// Received bytes shared by the answers and publications cut out of them: one
 /// allocation and copy per read (up to [`CHUNK`] bytes, or one frame) rather

@@ -56,187 +56,33 @@
 //! which is dropped). Writes use the same timeout; a write that times out leaves a
 //! partial frame on the wire, so it closes the connection.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use microsocket_core::frame::{Decoded, Decoder};
-use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId, SubscriptionKind};
+use microsocket_core::frame::Decoder;
+use microsocket_core::{RequestId, SubscriptionKind};
 
-use crate::rx::{read_within, RxBuf};
+use crate::rx::RxBuf;
 use crate::socket::{Address, Stream};
-use microsocket_host::{ByteBudget, Delivery, Members, ReconnectPolicy, SubscriptionQueue};
+use microsocket_host::{ByteBudget, Members, SubscriptionQueue};
 pub use microsocket_host::{ClientConfig, Publication, Values, DEFAULT_CLIENT_SPIN};
 use microsocket_host::{Error, Result};
 use rustc_hash::FxHashMap as IdMap;
 
-/// Requests one connection can have in flight (one-byte tags, as the original
-/// IPC::MicroSocket client).
-pub const MAX_IN_FLIGHT: usize = 256;
-/// Distinct wire subscriptions (topics and patterns) one client connection can
-/// hold.
-pub const MAX_SUBSCRIPTIONS: usize = 64;
-/// Total bytes of the topics and patterns of one client connection's subscriptions.
-pub const MAX_SUBSCRIPTION_BYTES: usize = 4096;
-
-/// Write buffers larger than this are freed once written rather than kept.
-const MAX_KEPT_BUFFER: usize = 1 << 20;
-
-/// How many times a thread whose answer another thread is reading yields the CPU
-/// before it sleeps. A wake-up from a condition variable costs a futex call and a
-/// cross-CPU context switch; yielding lets the leader and the server run and
-/// usually finds the answer in, or the leader role free, first. Bounded, so a
-/// slow server costs a waiter at most this many `sched_yield` calls.
-const SPIN_YIELDS: u32 = 64;
-
-/// Answers that arrived for one slot and are not yet collected, with their ids.
-type Answers = Vec<(RequestId, Result<Values>)>;
-
-type Protocol = ClientProtocol<MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
-
-/// A handle to one client connection; clone it to share the connection between
-/// threads. See the [module docs](crate::client) for the thread model.
-#[derive(Debug, Clone)]
-pub struct Client {
-    inner: Arc<Inner>,
-}
-
-/// Opens a new stream to the same server, for reconnecting.
-type Connector = Arc<dyn Fn() -> io::Result<Stream> + Send + Sync>;
-
-struct Inner {
-    /// This connection, for the thread that reconnects it.
-    me: Weak<Inner>,
-    /// How to connect again, if the client was connected to an address.
-    connector: Option<Connector>,
-    config: ClientConfig,
-    /// What the subscription queues may hold together.
-    budget: ByteBudget,
-    state: Mutex<State>,
-    /// Held only by the leader.
-    rx: Mutex<Reader>,
-    /// One condition variable per request slot, used with `state`.
-    slot_cvs: Box<[Condvar]>,
-    /// Bumped whenever an answer is handed out, the connection closes or the
-    /// leader steps down.
-    progress: AtomicU64,
-}
-
-impl std::fmt::Debug for Inner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inner")
-            .field("config", &self.config)
-            .field("reconnects", &self.connector.is_some())
-            .field("state", &self.state)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug)]
-struct Reader {
-    buf: RxBuf,
-    decoder: Decoder,
-    /// The read timeout set on the socket now.
-    timeout: Option<Duration>,
-}
-
-#[derive(Debug)]
-struct SubQueue {
-    /// Publications, lag markers and connection notices, in order.
-    queue: SubscriptionQueue<Publication, Error>,
-    /// Threads sleeping on its condition variable (0 or 1).
-    sleeping: u16,
-    /// The number of the last publication queued: a receiver that several of
-    /// the matched subscriptions feed gets each publication once.
-    last: u64,
-}
-
-#[derive(Debug, Clone)]
-enum WaitKey {
-    Slot(u16),
-    Sub(Arc<SubShared>),
-}
-
-impl WaitKey {
-    fn same(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::Slot(a), Self::Slot(b)) => a == b,
-            (Self::Sub(a), Self::Sub(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct SubShared {
-    key: u64,
-    cv: Condvar,
-}
-
-#[derive(Debug)]
-struct State {
-    /// The connection's socket, replaced when the client reconnects.
-    stream: Arc<Stream>,
-    /// Counts the sockets `stream` has held: an error on a socket that has
-    /// since been replaced is not a loss of the current one.
-    generation: u64,
-    /// The connection was lost and a thread is connecting again: nothing is
-    /// read or written meanwhile, new requests fail with
-    /// [`Error::Reconnecting`].
-    reconnecting: bool,
-    protocol: Protocol,
-    /// The request waiting in each slot. The core frees a slot as soon as its
-    /// answer arrives, so answers wait in `done` (per slot, with their ids), not in `slots`.
-    slots: Vec<Option<RequestId>>,
-    done: Vec<Answers>,
-    /// Per slot: threads sleeping on the slot's condition variable (two at most:
-    /// one whose answer is in but not yet collected, one whose request reuses the
-    /// freed slot).
-    sleeping: Vec<u16>,
-    /// Encoded frames not yet written, in protocol order.
-    pending: Vec<u8>,
-    /// The writer's buffer, kept for reuse while nobody writes.
-    spare: Vec<u8>,
-    /// A thread is writing: it writes whatever `pending` holds before it stops.
-    writing: bool,
-    /// Stands in for the sleeping flag of a subscription being dropped.
-    sub_sleeping_gone: u16,
-    /// Wake-ups to send once the lock is released.
-    wakes: Vec<WaitKey>,
-    /// Answers handed out to `done` and not yet collected by their threads.
-    uncollected: usize,
-    /// Someone leads (reads the socket).
-    reading: bool,
-    /// Threads inside [`Inner::wait`] for an answer (not a publication),
-    /// leader included.
-    awaiting_answers: usize,
-    closed: bool,
-    /// The server stopped reading (a write failed with `EPIPE`, as when a
-    /// server shutting down gracefully shuts its side for reading): nothing
-    /// more is written, new requests fail with [`Error::Closed`], and requests
-    /// already sent still get the answers the server gives before it closes.
-    send_closed: bool,
-    /// Threads waiting that could take over reading.
-    idle: Vec<WaitKey>,
-    /// Local subscription handles by wire subscription.
-    handles: IdMap<SubscriptionId, Vec<Arc<SubShared>>>,
-    queues: IdMap<u64, SubQueue>,
-    next_key: u64,
-    /// Publications received, numbering each (see [`SubQueue::last`]).
-    publications: u64,
-}
-
 mod chunk;
 mod reconnect;
+mod state;
 mod subscription;
 mod waiting;
 
-use chunk::*;
+use reconnect::prepare;
+use state::*;
+pub use state::{Client, MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};
 pub use subscription::{Subscriber, Subscription, SubscriptionIter};
 use waiting::*;
 
@@ -543,11 +389,4 @@ impl Client {
             }
         }
     }
-}
-
-/// Sets a new socket up for the client: writes time out with requests, reads
-/// wait as long as their waiters do (set per read).
-fn prepare(stream: &Stream, config: &ClientConfig) -> io::Result<()> {
-    stream.set_write_timeout(config.request_timeout)?;
-    stream.set_read_timeout(None)
 }

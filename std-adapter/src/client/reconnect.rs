@@ -5,7 +5,16 @@
 //! weakly while it waits between attempts, so a client dropped meanwhile
 //! stops it.
 
-use super::*;
+use super::state::*;
+use crate::socket::Stream;
+use microsocket_core::{RequestId, SubscriptionId};
+use microsocket_host::ClientConfig;
+use microsocket_host::Error;
+use microsocket_host::ReconnectPolicy;
+use std::io;
+use std::net::Shutdown;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 /// How long the reconnecting thread sleeps at a time between attempts before
 /// it looks whether the client was closed or dropped.
@@ -127,4 +136,11 @@ fn confirm(client: &Client, barriers: Vec<(SubscriptionId, RequestId)>) {
             }
         }
     }
+}
+
+/// Sets a new socket up for the client: writes time out with requests, reads
+/// wait as long as their waiters do (set per read).
+pub(super) fn prepare(stream: &Stream, config: &ClientConfig) -> io::Result<()> {
+    stream.set_write_timeout(config.request_timeout)?;
+    stream.set_read_timeout(None)
 }

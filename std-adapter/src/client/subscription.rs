@@ -1,7 +1,13 @@
 //! A subscription: the queue of publications matching one topic or pattern.
 
-use super::*;
-use microsocket_host::{Member, Members};
+use super::state::*;
+use microsocket_core::SubscriptionKind;
+use microsocket_host::Member;
+use microsocket_host::Publication;
+use microsocket_host::{Delivery, Members};
+use microsocket_host::{Error, Result};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A subscription to one or more topics and patterns (see [`Client::subscribe`]
 /// and [`Client::subscriber`]): a bounded queue of the publications that match

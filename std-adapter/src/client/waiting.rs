@@ -1,7 +1,19 @@
 //! Waiting for answers and publications: who reads the socket, who sleeps,
 //! and how what is read reaches the threads that wait for it.
 
-use super::*;
+use super::chunk::Chunk;
+use super::state::*;
+use crate::rx::read_within;
+use crate::socket::Stream;
+use microsocket_core::frame::Decoded;
+use microsocket_core::{ClientEvent, RequestId};
+use microsocket_host::{ClientConfig, Publication, Values};
+use microsocket_host::{Error, Result};
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// The per-slot parts of [`State`] answers are handed out through.
 pub(super) struct Slots<'a> {
