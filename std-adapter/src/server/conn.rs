@@ -1,51 +1,12 @@
 //! One connection's shared state: its socket, its output buffers (answers and
 //! publications) and how they are written.
 
-use super::*;
-
-#[derive(Debug)]
-pub(super) struct Conn {
-    pub(super) context: RequestContext,
-    /// Its slot in the [`Hub`], which is how the registry names it.
-    pub(super) slot: usize,
-    pub(super) stream: Stream,
-    pub(super) out: Mutex<Out>,
-    /// Signalled when the queue drains or the connection dies.
-    pub(super) drained: Condvar,
-    pub(super) shared: Arc<Shared>,
-}
-
-#[derive(Debug)]
-pub(super) struct Out {
-    pub(super) protocol: Protocol,
-    /// Encoded answers, whole frames; `answers[answers_sent..]` is unsent. An
-    /// answer made while publications wait goes behind them in `pubs` instead
-    /// (see [`Out::answer_sink`]).
-    pub(super) answers: Vec<u8>,
-    pub(super) answers_sent: usize,
-    /// Encoded publication frames, in order; `pubs[pubs_sent..]` is unsent.
-    pub(super) pubs: Vec<u8>,
-    pub(super) pubs_sent: usize,
-    /// Lengths of the publication frames not wholly written; `front_sent` bytes
-    /// of the first are on the wire already.
-    pub(super) pub_lens: VecDeque<usize>,
-    pub(super) front_sent: usize,
-    /// Unsent bytes, answers and publications.
-    pub(super) queued: usize,
-    /// In the flusher's hands.
-    pub(super) scheduled: bool,
-    /// A thread is writing bytes it took out of the buffers (without the lock):
-    /// others only append, and the writer sends what they appended after it.
-    pub(super) flushing: bool,
-    /// An empty buffer with capacity, given to `pubs` while a writer holds its
-    /// bytes.
-    pub(super) spare: Vec<u8>,
-    /// The reader is handling a batch of frames: answers wait for its end.
-    pub(super) corked: bool,
-    pub(super) dead: bool,
-    /// Threads waiting on `drained` (it is signalled only if some wait).
-    pub(super) drain_waiters: usize,
-}
+use super::state::*;
+use microsocket_host::Admission;
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::net::Shutdown;
+use std::sync::{Arc, MutexGuard};
 
 impl Out {
     pub(super) fn new(protocol: Protocol) -> Self {
@@ -137,33 +98,6 @@ impl Out {
         self.spare = Vec::new();
     }
 }
-
-/// Output buffers larger than this are freed once drained rather than kept.
-pub(super) const KEPT_BUFFER: usize = 1 << 20;
-
-pub(super) enum Flushed {
-    Drained,
-    Blocked,
-    Dead,
-    /// Another thread is writing; it writes these bytes too.
-    Busy,
-    /// Everything offered was written but more was queued meanwhile.
-    More,
-}
-
-/// Connections the acceptor accepts in a row before it looks at the shutdown
-/// flag again (while clients keep connecting, `accept` never runs dry).
-pub(super) const ACCEPT_BATCH: usize = 64;
-
-/// How long the acceptor waits before accepting again after `accept` failed
-/// for want of file descriptors or memory.
-pub(super) const ACCEPT_BACKOFF: rustix::event::Timespec = rustix::event::Timespec {
-    tv_sec: 0,
-    tv_nsec: 50_000_000,
-};
-
-/// Writes one writer makes in a row before leaving the rest to the flusher.
-pub(super) const ROUNDS: usize = 4;
 
 impl Conn {
     pub(super) fn lock(&self) -> MutexGuard<'_, Out> {

@@ -1,21 +1,12 @@
 //! The flusher thread: writes what publishers queued for connections whose
 //! sockets were full.
 
-use super::*;
-
-/// How long the flusher lets publications gather between rounds while they keep
-/// coming.
-pub(super) const COALESCE: Duration = Duration::from_micros(100);
-
-/// Writes queued frames for every connection; see the module docs.
-#[derive(Debug)]
-pub(super) struct Flusher {
-    pub(super) ready: Mutex<Vec<Arc<Conn>>>,
-    pub(super) asleep: AtomicBool,
-    pub(super) stop: AtomicBool,
-    pub(super) wake_tx: UnixStream,
-    pub(super) wake_rx: UnixStream,
-}
+use super::state::*;
+use rustix::event::{PollFd, PollFlags};
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 impl Flusher {
     pub(super) fn new() -> io::Result<Self> {

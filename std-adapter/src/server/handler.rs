@@ -1,16 +1,12 @@
 //! What the application implements and holds: the handler, a request and its
 //! context, and the responder that answers it.
 
-use super::*;
-
-/// Who a request or subscription comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestContext {
-    /// The connection's id, unique within this server.
-    pub connection: ConnectionId,
-    /// The peer's credentials, on UNIX sockets where the platform tells them.
-    pub peer: Option<PeerCredentials>,
-}
+use super::state::*;
+use microsocket_core::SubscriptionKind;
+use microsocket_core::{Args, EncodeError, DROPPED_UNANSWERED, HANDLER_PANICKED, UNENCODABLE_RESPONSE};
+use microsocket_host::Error;
+use microsocket_host::SubscriptionChange;
+use std::sync::Weak;
 
 /// A request, borrowing the connection's receive buffer: copy what must outlive
 /// the call to [`Handler::handle`].

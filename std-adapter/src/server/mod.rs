@@ -53,121 +53,35 @@
 //! [`ServerConfig::shutdown_timeout`], then closes everything and returns.
 //! [`Server::run_until_signal`] does the same on SIGINT or SIGTERM.
 
-use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use microsocket_core::frame::{Decoded, Decoder};
-use microsocket_core::{
-    encode_publication, Args, EncodeError, ServerEvent, ServerLimits, ServerProtocol, DROPPED_UNANSWERED,
-    HANDLER_PANICKED, UNENCODABLE_RESPONSE,
-};
+use microsocket_core::ServerLimits;
 pub use microsocket_core::{PatternError, SubscriptionKind};
-use microsocket_host::{
-    Admission, ConnectionId, Counters, QueueBound, SubscriptionChange, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
-};
+use microsocket_host::{ConnectionId, Counters, QueueBound};
 pub use microsocket_host::{ServerConfig, SlowConsumer, Stats};
 use rustix::event::{PollFd, PollFlags};
-use rustix::net::SendFlags;
 
-use crate::rx::{read_within, RxBuf};
-use crate::socket::{Address, Listener, PeerCredentials, SocketOptions, Stream};
-use microsocket_host::Error;
-
-/// Flags of every socket write: never block, and where the platform allows it
-/// never raise SIGPIPE for a peer that went away (elsewhere Rust programs ignore
-/// SIGPIPE by default).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const SEND_FLAGS: SendFlags = SendFlags::DONTWAIT.union(SendFlags::NOSIGNAL);
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-const SEND_FLAGS: SendFlags = SendFlags::DONTWAIT;
-
-type Protocol = ServerProtocol<MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
-
-/// The socket-file settings of `config` as [`SocketOptions`].
-fn socket_options(config: &ServerConfig) -> SocketOptions {
-    let mut options = SocketOptions::new(config.socket_mode);
-    options.owner = config.socket_owner;
-    options.group = config.socket_group;
-    options
-}
+use crate::socket::{Address, Listener, Stream};
 
 mod conn;
 mod flusher;
 mod handler;
 mod publisher;
 mod reader;
+mod state;
 
-use conn::*;
-use flusher::*;
 pub use handler::*;
 pub use publisher::Publisher;
 use reader::*;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// State shared by the acceptor, the readers, the flusher, publishers and
-/// responders.
-#[derive(Debug)]
-struct Shared {
-    config: ServerConfig,
-    bound: QueueBound,
-    hub: Mutex<Hub>,
-    flusher: Flusher,
-    counters: Counters,
-    stopping: AtomicBool,
-    /// Reader threads running (see [`ReaderRunning`]). Readers are detached, not
-    /// joined: a finished reader's thread is released by the system at once,
-    /// whether or not another connection comes.
-    readers: AtomicUsize,
-    /// The write end of the acceptor's wake-up socket.
-    wake: UnixStream,
-}
-
-impl Shared {
-    /// The counters now, with the bytes queued for all connections.
-    fn stats(&self) -> Stats {
-        let (conns, buffers) = {
-            let hub = lock(&self.hub);
-            let conns: Vec<Arc<Conn>> = hub.connections().cloned().collect();
-            (conns, hub.buffer_stats())
-        };
-        let queued: usize = conns.iter().map(|c| c.lock().queued).sum();
-        self.counters.snapshot(queued as u64, buffers)
-    }
-}
-
-/// Counts one reader thread in [`Shared::readers`] while it lives (also if the
-/// handler panics on it).
-struct ReaderRunning(Arc<Shared>);
-
-impl ReaderRunning {
-    fn new(shared: Arc<Shared>) -> Self {
-        shared.readers.fetch_add(1, Ordering::SeqCst);
-        Self(shared)
-    }
-}
-
-impl Drop for ReaderRunning {
-    fn drop(&mut self) {
-        self.0.readers.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// The host layer's hub (connection slots and the subscription registry),
-/// under one lock: held around (registry change + backlog queued) and
-/// (registry publish + queuing to each subscriber), which makes catch-up on
-/// buffered topics atomic.
-type Hub = microsocket_host::Hub<Arc<Conn>, Bytes>;
+pub use state::RequestContext;
+use state::*;
 
 /// Stops a server gracefully; cheap to clone and to call from any thread.
 ///

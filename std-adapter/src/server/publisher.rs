@@ -1,6 +1,11 @@
 //! Publishing from any thread.
 
-use super::*;
+use super::state::*;
+use bytes::Bytes;
+use microsocket_core::PatternError;
+use microsocket_core::{encode_publication, EncodeError};
+use microsocket_host::Stats;
+use std::sync::Arc;
 
 /// Publishes from any thread; cheap to clone. The cost of a publication grows
 /// with the subscriptions it matches, not with the number of connections.

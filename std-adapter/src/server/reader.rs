@@ -1,7 +1,18 @@
 //! A connection's reader thread: reads frames, hands requests to the handler,
 //! applies subscriptions.
 
-use super::*;
+use super::handler::{Handler, Request, Responder, TagBuf};
+use super::state::*;
+use crate::rx::{read_within, RxBuf};
+use microsocket_core::frame::{Decoded, Decoder};
+use microsocket_core::ServerEvent;
+use microsocket_core::SubscriptionKind;
+use microsocket_host::SubscriptionChange;
+use rustix::event::{PollFd, PollFlags};
+use std::io::{self, Read};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Reads for which a connection's reader keeps polling before it blocks after
 /// a read that brought several frames: a client that keeps requests in flight
