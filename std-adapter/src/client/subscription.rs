@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// unsubscribes (the `-` goes out when no other handle of this client shares
 /// the same wire subscription).
 ///
-/// If the queue is full (see [`ClientConfig::subscription_capacity`]), further
+/// If the queue is full (see [`ClientConfig::subscription_capacity`](crate::ClientConfig::subscription_capacity)), further
 /// publications are dropped and counted; the next receive at that point returns
 /// [`Error::Lagged`] with the count, then receiving carries on.
 #[derive(Debug)]

@@ -1,7 +1,24 @@
 //! The connection's driver task: reads, writes, hands answers and
 //! publications out, and reconnects.
 
-use super::*;
+use super::state::*;
+use super::subscription::deliver;
+use crate::sink::Sink;
+use crate::spin::Spin;
+use bytes::{Buf, Bytes, BytesMut};
+use microsocket_core::frame::{Decoded, Decoder};
+use microsocket_core::{ClientEvent, RequestId, SubscriptionId};
+use microsocket_host::Error;
+use microsocket_host::ReconnectPolicy;
+use microsocket_host::{Publication, Values};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep};
 
 /// Why a connection's driver loop ended.
 pub(super) enum Ended {
@@ -135,7 +152,7 @@ pub(super) async fn reconnect_loop<S>(
 }
 
 /// What a received frame was, noted before the frame is cut from the buffer.
-/// Positions are those the core's walk of the frame gave ([`Args::position`]).
+/// Positions are those the core's walk of the frame gave ([`Args::position`](microsocket_core::Args::position)).
 pub(super) enum Got {
     /// An answer whose values (count) start at the position.
     Response(RequestId, usize, usize),

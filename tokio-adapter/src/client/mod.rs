@@ -14,38 +14,16 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use futures_core::Stream;
-use microsocket_core::frame::{Decoded, Decoder};
-use microsocket_core::{ClientEvent, ClientProtocol, RequestId, SubscriptionId, SubscriptionKind};
-use microsocket_host::{ByteBudget, ClientConfig, Delivery, Members, ReconnectPolicy, SubscriptionQueue, Taken};
+use bytes::BytesMut;
+use microsocket_core::SubscriptionKind;
+use microsocket_host::{ByteBudget, ClientConfig, Members, ReconnectPolicy, SubscriptionQueue, Taken};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs, UnixStream};
-use tokio::time::{Instant, Sleep};
 
-use crate::sink::Sink;
-use crate::spin::Spin;
 use microsocket_host::Error;
-use microsocket_host::{Publication, Values};
-
-/// Requests a client can have in flight at most, whatever
-/// [`ClientBuilder::max_in_flight`] says (the size of the tag table).
-pub const MAX_IN_FLIGHT: usize = 1024;
-/// Distinct wire subscriptions (topics and patterns) one client connection holds
-/// at most. Local subscriptions to the same topic share one.
-pub const MAX_SUBSCRIPTIONS: usize = 64;
-/// Bytes of topic and pattern strings one client connection holds at most.
-pub const MAX_SUBSCRIPTION_BYTES: usize = 4096;
-type Protocol = ClientProtocol<MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
-
-/// A boxed future that opens a new stream, for reconnecting.
-type ConnectFuture<S> = Pin<Box<dyn Future<Output = io::Result<S>> + Send>>;
-type Connector<S> = Arc<dyn Fn() -> ConnectFuture<S> + Send + Sync>;
 
 /// Settings for a client connection; finish with one of the `connect_*` methods.
 ///
@@ -269,30 +247,6 @@ fn connect_abstract(name: &[u8]) -> io::Result<UnixStream> {
     UnixStream::from_std(stream)
 }
 
-/// A connection to a microsocket server: cheap to clone, usable from any number
-/// of tasks at once.
-///
-/// Requests are pipelined: each call to [`Client::request`] queues its frame at
-/// once, frames queued while the connection writes leave together, and answers
-/// are delivered as they arrive, in any order. The connection closes when the last
-/// clone and the last [`Subscription`] are dropped, or on [`Client::close`].
-#[derive(Debug, Clone)]
-pub struct Client {
-    handle: Arc<Handle>,
-}
-
-/// Closes the connection when the last client clone goes.
-#[derive(Debug)]
-struct Handle {
-    shared: Arc<Shared>,
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.shared.close();
-    }
-}
-
 impl Client {
     /// Settings for a new connection.
     #[must_use]
@@ -478,5 +432,5 @@ use driver::*;
 pub use response::ResponseFuture;
 use response::*;
 use state::*;
-use subscription::*;
+pub use state::{Client, MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};
 pub use subscription::{Subscriber, Subscription};

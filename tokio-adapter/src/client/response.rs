@@ -1,6 +1,12 @@
 //! The future of one request.
 
-use super::*;
+use super::state::*;
+use microsocket_host::Error;
+use microsocket_host::Values;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// The answer to a request (see [`Client::request`]): resolves to the response's
 /// values or an [`Error`]. Dropping it abandons the request.

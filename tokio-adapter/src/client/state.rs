@@ -1,7 +1,84 @@
 //! What the handles and the driver share: the protocol state, the write
 //! buffer, and the table of requests waiting for answers.
 
-use super::*;
+use crate::sink::Sink;
+use bytes::{Bytes, BytesMut};
+use microsocket_core::{ClientProtocol, RequestId, SubscriptionId, SubscriptionKind};
+use microsocket_host::Error;
+use microsocket_host::{ByteBudget, ClientConfig, Delivery, SubscriptionQueue};
+use microsocket_host::{Publication, Values};
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Requests a client can have in flight at most, whatever
+/// [`ClientBuilder::max_in_flight`](super::ClientBuilder::max_in_flight) says (the size of the tag table).
+pub const MAX_IN_FLIGHT: usize = 1024;
+
+/// Distinct wire subscriptions (topics and patterns) one client connection holds
+/// at most. Local subscriptions to the same topic share one.
+pub const MAX_SUBSCRIPTIONS: usize = 64;
+
+/// Bytes of topic and pattern strings one client connection holds at most.
+pub const MAX_SUBSCRIPTION_BYTES: usize = 4096;
+
+pub(super) type Protocol = ClientProtocol<MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
+
+/// A boxed future that opens a new stream, for reconnecting.
+pub(super) type ConnectFuture<S> = Pin<Box<dyn Future<Output = io::Result<S>> + Send>>;
+
+pub(super) type Connector<S> = Arc<dyn Fn() -> ConnectFuture<S> + Send + Sync>;
+
+/// A connection to a microsocket server: cheap to clone, usable from any number
+/// of tasks at once.
+///
+/// Requests are pipelined: each call to [`Client::request`] queues its frame at
+/// once, frames queued while the connection writes leave together, and answers
+/// are delivered as they arrive, in any order. The connection closes when the last
+/// clone and the last [`Subscription`](super::Subscription) are dropped, or on [`Client::close`].
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub(super) handle: Arc<Handle>,
+}
+
+/// Closes the connection when the last client clone goes.
+#[derive(Debug)]
+pub(super) struct Handle {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct SubQueue {
+    pub(super) inner: Mutex<SubInner>,
+}
+
+impl SubQueue {
+    pub(super) fn lock(&self) -> MutexGuard<'_, SubInner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct SubInner {
+    /// Publications, lag markers and connection notices, in order.
+    pub(super) queue: SubscriptionQueue<Publication, Error>,
+    pub(super) waker: Option<Waker>,
+    /// The number of the last publication queued (see [`deliver`](super::subscription::deliver)).
+    pub(super) last: u64,
+}
+
+pub(super) type Entry = Delivery<Publication, Error>;
 
 #[derive(Debug)]
 pub(super) struct Shared {

@@ -1,29 +1,17 @@
 //! Subscription streams and the queues that feed them.
 
-use super::*;
-use microsocket_host::Members;
-
-#[derive(Debug)]
-pub(super) struct SubQueue {
-    pub(super) inner: Mutex<SubInner>,
-}
-
-impl SubQueue {
-    pub(super) fn lock(&self) -> MutexGuard<'_, SubInner> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-#[derive(Debug)]
-pub(super) struct SubInner {
-    /// Publications, lag markers and connection notices, in order.
-    pub(super) queue: SubscriptionQueue<Publication, Error>,
-    pub(super) waker: Option<Waker>,
-    /// The number of the last publication queued (see [`deliver`]).
-    pub(super) last: u64,
-}
-
-pub(super) type Entry = Delivery<Publication, Error>;
+use super::response::{FutureState, ResponseFuture};
+use super::state::*;
+use bytes::Bytes;
+use futures_core::Stream;
+use microsocket_core::SubscriptionKind;
+use microsocket_host::Error;
+use microsocket_host::Publication;
+use microsocket_host::{Delivery, Members, Taken};
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// A stream of the publications of one or more topics and patterns (see
 /// [`Client::subscribe`] and [`Client::subscriber`]).
