@@ -1,6 +1,12 @@
 //! The blocking client driver.
 
-use super::*;
+use super::error::*;
+use super::queue::PublicationQueue;
+
+use embedded_io::{Error as _, ErrorKind, Read, Write};
+
+use crate::frame::{encode_to_slice, Args, Decoded, Decoder};
+use crate::{Client, ClientEvent, Matches, RequestId, Sigil, SubscriptionId};
 
 // ---------------------------------------------------------------------------
 // Client

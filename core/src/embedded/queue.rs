@@ -1,7 +1,8 @@
 //! The fixed-capacity queue of publications a blocking client keeps while it
 //! waits for an answer.
 
-use super::*;
+use crate::frame::{encoded_len, Args, Decoded, Decoder, SliceSink};
+use crate::{encode_publication, Message};
 
 // ---------------------------------------------------------------------------
 // Publication queue

@@ -1,6 +1,10 @@
 //! The blocking server-connection driver.
 
-use super::*;
+use super::error::*;
+
+use embedded_io::{Error as _, ErrorKind, Read, Write};
+
+use crate::{EncodeError, Outbox, Polled, ServerConnection, ServerEvent, ServerLimits, UNENCODABLE_RESPONSE};
 
 // ---------------------------------------------------------------------------
 // Server

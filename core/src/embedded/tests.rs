@@ -1,7 +1,10 @@
 //! The drivers against each other and against std sockets.
 
 use super::*;
+use crate::frame::Args;
+use crate::*;
 use core::time::Duration;
+use embedded_io::{ErrorKind, Read, Write};
 use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex};
