@@ -139,7 +139,7 @@ impl<'a> Message<'a> {
     /// ```
     ///
     /// # Errors
-    /// As [`encode`](crate::frame::encode); nothing is written on error.
+    /// As [`encode`]; nothing is written on error.
     pub fn encode<S: FrameSink + ?Sized>(&self, sink: &mut S) -> Result<usize, EncodeError> {
         match self {
             Self::Request { tag, command, args } => encode_parts(Sigil::Request, &[tag, command], args.clone(), sink),

@@ -97,10 +97,10 @@ pub enum Error<E> {
     /// The unsubscription could not be made.
     Unsubscribe(UnsubscribeError),
     /// A frame could not be encoded: a publication larger than `TX`, or values that
-    /// do not fit the buffer given to [`BlockingClient::request`].
+    /// do not fit the buffer given to [`BlockingClient::request`](super::BlockingClient::request).
     Encode(EncodeError),
     /// The publication queue was full and this many publications were dropped since
-    /// the last report. Reported once by [`BlockingClient::next_publication`];
+    /// the last report. Reported once by [`BlockingClient::next_publication`](super::BlockingClient::next_publication);
     /// the next call carries on.
     PublicationsLost {
         /// How many were dropped.

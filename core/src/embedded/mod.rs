@@ -68,7 +68,7 @@
 //! [`BlockingServer`] runs one connection. [`BlockingServer::poll`] reads once and
 //! hands every complete event to a handler, a closure
 //! `FnMut(ServerEvent<'_>, &mut Outbox<'_, ..>) -> Result<(), EncodeError>` that
-//! answers requests and may publish through the [`Outbox`]; subscriptions,
+//! answers requests and may publish through the [`Outbox`](crate::Outbox); subscriptions,
 //! unsubscriptions, the empty command and malformed frames are handled by the
 //! machine and shown to the handler for information. [`BlockingServer::run`] polls
 //! until the client closes the connection. Before each event the driver writes out
