@@ -11,7 +11,7 @@
 use nom::number::streaming::{be_u32, u8 as byte};
 use nom::Parser;
 
-use super::{Args, Frame, HEADER_LEN, LENGTH_PREFIX_LEN};
+use super::parts::{Args, Frame, HEADER_LEN, LENGTH_PREFIX_LEN};
 
 /// What [`Decoder::decode`] found at the start of the bytes it was given.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The encoder: frames written into a buffer the caller owns, never partially.
 
-use super::{Sigil, HEADER_LEN, LENGTH_PREFIX_LEN};
+use super::parts::{Sigil, HEADER_LEN, LENGTH_PREFIX_LEN};
 use crate::error::EncodeError;
 
 /// Somewhere to append encoded frames: a fixed buffer, a `heapless::Vec`, a
