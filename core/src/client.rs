@@ -242,7 +242,7 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
                 let required = 2 * frame_len;
                 let available = sink.available();
                 if required > available {
-                    return Err(crate::EncodeError::BufferTooSmall { required, available }.into());
+                    return Err(crate::error::EncodeError::BufferTooSmall { required, available }.into());
                 }
                 encode(Sigil::Unsubscribe, [bytes], sink)?;
                 encode(other_sigil, [bytes], sink)?;
@@ -256,9 +256,9 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
     /// Encodes every subscription again, as after reconnecting. Returns how many.
     ///
     /// # Errors
-    /// [`crate::EncodeError`] when the sink fills; the subscriptions before the
+    /// [`crate::error::EncodeError`] when the sink fills; the subscriptions before the
     /// failing one were written.
-    pub fn resubscribe<S: FrameSink + ?Sized>(&self, sink: &mut S) -> Result<usize, crate::EncodeError> {
+    pub fn resubscribe<S: FrameSink + ?Sized>(&self, sink: &mut S) -> Result<usize, crate::error::EncodeError> {
         let mut n = 0;
         for (_, kind, bytes) in self.subscriptions.iter() {
             let sigil = match kind {
@@ -581,7 +581,7 @@ impl<const RX: usize, const TX: usize, const INFLIGHT: usize, const SUBS: usize,
     ///
     /// # Errors
     /// When the subscriptions do not fit `TX` at once.
-    pub fn reconnected(&mut self) -> Result<usize, crate::EncodeError> {
+    pub fn reconnected(&mut self) -> Result<usize, crate::error::EncodeError> {
         self.rx.eof();
         self.tx.clear();
         self.protocol.handle_eof();

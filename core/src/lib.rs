@@ -129,6 +129,7 @@ extern crate std;
 #[cfg(feature = "arbitrary")]
 pub mod arbitrary;
 mod buffers;
+mod bytestr;
 mod client;
 #[cfg(feature = "embedded-io")]
 pub mod embedded;
@@ -152,21 +153,3 @@ pub use server::{
     SUBSCRIPTION_REFUSED, TOO_MANY_IN_FLIGHT, UNENCODABLE_RESPONSE,
 };
 pub use subscriptions::{Inserted, Matches, SubscriptionId, SubscriptionKind, SubscriptionSet};
-
-/// Shows bytes as a string where they are text, escaped where not.
-pub(crate) struct ByteStr<'a>(pub(crate) &'a [u8]);
-
-impl core::fmt::Debug for ByteStr<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("b\"")?;
-        for chunk in self.0.utf8_chunks() {
-            for c in chunk.valid().chars() {
-                write!(f, "{}", c.escape_debug())?;
-            }
-            for b in chunk.invalid() {
-                write!(f, "\\x{b:02x}")?;
-            }
-        }
-        f.write_str("\"")
-    }
-}

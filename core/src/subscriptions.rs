@@ -377,7 +377,7 @@ mod tests {
         );
         assert_eq!(
             set.insert(SubscriptionKind::Pattern, b"a..b"),
-            Err(SubscribeError::InvalidPattern(crate::PatternError::EmptyToken))
+            Err(SubscribeError::InvalidPattern(crate::error::PatternError::EmptyToken))
         );
         assert_eq!(set.len(), 2);
     }

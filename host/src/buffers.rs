@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use microsocket_core::{Pattern, PatternError, SubscriptionKind};
 
-use crate::Weigh;
+use crate::delivery::Weigh;
 
 /// The caps on buffered topics (see [`ServerConfig`](crate::ServerConfig)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::BufferLimits;
+use crate::buffers::BufferLimits;
 
 /// Distinct subscriptions (topics and patterns) one server connection can hold:
 /// the size of the connection's fixed table, and the default and largest

@@ -115,7 +115,7 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
     ///
     /// [`ClientConfig::max_queued_bytes`]: crate::ClientConfig::max_queued_bytes
     #[must_use]
-    pub fn for_client(config: &crate::ClientConfig, budget: &ByteBudget) -> Self {
+    pub fn for_client(config: &crate::client_config::ClientConfig, budget: &ByteBudget) -> Self {
         Self::with_budget(
             config.subscription_capacity,
             config.subscription_max_bytes,

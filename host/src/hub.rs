@@ -3,8 +3,9 @@
 use microsocket_core::{PatternError, SubscriptionKind};
 use slab::Slab;
 
+use crate::buffers::BufferLimits;
+use crate::delivery::Weigh;
 use crate::registry::Registry;
-use crate::{BufferLimits, Weigh};
 
 /// A server's open connections, each in a slot, and the [`Registry`] of their
 /// subscriptions, kept in step: the registry names connections by slot, so a
@@ -61,7 +62,7 @@ impl<Q, P: Clone + Weigh> Hub<Q, P> {
     ///
     /// # Errors
     /// [`PatternError`] for a buffered selector that is not a valid pattern.
-    pub fn with_config(config: &crate::ServerConfig) -> Result<Self, PatternError> {
+    pub fn with_config(config: &crate::config::ServerConfig) -> Result<Self, PatternError> {
         let mut hub = Self::new();
         hub.set_buffer_limits(config.buffer_limits);
         for (selector, depth) in &config.buffers {
@@ -166,7 +167,7 @@ impl<Q, P: Clone + Weigh> Hub<Q, P> {
 
     /// What the buffered topics hold and what their caps discarded.
     #[must_use]
-    pub fn buffer_stats(&self) -> crate::BufferStats {
+    pub fn buffer_stats(&self) -> crate::buffers::BufferStats {
         self.registry.buffer_stats()
     }
 

@@ -22,8 +22,8 @@ use std::collections::HashMap;
 use microsocket_core::{PatternError, SubscriptionKind};
 
 use crate::buffers::{BufferLimits, BufferStats, TopicBuffers};
+use crate::delivery::Weigh;
 use crate::trie::PatternTrie;
-use crate::Weigh;
 
 /// Subscribers of one topic or pattern, kept sorted.
 type Subscribers<C> = Vec<C>;

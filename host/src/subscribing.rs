@@ -3,7 +3,7 @@
 
 use microsocket_core::{SubscriptionKind, REFUSED_NOT_PERMITTED, REFUSED_TOO_MANY};
 
-use crate::ServerConfig;
+use crate::config::ServerConfig;
 
 /// Why a connection's new subscription is refused, if it is: the detail the
 /// subscriber's barrier is failed with. `subscriptions` counts the

@@ -383,7 +383,7 @@ impl Publication {
     }
 }
 
-impl crate::Weigh for Publication {
+impl crate::delivery::Weigh for Publication {
     /// The bytes of its frame.
     fn weight(&self) -> usize {
         self.values.frame.len()

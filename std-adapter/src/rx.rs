@@ -5,7 +5,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::socket::Stream;
+use microsocket_socket::Stream;
 
 /// Bytes read from a socket and not yet decoded: `buf[start..end]`.
 #[derive(Debug)]

@@ -51,7 +51,7 @@ impl ServerFailure {
 impl fmt::Debug for ServerFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerFailure")
-            .field("message", &crate::ByteStr(&self.message))
+            .field("message", &crate::bytestr::ByteStr(&self.message))
             .field("truncated", &self.truncated)
             .finish()
     }

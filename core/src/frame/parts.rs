@@ -240,7 +240,7 @@ impl core::fmt::Debug for Args<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mut list = f.debug_list();
         for arg in self.clone() {
-            list.entry(&crate::ByteStr(arg));
+            list.entry(&crate::bytestr::ByteStr(arg));
         }
         list.finish()
     }

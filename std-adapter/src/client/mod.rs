@@ -68,10 +68,10 @@ use microsocket_core::frame::Decoder;
 use microsocket_core::{RequestId, SubscriptionKind};
 
 use crate::rx::RxBuf;
-use crate::socket::{Address, Stream};
 use microsocket_host::{ByteBudget, Members, SubscriptionQueue};
 pub use microsocket_host::{ClientConfig, Publication, Values, DEFAULT_CLIENT_SPIN};
 use microsocket_host::{Error, Result};
+use microsocket_socket::{Address, Stream};
 use rustc_hash::FxHashMap as IdMap;
 
 mod chunk;

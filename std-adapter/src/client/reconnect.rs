@@ -6,11 +6,11 @@
 //! stops it.
 
 use super::state::*;
-use crate::socket::Stream;
 use microsocket_core::{RequestId, SubscriptionId};
 use microsocket_host::ClientConfig;
 use microsocket_host::Error;
 use microsocket_host::ReconnectPolicy;
+use microsocket_socket::Stream;
 use std::io;
 use std::net::Shutdown;
 use std::sync::{Arc, Weak};

@@ -2,12 +2,12 @@
 //! subscription queues, and the limits that size them.
 
 use crate::rx::RxBuf;
-use crate::socket::Stream;
 use microsocket_core::frame::Decoder;
 use microsocket_core::{ClientProtocol, RequestId, SubscriptionId};
 use microsocket_host::{ByteBudget, SubscriptionQueue};
 use microsocket_host::{ClientConfig, Publication, Values};
 use microsocket_host::{Error, Result};
+use microsocket_socket::Stream;
 use rustc_hash::FxHashMap as IdMap;
 use std::io;
 use std::sync::atomic::AtomicU64;

@@ -4,11 +4,11 @@
 use super::chunk::Chunk;
 use super::state::*;
 use crate::rx::read_within;
-use crate::socket::Stream;
 use microsocket_core::frame::Decoded;
 use microsocket_core::{ClientEvent, RequestId};
 use microsocket_host::{ClientConfig, Publication, Values};
 use microsocket_host::{Error, Result};
+use microsocket_socket::Stream;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::atomic::Ordering;

@@ -68,7 +68,7 @@ use microsocket_host::{ConnectionId, Counters, QueueBound};
 pub use microsocket_host::{ServerConfig, SlowConsumer, Stats};
 use rustix::event::{PollFd, PollFlags};
 
-use crate::socket::{Address, Listener, Stream};
+use microsocket_socket::{Address, Listener, Stream};
 
 mod conn;
 mod flusher;

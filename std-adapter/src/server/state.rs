@@ -2,11 +2,11 @@
 //! state and output queue, the flusher's queue, and the constants that tune
 //! them. Their behaviour lives with the thread that runs it.
 
-use crate::socket::{PeerCredentials, SocketOptions, Stream};
 use bytes::Bytes;
 use microsocket_core::ServerProtocol;
 use microsocket_host::{ConnectionId, Counters, QueueBound, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};
 use microsocket_host::{ServerConfig, Stats};
+use microsocket_socket::{PeerCredentials, SocketOptions, Stream};
 use rustix::net::SendFlags;
 use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
