@@ -76,4 +76,4 @@ pub use members::{Member, Members};
 pub use registry::Registry;
 pub use stats::{ConnectionId, Counters, Stats};
 pub use subscribing::{refusal, SubscriptionChange};
-pub use values::{copy_out, Iter, Publication, Values};
+pub use values::{copy_out, cut_frame, Iter, Publication, Values};

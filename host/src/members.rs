@@ -91,25 +91,38 @@ impl Members {
     }
 }
 
-/// The `topic` and `pattern` methods of a client's `Subscriber` builder, whose
-/// `wanted` field lists what to subscribe to: written once for every adapter.
+/// A client's `Subscriber` builder (the topics and patterns to subscribe to at
+/// once) with its `topic` and `pattern` methods, written once for every
+/// adapter; the adapter adds `subscribe`, which `$finish` names in the
+/// `must_use` message ("called", "awaited").
 #[macro_export]
-macro_rules! subscriber_methods {
-    () => {
-        /// Adds a topic.
-        pub fn topic(mut self, topic: impl AsRef<[u8]>) -> Self {
-            self.wanted
-                .push(($crate::shared::SubscriptionKind::Exact, topic.as_ref().to_vec()));
-            self
+macro_rules! subscriber_builder {
+    ($finish:literal) => {
+        /// The topics and patterns of a [`Subscription`] to make at once (see
+        /// [`Client::subscriber`]).
+        #[derive(Debug)]
+        #[must_use = concat!("a subscriber does nothing until `subscribe` is ", $finish)]
+        pub struct Subscriber {
+            pub(super) client: Client,
+            pub(super) wanted: Vec<($crate::shared::SubscriptionKind, Vec<u8>)>,
         }
 
-        /// Adds a pattern.
-        pub fn pattern(mut self, pattern: impl AsRef<[u8]>) -> Self {
-            self.wanted.push((
-                $crate::shared::SubscriptionKind::Pattern,
-                pattern.as_ref().to_vec(),
-            ));
-            self
+        impl Subscriber {
+            /// Adds a topic.
+            pub fn topic(mut self, topic: impl AsRef<[u8]>) -> Self {
+                self.wanted
+                    .push(($crate::shared::SubscriptionKind::Exact, topic.as_ref().to_vec()));
+                self
+            }
+
+            /// Adds a pattern.
+            pub fn pattern(mut self, pattern: impl AsRef<[u8]>) -> Self {
+                self.wanted.push((
+                    $crate::shared::SubscriptionKind::Pattern,
+                    pattern.as_ref().to_vec(),
+                ));
+                self
+            }
         }
     };
 }

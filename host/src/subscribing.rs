@@ -40,6 +40,45 @@ pub enum SubscriptionChange<'a> {
     },
 }
 
+/// The subscription hook and the observers of a server's `Handler` trait,
+/// with their defaults (allow everything, observe nothing): written once for
+/// every adapter, whose `RequestContext` they take.
+#[macro_export]
+macro_rules! handler_hooks {
+    () => {
+        /// Whether a connection may subscribe (access control). Called once per
+        /// new subscription within the connection's limit; a refused one is never
+        /// put in place, receives nothing, and the subscriber's barrier is failed
+        /// with [`SUBSCRIPTION_REFUSED`](crate::SUBSCRIPTION_REFUSED). Default: allow.
+        fn authorize_subscription(
+            &self,
+            context: &RequestContext,
+            kind: $crate::shared::SubscriptionKind,
+            topic: &[u8],
+        ) -> bool {
+            let _ = (context, kind, topic);
+            true
+        }
+
+        /// Observes subscriptions put in place and dropped. Default: nothing.
+        fn subscription_changed(&self, context: &RequestContext, change: $crate::shared::SubscriptionChange<'_>) {
+            let _ = (context, change);
+        }
+
+        /// Observes a new connection, before its first frame is read. Default:
+        /// nothing.
+        fn connected(&self, context: &RequestContext) {
+            let _ = context;
+        }
+
+        /// Observes a connection that ended, after its subscriptions were
+        /// reported dropped. Default: nothing.
+        fn disconnected(&self, context: &RequestContext) {
+            let _ = context;
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -293,6 +293,19 @@ pub fn copy_out(len: usize, allocation: usize) -> bool {
     allocation > COPY_OUT_ABOVE && len < allocation / 4
 }
 
+/// Cuts the first `len` bytes (a whole frame) off `buffer`, a read buffer of
+/// an allocation of about `allocation` bytes: as a slice sharing it, or as a
+/// copy where [`copy_out`] says so.
+pub fn cut_frame(buffer: &mut bytes::BytesMut, len: usize, allocation: usize) -> Bytes {
+    if copy_out(len, allocation) {
+        let frame = Bytes::copy_from_slice(&buffer[..len]);
+        bytes::Buf::advance(buffer, len);
+        frame
+    } else {
+        buffer.split_to(len).freeze()
+    }
+}
+
 /// Read buffers up to this size are shared by the frames cut from them.
 const COPY_OUT_ABOVE: usize = 64 << 10;
 

@@ -414,13 +414,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                             // large frame made large is copied out instead, so
                             // held requests keep at most 4 times their own size
                             // (or 64 KiB) each, not the whole receive buffer.
-                            let bytes = if microsocket_host::copy_out(consumed, self.rbuf_allocation) {
-                                let bytes = Bytes::copy_from_slice(&self.rbuf[..consumed]);
-                                self.rbuf.advance(consumed);
-                                bytes
-                            } else {
-                                self.rbuf.split_to(consumed).freeze()
-                            };
+                            let bytes = microsocket_host::cut_frame(&mut self.rbuf, consumed, self.rbuf_allocation);
                             let request = Request {
                                 command: bytes.slice(command_range),
                                 args: Values::at(bytes.clone(), args_at, argc),

@@ -197,31 +197,7 @@ pub trait Handler: Send + Sync + 'static {
     /// Answers one request.
     fn call(&self, request: Request) -> impl Future<Output = Result<Reply, Failure>> + Send;
 
-    /// Whether a connection may subscribe (access control). Called once per
-    /// new subscription within the connection's limit; a refused one is never
-    /// put in place, receives nothing, and the subscriber's barrier is failed
-    /// with [`SUBSCRIPTION_REFUSED`](crate::SUBSCRIPTION_REFUSED). Default: allow.
-    fn authorize_subscription(&self, context: &RequestContext, kind: SubscriptionKind, topic: &[u8]) -> bool {
-        let _ = (context, kind, topic);
-        true
-    }
-
-    /// Observes subscriptions put in place and dropped. Default: nothing.
-    fn subscription_changed(&self, context: &RequestContext, change: SubscriptionChange<'_>) {
-        let _ = (context, change);
-    }
-
-    /// Observes a new connection, before its first frame is read. Default:
-    /// nothing.
-    fn connected(&self, context: &RequestContext) {
-        let _ = context;
-    }
-
-    /// Observes a connection that ended, after its subscriptions were
-    /// reported dropped. Default: nothing.
-    fn disconnected(&self, context: &RequestContext) {
-        let _ = context;
-    }
+    microsocket_host::handler_hooks!();
 }
 
 type AuthorizeFn = dyn Fn(&RequestContext, SubscriptionKind, &[u8]) -> bool + Send + Sync;

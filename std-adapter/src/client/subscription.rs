@@ -197,18 +197,9 @@ impl Drop for Subscription {
     }
 }
 
-/// The topics and patterns of a [`Subscription`] to make at once (see
-/// [`Client::subscriber`]).
-#[derive(Debug)]
-#[must_use = "a subscriber does nothing until `subscribe` is called"]
-pub struct Subscriber {
-    pub(super) client: Client,
-    pub(super) wanted: Vec<(SubscriptionKind, Vec<u8>)>,
-}
+microsocket_host::subscriber_builder!("called");
 
 impl Subscriber {
-    microsocket_host::subscriber_methods!();
-
     /// Subscribes to all of them: one receiver, each publication once, in the
     /// order the server sent them.
     ///

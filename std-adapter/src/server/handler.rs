@@ -2,10 +2,8 @@
 //! context, and the responder that answers it.
 
 use super::state::*;
-use microsocket_core::SubscriptionKind;
 use microsocket_core::{Args, EncodeError, DROPPED_UNANSWERED, HANDLER_PANICKED, UNENCODABLE_RESPONSE};
 use microsocket_host::Error;
-use microsocket_host::SubscriptionChange;
 use std::sync::Weak;
 
 /// A request, borrowing the connection's receive buffer: copy what must outlive
@@ -30,31 +28,7 @@ pub trait Handler: Send + Sync + 'static {
     /// Answers (now or later) one request through `responder`.
     fn handle(&self, request: Request<'_>, responder: Responder);
 
-    /// Whether a connection may subscribe (access control). Called once per
-    /// new subscription within the connection's limit; a refused one is never
-    /// put in place, receives nothing, and the subscriber's barrier is failed
-    /// with [`SUBSCRIPTION_REFUSED`](crate::SUBSCRIPTION_REFUSED). Default: allow.
-    fn authorize_subscription(&self, context: &RequestContext, kind: SubscriptionKind, topic: &[u8]) -> bool {
-        let _ = (context, kind, topic);
-        true
-    }
-
-    /// Observes subscriptions put in place and dropped. Default: nothing.
-    fn subscription_changed(&self, context: &RequestContext, change: SubscriptionChange<'_>) {
-        let _ = (context, change);
-    }
-
-    /// Observes a new connection, before its first frame is read. Default:
-    /// nothing.
-    fn connected(&self, context: &RequestContext) {
-        let _ = context;
-    }
-
-    /// Observes a connection that ended, after its subscriptions were
-    /// reported dropped. Default: nothing.
-    fn disconnected(&self, context: &RequestContext) {
-        let _ = context;
-    }
+    microsocket_host::handler_hooks!();
 }
 
 impl<F> Handler for F

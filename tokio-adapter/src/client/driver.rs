@@ -5,7 +5,7 @@ use super::state::*;
 use super::subscription::deliver;
 use crate::sink::Sink;
 use crate::spin::Spin;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use microsocket_core::frame::{Decoded, Decoder};
 use microsocket_core::{ClientEvent, RequestId, SubscriptionId};
 use microsocket_host::Error;
@@ -408,13 +408,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     // buffer, keeping its allocation alive while held; a
                     // small one in a buffer a large frame made large is
                     // copied out instead.
-                    let bytes = if microsocket_host::copy_out(consumed, self.allocation) {
-                        let bytes = Bytes::copy_from_slice(&self.rbuf[..consumed]);
-                        self.rbuf.advance(consumed);
-                        bytes
-                    } else {
-                        self.rbuf.split_to(consumed).freeze()
-                    };
+                    let bytes = microsocket_host::cut_frame(&mut self.rbuf, consumed, self.allocation);
                     match got {
                         Got::Response(id, at, len) => {
                             table.complete(id, Ok(Values::at(bytes, at, len)), &mut self.wake)

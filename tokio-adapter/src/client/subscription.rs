@@ -116,18 +116,9 @@ impl Subscription {
     }
 }
 
-/// The topics and patterns of a [`Subscription`] to make at once (see
-/// [`Client::subscriber`]).
-#[derive(Debug)]
-#[must_use = "a subscriber does nothing until `subscribe` is awaited"]
-pub struct Subscriber {
-    pub(super) client: Client,
-    pub(super) wanted: Vec<(SubscriptionKind, Vec<u8>)>,
-}
+microsocket_host::subscriber_builder!("awaited");
 
 impl Subscriber {
-    microsocket_host::subscriber_methods!();
-
     /// Subscribes to all of them: one stream, each publication once, in the
     /// order the server sent them.
     ///
