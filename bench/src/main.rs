@@ -50,6 +50,10 @@ enum Command {
         /// Only workloads whose name contains this.
         #[arg(long)]
         only: Option<String>,
+        /// Only contenders whose name contains this (for profiling one; the
+        /// report then lacks the ratios to the floors).
+        #[arg(long)]
+        contender: Option<String>,
         /// Where to write the Markdown report.
         #[arg(long, default_value = "BENCHMARKS.md")]
         out: PathBuf,
@@ -164,15 +168,16 @@ fn measure(c: &dyn Contender, w: &Workload) -> Result<Option<Measurement>> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let (quick, repeats, only, out, plots, json) = match cli.command {
+    let (quick, repeats, only, contender, out, plots, json) = match cli.command {
         Command::Run {
             quick,
             repeats,
             only,
+            contender,
             out,
             plots,
             json,
-        } => (quick, repeats, only, out, plots, json),
+        } => (quick, repeats, only, contender, out, plots, json),
         Command::ServeIdle { flavour, path } => {
             return match flavour.as_str() {
                 "std" => std_adapter::serve_idle(&path),
@@ -191,6 +196,9 @@ fn main() -> Result<()> {
         for repeat in 0..repeats {
             // Interleave contenders so drift on a shared machine hits all alike.
             for (index, name) in names.iter().enumerate() {
+                if contender.as_ref().is_some_and(|c| !name.contains(c.as_str())) {
+                    continue;
+                }
                 let w = workload.clone();
                 let pinned = w.pinned();
                 let outcome = on_thread(pinned, move || {

@@ -45,6 +45,7 @@ impl QueueBound {
     /// The most bytes a connection may have unsent before publications to it
     /// are refused.
     #[must_use]
+    #[inline]
     pub fn max_queued_bytes(&self) -> usize {
         self.max_queued_bytes
     }
@@ -55,6 +56,7 @@ impl QueueBound {
     /// limit), so a publication larger than the bound still reaches readers
     /// that keep up rather than vanishing.
     #[must_use]
+    #[inline]
     pub fn admit(&self, queued: usize, len: usize) -> Admission {
         if queued == 0 || queued.saturating_add(len) <= self.max_queued_bytes {
             Admission::Queue
@@ -69,6 +71,7 @@ impl QueueBound {
     /// requests are not read until it drains (their answers would only add to
     /// them, and answers are never dropped).
     #[must_use]
+    #[inline]
     pub fn is_full(&self, queued: usize) -> bool {
         queued > self.max_queued_bytes
     }
@@ -79,6 +82,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[inline]
     fn disconnect_policy_disconnects_past_the_bound() {
         let bound = QueueBound::new(
             &ServerConfig::default()

@@ -28,12 +28,14 @@ pub trait Weigh {
 }
 
 impl Weigh for bytes::Bytes {
+    #[inline]
     fn weight(&self) -> usize {
         self.len()
     }
 }
 
 impl Weigh for Vec<u8> {
+    #[inline]
     fn weight(&self) -> usize {
         self.len()
     }
@@ -78,6 +80,8 @@ pub struct SubscriptionQueue<T, N> {
     publications: usize,
     /// Their weight, counted against `max_bytes` the same way.
     bytes: usize,
+    /// Of those, the ones still in `items` (not taken), and their weight.
+    queued: Taken,
     capacity: usize,
     max_bytes: usize,
     ended: bool,
@@ -93,6 +97,10 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
             items: VecDeque::new(),
             publications: 0,
             bytes: 0,
+            queued: Taken {
+                publications: 0,
+                bytes: 0,
+            },
             capacity: capacity.max(1),
             max_bytes,
             ended: false,
@@ -125,6 +133,7 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
 
     /// Queues a publication; returns false if it was dropped (the queue is
     /// full, and the drop is counted) or the queue has ended.
+    #[inline]
     pub fn push(&mut self, publication: T) -> bool {
         self.push_weighed(publication.weight(), || publication)
     }
@@ -133,6 +142,7 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
     /// only if there is room (so a publication shared by several queues is
     /// copied only for those that keep it); returns false if it was dropped and
     /// counted, or the queue has ended.
+    #[inline]
     pub fn push_weighed(&mut self, weight: usize, make: impl FnOnce() -> T) -> bool {
         if self.ended {
             return false;
@@ -150,6 +160,8 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
         self.items.push_back(Delivery::Publication(make()));
         self.publications += 1;
         self.bytes += weight;
+        self.queued.publications += 1;
+        self.queued.bytes += weight;
         if let Some(budget) = &self.budget {
             budget.charge(weight);
         }
@@ -173,16 +185,21 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
 
     /// Whether the queue has ended (see [`SubscriptionQueue::end`]).
     #[must_use]
+    #[inline]
     pub fn is_ended(&self) -> bool {
         self.ended
     }
 
     /// The next item.
+    #[inline]
     pub fn pop(&mut self) -> Option<Delivery<T, N>> {
         let item = self.items.pop_front()?;
         if let Delivery::Publication(p) = &item {
+            let weight = p.weight();
             self.publications -= 1;
-            self.uncount(p.weight());
+            self.queued.publications -= 1;
+            self.queued.bytes = self.queued.bytes.saturating_sub(weight);
+            self.uncount(weight);
         }
         Some(item)
     }
@@ -194,23 +211,18 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
     pub fn take_all(&mut self, into: &mut VecDeque<Delivery<T, N>>) -> Taken {
         debug_assert!(into.is_empty());
         std::mem::swap(&mut self.items, into);
-        let mut taken = Taken::default();
-        for item in into.iter() {
-            if let Delivery::Publication(p) = item {
-                taken.publications += 1;
-                taken.bytes += p.weight();
-            }
-        }
-        taken
+        std::mem::take(&mut self.queued)
     }
 
     /// Stops counting publications taken with [`SubscriptionQueue::take_all`]
     /// against the bounds.
+    #[inline]
     pub fn release(&mut self, taken: Taken) {
         self.publications = self.publications.saturating_sub(taken.publications);
         self.uncount(taken.bytes);
     }
 
+    #[inline]
     fn uncount(&mut self, bytes: usize) {
         let bytes = bytes.min(self.bytes);
         self.bytes -= bytes;
@@ -221,18 +233,21 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
 
     /// Whether no item waits.
     #[must_use]
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
     /// Publications counted against the capacity.
     #[must_use]
+    #[inline]
     pub fn len(&self) -> usize {
         self.publications
     }
 
     /// Bytes counted against the byte bound.
     #[must_use]
+    #[inline]
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -269,19 +284,23 @@ impl ByteBudget {
 
     /// Bytes charged now.
     #[must_use]
+    #[inline]
     pub fn used(&self) -> usize {
         self.0.used.load(Ordering::Relaxed)
     }
 
     /// Whether `bytes` more fit.
+    #[inline]
     fn fits(&self, bytes: usize) -> bool {
         self.used().saturating_add(bytes) <= self.0.max
     }
 
+    #[inline]
     fn charge(&self, bytes: usize) {
         self.0.used.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    #[inline]
     fn release(&self, bytes: usize) {
         // Never below zero, whatever the order of charges and releases.
         let _ = self.0.used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
@@ -303,6 +322,7 @@ pub struct Taken {
 impl Taken {
     /// Whether nothing was taken.
     #[must_use]
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.publications == 0
     }
@@ -313,6 +333,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[inline]
     fn queues_sharing_a_budget_hold_it_together() {
         let budget = ByteBudget::new(100);
         let mut a: SubscriptionQueue<Vec<u8>, ()> = SubscriptionQueue::with_budget(1000, 1000, budget.clone());
@@ -348,6 +369,7 @@ mod tests {
     }
 
     #[test]
+    #[inline]
     fn taken_publications_count_until_released() {
         let mut q: SubscriptionQueue<u8, ()> = SubscriptionQueue::new(2, 1000);
         q.push(1);
@@ -369,6 +391,7 @@ mod tests {
     }
 
     #[test]
+    #[inline]
     fn notices_pass_a_full_queue_and_end_it() {
         let mut q: SubscriptionQueue<u8, &str> = SubscriptionQueue::new(1, 1000);
         q.push(1);
@@ -387,6 +410,7 @@ mod tests {
     }
 
     #[test]
+    #[inline]
     fn the_byte_bound_drops_but_always_takes_one() {
         let mut q: SubscriptionQueue<u8, ()> = SubscriptionQueue::new(100, 10);
         assert!(q.push(200), "an empty queue takes one publication of any weight");

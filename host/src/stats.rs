@@ -17,6 +17,7 @@ impl ConnectionId {
 
     /// The id as a number.
     #[must_use]
+    #[inline]
     pub const fn get(self) -> u64 {
         self.0
     }
@@ -93,59 +94,70 @@ fn add(counter: &AtomicU64, n: u64) {
 
 impl Counters {
     /// A connection was accepted and is now served.
+    #[inline]
     pub fn connection_opened(&self) {
         add(&self.connections, 1);
         add(&self.connections_accepted, 1);
     }
 
     /// A served connection ended.
+    #[inline]
     pub fn connection_closed(&self) {
         self.connections.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// A connection was refused for the connection limit.
+    #[inline]
     pub fn connection_refused(&self) {
         add(&self.connections_refused, 1);
     }
 
     /// Connections served now.
     #[must_use]
+    #[inline]
     pub fn open_connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
     }
 
     /// `n` requests were handed to the handler.
+    #[inline]
     pub fn requests(&self, n: u64) {
         add(&self.requests, n);
     }
 
     /// A handler panicked.
+    #[inline]
     pub fn handler_panicked(&self) {
         add(&self.handler_panics, 1);
     }
 
     /// A publication was made and queued to `deliveries` connections.
+    #[inline]
     pub fn published(&self, deliveries: u64) {
         add(&self.publications, 1);
         add(&self.deliveries, deliveries);
     }
 
     /// Publication frames queued outside a publish (catch-up on subscribe).
+    #[inline]
     pub fn delivered(&self, n: u64) {
         add(&self.deliveries, n);
     }
 
     /// Publications dropped for a slow consumer.
+    #[inline]
     pub fn dropped(&self, n: u64) {
         add(&self.publications_dropped, n);
     }
 
     /// A slow consumer was disconnected.
+    #[inline]
     pub fn slow_consumer_disconnected(&self) {
         add(&self.slow_consumers_disconnected, 1);
     }
 
     /// A subscription was refused.
+    #[inline]
     pub fn subscription_refused(&self) {
         add(&self.subscriptions_refused, 1);
     }
@@ -178,6 +190,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[inline]
     fn counts_connections_and_publications() {
         let c = Counters::default();
         c.connection_opened();

@@ -13,8 +13,8 @@ use microsocket_core::frame::{Args, HEADER_LEN, LENGTH_PREFIX_LEN};
 ///
 /// Cloning is cheap (a reference count or two). Holding on to `Values` keeps
 /// the bytes of the frame it came from alive. Every accessor costs O(1): the
-/// values are located once, when the `Values` is made (in place for up to
-/// six values, in one shared allocation beyond).
+/// values are located once, when the `Values` is made (a single value needs
+/// nothing more; two or more, one shared allocation).
 ///
 /// ```
 /// use microsocket_host::Values;
@@ -35,70 +35,51 @@ pub struct Values {
     /// Where the first value's length prefix starts in `frame`.
     start: u32,
     len: u8,
-    /// Where each value's bytes start in `frame` (after its length prefix).
-    starts: Starts,
-}
-
-/// Values located in place, without allocating.
-const INLINE_VALUES: usize = 6;
-
-/// Where each value starts.
-#[derive(Clone)]
-enum Starts {
-    Inline([u32; INLINE_VALUES]),
-    Shared(Arc<[u32]>),
-}
-
-impl Default for Starts {
-    fn default() -> Self {
-        Self::Inline([0; INLINE_VALUES])
-    }
-}
-
-impl Starts {
-    fn get(&self, index: usize) -> Option<usize> {
-        match self {
-            Self::Inline(at) => at.get(index),
-            Self::Shared(at) => at.get(index),
-        }
-        .map(|&at| at as usize)
-    }
+    /// Where each value's bytes start in `frame` (after its length prefix),
+    /// for two values or more; one starts right after `start`'s prefix.
+    starts: Option<Arc<[u32]>>,
 }
 
 impl Values {
     /// The `len` values starting at `position` of `frame` (a whole frame a
     /// decoder walked; the position as [`Args::position`] gave it).
     #[must_use]
+    #[inline]
     pub fn at(frame: Bytes, position: usize, len: usize) -> Self {
         let start = u32::try_from(position).unwrap_or(u32::MAX);
         let wanted = u8::try_from(len).unwrap_or(u8::MAX);
+        if wanted <= 1 {
+            // The common case, one value (or none): its place is known, so
+            // only whether it is whole needs checking.
+            let value_at = position.saturating_add(LENGTH_PREFIX_LEN);
+            let whole = wanted == 1
+                && frame
+                    .get(position..value_at)
+                    .and_then(|p| <[u8; 4]>::try_from(p).ok())
+                    .and_then(|p| value_at.checked_add(u32::from_be_bytes(p) as usize))
+                    .is_some_and(|end| end <= frame.len());
+            return Self {
+                frame,
+                start,
+                len: u8::from(whole),
+                starts: None,
+            };
+        }
         // Locate each value once; a frame cut short has fewer than announced.
         let mut args = Args::resume(&frame, start as usize, wanted);
-        let mut found = 0u8;
-        let mut inline = [0u32; INLINE_VALUES];
-        let mut spilled = Vec::new();
+        let mut starts = Vec::with_capacity(usize::from(wanted));
         loop {
             let at = args.position() + LENGTH_PREFIX_LEN;
             if args.next().is_none() {
                 break;
             }
-            let at = u32::try_from(at).unwrap_or(u32::MAX);
-            match inline.get_mut(usize::from(found)) {
-                Some(slot) if usize::from(wanted) <= INLINE_VALUES => *slot = at,
-                _ => spilled.push(at),
-            }
-            found += 1;
+            starts.push(u32::try_from(at).unwrap_or(u32::MAX));
         }
-        let starts = if spilled.is_empty() {
-            Starts::Inline(inline)
-        } else {
-            Starts::Shared(spilled.into())
-        };
         Self {
             frame,
             start,
-            len: found,
-            starts,
+            len: u8::try_from(starts.len()).unwrap_or(u8::MAX),
+            starts: Some(starts.into()),
         }
     }
 
@@ -117,29 +98,34 @@ impl Values {
 
     /// No values.
     #[must_use]
+    #[inline]
     pub fn empty() -> Self {
         Self::default()
     }
 
     /// How many values there are.
     #[must_use]
+    #[inline]
     pub fn len(&self) -> usize {
         usize::from(self.len)
     }
 
     /// Whether there are none.
     #[must_use]
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The values as borrowed slices.
+    #[inline]
     pub fn iter_slices(&self) -> Args<'_> {
         Args::resume(&self.frame, self.start as usize, self.len)
     }
 
     /// The values as [`Bytes`], each sharing the received frame.
     #[must_use]
+    #[inline]
     pub fn iter(&self) -> Iter<'_> {
         Iter {
             frame: &self.frame,
@@ -149,11 +135,15 @@ impl Values {
 
     /// The value at `index`, borrowed.
     #[must_use]
+    #[inline]
     pub fn slice(&self, index: usize) -> Option<&[u8]> {
         if index >= self.len() {
             return None;
         }
-        let at = self.starts.get(index)?;
+        let at = match &self.starts {
+            None => (self.start as usize).checked_add(LENGTH_PREFIX_LEN)?,
+            Some(starts) => *starts.get(index)? as usize,
+        };
         let prefix = self.frame.get(at.checked_sub(LENGTH_PREFIX_LEN)?..at)?;
         let len = u32::from_be_bytes(prefix.try_into().ok()?) as usize;
         self.frame.get(at..at.checked_add(len)?)
@@ -161,18 +151,21 @@ impl Values {
 
     /// The value at `index` as [`Bytes`] sharing the frame.
     #[must_use]
+    #[inline]
     pub fn get(&self, index: usize) -> Option<Bytes> {
         self.slice(index).map(|value| self.frame.slice_ref(value))
     }
 
     /// The first value, if any.
     #[must_use]
+    #[inline]
     pub fn first(&self) -> Option<Bytes> {
         self.get(0)
     }
 
     /// The value at `index` as text, if it is there and is UTF-8.
     #[must_use]
+    #[inline]
     pub fn str(&self, index: usize) -> Option<&str> {
         std::str::from_utf8(self.slice(index)?).ok()
     }
@@ -180,6 +173,7 @@ impl Values {
     /// The value at `index` parsed from its text (`"42"` as a number, say), if
     /// it is there, is UTF-8 and parses.
     #[must_use]
+    #[inline]
     pub fn parse<T: FromStr>(&self, index: usize) -> Option<T> {
         self.str(index)?.parse().ok()
     }
@@ -192,6 +186,7 @@ impl Values {
 
     /// The whole frame the values are a view of.
     #[must_use]
+    #[inline]
     pub fn frame(&self) -> &Bytes {
         &self.frame
     }
@@ -220,6 +215,7 @@ impl std::ops::Index<usize> for Values {
     /// # Panics
     /// If there is no value at `index` (as indexing a slice does); see
     /// [`Values::slice`] for the checked form.
+    #[inline]
     fn index(&self, index: usize) -> &[u8] {
         match self.slice(index) {
             Some(value) => value,
@@ -232,6 +228,7 @@ impl<'a> IntoIterator for &'a Values {
     type Item = Bytes;
     type IntoIter = Iter<'a>;
 
+    #[inline]
     fn into_iter(self) -> Iter<'a> {
         self.iter()
     }
@@ -271,10 +268,12 @@ pub struct Iter<'a> {
 impl Iterator for Iter<'_> {
     type Item = Bytes;
 
+    #[inline]
     fn next(&mut self) -> Option<Bytes> {
         self.args.next().map(|s| self.frame.slice_ref(s))
     }
 
+    #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.args.size_hint()
     }
@@ -286,18 +285,22 @@ impl ExactSizeIterator for Iter<'_> {}
 /// buffer it arrived in (an allocation of about `allocation` bytes) rather
 /// than handed out as a slice of it, which keeps the whole allocation alive
 /// while the frame is held: true for a small frame in a buffer a large frame
-/// made large. So a frame held keeps at most four times its size, or 64 KiB,
-/// alive, whatever arrived around it. Every adapter cuts frames by this rule.
+/// made larger than `shared_up_to`, the size the reader's buffer reaches by
+/// itself. So a frame held keeps at most four times its size, or
+/// `shared_up_to`, alive, whatever arrived around it. Every adapter cuts
+/// frames by this rule.
 #[must_use]
-pub fn copy_out(len: usize, allocation: usize) -> bool {
-    allocation > COPY_OUT_ABOVE && len < allocation / 4
+#[inline]
+pub fn copy_out(len: usize, allocation: usize, shared_up_to: usize) -> bool {
+    allocation > shared_up_to && len < allocation / 4
 }
 
 /// Cuts the first `len` bytes (a whole frame) off `buffer`, a read buffer of
 /// an allocation of about `allocation` bytes: as a slice sharing it, or as a
 /// copy where [`copy_out`] says so.
-pub fn cut_frame(buffer: &mut bytes::BytesMut, len: usize, allocation: usize) -> Bytes {
-    if copy_out(len, allocation) {
+#[inline]
+pub fn cut_frame(buffer: &mut bytes::BytesMut, len: usize, allocation: usize, shared_up_to: usize) -> Bytes {
+    if copy_out(len, allocation, shared_up_to) {
         let frame = Bytes::copy_from_slice(&buffer[..len]);
         bytes::Buf::advance(buffer, len);
         frame
@@ -305,9 +308,6 @@ pub fn cut_frame(buffer: &mut bytes::BytesMut, len: usize, allocation: usize) ->
         buffer.split_to(len).freeze()
     }
 }
-
-/// Read buffers up to this size are shared by the frames cut from them.
-const COPY_OUT_ABOVE: usize = 64 << 10;
 
 /// Where a publication frame's topic starts: after the header and the topic's
 /// length prefix.
@@ -364,6 +364,7 @@ impl Publication {
 
     /// The topic it was published on.
     #[must_use]
+    #[inline]
     pub fn topic(&self) -> &[u8] {
         self.values
             .frame
@@ -373,24 +374,28 @@ impl Publication {
 
     /// The topic as text, if it is UTF-8.
     #[must_use]
+    #[inline]
     pub fn topic_str(&self) -> Option<&str> {
         std::str::from_utf8(self.topic()).ok()
     }
 
     /// The topic as [`Bytes`] sharing the received frame (no copy).
     #[must_use]
+    #[inline]
     pub fn topic_bytes(&self) -> Bytes {
         self.values.frame.slice_ref(self.topic())
     }
 
     /// The published values.
     #[must_use]
+    #[inline]
     pub fn values(&self) -> &Values {
         &self.values
     }
 
     /// The published values, keeping the received frame alive.
     #[must_use]
+    #[inline]
     pub fn into_values(self) -> Values {
         self.values
     }
@@ -398,6 +403,7 @@ impl Publication {
 
 impl crate::delivery::Weigh for Publication {
     /// The bytes of its frame.
+    #[inline]
     fn weight(&self) -> usize {
         self.values.frame.len()
     }
@@ -426,6 +432,7 @@ mod tests {
     use microsocket_core::frame::encode;
     use microsocket_core::Sigil;
 
+    #[inline]
     fn frame(sigil: Sigil, args: &[&[u8]]) -> Bytes {
         let mut out = Vec::new();
         encode(sigil, args, &mut out).unwrap();
@@ -433,6 +440,7 @@ mod tests {
     }
 
     #[test]
+    #[inline]
     fn values_skip_what_is_not_a_value() {
         let request = frame(Sigil::Request, &[b"\x01", b"ECHO", b"a", b"", b"ccc"]);
         let args = Values::from_frame(request, 2);
@@ -443,6 +451,7 @@ mod tests {
     }
 
     #[test]
+    #[inline]
     fn every_value_is_found_in_place_or_spilled() {
         for n in [0usize, 1, 5, 6, 7, 40, 255] {
             let owned: Vec<Vec<u8>> = (0..n).map(|i| vec![b'a' + (i % 26) as u8; i % 9]).collect();
@@ -466,6 +475,7 @@ mod tests {
     }
 
     #[test]
+    #[inline]
     fn a_publication_without_values_and_a_truncated_frame_do_not_panic() {
         let p = Publication::from_frame(frame(Sigil::Publication, &[b"t"]));
         assert_eq!((p.topic(), p.values().len()), (&b"t"[..], 0));

@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
 use crate::handler::{Failure, Handler, PeerCredentials, Reply, ReplyValues, Request, RequestContext};
-use crate::hub::{ConnShared, Core};
+use crate::hub::{ConnShared, Core, TAIL_CHUNK};
 use crate::sink::Sink;
 use crate::spin::{Burst, Spin};
 use microsocket_core::frame::{HEADER_LEN, LENGTH_PREFIX_LEN};
@@ -122,6 +122,7 @@ pub(crate) async fn serve<S, H>(
             flush: false,
             spin: Spin::new(core.config.spin_before_sleep),
             burst: Burst::default(),
+            spare: None,
         };
         let mut running = Running {
             inflight: FuturesUnordered::new(),
@@ -193,6 +194,8 @@ struct Conn<'a, S> {
     spin: Spin,
     /// Whether the client keeps several requests in flight (the spin is for those).
     burst: Burst,
+    /// A written chunk's buffer, for the queue (see `OutQueue::spare`).
+    spare: Option<BytesMut>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
@@ -236,6 +239,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                         self.out.push_back(self.resp.split().freeze());
                     }
                     self.held += queue.drain_into(&mut self.out);
+                }
+                if queue.is_empty() && self.out.is_empty() {
+                    // Nothing to write: an idle connection keeps no spare buffer.
+                    queue.spare = None;
+                    self.spare = None;
+                } else if queue.spare.is_none() {
+                    queue.spare = self.spare.take();
                 }
                 match &queue.waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
@@ -345,12 +355,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         Ok(progress)
     }
 
+    /// Keeps a written chunk of copied publications for the queue's next
+    /// chunk, if nothing else holds it.
+    fn recycle(&mut self, written: Bytes) {
+        if self.spare.is_some() || written.len() < TAIL_CHUNK / 2 {
+            return;
+        }
+        if let Ok(mut buffer) = written.try_into_mut() {
+            buffer.clear();
+            // The whole allocation is this buffer's alone: taken back whole.
+            buffer.reserve(TAIL_CHUNK);
+            self.spare = Some(buffer);
+        }
+    }
+
     fn consume(&mut self, mut n: usize) {
         while n > 0 {
             match self.out.front_mut() {
                 Some(front) if n >= front.len() => {
                     n -= front.len();
-                    self.out.pop_front();
+                    if let Some(written) = self.out.pop_front() {
+                        self.recycle(written);
+                    }
                 }
                 Some(front) => {
                     front.advance(n);
@@ -414,7 +440,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                             // large frame made large is copied out instead, so
                             // held requests keep at most 4 times their own size
                             // (or 64 KiB) each, not the whole receive buffer.
-                            let bytes = microsocket_host::cut_frame(&mut self.rbuf, consumed, self.rbuf_allocation);
+                            let bytes = microsocket_host::cut_frame(
+                                &mut self.rbuf,
+                                consumed,
+                                self.rbuf_allocation,
+                                SHRINK_ABOVE,
+                            );
                             let request = Request {
                                 command: bytes.slice(command_range),
                                 args: Values::at(bytes.clone(), args_at, argc),

@@ -67,6 +67,10 @@ pub(crate) struct OutQueue {
     pub(crate) abort: bool,
     /// Publications dropped for this connection.
     pub(crate) dropped: u64,
+    /// A written chunk's buffer, given back by the connection for the next
+    /// chunk: a busy connection reuses its buffers instead of allocating one
+    /// per chunk.
+    pub(crate) spare: Option<BytesMut>,
 }
 
 /// Publication frames up to this size are copied into the connection's queue
@@ -191,13 +195,19 @@ impl Core {
         }
         queue.bytes += len;
         if len <= COPY_BELOW {
-            if queue.tail.len() + len > TAIL_CHUNK {
+            let room = queue.tail.capacity() - queue.tail.len();
+            if queue.tail.len() + len > TAIL_CHUNK || room < len {
                 // A full chunk goes to the writer whole, and the next one
-                // starts with room for as much, rather than this one growing
-                // (and being copied) without end.
-                let full = queue.tail.split().freeze();
-                queue.frames.push_back(full);
-                queue.tail.reserve(TAIL_CHUNK);
+                // starts with room for as much (a buffer the connection gave
+                // back, if any), rather than growing by copies.
+                let next = queue
+                    .spare
+                    .take()
+                    .unwrap_or_else(|| BytesMut::with_capacity(TAIL_CHUNK));
+                let full = std::mem::replace(&mut queue.tail, next);
+                if !full.is_empty() {
+                    queue.frames.push_back(full.freeze());
+                }
             }
             queue.tail.extend_from_slice(frame);
         } else {

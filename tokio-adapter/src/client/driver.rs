@@ -408,7 +408,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     // buffer, keeping its allocation alive while held; a
                     // small one in a buffer a large frame made large is
                     // copied out instead.
-                    let bytes = microsocket_host::cut_frame(&mut self.rbuf, consumed, self.allocation);
+                    let bytes = microsocket_host::cut_frame(&mut self.rbuf, consumed, self.allocation, SHRINK_ABOVE);
                     match got {
                         Got::Response(id, at, len) => {
                             table.complete(id, Ok(Values::at(bytes, at, len)), &mut self.wake)
