@@ -150,6 +150,6 @@ pub use requests::{RequestId, Tag};
 pub use server::{
     encode_publication, IgnoreReason, Outbox, Polled, ServerConnection, ServerEvent, ServerLimits, ServerProtocol,
     DROPPED_UNANSWERED, FRAME_TOO_LARGE, HANDLER_PANICKED, NO_COMMAND, REFUSED_NOT_PERMITTED, REFUSED_TOO_MANY,
-    SUBSCRIPTION_REFUSED, TOO_MANY_IN_FLIGHT, UNENCODABLE_RESPONSE,
+    SERVER_BUSY, SUBSCRIPTION_REFUSED, TOO_MANY_IN_FLIGHT, UNENCODABLE_RESPONSE,
 };
 pub use subscriptions::{Inserted, Matches, SubscriptionId, SubscriptionKind, SubscriptionSet};

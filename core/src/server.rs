@@ -32,6 +32,10 @@ pub const REFUSED_NOT_PERMITTED: &[u8] = b"not permitted";
 /// The detail of [`SUBSCRIPTION_REFUSED`] when the connection already has as
 /// many subscriptions as it may.
 pub const REFUSED_TOO_MANY: &[u8] = b"too many subscriptions";
+/// The failure message for a request a server refuses because it is short of
+/// memory (its budget is spent, or the peer's user's share of it); also the
+/// detail of [`SUBSCRIPTION_REFUSED`] for a subscription refused for that reason.
+pub const SERVER_BUSY: &[u8] = b"server busy";
 /// The failure message for a request whose handler panicked (the connection and
 /// its other requests carry on).
 pub const HANDLER_PANICKED: &[u8] = b"handler panicked";

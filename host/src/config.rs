@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::budget::MemoryLimits;
 use crate::buffers::BufferLimits;
 
 /// Distinct subscriptions (topics and patterns) one server connection can hold:
@@ -81,6 +82,12 @@ pub struct ServerConfig {
     /// 64 MiB). What the caps discard is counted in
     /// [`Stats::buffered_evicted`](crate::Stats::buffered_evicted).
     pub buffer_limits: BufferLimits,
+    /// The memory budget: bytes all connections together may make the server
+    /// hold (receive buffers, queued answers and publications, requests held
+    /// by handlers), a user's share of it, and the connections one user may
+    /// have open (default 1 GiB, 512 MiB, 2,048). Near it the server sheds
+    /// load (see [`MemoryBudget`](crate::MemoryBudget)).
+    pub memory: MemoryLimits,
     /// Permissions of a UNIX socket file the server binds (default
     /// [`DEFAULT_SOCKET_MODE`], owner only).
     pub socket_mode: u32,
@@ -117,6 +124,7 @@ impl Default for ServerConfig {
             slow_consumer: SlowConsumer::DropAndCount,
             buffers: Vec::new(),
             buffer_limits: BufferLimits::default(),
+            memory: MemoryLimits::default(),
             socket_mode: DEFAULT_SOCKET_MODE,
             socket_owner: None,
             socket_group: None,
@@ -163,6 +171,8 @@ setters! {
     stack_size: usize;
     /// Sets [`ServerConfig::buffer_limits`].
     buffer_limits: BufferLimits;
+    /// Sets [`ServerConfig::memory`].
+    memory: MemoryLimits;
 }
 
 impl ServerConfig {

@@ -37,13 +37,15 @@
 //!     bound.admit(queue.len(), frame.len()) == Admission::Queue
 //! });
 //! counters.published(reached as u64);
-//! assert_eq!(counters.snapshot(0, hub.buffer_stats()).deliveries, 1);
+//! let memory = microsocket_host::MemoryBudget::new(config.memory);
+//! assert_eq!(counters.snapshot(0, hub.buffer_stats(), memory.stats()).deliveries, 1);
 //! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod bound;
+mod budget;
 mod buffers;
 mod client_config;
 mod config;
@@ -60,6 +62,7 @@ mod trie;
 mod values;
 
 pub use bound::{Admission, QueueBound};
+pub use budget::{Account, MemoryBudget, MemoryLimits, MemoryStats, Refused, CONNECTION_COST, PAUSE_ABOVE};
 pub use buffers::{BufferLimits, BufferStats};
 pub use client_config::{
     ClientConfig, ReconnectPolicy, DEFAULT_CLIENT_MAX_IN_FLIGHT, DEFAULT_CLIENT_MAX_QUEUED_BYTES, DEFAULT_CLIENT_SPIN,

@@ -4,6 +4,7 @@
 //! core types that appear in their signatures, and the failure messages a
 //! server sends on its own.
 
+pub use crate::budget::{MemoryLimits, MemoryStats};
 pub use crate::buffers::{BufferLimits, BufferStats};
 pub use crate::client_config::{
     ClientConfig, ReconnectPolicy, DEFAULT_CLIENT_MAX_IN_FLIGHT, DEFAULT_CLIENT_MAX_QUEUED_BYTES, DEFAULT_CLIENT_SPIN,
@@ -20,7 +21,7 @@ pub use crate::values::{Iter, Publication, Values};
 pub use microsocket_core::{
     Args, EncodeError, PatternError, RequestError, SubscribeError, SubscriptionKind, UnsubscribeError,
     DROPPED_UNANSWERED, FRAME_TOO_LARGE, HANDLER_PANICKED, NO_COMMAND, REFUSED_NOT_PERMITTED, REFUSED_TOO_MANY,
-    SUBSCRIPTION_REFUSED, TOO_MANY_IN_FLIGHT, UNENCODABLE_RESPONSE,
+    SERVER_BUSY, SUBSCRIPTION_REFUSED, TOO_MANY_IN_FLIGHT, UNENCODABLE_RESPONSE,
 };
 
 /// No arguments, for a request that takes none: `client.request("PING", NO_ARGS)`.

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::budget::MemoryStats;
 use crate::buffers::BufferStats;
 
 /// Identifies one connection of a server, unique for the server's lifetime.
@@ -69,6 +70,13 @@ pub struct Stats {
     /// [`ServerConfig::buffer_limits`](crate::ServerConfig::buffer_limits)
     /// (not those a topic's depth dropped).
     pub buffered_evicted: u64,
+    /// Bytes charged to the memory budget now.
+    pub memory_used: u64,
+    /// The memory budget ([`ServerConfig::memory`](crate::ServerConfig::memory)).
+    pub memory_limit: u64,
+    /// Times load was shed for memory: publications dropped, requests
+    /// answered "server busy", connections and subscriptions refused.
+    pub memory_shed: u64,
 }
 
 /// The live counters behind [`Stats`], shared by a server's threads or tasks.
@@ -164,7 +172,7 @@ impl Counters {
 
     /// The counters now, with `queued_bytes` as the caller measured it.
     #[must_use]
-    pub fn snapshot(&self, queued_bytes: u64, buffers: BufferStats) -> Stats {
+    pub fn snapshot(&self, queued_bytes: u64, buffers: BufferStats, memory: MemoryStats) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
             connections: get(&self.connections),
@@ -181,6 +189,9 @@ impl Counters {
             buffered_topics: buffers.topics,
             buffered_bytes: buffers.bytes,
             buffered_evicted: buffers.evicted,
+            memory_used: memory.used,
+            memory_limit: memory.limit,
+            memory_shed: memory.shed,
         }
     }
 }
@@ -200,7 +211,7 @@ mod tests {
         c.published(3);
         c.delivered(2);
         c.dropped(1);
-        let s = c.snapshot(42, BufferStats::default());
+        let s = c.snapshot(42, BufferStats::default(), MemoryStats::default());
         assert_eq!(
             (s.connections, s.connections_accepted, s.connections_refused),
             (1, 2, 1)

@@ -1,18 +1,30 @@
 //! A server's rules for a connection's new subscription, and what its
 //! handler is told about subscriptions, the same in every adapter.
 
-use microsocket_core::{SubscriptionKind, REFUSED_NOT_PERMITTED, REFUSED_TOO_MANY};
+use microsocket_core::{SubscriptionKind, REFUSED_NOT_PERMITTED, REFUSED_TOO_MANY, SERVER_BUSY};
 
+use crate::budget::Account;
+#[cfg(test)]
+use crate::budget::MemoryBudget;
 use crate::config::ServerConfig;
 
 /// Why a connection's new subscription is refused, if it is: the detail the
 /// subscriber's barrier is failed with. `subscriptions` counts the
-/// connection's subscriptions, the new one included; `authorize` is the
-/// handler's access control, asked only when the limit allows the
-/// subscription.
-pub fn refusal(config: &ServerConfig, subscriptions: usize, authorize: impl FnOnce() -> bool) -> Option<&'static [u8]> {
+/// connection's subscriptions, the new one included; `account` is the
+/// connection's share of the memory budget (no new subscription while it is
+/// over); `authorize` is the handler's access control, asked only when the
+/// limit and the budget allow the subscription.
+pub fn refusal(
+    config: &ServerConfig,
+    subscriptions: usize,
+    account: &Account,
+    authorize: impl FnOnce() -> bool,
+) -> Option<&'static [u8]> {
     if subscriptions > config.max_subscriptions {
         Some(REFUSED_TOO_MANY)
+    } else if account.is_over() {
+        account.budget().count_shed();
+        Some(SERVER_BUSY)
     } else if !authorize() {
         Some(REFUSED_NOT_PERMITTED)
     } else {
@@ -86,22 +98,21 @@ mod tests {
     #[test]
     fn the_limit_comes_before_access_control() {
         let config = ServerConfig::default().max_subscriptions(2);
+        let budget = MemoryBudget::new(config.memory);
+        let account = budget.open(None, 0).unwrap();
         let mut asked = 0;
+        let mut ask = |allow: bool| {
+            asked += 1;
+            allow
+        };
+        assert_eq!(refusal(&config, 2, &account, || ask(true)), None);
         assert_eq!(
-            refusal(&config, 2, || {
-                asked += 1;
-                true
-            }),
-            None
+            refusal(&config, 2, &account, || ask(false)),
+            Some(REFUSED_NOT_PERMITTED)
         );
-        assert_eq!(refusal(&config, 2, || false), Some(REFUSED_NOT_PERMITTED));
-        assert_eq!(
-            refusal(&config, 3, || {
-                asked += 1;
-                true
-            }),
-            Some(REFUSED_TOO_MANY)
-        );
-        assert_eq!(asked, 1, "access control is not asked past the limit");
+        assert_eq!(refusal(&config, 3, &account, || ask(true)), Some(REFUSED_TOO_MANY));
+        account.charge(config.memory.max_memory + 1);
+        assert_eq!(refusal(&config, 2, &account, || ask(true)), Some(SERVER_BUSY));
+        assert_eq!(asked, 2, "access control is not asked past the limits");
     }
 }

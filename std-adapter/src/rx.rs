@@ -36,18 +36,28 @@ impl RxBuf {
     /// Free space to read into; empty only if the buffer holds `limit` unconsumed
     /// bytes (then a complete frame is waiting to be decoded).
     pub(crate) fn spare(&mut self) -> &mut [u8] {
-        if self.end == self.buf.len() {
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            if self.end == self.buf.len() && self.buf.len() < self.limit {
-                let grown = (self.buf.len() * 2).min(self.limit);
-                self.buf.resize(grown, 0);
-            }
-        }
+        self.make_room();
         &mut self.buf[self.end..]
+    }
+
+    /// Makes room to read into, if there is none: compacts, or else grows
+    /// (doubling, up to the limit). Returns how many bytes the buffer grew by.
+    pub(crate) fn make_room(&mut self) -> usize {
+        if self.end < self.buf.len() {
+            return 0;
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() && self.buf.len() < self.limit {
+            let before = self.buf.len();
+            let grown = (before * 2).min(self.limit);
+            self.buf.resize(grown, 0);
+            return grown - before;
+        }
+        0
     }
 
     /// Records `n` bytes read into [`RxBuf::spare`].

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use common::{bounded, tokio_config, wait_until, StdServer, TokioServer, LIMIT, QUIET, STEP};
 use microsocket_host::{
-    BufferLimits, ClientConfig, Error, Publication, ReconnectPolicy, ServerConfig, SlowConsumer, Stats, Values,
+    BufferLimits, ClientConfig, Error, MemoryLimits, Publication, ReconnectPolicy, ServerConfig, SlowConsumer, Stats,
+    Values,
 };
 
 // ---------------------------------------------------------------------------
@@ -349,6 +350,7 @@ semantic!(
     buffered_topics_stay_within_their_caps,
     a_server_that_stops_answering_is_reported_and_recovered_from,
     a_clients_subscriptions_share_one_byte_bound,
+    the_memory_budget_sheds_load_and_recovers,
 );
 
 fn config() -> ServerConfig {
@@ -962,4 +964,67 @@ fn a_clients_subscriptions_share_one_byte_bound(server: ServerKind, client: Clie
     // Each frame is 1,011 bytes: nine fit the 10,000 with room to spare, and
     // b, empty when the bound was reached, took one.
     assert_eq!((got_a, got_b), (9, 1));
+}
+
+/// A subscriber that never reads makes the server hold what is published to
+/// it, up to the memory budget and no further: past it publications are
+/// dropped for it (counted), a connection already open gets "server busy" for
+/// new requests, and new connections are refused; once it goes, its memory
+/// is given back and service resumes.
+fn the_memory_budget_sheds_load_and_recovers(server: ServerKind, client: ClientKind) {
+    let limits = MemoryLimits {
+        max_memory: 1 << 20,
+        max_memory_per_user: 1 << 20,
+        max_connections_per_user: 100,
+    };
+    let bus = Bus::start(server, config().memory(limits));
+    let early = bus.connect(client, ClientConfig::default());
+    early.request("PING", &[]).unwrap();
+
+    let mut hog = std::os::unix::net::UnixStream::connect(bus.path()).unwrap();
+    hog.set_read_timeout(Some(STEP)).unwrap();
+    common::write_frame(&mut hog, b'+', &[b"flood"]).unwrap();
+    common::write_frame(&mut hog, b'(', &[b"\x01", b""]).unwrap();
+    let answer = common::read_frame(&mut hog).unwrap().unwrap();
+    assert_eq!(answer.sigil, b')');
+
+    // Publish until the server is near its budget (the hog's socket buffer
+    // takes its share first).
+    let value = "x".repeat(20_000);
+    let near = limits.max_memory - limits.max_memory / 16;
+    let (mut published, mut reached) = (0, 0);
+    while bus.stats().memory_used <= near as u64 {
+        assert!(published < 2_000, "the budget never filled: {:?}", bus.stats());
+        for _ in 0..10 {
+            reached += bus.publish("flood", &[&value]);
+        }
+        published += 10;
+        // The server writes what the hog's socket still takes meanwhile.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for _ in 0..10 {
+        reached += bus.publish("flood", &[&value]);
+    }
+    published += 10;
+    let stats = bus.stats();
+    assert!(
+        reached < published,
+        "publications past the budget are dropped ({reached} of {published} queued)"
+    );
+    assert!(stats.memory_shed > 0 && stats.publications_dropped > 0, "{stats:?}");
+    assert!(stats.memory_used <= stats.memory_limit, "{stats:?}");
+    match early.request("PING", &[]) {
+        Err(Error::Failed { message, .. }) => assert_eq!(&message[..], microsocket_core::SERVER_BUSY),
+        other => panic!("expected server busy, got {other:?}; {:?}", bus.stats()),
+    }
+    let late = bus.connect(client, ClientConfig::default());
+    assert!(late.request("PING", &[]).is_err(), "a new connection is refused");
+
+    drop(hog);
+    wait_until("the hog's memory is given back", || {
+        bus.stats().memory_used < stats.memory_limit / 4
+    });
+    assert!(early.request("PING", &[]).is_ok());
+    let again = bus.connect(client, ClientConfig::default());
+    assert!(again.request("PING", &[]).is_ok());
 }

@@ -14,9 +14,10 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use microsocket_core::frame::{Decoded, Decoder};
-use microsocket_core::HANDLER_PANICKED;
 use microsocket_core::{ServerEvent, ServerLimits, ServerProtocol};
+use microsocket_core::{HANDLER_PANICKED, SERVER_BUSY};
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
@@ -33,7 +34,11 @@ const TAG_START: usize = HEADER_LEN + LENGTH_PREFIX_LEN;
 use microsocket_host::{MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};
 
 type Protocol = ServerProtocol<MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
-type Answer = (Tag, Result<Reply, Failure>);
+/// A request's answer, with the bytes its request was charged.
+type Answer = (Tag, Result<Reply, Failure>, usize);
+
+/// How often a connection paused for want of memory looks again.
+const MEMORY_RECHECK: Duration = Duration::from_millis(10);
 
 /// A request's tag, kept for its answer: inline when short, as every
 /// microsocket and IPC::MicroSocket client's tags are, so holding it costs no
@@ -110,6 +115,8 @@ pub(crate) async fn serve<S, H>(
             decoder: Decoder::new(core.config.max_frame),
             rbuf: BytesMut::new(),
             rbuf_allocation: 0,
+            rbuf_charged: 0,
+            pause: None,
             out: VecDeque::new(),
             resp: BytesMut::new(),
             done: Vec::new(),
@@ -135,7 +142,7 @@ pub(crate) async fn serve<S, H>(
             tracing::warn!("handler panicked; request failed");
             Err(Failure::new(Bytes::from_static(HANDLER_PANICKED)))
         };
-        let make = |tag: Tag, request: Request| {
+        let make = |tag: Tag, request: Request, charged: usize| {
             let answer = std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(request)));
             async move {
                 let result = match answer {
@@ -145,7 +152,7 @@ pub(crate) async fn serve<S, H>(
                     },
                     Err(_) => panicked(),
                 };
-                (tag, result)
+                (tag, result, charged)
             }
         };
         let result = std::future::poll_fn(|cx| conn.poll(cx, handler, &mut running, &make)).await;
@@ -176,6 +183,10 @@ struct Conn<'a, S> {
     /// About how large the allocation `rbuf` reads into is (its capacity when
     /// last grown): a request cut from it keeps it alive while in flight.
     rbuf_allocation: usize,
+    /// The part of `rbuf`'s allocation charged to the account.
+    rbuf_charged: usize,
+    /// Wakes a connection paused for want of memory.
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Frames to write, in order, before `resp`.
     out: VecDeque<Bytes>,
     /// Answers encoded since the last publication was queued.
@@ -209,7 +220,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     where
         H: Handler,
         F: Future<Output = Answer>,
-        M: Fn(Tag, Request) -> F,
+        M: Fn(Tag, Request, usize) -> F,
     {
         loop {
             let mut progress = false;
@@ -254,18 +265,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             }
             if !self.done.is_empty() {
                 let before = self.resp.len();
-                for (tag, result) in self.done.drain(..) {
+                for (tag, result, charged) in self.done.drain(..) {
                     encode_answer(&mut self.protocol, tag.as_bytes(), result, &mut self.resp);
+                    self.shared.account.release(charged);
                 }
                 self.account(before);
                 progress = true;
                 request_progress = true;
             }
-            if self.reading && !self.core.bound.is_full(self.held) {
+            if self.reading && !self.core.bound.is_full(self.held) && !self.paused_for_memory(cx) {
                 if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
                     let more = READ_CHUNK.max(self.rbuf.len());
                     self.rbuf.reserve(more);
                     self.rbuf_allocation = self.rbuf.capacity();
+                    self.charge_receive_buffer();
                 }
                 match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf) {
                     Poll::Ready(Ok(0)) => {
@@ -313,9 +326,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         }
     }
 
-    /// Counts answer bytes encoded into `resp` since it was `before` long.
+    /// Counts answer bytes encoded into `resp` since it was `before` long,
+    /// and charges them to the connection's account (answers are never
+    /// dropped: they are charged whatever the budget says).
     fn account(&mut self, before: usize) {
-        self.held += self.resp.len().saturating_sub(before);
+        let added = self.resp.len().saturating_sub(before);
+        self.held += added;
+        self.shared.account.charge(added);
+    }
+
+    /// Charges the receive buffer's allocation as it is now (it grows while a
+    /// frame arrives and is released once empty past `SHRINK_ABOVE`).
+    fn charge_receive_buffer(&mut self) {
+        let now = self.rbuf.capacity();
+        if now > self.rbuf_charged {
+            self.shared.account.charge(now - self.rbuf_charged);
+        } else {
+            self.shared.account.release(self.rbuf_charged - now);
+        }
+        self.rbuf_charged = now;
+    }
+
+    /// Whether the connection is not to be read for now because memory is
+    /// short (see `Account::should_pause`); if so, a timer wakes it to look
+    /// again.
+    fn paused_for_memory(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.shared.account.should_pause() {
+            self.pause = None;
+            return false;
+        }
+        let timer = self
+            .pause
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(MEMORY_RECHECK)));
+        if timer.as_mut().poll(cx).is_ready() {
+            timer.as_mut().reset(tokio::time::Instant::now() + MEMORY_RECHECK);
+            let _ = timer.as_mut().poll(cx);
+        }
+        true
     }
 
     /// Writes as much as the socket takes, in vectored batches. Returns whether
@@ -338,6 +385,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 Poll::Ready(Ok(n)) => {
                     self.consume(n);
                     self.held = self.held.saturating_sub(n);
+                    self.shared.account.release(n);
                     self.flush = true;
                     progress = true;
                 }
@@ -399,7 +447,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     where
         H: Handler,
         F: Future<Output = Answer>,
-        M: Fn(Tag, Request) -> F,
+        M: Fn(Tag, Request, usize) -> F,
     {
         // Publications queued for this connection before these frames were
         // read leave before any answer made to them, the server's own (a
@@ -456,8 +504,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                             // `inflight`. (A handler left pending may also wake
                             // this task later, a harmless extra poll.)
                             let tag = Tag::new(tag_range, &bytes);
+                            if self.shared.account.is_over() {
+                                // Short of memory: refused before the handler
+                                // holds anything.
+                                self.shared.account.budget().count_shed();
+                                let _ = self.protocol.fail(
+                                    tag.as_bytes(),
+                                    SERVER_BUSY,
+                                    [b""; 0],
+                                    &mut Sink(&mut self.resp),
+                                );
+                                self.rbuf_charged = self.rbuf_charged.saturating_sub(consumed);
+                                self.shared.account.release(consumed);
+                                continue;
+                            }
                             self.core.counters.requests(1);
-                            let future = make(tag, request);
+                            // The request's bytes leave the receive buffer for
+                            // the handler: charged to the request until it is
+                            // answered.
+                            self.rbuf_charged = self.rbuf_charged.saturating_sub(consumed);
+                            let future = make(tag, request, consumed);
                             let mut future = match running.spare.take() {
                                 Some(mut spare) => {
                                     spare.set(future);
@@ -478,6 +544,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                             let refusal = microsocket_host::refusal(
                                 &self.core.config,
                                 self.protocol.subscriptions().len(),
+                                &self.shared.account,
                                 || handler.authorize_subscription(&self.context, kind, topic),
                             );
                             if let Some(why) = refusal {
@@ -489,7 +556,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                                 self.core.subscribe(self.key, kind, topic);
                                 // The catch-up just queued goes before any answer
                                 // to a later frame (the subscribe barrier's, say).
-                                self.held += self.resp.len() - counted;
+                                let added = self.resp.len() - counted;
+                                self.held += added;
+                                self.shared.account.charge(added);
                                 pull_publications(self.shared, &mut self.resp, &mut self.out, &mut self.held);
                                 counted = self.resp.len();
                                 handler.subscription_changed(
@@ -526,6 +595,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
             self.rbuf = BytesMut::new();
             self.rbuf_allocation = 0;
+            self.charge_receive_buffer();
         }
         frames
     }

@@ -8,7 +8,7 @@ use std::task::Waker;
 
 use bytes::{Bytes, BytesMut};
 use microsocket_core::SubscriptionKind;
-use microsocket_host::{Admission, Counters, QueueBound, ServerConfig};
+use microsocket_host::{Account, Admission, Counters, MemoryBudget, QueueBound, ServerConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -29,6 +29,8 @@ pub(crate) struct Core {
     pub(crate) tracker: TaskTracker,
     pub(crate) cancel: CancellationToken,
     pub(crate) next_id: AtomicU64,
+    /// What the connections may make the server hold.
+    pub(crate) memory: MemoryBudget,
 }
 
 /// The host layer's hub (connection slots and the subscription registry),
@@ -44,6 +46,8 @@ pub(crate) struct Hub {
 #[derive(Debug)]
 pub(crate) struct ConnShared {
     pub(crate) id: ConnectionId,
+    /// Its share of the memory budget: what it holds is charged here.
+    pub(crate) account: Account,
     /// Bytes the connection's task holds and has not written yet (answers and
     /// publications it took from the queue); only that task stores it.
     pub(crate) held: AtomicUsize,
@@ -111,10 +115,11 @@ impl Core {
     }
 
     /// Registers a new connection; returns its slot and shared state.
-    pub(crate) fn register(&self) -> (usize, Arc<ConnShared>) {
+    pub(crate) fn register(&self, account: Account) -> (usize, Arc<ConnShared>) {
         let id = ConnectionId::new(self.next_id.fetch_add(1, Ordering::Relaxed));
         let shared = Arc::new(ConnShared {
             id,
+            account,
             held: AtomicUsize::new(0),
             queue: Mutex::new(OutQueue {
                 shutdown: self.cancel.is_cancelled(),
@@ -177,7 +182,11 @@ impl Core {
         if queue.abort {
             return false;
         }
-        let admission = self.bound.admit(queue.bytes + conn.held.load(Ordering::Relaxed), len);
+        let mut admission = self.bound.admit(queue.bytes + conn.held.load(Ordering::Relaxed), len);
+        if admission == Admission::Queue && !conn.account.try_charge(len) {
+            // Short of memory: dropped for this connection, as for a slow one.
+            admission = Admission::Drop;
+        }
         if admission != Admission::Queue {
             self.counters.dropped(1);
             queue.dropped += 1;
@@ -236,7 +245,7 @@ impl Core {
                 .sum();
             (queued, hub.hub.buffer_stats())
         };
-        self.counters.snapshot(queued, buffers)
+        self.counters.snapshot(queued, buffers, self.memory.stats())
     }
 
     /// Sets a flag on every connection and wakes it.

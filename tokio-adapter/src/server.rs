@@ -150,6 +150,7 @@ impl<H: Handler> Server<H> {
         let core = Arc::new(Core {
             bound: QueueBound::new(&config),
             hub: Mutex::new(hub),
+            memory: microsocket_host::MemoryBudget::new(config.memory),
             config,
             counters: Counters::default(),
             tracker: TaskTracker::new(),
@@ -305,7 +306,19 @@ impl<H: Handler> Server<H> {
             tracing::warn!(open, "connection refused: too many connections");
             return None;
         }
-        let (key, shared) = self.core.register();
+        let account = match self
+            .core
+            .memory
+            .open(peer.map(|p| p.uid), microsocket_host::CONNECTION_COST)
+        {
+            Ok(account) => account,
+            Err(refused) => {
+                self.core.counters.connection_refused();
+                tracing::warn!(%refused, "connection refused");
+                return None;
+            }
+        };
+        let (key, shared) = self.core.register(account);
         let id = shared.id;
         let handler = self.handler.clone();
         let core = self.core.clone();

@@ -159,6 +159,7 @@ impl Conn {
                 }
             };
             out.queued = out.queued.saturating_sub(written);
+            self.account.release(written);
             let a = written.min(head);
             let rest = written - a;
             let b = rest.min(unsent_answers.len());
@@ -225,11 +226,14 @@ impl Conn {
     /// whether they should be written now (not if the reader has corked the
     /// connection while it handles a batch of frames: then the batch's answers
     /// leave together when it uncorks).
-    pub(super) fn answers_added(out: &mut Out, added: usize) -> bool {
+    /// Counts answers just encoded (charged to the account whatever the
+    /// budget says: answers are never dropped); returns whether to write now.
+    pub(super) fn answers_added(&self, out: &mut Out, added: usize) -> bool {
         if out.dead || added == 0 {
             return false;
         }
         out.queued += added;
+        self.account.charge(added);
         !out.corked
     }
 
@@ -265,8 +269,9 @@ impl Conn {
             return (false, false);
         }
         match self.shared.bound.admit(out.queued, frame.len()) {
-            Admission::Queue => {}
-            Admission::Drop => {
+            Admission::Queue if self.account.try_charge(frame.len()) => {}
+            // Short of memory: dropped for this connection, as for a slow one.
+            Admission::Queue | Admission::Drop => {
                 self.shared.counters.dropped(1);
                 return (false, false);
             }

@@ -151,7 +151,7 @@ impl Responder {
                 Err(Error::Encode(e))
             }
         });
-        if Conn::answers_added(&mut out, added) {
+        if conn.answers_added(&mut out, added) {
             conn.flush_answers(out);
         }
         result

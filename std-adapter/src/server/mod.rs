@@ -64,11 +64,11 @@ use std::time::{Duration, Instant};
 
 use microsocket_core::ServerLimits;
 pub use microsocket_core::{PatternError, SubscriptionKind};
-use microsocket_host::{ConnectionId, Counters, QueueBound};
+use microsocket_host::{Account, ConnectionId, Counters, MemoryBudget, QueueBound, CONNECTION_COST};
 pub use microsocket_host::{ServerConfig, SlowConsumer, Stats};
 use rustix::event::{PollFd, PollFlags};
 
-use microsocket_socket::{Address, Listener, Stream};
+use microsocket_socket::{Address, Listener, PeerCredentials, Stream};
 
 mod conn;
 mod flusher;
@@ -204,13 +204,14 @@ impl<H: Handler> Server<H> {
         let hub = Hub::with_config(&config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let shared = Arc::new(Shared {
             bound: QueueBound::new(&config),
-            config,
             hub: Mutex::new(hub),
             flusher: Flusher::new()?,
             counters: Counters::default(),
+            memory: MemoryBudget::new(config.memory),
             stopping: AtomicBool::new(false),
             readers: AtomicUsize::new(0),
             wake,
+            config,
         });
         let handler = make(Publisher { shared: shared.clone() });
         Ok(Self {
@@ -347,8 +348,16 @@ impl<H: Handler> Server<H> {
                     shared.counters.connection_refused();
                     continue;
                 }
+                let peer = stream.peer_credentials();
+                let account = match shared.memory.open(peer.map(|p| p.uid), CONNECTION_COST) {
+                    Ok(account) => account,
+                    Err(_) => {
+                        shared.counters.connection_refused();
+                        continue;
+                    }
+                };
                 let id = next_id.fetch_add(1, Ordering::Relaxed) as u64;
-                self.start_connection(id, stream);
+                self.start_connection(id, stream, peer, account);
             }
         };
         // New clients are refused from here on: the listener closes and its
@@ -366,15 +375,16 @@ impl<H: Handler> Server<H> {
     /// is released when it ends (a handle kept until the next `accept` would
     /// keep its stack mapped until then, without bound while clients keep
     /// connecting).
-    fn start_connection(&self, id: u64, stream: Stream) {
+    fn start_connection(&self, id: u64, stream: Stream, peer: Option<PeerCredentials>, account: Account) {
         let _ = stream.set_read_timeout(None);
         let context = RequestContext {
             connection: ConnectionId::new(id),
-            peer: stream.peer_credentials(),
+            peer,
         };
         let mut conn = None;
         lock(&self.shared.hub).insert_with(|slot| {
             let made = Arc::new(Conn {
+                account,
                 context,
                 slot,
                 stream,

@@ -5,8 +5,9 @@ use super::handler::{Handler, Request, Responder, TagBuf};
 use super::state::*;
 use crate::rx::{read_within, RxBuf};
 use microsocket_core::frame::{Decoded, Decoder};
-use microsocket_core::ServerEvent;
 use microsocket_core::SubscriptionKind;
+use microsocket_core::{ServerEvent, SERVER_BUSY};
+use microsocket_host::shared::NO_ARGS;
 use microsocket_host::SubscriptionChange;
 use rustix::event::{PollFd, PollFlags};
 use std::io::{self, Read};
@@ -19,6 +20,9 @@ use std::time::{Duration, Instant};
 /// sends the next batch within microseconds, and an occasional read of one
 /// frame among its batches does not mean it stopped.
 pub(super) const BURST_READS: u8 = 8;
+
+/// How often a connection paused for want of memory looks again.
+const MEMORY_RECHECK: Duration = Duration::from_millis(10);
 
 /// The reader thread of one connection.
 pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H) {
@@ -48,6 +52,17 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
             }
             !out.protocol.subscriptions().is_empty()
         };
+        // Short of memory: this connection is not read until memory frees
+        // (see `Account::should_pause`).
+        while conn.account.should_pause() {
+            if conn.lock().dead || shared.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(MEMORY_RECHECK);
+        }
+        // A buffer that grows for a large frame is charged as it grows (and
+        // given back with the connection).
+        conn.account.charge(rx.make_room());
         let spare = rx.spare();
         let window = if burst > 0 {
             config.spin_before_sleep
@@ -107,7 +122,7 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
                 let Some((consumed, event)) = decoded else { break };
                 frames += 1;
                 // Corked: the batch's answers are written when it ends.
-                Conn::answers_added(&mut out, added);
+                conn.answers_added(&mut out, added);
                 (consumed, event)
             };
             if let Some(event) = event {
@@ -178,13 +193,19 @@ pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, e
     let shared = &conn.shared;
     match event {
         ServerEvent::Request { tag, command, args } => {
-            shared.counters.requests(1);
             let responder = Responder {
                 conn: Arc::downgrade(conn),
                 context: conn.context,
                 tag: TagBuf::new(tag),
                 answered: false,
             };
+            if conn.account.is_over() {
+                // Short of memory: refused before the handler holds anything.
+                shared.memory.count_shed();
+                let _ = responder.fail(SERVER_BUSY, NO_ARGS);
+                return;
+            }
+            shared.counters.requests(1);
             let request = Request {
                 context: &conn.context,
                 command,
@@ -200,7 +221,7 @@ pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, e
                 return;
             }
             let subscriptions = conn.lock().protocol.subscriptions().len();
-            let refusal = microsocket_host::refusal(&shared.config, subscriptions, || {
+            let refusal = microsocket_host::refusal(&shared.config, subscriptions, &conn.account, || {
                 handler.authorize_subscription(&conn.context, kind, topic)
             });
             if let Some(why) = refusal {

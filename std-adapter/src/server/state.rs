@@ -4,7 +4,9 @@
 
 use bytes::Bytes;
 use microsocket_core::ServerProtocol;
-use microsocket_host::{ConnectionId, Counters, QueueBound, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};
+use microsocket_host::{
+    Account, ConnectionId, Counters, MemoryBudget, QueueBound, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
+};
 use microsocket_host::{ServerConfig, Stats};
 use microsocket_socket::{PeerCredentials, SocketOptions, Stream};
 use rustix::net::SendFlags;
@@ -47,6 +49,8 @@ pub(super) struct Shared {
     pub(super) hub: Mutex<Hub>,
     pub(super) flusher: Flusher,
     pub(super) counters: Counters,
+    /// What the connections may make the server hold.
+    pub(super) memory: MemoryBudget,
     pub(super) stopping: AtomicBool,
     /// Reader threads running (see [`ReaderRunning`]). Readers are detached, not
     /// joined: a finished reader's thread is released by the system at once,
@@ -65,7 +69,7 @@ impl Shared {
             (conns, hub.buffer_stats())
         };
         let queued: usize = conns.iter().map(|c| c.lock().queued).sum();
-        self.counters.snapshot(queued as u64, buffers)
+        self.counters.snapshot(queued as u64, buffers, self.memory.stats())
     }
 }
 
@@ -94,6 +98,8 @@ pub(super) type Hub = microsocket_host::Hub<Arc<Conn>, Bytes>;
 
 #[derive(Debug)]
 pub(super) struct Conn {
+    /// Its share of the memory budget: what it holds is charged here.
+    pub(super) account: Account,
     pub(super) context: RequestContext,
     /// Its slot in the [`Hub`], which is how the registry names it.
     pub(super) slot: usize,

@@ -50,7 +50,20 @@ pub(crate) fn std_limits() -> microsocket_std::ServerConfig {
         config.max_queued_bytes = MAX_QUEUED;
         config.max_in_flight = MAX_IN_FLIGHT;
         config.max_connections = MAX_CONNECTIONS;
+        config.memory = one_user_limits();
         config
+    }
+}
+
+/// The memory limits of the test servers: every attacker runs as this test's
+/// user, so that user may hold every connection (per-user shares are tested
+/// on their own).
+fn one_user_limits() -> microsocket_host::MemoryLimits {
+    let defaults = microsocket_host::MemoryLimits::default();
+    microsocket_host::MemoryLimits {
+        max_memory_per_user: defaults.max_memory,
+        max_connections_per_user: MAX_CONNECTIONS,
+        ..defaults
     }
 }
 
@@ -61,6 +74,7 @@ pub(crate) fn tokio_limits() -> microsocket_tokio::ServerConfig {
         .max_queued_bytes(MAX_QUEUED)
         .max_in_flight(MAX_IN_FLIGHT)
         .max_connections(MAX_CONNECTIONS)
+        .memory(one_user_limits())
 }
 
 /// The server side of the re-executed binary: serves until killed, writing its
