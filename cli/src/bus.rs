@@ -163,6 +163,11 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
             max_topics: args.buffer_max_topics,
             max_bytes: args.buffer_max_bytes,
             max_bytes_per_topic: args.buffer_max_topic_bytes,
+        })
+        .memory(microsocket_tokio::MemoryLimits {
+            max_memory: args.max_memory,
+            max_memory_per_user: args.max_memory_per_user,
+            max_connections_per_user: args.max_connections_per_user,
         });
     if let Some(owner) = &args.owner {
         config = config.socket_owner(parse_id(owner, "/etc/passwd").with_context(|| format!("--owner {owner:?}"))?);

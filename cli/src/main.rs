@@ -70,6 +70,20 @@ pub(crate) struct ServeArgs {
     /// Bytes one buffered topic keeps at most, besides its depth.
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = crate::bus::parse_size)]
     pub(crate) buffer_max_topic_bytes: usize,
+    /// The memory budget: bytes all clients together may make the server hold
+    /// (receive buffers, queued answers and publications, requests in
+    /// flight). Near it the server drops publications for the clients that
+    /// hold the most, answers new requests "server busy", and refuses new
+    /// connections and subscriptions.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = crate::bus::parse_size)]
+    pub(crate) max_memory: usize,
+    /// The share of the memory budget the clients of one user (peer uid) may
+    /// hold together, so that one user at its limit leaves the others served.
+    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = crate::bus::parse_size)]
+    pub(crate) max_memory_per_user: usize,
+    /// Connections one user (peer uid) may have open at once.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub(crate) max_connections_per_user: usize,
     /// Permissions of the socket file, in octal. The file never has more, even
     /// while it is being created.
     #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = crate::bus::parse_mode)]
