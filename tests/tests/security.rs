@@ -175,6 +175,10 @@ enum GateServer {
 
 impl GateServer {
     fn start(flavor: &str, path: &Path, mode: u32) -> Self {
+        Self::start_with(flavor, path, mode, microsocket_host::MemoryLimits::default())
+    }
+
+    fn start_with(flavor: &str, path: &Path, mode: u32, memory: microsocket_host::MemoryLimits) -> Self {
         match flavor {
             "std" => {
                 let gate = StdGate::default();
@@ -182,6 +186,7 @@ impl GateServer {
                     let mut config = microsocket_std::ServerConfig::default();
                     config.socket_mode = mode;
                     config.shutdown_timeout = Duration::from_millis(300);
+                    config.memory = memory;
                     config
                 };
                 let server = microsocket_std::Server::bind_unix(path, gate.clone(), config).unwrap();
@@ -199,7 +204,8 @@ impl GateServer {
                     .unwrap();
                 let config = microsocket_tokio::ServerConfig::default()
                     .socket_mode(mode)
-                    .shutdown_timeout(Duration::from_millis(300));
+                    .shutdown_timeout(Duration::from_millis(300))
+                    .memory(memory);
                 let server = microsocket_tokio::Server::with_config(TokioGate::default(), config);
                 server.handler().publisher.set(server.publisher()).unwrap();
                 {
@@ -911,6 +917,49 @@ fn commands_and_subscriptions_are_gated_by_uid() {
             refused.len(),
             "{flavor}: root was refused something"
         );
+    }
+}
+
+/// One user at its share of the memory budget leaves the others served: a
+/// subscriber of root's that never reads holds root's whole share, so root's
+/// new requests are answered "server busy", while `nobody` still connects and
+/// is answered.
+#[test]
+fn a_user_at_its_memory_share_leaves_others_served() {
+    if !can_switch_users("a_user_at_its_memory_share_leaves_others_served") {
+        return;
+    }
+    let dir = open_tempdir();
+    let exe = exe_for_others(dir.path());
+    let limits = microsocket_host::MemoryLimits {
+        max_memory: 8 << 20,
+        max_memory_per_user: 1 << 20,
+        max_connections_per_user: 100,
+    };
+    for flavor in ["std", "tokio"] {
+        let path = dir.path().join(format!("{flavor}-share.sock"));
+        let _server = GateServer::start_with(flavor, &path, 0o666, limits);
+        let hog_path = path.clone();
+        let hog = bounded(LIMIT, move || {
+            let mut hog = UnixStream::connect(&hog_path).unwrap();
+            hog.set_read_timeout(Some(STEP)).unwrap();
+            common::write_frame(&mut hog, b'+', &[b"flood"]).unwrap();
+            common::write_frame(&mut hog, b'(', &[b"\x01", b""]).unwrap();
+            assert_eq!(common::read_frame(&mut hog).unwrap().unwrap().sigil, b')');
+            let client = microsocket_std::Client::connect_unix(&hog_path).unwrap();
+            let value = "x".repeat(20_000);
+            for round in 0.. {
+                assert!(round < 2_000, "root's share never filled");
+                match client.request("publish", ["flood", value.as_str()]) {
+                    Ok(_) => std::thread::sleep(Duration::from_millis(1)),
+                    Err(microsocket_std::Error::Failed { message, .. }) if message == "server busy" => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            hog
+        });
+        run_role("connects", Some((NOBODY, NOBODY)), &exe, &[(SOCKET, &path)], flavor);
+        drop(hog);
     }
 }
 
