@@ -74,6 +74,10 @@ impl Weigh for Vec<u8> {
 pub struct SubscriptionQueue<T, N> {
     /// Shared with the connection's other queues, if any.
     budget: Option<ByteBudget>,
+    /// Bytes taken from `budget` and not yet used: the budget is charged in
+    /// steps (a 512th of it), not per publication, so queues on one
+    /// connection do not contend for it at every publication.
+    credit: usize,
     items: VecDeque<Delivery<T, N>>,
     /// Publications counted against the capacity: those in `items` and those
     /// taken and not yet released.
@@ -94,6 +98,7 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
     pub fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
             budget: None,
+            credit: 0,
             items: VecDeque::new(),
             publications: 0,
             bytes: 0,
@@ -147,9 +152,8 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
         if self.ended {
             return false;
         }
-        let over_bytes = self.publications > 0
-            && (self.bytes.saturating_add(weight) > self.max_bytes
-                || self.budget.as_ref().is_some_and(|b| !b.fits(weight)));
+        let over_bytes =
+            self.publications > 0 && (self.bytes.saturating_add(weight) > self.max_bytes || !self.reserve(weight));
         if self.publications >= self.capacity || over_bytes {
             match self.items.back_mut() {
                 Some(Delivery::Lagged { missed }) => *missed += 1,
@@ -162,10 +166,42 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
         self.bytes += weight;
         self.queued.publications += 1;
         self.queued.bytes += weight;
-        if let Some(budget) = &self.budget {
-            budget.charge(weight);
+        if self.budget.is_some() {
+            // An empty queue takes one publication whatever the budget says.
+            if self.credit < weight {
+                self.take_credit(weight - self.credit);
+            }
+            self.credit -= weight;
         }
         true
+    }
+
+    /// Whether `weight` more bytes fit the shared budget, taking credit from
+    /// it as needed (a step at a time where the budget has room for a step).
+    #[inline]
+    fn reserve(&mut self, weight: usize) -> bool {
+        let Some(budget) = &self.budget else { return true };
+        if weight <= self.credit {
+            return true;
+        }
+        let need = weight - self.credit;
+        let step = need.max(budget.step());
+        let take = if budget.fits(step) {
+            step
+        } else if budget.fits(need) {
+            need
+        } else {
+            return false;
+        };
+        self.take_credit(take);
+        true
+    }
+
+    fn take_credit(&mut self, bytes: usize) {
+        if let Some(budget) = &self.budget {
+            budget.charge(bytes);
+            self.credit += bytes;
+        }
     }
 
     /// Queues a notice behind what is queued (never dropped).
@@ -227,7 +263,13 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
         let bytes = bytes.min(self.bytes);
         self.bytes -= bytes;
         if let Some(budget) = &self.budget {
-            budget.release(bytes);
+            self.credit += bytes;
+            // Keep at most a step of credit; give the rest back.
+            let step = budget.step();
+            if self.credit > 2 * step {
+                budget.release(self.credit - step);
+                self.credit = step;
+            }
         }
     }
 
@@ -256,7 +298,7 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
 impl<T, N> Drop for SubscriptionQueue<T, N> {
     fn drop(&mut self) {
         if let Some(budget) = &self.budget {
-            budget.release(self.bytes);
+            budget.release(self.bytes + self.credit);
         }
     }
 }
@@ -287,6 +329,12 @@ impl ByteBudget {
     #[inline]
     pub fn used(&self) -> usize {
         self.0.used.load(Ordering::Relaxed)
+    }
+
+    /// The step queues take credit in: a 512th of the budget.
+    #[inline]
+    fn step(&self) -> usize {
+        self.0.max / 512
     }
 
     /// Whether `bytes` more fit.
