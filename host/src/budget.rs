@@ -47,11 +47,17 @@ pub struct MemoryLimits {
 }
 
 impl Default for MemoryLimits {
+    /// 1 GiB in all, three quarters of it for one user, and no cap on a
+    /// user's connections besides `ServerConfig::max_connections`: an
+    /// application whose clients all run as one user is not limited further,
+    /// and one user at its share still leaves a quarter to the others. A bus
+    /// shared by several users sets its own shares (`microsocket serve`
+    /// does: 128 MiB of 256 MiB, 1,024 connections per user).
     fn default() -> Self {
         Self {
             max_memory: 1 << 30,
-            max_memory_per_user: 512 << 20,
-            max_connections_per_user: 2048,
+            max_memory_per_user: 768 << 20,
+            max_connections_per_user: usize::MAX,
         }
     }
 }

@@ -85,7 +85,8 @@ pub struct ServerConfig {
     /// The memory budget: bytes all connections together may make the server
     /// hold (receive buffers, queued answers and publications, requests held
     /// by handlers), a user's share of it, and the connections one user may
-    /// have open (default 1 GiB, 512 MiB, 2,048). Near it the server sheds
+    /// have open (default 1 GiB, 768 MiB, no cap besides `max_connections`;
+    /// see [`MemoryLimits`]). Near it the server sheds
     /// load (see [`MemoryBudget`](crate::MemoryBudget)).
     pub memory: MemoryLimits,
     /// Permissions of a UNIX socket file the server binds (default
