@@ -920,3 +920,135 @@ fn bound_formula_figures() {
         assert!(b.total() > b.receive);
     }
 }
+
+// ---------------------------------------------------------------------------
+// (i) long topics against thousands of wildcard patterns
+// ---------------------------------------------------------------------------
+
+/// Connections each holding a full table of wildcard-rooted patterns.
+const PATTERN_CONNECTIONS: usize = 40;
+
+/// 40 connections hold 64 patterns `*.xN` each (2,560 patterns that every
+/// topic's first token can follow), and a publisher publishes topics of almost
+/// the largest frame without a dot, as fast as it can: each publish must cost
+/// the topic's first token, not patterns x topic length, so the probe on
+/// another connection stays fast.
+fn long_topics_against_wildcards(server: &ServerProcess) -> Outcome {
+    let path = &server.path;
+    let mut holders = Vec::new();
+    for c in 0..PATTERN_CONNECTIONS {
+        let mut s = raw(path);
+        let mut batch = Vec::new();
+        for i in 0..SUBS {
+            batch.extend_from_slice(&frame(b'*', &[format!("*.x{c}y{i}").as_bytes()]));
+        }
+        s.write_all(&batch).unwrap();
+        barrier(&mut s, b"b");
+        holders.push(s);
+    }
+    let mut publisher = raw(path);
+    let reader = drain(&publisher);
+    let topic = vec![b'a'; MAX_FRAME - 1024];
+    let request = frame(b'(', &[b"", b"PUBLISH", &topic, b"v"]);
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let mut published = 0u64;
+    while Instant::now() < deadline {
+        assert!(
+            write_until(&mut publisher, &request, deadline + Duration::from_secs(5)),
+            "the publisher's requests stopped being read"
+        );
+        published += 1;
+    }
+    publisher.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(reader.join().unwrap() > 0, "publications were answered");
+    eprintln!(
+        "  {published} publications of a {} KiB topic against {} wildcard patterns",
+        topic.len() >> 10,
+        PATTERN_CONNECTIONS * SUBS
+    );
+    drop(holders);
+    Outcome {
+        connections: PATTERN_CONNECTIONS + 1,
+        per_connection: Bound::of(server.role).total(),
+    }
+}
+
+#[test]
+fn std_long_topics_against_wildcard_patterns() {
+    run(
+        "std",
+        "long topics against 2,560 wildcard patterns",
+        long_topics_against_wildcards,
+    );
+}
+
+#[test]
+fn tokio_long_topics_against_wildcard_patterns() {
+    run(
+        "tokio",
+        "long topics against 2,560 wildcard patterns",
+        long_topics_against_wildcards,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// (j) a buffered-topic bomb
+// ---------------------------------------------------------------------------
+
+/// Distinct buffered topics the bomb publishes to.
+const BOMB_TOPICS: usize = 20_000;
+
+/// Ten publications of 4 KiB to each of 20,000 distinct topics `log.N`, which
+/// the servers buffer (10 deep): what the server keeps stays within its
+/// buffered-topic caps (1,000 topics, 4 MiB in all), evicting the least
+/// recently published topics, whatever is published.
+fn buffered_topic_bomb(server: &ServerProcess) -> Outcome {
+    let mut publisher = raw(&server.path);
+    let reader = drain(&publisher);
+    let value = vec![b'v'; 4 << 10];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut batch = Vec::new();
+    for t in 0..BOMB_TOPICS {
+        let topic = format!("log.{t}");
+        for _ in 0..10 {
+            batch.extend_from_slice(&frame(b'(', &[b"", b"PUBLISH", topic.as_bytes(), &value]));
+        }
+        if batch.len() > 256 << 10 {
+            assert!(
+                write_until(&mut publisher, &batch, deadline),
+                "the bomb's requests stopped being read"
+            );
+            batch.clear();
+        }
+    }
+    assert!(write_until(&mut publisher, &batch, deadline));
+    publisher.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(reader.join().unwrap() > 0);
+    eprintln!(
+        "  {} publications of 4 KiB to {BOMB_TOPICS} buffered topics",
+        BOMB_TOPICS * 10
+    );
+    Outcome {
+        connections: 1,
+        // What the buffers may keep, besides what one connection may hold.
+        per_connection: Bound::of(server.role).total() + BUFFERED_BYTES,
+    }
+}
+
+#[test]
+fn std_buffered_topic_bomb() {
+    run(
+        "std",
+        "10 x 4 KiB to each of 20,000 buffered topics",
+        buffered_topic_bomb,
+    );
+}
+
+#[test]
+fn tokio_buffered_topic_bomb() {
+    run(
+        "tokio",
+        "10 x 4 KiB to each of 20,000 buffered topics",
+        buffered_topic_bomb,
+    );
+}

@@ -34,6 +34,20 @@ pub(crate) const MAX_QUEUED: usize = 256 << 10;
 pub(crate) const MAX_IN_FLIGHT: usize = 16;
 /// The test servers' connection limit.
 pub(crate) const MAX_CONNECTIONS: usize = 4096;
+/// Bytes all buffered topics of the test servers keep (`log.>` keeps 10 of
+/// each topic, at most 1,000 topics and 64 KiB per topic).
+pub(crate) const BUFFERED_BYTES: usize = 4 << 20;
+
+/// The buffered topics of the test servers and their caps.
+fn buffered(config: microsocket_host::ServerConfig) -> microsocket_host::ServerConfig {
+    config
+        .buffer("log.>", 10)
+        .buffer_limits(microsocket_host::BufferLimits {
+            max_topics: 1_000,
+            max_bytes: BUFFERED_BYTES,
+            max_bytes_per_topic: 64 << 10,
+        })
+}
 /// Subscriptions per server connection (both adapters' fixed table).
 pub(crate) const SUBS: usize = microsocket_std::SERVER_MAX_SUBSCRIPTIONS;
 /// Bytes of subscription strings per server connection.
@@ -51,7 +65,7 @@ pub(crate) fn std_limits() -> microsocket_std::ServerConfig {
         config.max_in_flight = MAX_IN_FLIGHT;
         config.max_connections = MAX_CONNECTIONS;
         config.memory = one_user_limits();
-        config
+        buffered(config)
     }
 }
 
@@ -69,12 +83,13 @@ fn one_user_limits() -> microsocket_host::MemoryLimits {
 
 /// Settings of the Tokio test server.
 pub(crate) fn tokio_limits() -> microsocket_tokio::ServerConfig {
-    crate::common::tokio_config()
+    let config = crate::common::tokio_config()
         .max_frame(MAX_FRAME)
         .max_queued_bytes(MAX_QUEUED)
         .max_in_flight(MAX_IN_FLIGHT)
         .max_connections(MAX_CONNECTIONS)
-        .memory(one_user_limits())
+        .memory(one_user_limits());
+    buffered(config)
 }
 
 /// The server side of the re-executed binary: serves until killed, writing its
