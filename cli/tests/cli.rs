@@ -381,6 +381,38 @@ fn long_topics_do_not_flood_the_log() {
 }
 
 #[test]
+fn repeated_refusals_do_not_flood_the_log() {
+    let mut server = Server::start(&["-v"]);
+    let mut raw = UnixStream::connect(server.sock()).unwrap();
+    // 64 subscriptions fill the connection's table; the other 1,936 are refused.
+    let mut frames = Vec::new();
+    for i in 0..2000 {
+        let topic = format!("t{i}");
+        frames.extend_from_slice(&[b'+', 1]);
+        frames.extend_from_slice(&u32::try_from(topic.len()).unwrap().to_be_bytes());
+        frames.extend_from_slice(topic.as_bytes());
+    }
+    let started = Instant::now();
+    std::io::Write::write_all(&mut raw, &frames).unwrap();
+    let mut barrier = vec![b'(', 2, 0, 0, 0, 1, 9, 0, 0, 0, 4];
+    barrier.extend_from_slice(b"PING");
+    std::io::Write::write_all(&mut raw, &barrier).unwrap();
+    let mut answer = [0u8; 7];
+    raw.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    std::io::Read::read_exact(&mut raw, &mut answer).unwrap();
+    let seconds = started.elapsed().as_secs() + 1;
+    assert!(server.terminate().success());
+    let mut log = String::new();
+    server.child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let refusals = log.lines().filter(|l| l.contains("subscription refused")).count() as u64;
+    assert!(refusals > 0, "{log}");
+    assert!(
+        refusals <= 10 * (seconds + 1),
+        "{refusals} lines for 1,936 refusals in {seconds} s:\n{log}"
+    );
+}
+
+#[test]
 fn sleep_is_capped() {
     let server = Server::start(&[]);
     let o = run(&["request", server.sock(), "SLEEP", "18446744073709551615"]);

@@ -74,7 +74,7 @@ pub use config::{
 pub use delivery::{ByteBudget, Delivery, SubscriptionQueue, Taken, Weigh};
 pub use error::{check_in_flight, subscription_confirmed, Error, Result};
 pub use hub::Hub;
-pub use log::{Logged, LOGGED_BYTES};
+pub use log::{LogLimit, Logged, LOGGED_BYTES, LOGGED_PER_SECOND};
 pub use members::{Member, Members};
 pub use registry::Registry;
 pub use stats::{ConnectionId, Counters, Stats};

@@ -23,6 +23,7 @@ use tracing::Instrument;
 
 use crate::handler::{Failure, Handler, PeerCredentials, Reply, ReplyValues, Request, RequestContext};
 use crate::hub::{ConnShared, Core, TAIL_CHUNK};
+use crate::log::limited;
 use crate::sink::Sink;
 use crate::spin::{Burst, Spin};
 use microsocket_core::frame::{HEADER_LEN, LENGTH_PREFIX_LEN};
@@ -139,7 +140,7 @@ pub(crate) async fn serve<S, H>(
         // request and nothing else: the connection and its other requests carry on.
         let panicked = || {
             core.counters.handler_panicked();
-            tracing::warn!("handler panicked; request failed");
+            limited!(warn, "handler panicked; request failed");
             Err(Failure::new(Bytes::from_static(HANDLER_PANICKED)))
         };
         let make = |tag: Tag, request: Request, charged: usize| {
@@ -464,7 +465,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 Decoded::Skipped { consumed } => self.rbuf.advance(consumed),
                 Decoded::Oversized { sigil, tag, consumed } => {
                     let answered = self.protocol.handle_oversized(sigil, tag, &mut Sink(&mut self.resp));
-                    tracing::warn!(sigil = %char::from(sigil), ?answered, "oversized frame skipped");
+                    limited!(warn, sigil = %char::from(sigil), ?answered, "oversized frame skipped");
                     self.rbuf.advance(consumed);
                 }
                 Decoded::Frame { frame, consumed } => {
@@ -548,7 +549,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                                 || handler.authorize_subscription(&self.context, kind, topic),
                             );
                             if let Some(why) = refusal {
-                                tracing::info!(topic = %Logged(topic), ?kind, "subscription refused");
+                                limited!(info, topic = %Logged(topic), ?kind, "subscription refused");
                                 self.protocol.refuse_subscription(kind, topic, why);
                                 self.core.counters.subscription_refused();
                             } else {
@@ -569,7 +570,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                         }
                         Some(ServerEvent::Subscribed { new: false, .. }) | None => {}
                         Some(ServerEvent::SubscribeRefused { topic, kind, reason }) => {
-                            tracing::info!(topic = %Logged(topic), ?kind, %reason, "subscription refused");
+                            limited!(info, topic = %Logged(topic), ?kind, %reason, "subscription refused");
                             self.core.counters.subscription_refused();
                         }
                         Some(ServerEvent::Unsubscribed { topic, removed }) => {
@@ -625,7 +626,7 @@ fn encode_answer(protocol: &mut Protocol, tag: &[u8], result: Result<Reply, Fail
         Err(f) => protocol.fail(tag, &f.message, &f.details, sink),
     };
     if let Err(e) = encoded {
-        tracing::warn!(error = %e, "answer cannot be encoded; failing the request instead");
+        limited!(warn, error = %e, "answer cannot be encoded; failing the request instead");
         let _ = protocol.fail(tag, microsocket_core::UNENCODABLE_RESPONSE, [e.to_string()], sink);
     }
 }

@@ -12,6 +12,7 @@ use microsocket_host::{Account, Admission, Counters, MemoryBudget, QueueBound, S
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::log::limited;
 use microsocket_host::ConnectionId;
 
 // ---------------------------------------------------------------------------
@@ -193,7 +194,7 @@ impl Core {
             if admission == Admission::Disconnect {
                 queue.abort = true;
                 self.counters.slow_consumer_disconnected();
-                tracing::warn!(connection = %conn.id, "slow consumer disconnected");
+                limited!(warn, connection = %conn.id, "slow consumer disconnected");
                 if let Some(w) = queue.waker.take() {
                     wake.push(w);
                 }

@@ -209,6 +209,7 @@ mod client;
 mod conn;
 mod handler;
 mod hub;
+mod log;
 mod server;
 mod sink;
 mod spin;

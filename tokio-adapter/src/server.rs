@@ -24,6 +24,7 @@ use crate::client::Client;
 use crate::conn;
 use crate::handler::{Handler, PeerCredentials};
 use crate::hub::{Core, Hub};
+use crate::log::limited;
 use crate::sink::Sink;
 use microsocket_host::ConnectionId;
 
@@ -303,7 +304,7 @@ impl<H: Handler> Server<H> {
         let open = self.core.counters.open_connections();
         if open >= self.core.config.max_connections as u64 {
             self.core.counters.connection_refused();
-            tracing::warn!(open, "connection refused: too many connections");
+            limited!(warn, open, "connection refused: too many connections");
             return None;
         }
         let account = match self
@@ -314,7 +315,7 @@ impl<H: Handler> Server<H> {
             Ok(account) => account,
             Err(refused) => {
                 self.core.counters.connection_refused();
-                tracing::warn!(%refused, "connection refused");
+                limited!(warn, %refused, "connection refused");
                 return None;
             }
         };
@@ -354,7 +355,7 @@ impl<H: Handler> Server<H> {
                     Some(Err(e)) => {
                         // Out of file descriptors and the like: back off briefly
                         // rather than spin.
-                        tracing::warn!(error = %e, "accept failed");
+                        limited!(warn, error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
