@@ -140,16 +140,16 @@ impl MemoryBudget {
         }
         let user = match user {
             Some(uid) => {
-                let entry = {
-                    let mut users = shared.users.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    users.entry(uid).or_default().clone()
-                };
-                let opened = entry.connections.fetch_add(1, Ordering::Relaxed);
-                if opened >= shared.limits.max_connections_per_user {
-                    entry.connections.fetch_sub(1, Ordering::Relaxed);
+                // Counted under the lock, so that the last connection of the
+                // user closing meanwhile cannot forget the entry it joins.
+                let mut users = shared.users.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let entry = users.entry(uid).or_default().clone();
+                if entry.connections.load(Ordering::Relaxed) >= shared.limits.max_connections_per_user {
+                    drop(users);
                     self.count_shed();
                     return Err(Refused::TooManyConnections);
                 }
+                entry.connections.fetch_add(1, Ordering::Relaxed);
                 Some((uid, entry))
             }
             None => None,
@@ -287,21 +287,17 @@ impl Drop for Account {
     fn drop(&mut self) {
         self.release(self.held());
         if let Some((uid, user)) = self.user.take() {
+            // Under the lock `open` counts connections under, so that a
+            // connection of the user opening meanwhile keeps the entry.
+            let mut users = self
+                .budget
+                .0
+                .users
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let last = user.connections.fetch_sub(1, Ordering::Relaxed) == 1;
             if last && user.used.load(Ordering::Relaxed) == 0 {
-                let mut users = self
-                    .budget
-                    .0
-                    .users
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                // Another connection of the user may have opened meanwhile.
-                if users
-                    .get(&uid)
-                    .is_some_and(|u| u.connections.load(Ordering::Relaxed) == 0)
-                {
-                    users.remove(&uid);
-                }
+                users.remove(&uid);
             }
         }
     }

@@ -152,9 +152,11 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
         if self.ended {
             return false;
         }
-        let over_bytes =
-            self.publications > 0 && (self.bytes.saturating_add(weight) > self.max_bytes || !self.reserve(weight));
-        if self.publications >= self.capacity || over_bytes {
+        let full = self.publications >= self.capacity;
+        let over_bytes = !full
+            && self.publications > 0
+            && (self.bytes.saturating_add(weight) > self.max_bytes || !self.reserve(weight));
+        if full || over_bytes {
             match self.items.back_mut() {
                 Some(Delivery::Lagged { missed }) => *missed += 1,
                 _ => self.items.push_back(Delivery::Lagged { missed: 1 }),
@@ -264,9 +266,13 @@ impl<T: Weigh, N> SubscriptionQueue<T, N> {
         self.bytes -= bytes;
         if let Some(budget) = &self.budget {
             self.credit += bytes;
-            // Keep at most a step of credit; give the rest back.
+            // Keep at most a step of credit, and none once empty; give the
+            // rest back.
             let step = budget.step();
-            if self.credit > 2 * step {
+            if self.bytes == 0 {
+                budget.release(self.credit);
+                self.credit = 0;
+            } else if self.credit > 2 * step {
                 budget.release(self.credit - step);
                 self.credit = step;
             }

@@ -60,6 +60,19 @@ impl RxBuf {
         0
     }
 
+    /// Gives back what the buffer grew by beyond `keep` bytes, if it holds
+    /// nothing (a large frame made it large); returns how many bytes it freed.
+    pub(crate) fn shrink_if_empty(&mut self, keep: usize) -> usize {
+        if self.start != self.end || self.buf.len() <= keep {
+            return 0;
+        }
+        let freed = self.buf.len() - keep;
+        self.buf = vec![0; keep];
+        self.start = 0;
+        self.end = 0;
+        freed
+    }
+
     /// Records `n` bytes read into [`RxBuf::spare`].
     pub(crate) fn commit(&mut self, n: usize) {
         self.end = (self.end + n).min(self.buf.len());

@@ -350,9 +350,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
 
     /// Whether the connection is not to be read for now because memory is
     /// short (see `Account::should_pause`); if so, a timer wakes it to look
-    /// again.
+    /// again. A frame already arriving is read to its end: pausing half way
+    /// would hold its bytes without ever freeing them.
     fn paused_for_memory(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.shared.account.should_pause() {
+        if !self.rbuf.is_empty() || !self.shared.account.should_pause() {
             self.pause = None;
             return false;
         }

@@ -357,7 +357,12 @@ impl Client {
         let id = protocol.request(command, args, pending)?;
         st.slots[usize::from(id.slot())] = Some(id);
         if st.uncollected == 0 {
-            inner.flush_pending(st)?;
+            if let Err(e) = inner.flush_pending(st) {
+                // The write failed and the connection ended: this request's
+                // `Closed` answer is nobody's to collect now.
+                take_done(&mut inner.lock_state(), id);
+                return Err(e);
+            }
         }
         // Otherwise threads are about to collect answers and, as they usually do,
         // send their next requests: the last to collect writes them all at once.

@@ -1,6 +1,7 @@
 //! A subscription: the queue of publications matching one topic or pattern.
 
 use super::state::*;
+use super::waiting::take_done;
 use microsocket_core::SubscriptionKind;
 use microsocket_host::Member;
 use microsocket_host::Publication;
@@ -81,7 +82,12 @@ impl Subscription {
             }
         };
         st.slots[usize::from(barrier.slot())] = Some(barrier);
-        inner.flush_pending(st)?;
+        if let Err(e) = inner.flush_pending(st) {
+            // The barrier's `Closed` answer is nobody's to collect now.
+            take_done(&mut inner.lock_state(), barrier);
+            self.remove_last();
+            return Err(e);
+        }
         let deadline = inner.config.request_timeout.map(|t| Instant::now() + t);
         let confirmed = microsocket_host::subscription_confirmed(client.wait_response(barrier, deadline));
         if confirmed.is_err() {

@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 /// frame among its batches does not mean it stopped.
 pub(super) const BURST_READS: u8 = 8;
 
+/// The receive buffer a connection starts with, and shrinks back to once a
+/// larger frame has passed.
+const RECEIVE_BUFFER: usize = 16 << 10;
+
 /// How often a connection paused for want of memory looks again.
 const MEMORY_RECHECK: Duration = Duration::from_millis(10);
 
@@ -29,7 +33,7 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
     let shared = &conn.shared;
     let config = &shared.config;
     handler.connected(&conn.context);
-    let mut rx = RxBuf::new(16 << 10, config.max_frame);
+    let mut rx = RxBuf::new(RECEIVE_BUFFER, config.max_frame);
     let mut decoder = Decoder::new(config.max_frame);
     // Reads left during which the reader polls before it blocks (see
     // `ServerConfig::spin_before_sleep`).
@@ -53,8 +57,9 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
             !out.protocol.subscriptions().is_empty()
         };
         // Short of memory: this connection is not read until memory frees
-        // (see `Account::should_pause`).
-        while conn.account.should_pause() {
+        // (see `Account::should_pause`), except to finish a frame already
+        // arriving (pausing half way would hold its bytes for good).
+        while rx.data().is_empty() && conn.account.should_pause() {
             if conn.lock().dead || shared.stopping.load(Ordering::SeqCst) {
                 break;
             }
@@ -130,6 +135,9 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
             }
             rx.consume(consumed);
         }
+        // A buffer a large frame made large goes back once empty, and with it
+        // its charge.
+        conn.account.release(rx.shrink_if_empty(RECEIVE_BUFFER));
         burst = if frames > 1 {
             BURST_READS
         } else {
