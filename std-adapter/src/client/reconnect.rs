@@ -16,6 +16,10 @@ use std::net::Shutdown;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+/// The longest the reconnecting thread waits for the barriers that confirm
+/// the subscriptions it made again.
+const CONFIRM_AT_MOST: Duration = Duration::from_secs(30);
+
 /// How long the reconnecting thread sleeps at a time between attempts before
 /// it looks whether the client was closed or dropped.
 const CHECK_EVERY: Duration = Duration::from_millis(20);
@@ -118,7 +122,10 @@ fn sleep_unless_closed(client: &Weak<Inner>, delay: Duration) -> bool {
 /// Waits for the barrier after each subscription made again, and tells the
 /// receivers of a subscription the server refused.
 fn confirm(client: &Client, barriers: Vec<(SubscriptionId, RequestId)>) {
-    let deadline = client.inner.config.request_timeout.map(|t| Instant::now() + t);
+    // Bounded even without a request deadline: this thread holds the client,
+    // which must not outlive its last handle because a server never answers.
+    let wait = client.inner.config.request_timeout.unwrap_or(CONFIRM_AT_MOST);
+    let deadline = Some(Instant::now() + wait.min(CONFIRM_AT_MOST));
     for (sub, barrier) in barriers {
         let answer = client.wait_response(barrier, deadline);
         if let Err(Error::SubscriptionRefused { reason }) = microsocket_host::subscription_confirmed(answer) {
