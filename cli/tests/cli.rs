@@ -355,27 +355,40 @@ fn a_second_signal_exits_at_once() {
     let _ = request.wait();
 }
 
+/// A `+` frame for `topic`.
+fn subscribe_frame(topic: &[u8]) -> Vec<u8> {
+    let mut frame = vec![b'+', 1];
+    frame.extend_from_slice(&u32::try_from(topic.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(topic);
+    frame
+}
+
+/// Writes `frames`, then a PING whose answer proves the server read them all.
+fn send_then_ping(raw: &mut UnixStream, frames: &[u8]) {
+    std::io::Write::write_all(raw, frames).unwrap();
+    let mut ping = vec![b'(', 2, 0, 0, 0, 1, 9, 0, 0, 0, 4];
+    ping.extend_from_slice(b"PING");
+    std::io::Write::write_all(raw, &ping).unwrap();
+    let mut answer = [0u8; 7];
+    raw.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    std::io::Read::read_exact(raw, &mut answer).unwrap();
+}
+
+/// Stops the server (it must exit cleanly) and returns what it logged.
+fn terminate_and_read_log(server: &mut Server) -> String {
+    assert!(server.terminate().success());
+    let mut log = String::new();
+    server.child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    log
+}
+
 #[test]
 fn long_topics_do_not_flood_the_log() {
     let mut server = Server::start(&["-v"]);
     let mut raw = UnixStream::connect(server.sock()).unwrap();
-    let topic = vec![b'x'; 1 << 20];
-    let mut frame = vec![b'+', 1];
-    frame.extend_from_slice(&u32::try_from(topic.len()).unwrap().to_be_bytes());
-    frame.extend_from_slice(&topic);
-    for _ in 0..16 {
-        std::io::Write::write_all(&mut raw, &frame).unwrap();
-    }
-    // A request after them proves the server has read them all.
-    let mut barrier = vec![b'(', 2, 0, 0, 0, 1, 9, 0, 0, 0, 4];
-    barrier.extend_from_slice(b"PING");
-    std::io::Write::write_all(&mut raw, &barrier).unwrap();
-    let mut answer = [0u8; 7];
-    raw.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    std::io::Read::read_exact(&mut raw, &mut answer).unwrap();
-    assert!(server.terminate().success());
-    let mut log = String::new();
-    server.child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let frame = subscribe_frame(&vec![b'x'; 1 << 20]);
+    send_then_ping(&mut raw, &frame.repeat(16));
+    let log = terminate_and_read_log(&mut server);
     assert!(log.contains("subscription refused"), "{log}");
     assert!(log.len() < 64 << 10, "16 MiB of topics made {} bytes of log", log.len());
 }
@@ -385,25 +398,13 @@ fn repeated_refusals_do_not_flood_the_log() {
     let mut server = Server::start(&["-v"]);
     let mut raw = UnixStream::connect(server.sock()).unwrap();
     // 64 subscriptions fill the connection's table; the other 1,936 are refused.
-    let mut frames = Vec::new();
-    for i in 0..2000 {
-        let topic = format!("t{i}");
-        frames.extend_from_slice(&[b'+', 1]);
-        frames.extend_from_slice(&u32::try_from(topic.len()).unwrap().to_be_bytes());
-        frames.extend_from_slice(topic.as_bytes());
-    }
+    let frames: Vec<u8> = (0..2000)
+        .flat_map(|i| subscribe_frame(format!("t{i}").as_bytes()))
+        .collect();
     let started = Instant::now();
-    std::io::Write::write_all(&mut raw, &frames).unwrap();
-    let mut barrier = vec![b'(', 2, 0, 0, 0, 1, 9, 0, 0, 0, 4];
-    barrier.extend_from_slice(b"PING");
-    std::io::Write::write_all(&mut raw, &barrier).unwrap();
-    let mut answer = [0u8; 7];
-    raw.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    std::io::Read::read_exact(&mut raw, &mut answer).unwrap();
+    send_then_ping(&mut raw, &frames);
     let seconds = started.elapsed().as_secs() + 1;
-    assert!(server.terminate().success());
-    let mut log = String::new();
-    server.child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let log = terminate_and_read_log(&mut server);
     let refusals = log.lines().filter(|l| l.contains("subscription refused")).count() as u64;
     assert!(refusals > 0, "{log}");
     assert!(
