@@ -214,14 +214,7 @@ impl Account {
     /// it would have held (a publication).
     #[inline]
     pub fn try_charge(&self, bytes: usize) -> bool {
-        let limits = self.budget.0.limits;
-        let total = self.budget.0.used.load(Ordering::Relaxed).saturating_add(bytes);
-        let user = self
-            .user
-            .as_ref()
-            .map_or(0, |(_, u)| u.used.load(Ordering::Relaxed))
-            .saturating_add(bytes);
-        if total > limits.max_memory || (self.user.is_some() && user > limits.max_memory_per_user) {
+        if !self.fits(bytes) {
             self.budget.count_shed();
             return false;
         }
@@ -274,6 +267,33 @@ impl Account {
             .is_some_and(|(_, u)| u.used.load(Ordering::Relaxed) > limits.max_memory_per_user);
         let past_total = self.budget.0.used.load(Ordering::Relaxed) > limits.max_memory;
         user_over || (past_total && self.held() > PAUSE_ABOVE)
+    }
+
+    /// Whether the connection may read more now, with `buffered` bytes of a
+    /// frame already in its receive buffer and the buffer needing to grow by
+    /// `growth` bytes first (0 if it has room). Between frames it may not
+    /// while it [`should_pause`](Account::should_pause); a buffer grows only
+    /// if the growth fits the total and the user's share, so a frame arriving
+    /// while memory is short waits, holding what it has, until memory frees.
+    /// The caller charges the growth once made.
+    #[must_use]
+    pub fn may_read(&self, buffered: usize, growth: usize) -> bool {
+        if buffered == 0 && self.should_pause() {
+            return false;
+        }
+        growth == 0 || self.fits(growth)
+    }
+
+    /// Whether `bytes` more would fit the total and the user's share.
+    fn fits(&self, bytes: usize) -> bool {
+        let limits = self.budget.0.limits;
+        let total = self.budget.0.used.load(Ordering::Relaxed).saturating_add(bytes);
+        let user = self
+            .user
+            .as_ref()
+            .map_or(0, |(_, u)| u.used.load(Ordering::Relaxed))
+            .saturating_add(bytes);
+        total <= limits.max_memory && (self.user.is_none() || user <= limits.max_memory_per_user)
     }
 
     /// The budget it belongs to.
@@ -354,5 +374,23 @@ mod tests {
         drop(big);
         assert!(!b.is_over());
         assert_eq!(b.stats().shed, 2);
+    }
+
+    #[test]
+    fn a_receive_buffer_grows_only_within_the_budget() {
+        let b = budget();
+        let reader = b.open(Some(1), 100).unwrap();
+        assert!(reader.may_read(0, 0));
+        assert!(reader.may_read(10, 400), "600 of the user's 600");
+        assert!(!reader.may_read(10, 501), "past the user's share");
+        let other = b.open(Some(2), 100).unwrap();
+        other.charge(500);
+        assert!(!reader.may_read(10, 400), "past the total of 1000");
+        assert!(reader.may_read(10, 0), "a buffer with room reads on");
+        assert!(reader.may_read(0, 0), "between frames, within its share");
+        other.charge(100);
+        assert!(!other.may_read(0, 0), "past its share: paused between frames");
+        assert!(other.may_read(1, 0), "but finishes a frame within its buffer");
+        assert_eq!(b.stats().shed, 0, "asking sheds nothing");
     }
 }

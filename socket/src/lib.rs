@@ -89,6 +89,7 @@ mod abstract_name;
 mod address;
 mod credentials;
 mod file;
+mod hangup;
 #[cfg(test)]
 mod tests;
 
@@ -97,3 +98,4 @@ pub use abstract_name::{bind_abstract, connect_abstract};
 pub use address::{Address, AddressError, Listener, Stream};
 pub use credentials::{peer_credentials, PeerCredentials};
 pub use file::{bind_unix, bind_unix_with, SocketFileGuard, SocketOptions, DEFAULT_SOCKET_MODE, MAX_SOCKET_PATH};
+pub use hangup::peer_hung_up;

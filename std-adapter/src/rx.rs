@@ -40,6 +40,15 @@ impl RxBuf {
         &mut self.buf[self.end..]
     }
 
+    /// How many bytes [`RxBuf::make_room`] would grow the buffer by: nonzero
+    /// only when unconsumed bytes (part of a frame) fill it.
+    pub(crate) fn growth_needed(&self) -> usize {
+        if self.end < self.buf.len() || self.start > 0 || self.buf.len() >= self.limit {
+            return 0;
+        }
+        (self.buf.len() * 2).min(self.limit) - self.buf.len()
+    }
+
     /// Makes room to read into, if there is none: compacts, or else grows
     /// (doubling, up to the limit). Returns how many bytes the buffer grew by.
     pub(crate) fn make_room(&mut self) -> usize {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use attack::*;
 use common::{frame, read_frame, RawFrame};
+use microsocket_host::CONNECTION_COST;
 
 /// Not a test of its own: the server process (see `attack::serve_if_child`).
 #[test]
@@ -146,18 +147,35 @@ struct Outcome {
 /// Runs `attack` against a fresh `role` server while a probe measures round
 /// trips; checks latency, memory, and that the server is whole afterwards.
 fn run(role: &'static str, name: &str, attack: impl FnOnce(&ServerProcess) -> Outcome) {
+    run_with(role, name, None, attack);
+}
+
+/// What a server at its memory budget may hold besides the budget: what a
+/// connection costs beyond the [`CONNECTION_COST`] it is charged (a std
+/// connection's thread stack and bookkeeping, measured at 20-40 KiB), per
+/// connection, and the allocator's own overhead and fragmentation, in all.
+const UNCHARGED_PER_CONNECTION: usize = 48 << 10;
+const BUDGET_OVERHEAD: usize = 24 << 20;
+
+/// [`run`], against a server whose memory budget is `max_memory` bytes when
+/// given: its growth must also stay under the budget plus
+/// [`BUDGET_OVERHEAD`] and [`UNCHARGED_PER_CONNECTION`] for each connection,
+/// and the probe, of the same user as the attackers, may be answered "server
+/// busy" (quickly) while the budget is spent.
+fn run_with(role: &'static str, name: &str, max_memory: Option<usize>, attack: impl FnOnce(&ServerProcess) -> Outcome) {
     let _serial = one_at_a_time();
-    let mut server = ServerProcess::spawn(role);
+    let mut server = ServerProcess::spawn_with_budget(role, max_memory);
     server.assert_serves();
     server.wait_connections(0, Duration::from_secs(10));
     let fds = settled_fds(&server);
     let before = server.memory();
     server.reset_peak();
-    let probe = Probe::start(&server.path);
+    let probe = Probe::start_with(&server.path, max_memory.is_some());
     let started = Instant::now();
     let outcome = attack(&server);
     let took = started.elapsed();
     let peak = server.memory();
+    let busy = probe.busy();
     let latency = probe.finish();
     server.wait_connections(0, Duration::from_secs(20));
     // Descriptors are closed once the connection has left the counters.
@@ -174,10 +192,17 @@ fn run(role: &'static str, name: &str, attack: impl FnOnce(&ServerProcess) -> Ou
     let threads_after = server.memory().threads;
     server.assert_serves();
     let growth = (peak.hwm_kib.saturating_sub(before.rss_kib) * 1024) as usize;
-    let bound = outcome.connections * outcome.per_connection + SLACK;
+    let mut bound = outcome.connections * outcome.per_connection + SLACK;
+    if let Some(budget) = max_memory {
+        bound = bound.min(budget + BUDGET_OVERHEAD + outcome.connections * UNCHARGED_PER_CONNECTION);
+        eprintln!(
+            "[{role}] {name}: budget {} KiB; the probe was answered busy {busy} times",
+            budget >> 10
+        );
+    }
     eprintln!(
         "[{role}] {name}: {:.1} s; probe {latency}; RSS before {} KiB, peak {} KiB, after {} KiB; \
-         growth {} KiB <= bound {} KiB ({} conns x {} KiB + {} KiB); fds {fds} -> {fds_after}; \
+         growth {} KiB <= bound {} KiB ({} conns x {} KiB + {} KiB, or the budget); fds {fds} -> {fds_after}; \
          threads {} -> {} -> {threads_after}",
         took.as_secs_f64(),
         before.rss_kib,
@@ -1050,5 +1075,194 @@ fn tokio_buffered_topic_bomb() {
         "tokio",
         "10 x 4 KiB to each of 20,000 buffered topics",
         buffered_topic_bomb,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// (k) held requests from a thousand connections, past the memory budget
+// ---------------------------------------------------------------------------
+
+/// Connections of the held-request attacks.
+const THOUSAND: usize = 1000;
+/// The budget of the server the held requests are sent to: a sixteenth of
+/// what the attack asks it to hold.
+const HELD_BUDGET: usize = 64 << 20;
+/// The value each held request carries.
+const HELD_VALUE: usize = 63 << 10;
+
+/// Many raw connections driven from one thread without blocking: each has
+/// bytes to write, and the `#` "server busy" answers it receives are counted.
+struct Crowd {
+    conns: Vec<CrowdMember>,
+}
+
+struct CrowdMember {
+    stream: UnixStream,
+    to_write: Vec<u8>,
+    written: usize,
+    received: Vec<u8>,
+    decoder: microsocket_core::frame::Decoder,
+    busy: usize,
+    answers: usize,
+}
+
+impl Crowd {
+    /// `n` connections, each to write `bytes`.
+    fn connect(path: &Path, n: usize, bytes: &[u8]) -> Self {
+        let conns = (0..n)
+            .map(|_| {
+                let stream = raw(path);
+                stream.set_nonblocking(true).unwrap();
+                CrowdMember {
+                    stream,
+                    to_write: bytes.to_vec(),
+                    written: 0,
+                    received: Vec::new(),
+                    decoder: microsocket_core::frame::Decoder::new(MAX_FRAME * 2),
+                    busy: 0,
+                    answers: 0,
+                }
+            })
+            .collect();
+        Self { conns }
+    }
+
+    /// One round over every connection: writes what its socket takes, reads
+    /// and counts what arrived. Returns whether every byte is written.
+    fn round(&mut self) -> bool {
+        use std::io::Read;
+        let mut all_written = true;
+        let mut buf = vec![0u8; 64 << 10];
+        for c in &mut self.conns {
+            while c.written < c.to_write.len() {
+                match c.stream.write(&c.to_write[c.written..]) {
+                    Ok(n) if n > 0 => c.written += n,
+                    _ => break,
+                }
+            }
+            all_written &= c.written == c.to_write.len();
+            while let Ok(n) = c.stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                c.received.extend_from_slice(&buf[..n]);
+            }
+            let mut used = 0;
+            while let microsocket_core::frame::Decoded::Frame { frame, consumed } =
+                c.decoder.decode(&c.received[used..])
+            {
+                used += consumed;
+                c.answers += 1;
+                let mut args = frame.args();
+                let _tag = args.next();
+                if frame.sigil_byte() == b'#' && args.next() == Some(microsocket_core::SERVER_BUSY) {
+                    c.busy += 1;
+                }
+            }
+            c.received.drain(..used);
+        }
+        all_written
+    }
+
+    /// Answers received in all, and how many of them were "server busy".
+    fn answers(&self) -> (usize, usize) {
+        self.conns.iter().fold((0, 0), |(a, b), c| (a + c.answers, b + c.busy))
+    }
+}
+
+/// 1,000 connections each send 16 requests that the handler holds, each with
+/// a 63 KiB value (1 GiB asked of a server whose budget is 64 MiB): the server
+/// holds what fits, answers requests "server busy" past it, stops reading the
+/// connections holding the most, stays under its budget, and the probe is
+/// answered throughout. Then the attackers hang up with their requests still
+/// held: every connection and descriptor is released within a second,
+/// without waiting for the handlers.
+fn held_past_the_budget(server: &ServerProcess) -> Outcome {
+    let value = vec![b'h'; HELD_VALUE];
+    let mut batch = Vec::new();
+    for i in 0..MAX_IN_FLIGHT as u8 {
+        batch.extend_from_slice(&frame(b'(', &[&[i], b"HOLD", &value]));
+    }
+    let fds_before = server.fds();
+    let mut crowd = Crowd::connect(&server.path, THOUSAND, &batch);
+    let sent = THOUSAND * MAX_IN_FLIGHT;
+    let requests_before = server.stats().requests;
+    // Until every request is sent and handled, or the server has stopped
+    // taking more (it reads no further from connections it paused) for a
+    // second.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = (0, 0);
+    let mut still_since = Instant::now();
+    loop {
+        let written = crowd.round();
+        let (answered, _) = crowd.answers();
+        let held = (server.stats().requests - requests_before) as usize;
+        if (answered, held) != last {
+            last = (answered, held);
+            still_since = Instant::now();
+        }
+        if (written && answered + held >= sent) || still_since.elapsed() > Duration::from_secs(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still taking requests after 60 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (answered, busy) = crowd.answers();
+    let held = (server.stats().requests - requests_before) as usize;
+    eprintln!(
+        "  {sent} requests of {} KiB from {THOUSAND} connections: about {held} held, {busy} answered \"server busy\", \
+         {} otherwise, {} not read",
+        HELD_VALUE >> 10,
+        answered - busy,
+        sent.saturating_sub(answered + held)
+    );
+    assert!(busy > 0, "a server at its budget answers \"server busy\"");
+    // The attackers hang up with their requests held.
+    let hung_up = Instant::now();
+    drop(crowd);
+    let deadline = hung_up + Duration::from_secs(1);
+    while (server.stats().connections > 1 || server.fds() > fds_before) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let released_in = hung_up.elapsed();
+    eprintln!(
+        "  released in {:.0} ms: {} connections, {} descriptors (before: {fds_before})",
+        released_in.as_secs_f64() * 1e3,
+        server.stats().connections,
+        server.fds()
+    );
+    assert!(
+        server.stats().connections <= 1 && server.fds() <= fds_before,
+        "dead clients still held a second after hanging up"
+    );
+    // The test application still holds their responders (std) or the
+    // senders of cancelled requests (Tokio); answering them finds the
+    // connections gone.
+    let checker = probe_client(&server.path);
+    let released = checker.request("RELEASE", NONE).unwrap();
+    eprintln!("  {} parked requests released", String::from_utf8_lossy(&released[0]));
+    Outcome {
+        connections: THOUSAND + 2,
+        per_connection: Bound::of(server.role).total(),
+    }
+}
+
+#[test]
+fn std_held_requests_from_a_thousand_connections_past_the_budget() {
+    run_with(
+        "std",
+        "16 held requests of 63 KiB from each of 1,000 connections, budget 64 MiB",
+        Some(HELD_BUDGET),
+        held_past_the_budget,
+    );
+}
+
+#[test]
+fn tokio_held_requests_from_a_thousand_connections_past_the_budget() {
+    run_with(
+        "tokio",
+        "16 held requests of 63 KiB from each of 1,000 connections, budget 64 MiB",
+        Some(HELD_BUDGET),
+        held_past_the_budget,
     );
 }

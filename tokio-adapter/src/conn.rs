@@ -95,6 +95,7 @@ pub(crate) async fn serve<S, H>(
     key: usize,
     shared: Arc<ConnShared>,
     peer: Option<PeerCredentials>,
+    hung_up: fn(&S) -> bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
@@ -110,6 +111,7 @@ pub(crate) async fn serve<S, H>(
         handler.connected(&context);
         let mut conn = Conn {
             stream,
+            hung_up,
             protocol: Protocol::new(ServerLimits {
                 max_in_flight: core.config.max_in_flight,
             }),
@@ -178,6 +180,9 @@ pub(crate) async fn serve<S, H>(
 
 struct Conn<'a, S> {
     stream: S,
+    /// Whether the peer has left, asked without reading (false where the
+    /// stream cannot tell): a connection paused for memory reads nothing.
+    hung_up: fn(&S) -> bool,
     protocol: Protocol,
     decoder: Decoder,
     rbuf: BytesMut,
@@ -274,9 +279,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 progress = true;
                 request_progress = true;
             }
-            if self.reading && !self.core.bound.is_full(self.held) && !self.paused_for_memory(cx) {
-                if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-                    let more = READ_CHUNK.max(self.rbuf.len());
+            let more = if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                READ_CHUNK.max(self.rbuf.len())
+            } else {
+                0
+            };
+            if self.reading && !self.core.bound.is_full(self.held) && self.paused_for_memory(cx, more) {
+                if (self.hung_up)(&self.stream) {
+                    // As at end of stream, below.
+                    self.reading = false;
+                    running.inflight.clear();
+                    running.spare = None;
+                    progress = true;
+                }
+            } else if self.reading && !self.core.bound.is_full(self.held) {
+                if more > 0 {
                     self.rbuf.reserve(more);
                     self.rbuf_allocation = self.rbuf.capacity();
                     self.charge_receive_buffer();
@@ -349,11 +366,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     }
 
     /// Whether the connection is not to be read for now because memory is
-    /// short (see `Account::should_pause`); if so, a timer wakes it to look
-    /// again. A frame already arriving is read to its end: pausing half way
-    /// would hold its bytes without ever freeing them.
-    fn paused_for_memory(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.rbuf.is_empty() || !self.shared.account.should_pause() {
+    /// short (see `Account::may_read`), its receive buffer needing `more`
+    /// bytes first; if so, a timer wakes it to look again (and to see
+    /// whether the peer has left). A new, empty buffer's first chunk is part
+    /// of what a connection costs, not growth.
+    fn paused_for_memory(&mut self, cx: &mut Context<'_>, more: usize) -> bool {
+        let growth = if self.rbuf.is_empty() { 0 } else { more };
+        if self.shared.account.may_read(self.rbuf.len(), growth) {
             self.pause = None;
             return false;
         }

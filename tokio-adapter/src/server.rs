@@ -277,7 +277,7 @@ impl<H: Handler> Server<H> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        self.spawn_connection(stream, None)
+        self.spawn_connection(stream, None, |_| false)
     }
 
     /// A client connected to this server in-process over a socket pair (no
@@ -289,12 +289,19 @@ impl<H: Handler> Server<H> {
     pub fn connect_in_process(&self) -> io::Result<Client> {
         let (ours, theirs) = tokio::net::UnixStream::pair()?;
         let peer = peer_credentials(&ours);
-        self.spawn_connection(ours, peer)
+        self.spawn_connection(ours, peer, socket_hung_up)
             .ok_or_else(|| io::Error::new(io::ErrorKind::ConnectionRefused, "server is shutting down or full"))?;
         Ok(Client::new(theirs))
     }
 
-    fn spawn_connection<S>(&self, stream: S, peer: Option<PeerCredentials>) -> Option<ConnectionId>
+    /// Serves `stream`; `hung_up` tells, without reading, whether its peer
+    /// has left (see `microsocket_socket::peer_hung_up`).
+    fn spawn_connection<S>(
+        &self,
+        stream: S,
+        peer: Option<PeerCredentials>,
+        hung_up: fn(&S) -> bool,
+    ) -> Option<ConnectionId>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -325,7 +332,7 @@ impl<H: Handler> Server<H> {
         let core = self.core.clone();
         self.core
             .tracker
-            .spawn(conn::serve(stream, handler, core, key, shared, peer));
+            .spawn(conn::serve(stream, handler, core, key, shared, peer, hung_up));
         Some(id)
     }
 
@@ -346,11 +353,11 @@ impl<H: Handler> Server<H> {
                     None => break,
                     Some(Ok(Accepted::Unix(stream))) => {
                         let peer = peer_credentials(&stream);
-                        server.spawn_connection(stream, peer);
+                        server.spawn_connection(stream, peer, socket_hung_up);
                     }
                     Some(Ok(Accepted::Tcp(stream))) => {
                         let _ = stream.set_nodelay(true);
-                        server.spawn_connection(stream, None);
+                        server.spawn_connection(stream, None, socket_hung_up);
                     }
                     Some(Err(e)) => {
                         // Out of file descriptors and the like: back off briefly
@@ -414,4 +421,9 @@ impl Accept {
             Self::Tcp(l) => l.poll_accept(cx).map_ok(|(s, _)| Accepted::Tcp(s)),
         }
     }
+}
+
+/// [`microsocket_socket::peer_hung_up`] for the sockets the server accepts.
+fn socket_hung_up<S: std::os::fd::AsFd>(stream: &S) -> bool {
+    microsocket_socket::peer_hung_up(stream)
 }

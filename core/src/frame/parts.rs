@@ -184,6 +184,20 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// Bytes the arguments still to come take in their frame, length
+    /// prefixes included: what a driver that keeps them keeps.
+    ///
+    /// ```
+    /// use microsocket_core::frame::Args;
+    ///
+    /// let frame = b"\x00\x00\x00\x02hi\x00\x00\x00\x00";
+    /// assert_eq!(Args::resume(frame, 0, 2).encoded_len(), 10);
+    /// ```
+    #[must_use]
+    pub const fn encoded_len(&self) -> usize {
+        self.rest.len()
+    }
+
     /// Whether no arguments are left.
     #[must_use]
     pub const fn is_empty(&self) -> bool {

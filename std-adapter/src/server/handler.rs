@@ -53,6 +53,10 @@ pub struct Responder {
     pub(super) context: RequestContext,
     pub(super) tag: TagBuf,
     pub(super) answered: bool,
+    /// The bytes of the request's arguments, charged to the connection's
+    /// account while the request is held (given back when it is answered, or
+    /// with the account when the connection goes).
+    pub(super) charged: usize,
 }
 
 /// A request's tag, inline when short (as every microsocket or IPC::MicroSocket
@@ -139,6 +143,7 @@ impl Responder {
         let Some(conn) = self.conn.upgrade() else {
             return Err(Error::Closed);
         };
+        conn.account.release(self.charged);
         let mut out = conn.lock();
         if out.dead {
             return Err(Error::Closed);

@@ -9,6 +9,7 @@ use microsocket_core::SubscriptionKind;
 use microsocket_core::{ServerEvent, SERVER_BUSY};
 use microsocket_host::shared::NO_ARGS;
 use microsocket_host::SubscriptionChange;
+use microsocket_socket::peer_hung_up;
 use rustix::event::{PollFd, PollFlags};
 use std::io::{self, Read};
 use std::sync::atomic::Ordering;
@@ -57,11 +58,11 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
             !out.protocol.subscriptions().is_empty()
         };
         // Short of memory: this connection is not read until memory frees
-        // (see `Account::should_pause`), except to finish a frame already
-        // arriving (pausing half way would hold its bytes for good).
-        while rx.data().is_empty() && conn.account.should_pause() {
-            if conn.lock().dead || shared.stopping.load(Ordering::SeqCst) {
-                break;
+        // (see `Account::may_read`), and a frame arriving waits before its
+        // buffer grows. A peer that hangs up meanwhile is noticed at once.
+        while !conn.account.may_read(rx.data().len(), rx.growth_needed()) {
+            if conn.lock().dead || shared.stopping.load(Ordering::SeqCst) || peer_hung_up(&conn.stream) {
+                break 'read;
             }
             std::thread::sleep(MEMORY_RECHECK);
         }
@@ -201,11 +202,12 @@ pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, e
     let shared = &conn.shared;
     match event {
         ServerEvent::Request { tag, command, args } => {
-            let responder = Responder {
+            let mut responder = Responder {
                 conn: Arc::downgrade(conn),
                 context: conn.context,
                 tag: TagBuf::new(tag),
                 answered: false,
+                charged: 0,
             };
             if conn.account.is_over() {
                 // Short of memory: refused before the handler holds anything.
@@ -213,6 +215,10 @@ pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, e
                 let _ = responder.fail(SERVER_BUSY, NO_ARGS);
                 return;
             }
+            // What a handler may keep of the request (a copy of its arguments,
+            // typically) is charged while the request is held.
+            responder.charged = args.encoded_len() + command.len();
+            conn.account.charge(responder.charged);
             shared.counters.requests(1);
             let request = Request {
                 context: &conn.context,

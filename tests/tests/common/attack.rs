@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,6 +25,8 @@ pub(crate) const ROLE: &str = "MICROSOCKET_ATTACK_SERVER";
 pub(crate) const SOCKET: &str = "MICROSOCKET_ATTACK_SOCKET";
 /// Where it writes its counters (every 20 ms).
 pub(crate) const STATS: &str = "MICROSOCKET_ATTACK_STATS";
+/// Its memory budget in bytes, when not the library's default.
+pub(crate) const MAX_MEMORY: &str = "MICROSOCKET_ATTACK_MAX_MEMORY";
 
 /// The test servers' largest frame.
 pub(crate) const MAX_FRAME: usize = 64 << 10;
@@ -70,14 +72,19 @@ pub(crate) fn std_limits() -> microsocket_std::ServerConfig {
 }
 
 /// The memory limits of the test servers: every attacker runs as this test's
-/// user, so that user may hold every connection (per-user shares are tested
-/// on their own).
+/// user, so that user may hold every connection and the whole budget
+/// (per-user shares are tested on their own, in security.rs). The budget is
+/// the library's default unless [`MAX_MEMORY`] says otherwise.
 fn one_user_limits() -> microsocket_host::MemoryLimits {
     let defaults = microsocket_host::MemoryLimits::default();
+    let max_memory = std::env::var(MAX_MEMORY)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(defaults.max_memory);
     microsocket_host::MemoryLimits {
-        max_memory_per_user: defaults.max_memory,
+        max_memory,
+        max_memory_per_user: max_memory,
         max_connections_per_user: MAX_CONNECTIONS,
-        ..defaults
     }
 }
 
@@ -180,17 +187,26 @@ impl ServerProcess {
     /// Starts this binary as a `role` server; returns once it accepts and has
     /// written its counters.
     pub(crate) fn spawn(role: &'static str) -> Self {
+        Self::spawn_with_budget(role, None)
+    }
+
+    /// [`ServerProcess::spawn`], with a memory budget of `max_memory` bytes
+    /// instead of the library's default.
+    pub(crate) fn spawn_with_budget(role: &'static str, max_memory: Option<usize>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("attack.sock");
         let stats = dir.path().join("stats");
-        let child = Command::new(std::env::current_exe().unwrap())
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
             .args(["--exact", "server_process", "--nocapture", "--test-threads=1"])
             .env(ROLE, role)
             .env(SOCKET, &path)
             .env(STATS, &stats)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+            .stdout(Stdio::null());
+        if let Some(bytes) = max_memory {
+            command.env(MAX_MEMORY, bytes.to_string());
+        }
+        let child = command.spawn().unwrap();
         let process = Self {
             child,
             role,
@@ -343,20 +359,30 @@ impl std::fmt::Display for Latency {
 }
 
 /// A well-behaved client asking PING every millisecond on its own thread until
-/// stopped; every request must succeed.
+/// stopped; every request must succeed, or (when allowed) be refused as
+/// "server busy" by a server at its memory budget.
 pub(crate) struct Probe {
     stop: Arc<AtomicBool>,
+    busy: Arc<AtomicU64>,
     thread: Option<JoinHandle<Result<Vec<Duration>, String>>>,
 }
 
 impl Probe {
     /// Connects and starts asking.
     pub(crate) fn start(path: &Path) -> Self {
+        Self::start_with(path, false)
+    }
+
+    /// Connects and starts asking; `allow_busy`: a "server busy" answer
+    /// counts as a round trip (see [`Probe::busy`]) rather than a failure.
+    pub(crate) fn start_with(path: &Path, allow_busy: bool) -> Self {
         let client = probe_client(path);
         client.request("PING", NONE).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
+        let busy = Arc::new(AtomicU64::new(0));
         let thread = std::thread::spawn({
             let stop = stop.clone();
+            let busy = busy.clone();
             move || {
                 let mut samples = Vec::new();
                 // Bounded: the parent stops it, or 120 s pass.
@@ -365,6 +391,12 @@ impl Probe {
                     let t = Instant::now();
                     match client.request("PING", NONE) {
                         Ok(v) if v == ["PONG"] => samples.push(t.elapsed()),
+                        Err(microsocket_std::Error::Failed { message, .. })
+                            if allow_busy && message[..] == *microsocket_core::SERVER_BUSY =>
+                        {
+                            busy.fetch_add(1, Ordering::Relaxed);
+                            samples.push(t.elapsed());
+                        }
                         other => return Err(format!("probe request: {other:?}")),
                     }
                     std::thread::sleep(Duration::from_millis(1));
@@ -374,8 +406,14 @@ impl Probe {
         });
         Self {
             stop,
+            busy,
             thread: Some(thread),
         }
+    }
+
+    /// How many of its requests were answered "server busy" so far.
+    pub(crate) fn busy(&self) -> u64 {
+        self.busy.load(Ordering::Relaxed)
     }
 
     /// Stops it; the round trips it measured. Fails the test if a request failed.
