@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use attack::*;
 use common::{frame, read_frame, RawFrame};
-use microsocket_host::CONNECTION_COST;
 
 /// Not a test of its own: the server process (see `attack::serve_if_child`).
 #[test]
@@ -151,7 +150,7 @@ fn run(role: &'static str, name: &str, attack: impl FnOnce(&ServerProcess) -> Ou
 }
 
 /// What a server at its memory budget may hold besides the budget: what a
-/// connection costs beyond the [`CONNECTION_COST`] it is charged (a std
+/// connection costs beyond the `microsocket_host::CONNECTION_COST` it is charged (a std
 /// connection's thread stack and bookkeeping, measured at 20-40 KiB), per
 /// connection, and the allocator's own overhead and fragmentation, in all.
 const UNCHARGED_PER_CONNECTION: usize = 48 << 10;
@@ -1020,22 +1019,30 @@ fn tokio_long_topics_against_wildcard_patterns() {
 // (j) a buffered-topic bomb
 // ---------------------------------------------------------------------------
 
-/// Distinct buffered topics the bomb publishes to.
-const BOMB_TOPICS: usize = 20_000;
-
 /// Ten publications of 4 KiB to each of 20,000 distinct topics `log.N`, which
 /// the servers buffer (10 deep): what the server keeps stays within its
 /// buffered-topic caps (1,000 topics, 4 MiB in all), evicting the least
 /// recently published topics, whatever is published.
 fn buffered_topic_bomb(server: &ServerProcess) -> Outcome {
+    bomb(server, 20_000, 10)
+}
+
+/// One publication of 4 KiB to each of 200,000 distinct buffered topics.
+fn wide_buffered_topic_bomb(server: &ServerProcess) -> Outcome {
+    bomb(server, 200_000, 1)
+}
+
+/// `per_topic` publications of 4 KiB to each of `topics` distinct topics
+/// `log.N`.
+fn bomb(server: &ServerProcess, topics: usize, per_topic: usize) -> Outcome {
     let mut publisher = raw(&server.path);
     let reader = drain(&publisher);
     let value = vec![b'v'; 4 << 10];
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut batch = Vec::new();
-    for t in 0..BOMB_TOPICS {
+    for t in 0..topics {
         let topic = format!("log.{t}");
-        for _ in 0..10 {
+        for _ in 0..per_topic {
             batch.extend_from_slice(&frame(b'(', &[b"", b"PUBLISH", topic.as_bytes(), &value]));
         }
         if batch.len() > 256 << 10 {
@@ -1050,8 +1057,8 @@ fn buffered_topic_bomb(server: &ServerProcess) -> Outcome {
     publisher.shutdown(std::net::Shutdown::Write).unwrap();
     assert!(reader.join().unwrap() > 0);
     eprintln!(
-        "  {} publications of 4 KiB to {BOMB_TOPICS} buffered topics",
-        BOMB_TOPICS * 10
+        "  {} publications of 4 KiB to {topics} buffered topics",
+        topics * per_topic
     );
     Outcome {
         connections: 1,
@@ -1075,6 +1082,115 @@ fn tokio_buffered_topic_bomb() {
         "tokio",
         "10 x 4 KiB to each of 20,000 buffered topics",
         buffered_topic_bomb,
+    );
+}
+
+#[test]
+fn std_wide_buffered_topic_bomb() {
+    run(
+        "std",
+        "4 KiB to each of 200,000 buffered topics",
+        wide_buffered_topic_bomb,
+    );
+}
+
+#[test]
+fn tokio_wide_buffered_topic_bomb() {
+    run(
+        "tokio",
+        "4 KiB to each of 200,000 buffered topics",
+        wide_buffered_topic_bomb,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// (l) 100,000 wildcard patterns that a publication does not match
+// ---------------------------------------------------------------------------
+
+/// Patterns in all: 64 on each of 1,563 connections.
+const MANY_PATTERNS: usize = 100_000;
+/// PUBLISH requests per timed batch.
+const TIMED_BATCH: usize = 5_000;
+
+/// How long one connection takes for [`TIMED_BATCH`] PUBLISH requests to
+/// `topic` and their answers, [`MAX_IN_FLIGHT`] at a time; the best of three.
+fn publish_time(path: &Path, topic: &[u8]) -> Duration {
+    let mut s = raw(path);
+    let request = frame(b'(', &[b"p", b"PUBLISH", topic, b"v"]);
+    let window: Vec<u8> = request
+        .iter()
+        .copied()
+        .cycle()
+        .take(request.len() * MAX_IN_FLIGHT)
+        .collect();
+    (0..3)
+        .map(|_| {
+            let started = Instant::now();
+            for _ in 0..TIMED_BATCH / MAX_IN_FLIGHT {
+                s.write_all(&window).unwrap();
+                for _ in 0..MAX_IN_FLIGHT {
+                    let f = read_frame(&mut s).unwrap().expect("an answer");
+                    assert_eq!(f.sigil, b')', "{:?}", f.args);
+                }
+            }
+            started.elapsed()
+        })
+        .min()
+        .unwrap()
+}
+
+/// 100,000 wildcard-rooted patterns (`*.pN.>`, 64 on each of 1,563
+/// connections) that publications to `a.b` do not match: publishing costs
+/// what the topic's tokens cost, so a publisher's throughput stays within 2x
+/// of its throughput with no subscriptions at all (timed in the same run).
+fn many_wildcard_patterns(server: &ServerProcess) -> Outcome {
+    let path = &server.path;
+    let alone = publish_time(path, b"a.b");
+    let mut holders = Vec::new();
+    let connections = MANY_PATTERNS.div_ceil(SUBS);
+    for c in 0..connections {
+        let mut s = raw(path);
+        let mut batch = Vec::new();
+        for i in 0..SUBS.min(MANY_PATTERNS - c * SUBS) {
+            batch.extend_from_slice(&frame(b'*', &[format!("*.p{}.>", c * SUBS + i).as_bytes()]));
+        }
+        s.write_all(&batch).unwrap();
+        barrier(&mut s, b"b");
+        holders.push(s);
+    }
+    let crowded = publish_time(path, b"a.b");
+    let ratio = crowded.as_secs_f64() / alone.as_secs_f64();
+    eprintln!(
+        "  {TIMED_BATCH} publications: {:.1} ms with no subscriptions, {:.1} ms beside {MANY_PATTERNS} wildcard patterns ({ratio:.2}x)",
+        alone.as_secs_f64() * 1e3,
+        crowded.as_secs_f64() * 1e3
+    );
+    assert!(
+        ratio < 2.0,
+        "publishing beside {MANY_PATTERNS} patterns took {ratio:.2}x as long"
+    );
+    drop(holders);
+    Outcome {
+        connections: connections + 2,
+        per_connection: Bound::of(server.role).total(),
+    }
+}
+
+#[test]
+fn std_publishing_beside_100k_wildcard_patterns() {
+    run(
+        "std",
+        "publishing beside 100,000 wildcard patterns",
+        many_wildcard_patterns,
+    );
+}
+
+#[test]
+fn tokio_publishing_beside_100k_wildcard_patterns() {
+    run(
+        "tokio",
+        "publishing beside 100,000 wildcard patterns",
+        many_wildcard_patterns,
     );
 }
 
@@ -1178,6 +1294,12 @@ impl Crowd {
 /// held: every connection and descriptor is released within a second,
 /// without waiting for the handlers.
 fn held_past_the_budget(server: &ServerProcess) -> Outcome {
+    held_then_hang_up(server, true)
+}
+
+/// [`held_past_the_budget`]; `alone`: no other attack runs, so the server's
+/// connection and descriptor counts show what the hang-up released.
+fn held_then_hang_up(server: &ServerProcess, alone: bool) -> Outcome {
     let value = vec![b'h'; HELD_VALUE];
     let mut batch = Vec::new();
     for i in 0..MAX_IN_FLIGHT as u8 {
@@ -1220,6 +1342,14 @@ fn held_past_the_budget(server: &ServerProcess) -> Outcome {
     // The attackers hang up with their requests held.
     let hung_up = Instant::now();
     drop(crowd);
+    let outcome = Outcome {
+        connections: THOUSAND + 2,
+        per_connection: Bound::of(server.role).total(),
+    };
+    if !alone {
+        release_parked(server);
+        return outcome;
+    }
     let deadline = hung_up + Duration::from_secs(1);
     while (server.stats().connections > 1 || server.fds() > fds_before) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
@@ -1235,16 +1365,24 @@ fn held_past_the_budget(server: &ServerProcess) -> Outcome {
         server.stats().connections <= 1 && server.fds() <= fds_before,
         "dead clients still held a second after hanging up"
     );
-    // The test application still holds their responders (std) or the
-    // senders of cancelled requests (Tokio); answering them finds the
-    // connections gone.
+    release_parked(server);
+    outcome
+}
+
+/// Answers every request the test application holds: their responders (std)
+/// or the senders of cancelled requests (Tokio) find the connections gone.
+fn release_parked(server: &ServerProcess) {
     let checker = probe_client(&server.path);
-    let released = checker.request("RELEASE", NONE).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let released = loop {
+        // The server may still be at its budget for a moment ("server busy").
+        match checker.request("RELEASE", NONE) {
+            Ok(released) => break released,
+            Err(e) => assert!(Instant::now() < deadline, "RELEASE: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     eprintln!("  {} parked requests released", String::from_utf8_lossy(&released[0]));
-    Outcome {
-        connections: THOUSAND + 2,
-        per_connection: Bound::of(server.role).total(),
-    }
 }
 
 #[test]
@@ -1264,5 +1402,67 @@ fn tokio_held_requests_from_a_thousand_connections_past_the_budget() {
         "16 held requests of 63 KiB from each of 1,000 connections, budget 64 MiB",
         Some(HELD_BUDGET),
         held_past_the_budget,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// (m) every attack at once
+// ---------------------------------------------------------------------------
+
+/// The budget of the server every attack is made against at once.
+const ALL_AT_ONCE_BUDGET: usize = 128 << 20;
+
+/// Five attackers at once, each on connections of its own (standing in for
+/// five users): random bytes, a publisher flooding subscribers that never
+/// read, long topics against wildcard patterns, a buffered-topic bomb, and,
+/// once those are under way (a server at its budget refuses new
+/// connections, which would stop the others from setting up), held requests
+/// from 1,000 connections that then hang up. The server stays under its
+/// budget, the probe is answered throughout, and every connection is
+/// released afterwards.
+fn all_at_once(server: &ServerProcess) -> Outcome {
+    let attacks: [(&str, fn(&ServerProcess) -> Outcome); 5] = [
+        ("random bytes", random_bytes),
+        ("flood", flood),
+        ("long topics", long_topics_against_wildcards),
+        ("bomb", buffered_topic_bomb),
+        ("held requests", |server| {
+            std::thread::sleep(Duration::from_millis(500));
+            held_then_hang_up(server, false)
+        }),
+    ];
+    let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
+        let running: Vec<_> = attacks
+            .iter()
+            .map(|(name, attack)| (name, scope.spawn(|| attack(server))))
+            .collect();
+        running
+            .into_iter()
+            .map(|(name, t)| t.join().unwrap_or_else(|_| panic!("the {name} attack failed")))
+            .collect()
+    });
+    Outcome {
+        connections: outcomes.iter().map(|o| o.connections).sum(),
+        per_connection: Bound::of(server.role).total(),
+    }
+}
+
+#[test]
+fn std_every_attack_at_once() {
+    run_with(
+        "std",
+        "every attack at once, budget 128 MiB",
+        Some(ALL_AT_ONCE_BUDGET),
+        all_at_once,
+    );
+}
+
+#[test]
+fn tokio_every_attack_at_once() {
+    run_with(
+        "tokio",
+        "every attack at once, budget 128 MiB",
+        Some(ALL_AT_ONCE_BUDGET),
+        all_at_once,
     );
 }
