@@ -1412,6 +1412,9 @@ fn tokio_held_requests_from_a_thousand_connections_past_the_budget() {
 /// The budget of the server every attack is made against at once.
 const ALL_AT_ONCE_BUDGET: usize = 128 << 20;
 
+/// An attack on a server, reporting what it made the server hold.
+type Attack = fn(&ServerProcess) -> Outcome;
+
 /// Five attackers at once, each on connections of its own (standing in for
 /// five users): random bytes, a publisher flooding subscribers that never
 /// read, long topics against wildcard patterns, a buffered-topic bomb, and,
@@ -1421,7 +1424,7 @@ const ALL_AT_ONCE_BUDGET: usize = 128 << 20;
 /// budget, the probe is answered throughout, and every connection is
 /// released afterwards.
 fn all_at_once(server: &ServerProcess) -> Outcome {
-    let attacks: [(&str, fn(&ServerProcess) -> Outcome); 5] = [
+    let attacks: [(&str, Attack); 5] = [
         ("random bytes", random_bytes),
         ("flood", flood),
         ("long topics", long_topics_against_wildcards),
