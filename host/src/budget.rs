@@ -35,6 +35,12 @@ pub const CONNECTION_COST: usize = 16 << 10;
 /// its total budget (the connections holding the most are paused first).
 pub const PAUSE_ABOVE: usize = 256 << 10;
 
+/// While a connection's new work is refused ([`Account::is_over`]), it reads
+/// at most this many bytes at a time: answers are never dropped, and the
+/// answers to what one read brings (16/3 of it at worst, "server busy" to
+/// 6-byte requests) are all that may pass the budget.
+pub const SHORT_READ: usize = 1024;
+
 /// The caps a [`MemoryBudget`] enforces (see [`ServerConfig`](crate::ServerConfig)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryLimits {
@@ -282,6 +288,17 @@ impl Account {
             return false;
         }
         growth == 0 || self.fits(growth)
+    }
+
+    /// How many bytes the connection may read at once now: [`SHORT_READ`]
+    /// while its new work is refused, else `wanted`.
+    #[must_use]
+    pub fn read_limit(&self, wanted: usize) -> usize {
+        if self.is_over() {
+            wanted.min(SHORT_READ)
+        } else {
+            wanted
+        }
     }
 
     /// Whether `bytes` more would fit the total and the user's share.

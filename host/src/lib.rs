@@ -62,7 +62,7 @@ mod trie;
 mod values;
 
 pub use bound::{Admission, QueueBound};
-pub use budget::{Account, MemoryBudget, MemoryLimits, MemoryStats, Refused, CONNECTION_COST, PAUSE_ABOVE};
+pub use budget::{Account, MemoryBudget, MemoryLimits, MemoryStats, Refused, CONNECTION_COST, PAUSE_ABOVE, SHORT_READ};
 pub use buffers::{BufferLimits, BufferStats};
 pub use client_config::{
     ClientConfig, ReconnectPolicy, DEFAULT_CLIENT_MAX_IN_FLIGHT, DEFAULT_CLIENT_MAX_QUEUED_BYTES, DEFAULT_CLIENT_SPIN,

@@ -298,7 +298,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                     self.rbuf_allocation = self.rbuf.capacity();
                     self.charge_receive_buffer();
                 }
-                match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf) {
+                let limit = self.shared.account.read_limit(usize::MAX);
+                let mut rbuf = bytes::BufMut::limit(&mut self.rbuf, limit);
+                match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut rbuf) {
                     Poll::Ready(Ok(0)) => {
                         // The peer hung up: nobody is left to answer, so the
                         // requests still running are cancelled (their handler

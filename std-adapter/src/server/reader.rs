@@ -70,6 +70,8 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
         // given back with the connection).
         conn.account.charge(rx.make_room());
         let spare = rx.spare();
+        let limit = conn.account.read_limit(spare.len());
+        let spare = &mut spare[..limit];
         let window = if burst > 0 {
             config.spin_before_sleep
         } else {
