@@ -82,30 +82,36 @@ impl Contender for StdAdapter {
     }
 
     fn pipelined(&self, connections: usize, in_flight: usize, requests: usize) -> Result<Option<f64>> {
-        // A blocking client keeps one request in flight per thread, so `in_flight`
-        // threads share each connection.
         let (_dir, path, server) = start(ServerConfig::default())?;
         let clients: Vec<Client> = (0..connections).map(|_| client(&path)).collect::<Result<_>>()?;
         let start = Instant::now();
         let mut threads = Vec::new();
         for c in &clients {
-            for t in 0..in_flight {
-                let c = c.clone();
-                let share = requests / in_flight + usize::from(t < requests % in_flight);
-                threads.push(
-                    thread::Builder::new()
-                        .stack_size(64 << 10)
-                        .spawn(move || -> Result<()> {
-                            for i in 0..share {
-                                let arg = [(i % 251) as u8];
-                                let values = c.request("ECHO", [&arg])?;
-                                if values.len() != 1 || values[0][..] != arg {
-                                    bail!("wrong answer");
+            if in_flight == THREADS_SHARING {
+                // Threads sharing one connection, one request each in flight.
+                for t in 0..in_flight {
+                    let c = c.clone();
+                    let share = requests / in_flight + usize::from(t < requests % in_flight);
+                    threads.push(
+                        thread::Builder::new()
+                            .stack_size(64 << 10)
+                            .spawn(move || -> Result<()> {
+                                for i in 0..share {
+                                    let arg = [(i % 251) as u8];
+                                    let values = c.request("ECHO", [&arg])?;
+                                    if values.len() != 1 || values[0][..] != arg {
+                                        bail!("wrong answer");
+                                    }
                                 }
-                            }
-                            Ok(())
-                        })?,
-                );
+                                Ok(())
+                            })?,
+                    );
+                }
+            } else {
+                // One thread per connection keeping `in_flight` requests in
+                // flight with tickets, topping the window up in batches.
+                let c = c.clone();
+                threads.push(thread::Builder::new().spawn(move || ticket_window(&c, in_flight, requests))?);
             }
         }
         for t in threads {
@@ -128,6 +134,37 @@ impl Contender for StdAdapter {
     fn idle_memory(&self, connections: usize) -> Result<Option<f64>> {
         crate::memory::per_connection("std", connections).map(Some)
     }
+}
+
+/// The pipelined workload in which threads share a connection, one request
+/// each in flight (see `main.rs`); the others use one thread with tickets.
+const THREADS_SHARING: usize = 8;
+
+/// `requests` ECHO requests from one thread, `in_flight` at a time: the
+/// window is topped up by a batch whenever half of it has been collected.
+fn ticket_window(c: &Client, in_flight: usize, requests: usize) -> Result<()> {
+    let mut window = std::collections::VecDeque::with_capacity(in_flight);
+    let (mut sent, mut done) = (0, 0);
+    while done < requests {
+        if window.len() <= in_flight / 2 && sent < requests {
+            let mut batch = c.batch();
+            let first = sent;
+            while window.len() + batch.len() < in_flight && sent < requests {
+                batch.request("ECHO", [[(sent % 251) as u8]])?;
+                sent += 1;
+            }
+            window.extend((first..).zip(batch.send()?));
+        }
+        let Some((i, ticket)) = window.pop_front() else {
+            bail!("no request in flight");
+        };
+        let values = ticket.wait()?;
+        if values.len() != 1 || values[0][..] != [(i % 251) as u8] {
+            bail!("wrong answer");
+        }
+        done += 1;
+    }
+    Ok(())
 }
 
 /// Publishes from the server side to `subscribers` clients, each on its own

@@ -140,7 +140,7 @@ pub use microsocket_socket as socket;
 
 pub use bytes::Bytes;
 pub use client::{
-    Client, Subscriber, Subscription, SubscriptionIter, MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS,
+    Batch, Client, Subscriber, Subscription, SubscriptionIter, Ticket, MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS,
     MAX_SUBSCRIPTION_BYTES as CLIENT_MAX_SUBSCRIPTION_BYTES,
 };
 pub use microsocket_host::shared::*;

@@ -78,12 +78,14 @@ mod chunk;
 mod reconnect;
 mod state;
 mod subscription;
+mod ticket;
 mod waiting;
 
 use reconnect::prepare;
 use state::*;
 pub use state::{Client, MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};
 pub use subscription::{Subscriber, Subscription, SubscriptionIter};
+pub use ticket::{Batch, Ticket};
 use waiting::*;
 
 impl Client {
@@ -183,6 +185,7 @@ impl Client {
                     reconnecting: false,
                     protocol: Protocol::new(),
                     slots,
+                    ticketed: vec![false; MAX_IN_FLIGHT],
                     done: (0..MAX_IN_FLIGHT).map(|_| Vec::new()).collect(),
                     sleeping: vec![0; MAX_IN_FLIGHT],
                     pending: Vec::new(),
@@ -243,7 +246,7 @@ impl Client {
         I::IntoIter: Clone,
     {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let id = self.send_request(command.as_ref(), args)?;
+        let id = self.send_request(command.as_ref(), args, Sending::Request)?;
         self.wait_response(id, deadline)
     }
 
@@ -345,7 +348,7 @@ impl Client {
         }
     }
 
-    fn send_request<I>(&self, command: &[u8], args: I) -> Result<RequestId>
+    fn send_request<I>(&self, command: &[u8], args: I, sending: Sending) -> Result<RequestId>
     where
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
@@ -355,7 +358,12 @@ impl Client {
         let mut st = inner.lock_for_sending()?;
         let State { protocol, pending, .. } = &mut *st;
         let id = protocol.request(command, args, pending)?;
-        st.slots[usize::from(id.slot())] = Some(id);
+        let slot = usize::from(id.slot());
+        st.slots[slot] = Some(id);
+        st.ticketed[slot] = sending != Sending::Request;
+        if sending == Sending::Batched {
+            return Ok(id);
+        }
         if st.uncollected == 0 {
             if let Err(e) = inner.flush_pending(st) {
                 // The write failed and the connection ended: this request's
@@ -388,6 +396,7 @@ impl Client {
                 }
                 if st.slots[slot] == Some(id) {
                     st.slots[slot] = None;
+                    st.ticketed[slot] = false;
                     st.protocol.cancel(id);
                 }
                 Err(if st.closed { Error::Closed } else { Error::TimedOut })

@@ -33,8 +33,25 @@ pub(super) const MAX_KEPT_BUFFER: usize = 1 << 20;
 /// slow server costs a waiter at most this many `sched_yield` calls.
 pub(super) const SPIN_YIELDS: u32 = 64;
 
-/// Answers that arrived for one slot and are not yet collected, with their ids.
-pub(super) type Answers = Vec<(RequestId, Result<Values>)>;
+/// Answers that arrived for one slot and are not yet collected, with their
+/// ids and whether they count in [`State::uncollected`].
+pub(super) type Answers = Vec<(RequestId, Result<Values>, Counted)>;
+
+/// How a request is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sending {
+    /// By [`Client::request`], which waits for the answer at once.
+    Request,
+    /// For a [`Ticket`](super::Ticket): written as a request is.
+    Ticket,
+    /// In a [`Batch`](super::Batch): written when the batch is sent.
+    Batched,
+}
+
+/// Whether an answer waiting in `done` counts in [`State::uncollected`]: the
+/// answers of [`Ticket`](super::Ticket)s do not, since their holders collect
+/// them whenever they like, and requests must not wait for that to be written.
+pub(super) type Counted = bool;
 
 pub(super) type Protocol = ClientProtocol<MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
 
@@ -132,6 +149,8 @@ pub(super) struct State {
     /// The request waiting in each slot. The core frees a slot as soon as its
     /// answer arrives, so answers wait in `done` (per slot, with their ids), not in `slots`.
     pub(super) slots: Vec<Option<RequestId>>,
+    /// Per slot: whether its request was sent for a [`Ticket`](super::Ticket).
+    pub(super) ticketed: Vec<bool>,
     pub(super) done: Vec<Answers>,
     /// Per slot: threads sleeping on the slot's condition variable (two at most:
     /// one whose answer is in but not yet collected, one whose request reuses the

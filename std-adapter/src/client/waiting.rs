@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 /// The per-slot parts of [`State`] answers are handed out through.
 pub(super) struct Slots<'a> {
     pub(super) slots: &'a mut [Option<RequestId>],
+    pub(super) ticketed: &'a mut [bool],
     pub(super) done: &'a mut [Answers],
     pub(super) sleeping: &'a mut [u16],
     pub(super) wakes: &'a mut Vec<WaitKey>,
@@ -27,9 +28,12 @@ pub(super) struct Slots<'a> {
 /// Takes the answer for `id` from its slot's list of answers not yet collected.
 pub(super) fn take_done(st: &mut State, id: RequestId) -> Option<Result<Values>> {
     let list = &mut st.done[usize::from(id.slot())];
-    let i = list.iter().position(|(got, _)| *got == id)?;
-    st.uncollected = st.uncollected.saturating_sub(1);
-    Some(list.swap_remove(i).1)
+    let i = list.iter().position(|(got, _, _)| *got == id)?;
+    let (_, result, counted) = list.swap_remove(i);
+    if counted {
+        st.uncollected = st.uncollected.saturating_sub(1);
+    }
+    Some(result)
 }
 
 impl State {
@@ -231,11 +235,19 @@ impl Inner {
         self.progress.fetch_add(1, Ordering::Release);
         st.protocol.handle_eof();
         st.pending.clear();
-        let State { slots, done, .. } = st;
-        for ((slot, done), cv) in slots.iter_mut().zip(done.iter_mut()).zip(self.slot_cvs.iter()) {
+        let State {
+            slots, ticketed, done, ..
+        } = st;
+        for (((slot, ticketed), done), cv) in slots
+            .iter_mut()
+            .zip(ticketed.iter_mut())
+            .zip(done.iter_mut())
+            .zip(self.slot_cvs.iter())
+        {
             if let Some(id) = slot.take() {
-                done.push((id, Err(Error::Closed)));
-                st.uncollected += 1;
+                let counted = !std::mem::take(ticketed);
+                done.push((id, Err(Error::Closed), counted));
+                st.uncollected += usize::from(counted);
                 cv.notify_all();
             }
         }
@@ -491,6 +503,7 @@ impl Inner {
             let State {
                 protocol,
                 slots,
+                ticketed,
                 done,
                 sleeping,
                 handles,
@@ -502,6 +515,7 @@ impl Inner {
             } = &mut *st;
             let mut answers = Slots {
                 slots,
+                ticketed,
                 done,
                 sleeping,
                 wakes,
@@ -580,8 +594,9 @@ impl Inner {
         if let Some(slot) = st.slots.get_mut(i) {
             if *slot == Some(id) {
                 *slot = None;
-                st.done[i].push((id, result));
-                *st.uncollected += 1;
+                let counted = !std::mem::take(&mut st.ticketed[i]);
+                st.done[i].push((id, result, counted));
+                *st.uncollected += usize::from(counted);
                 self.progress.fetch_add(1, Ordering::Release);
                 if st.sleeping[i] > 0 {
                     st.wakes.push(WaitKey::Slot(id.slot()));
