@@ -28,7 +28,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::contender::Contender;
-use crate::report::{Measurement, Results, Workload};
+use crate::report::{Cpu, Measurement, Results, Workload};
 
 #[derive(Parser)]
 #[command(about = "Benchmarks microsocket against the floor and ZeroMQ")]
@@ -90,6 +90,13 @@ fn contenders() -> Vec<Box<dyn Contender>> {
 
 /// Runs `f` on a fresh thread, pinned to CPU 0 if asked; threads it starts inherit
 /// the pinning.
+/// CPU time the whole process has used (user + system, all threads, those
+/// that ended included).
+fn process_cpu() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    std::time::Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32)
+}
+
 fn on_thread<T: Send + 'static>(pinned: bool, f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(move || {
         if pinned {
@@ -188,6 +195,7 @@ fn main() -> Result<()> {
     };
     let repeats = if quick { 1 } else { repeats.max(1) };
     let mut results: Results = BTreeMap::new();
+    let mut cpu: Cpu = BTreeMap::new();
     let names: Vec<&'static str> = contenders().iter().map(|c| c.name()).collect();
     for workload in workloads(quick) {
         if only.as_ref().is_some_and(|o| !workload.key().contains(o.as_str())) {
@@ -201,13 +209,23 @@ fn main() -> Result<()> {
                 }
                 let w = workload.clone();
                 let pinned = w.pinned();
+                let operations = w.operations();
                 let outcome = on_thread(pinned, move || {
                     let c = &contenders()[index];
-                    measure(c.as_ref(), &w).map_err(|e| format!("{e:#}"))
+                    let started = process_cpu();
+                    let m = measure(c.as_ref(), &w).map_err(|e| format!("{e:#}"));
+                    (m, process_cpu().saturating_sub(started))
                 });
                 match outcome {
-                    Ok(Some(m)) => {
-                        eprintln!("{} #{repeat} {name}: {m}", workload.key());
+                    (Ok(Some(m)), spent) => {
+                        let per_op = operations.map(|n| spent.as_nanos() as f64 / n as f64);
+                        match per_op {
+                            Some(ns) => eprintln!("{} #{repeat} {name}: {m}, CPU {ns:.0} ns/op", workload.key()),
+                            None => eprintln!("{} #{repeat} {name}: {m}", workload.key()),
+                        }
+                        if let Some(ns) = per_op {
+                            cpu.entry(workload.key()).or_default().entry(*name).or_default().push(ns);
+                        }
                         results
                             .entry(workload.key())
                             .or_default()
@@ -215,8 +233,8 @@ fn main() -> Result<()> {
                             .or_default()
                             .push(m);
                     }
-                    Ok(None) => {}
-                    Err(e) => eprintln!("{} #{repeat} {name}: FAILED: {e}", workload.key()),
+                    (Ok(None), _) => {}
+                    (Err(e), _) => eprintln!("{} #{repeat} {name}: FAILED: {e}", workload.key()),
                 }
             }
         }
@@ -226,10 +244,10 @@ fn main() -> Result<()> {
         contenders.iter().map(|c| (c.name(), c.family())).collect();
     std::fs::create_dir_all(&plots)?;
     let plot_files = plot::render(&results, &families, &plots)?;
-    let markdown = report::markdown(&results, &families, &workloads(quick), &plot_files, quick, repeats);
+    let markdown = report::markdown(&results, &cpu, &families, &workloads(quick), &plot_files, quick, repeats);
     std::fs::write(&out, markdown)?;
     if let Some(json) = json {
-        std::fs::write(json, serde_json::to_string_pretty(&report::to_json(&results))?)?;
+        std::fs::write(json, serde_json::to_string_pretty(&report::to_json(&results, &cpu))?)?;
     }
     eprintln!("wrote {}", out.display());
     Ok(())

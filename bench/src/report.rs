@@ -45,6 +45,20 @@ impl Workload {
         }
     }
 
+    /// Operations one run performs, for CPU time per operation: round trips,
+    /// requests, or deliveries (publications x subscribers reached).
+    pub fn operations(&self) -> Option<usize> {
+        match *self {
+            Self::RoundTrip { iterations, .. } => Some(iterations),
+            Self::Pipelined {
+                connections, requests, ..
+            } => Some(connections * requests),
+            Self::FanOut { subscribers, messages } => Some(subscribers * messages),
+            Self::SlowSubscriber { fast, messages } => Some(fast * messages),
+            Self::IdleMemory { .. } => None,
+        }
+    }
+
     /// Whether it runs pinned to one CPU.
     pub fn pinned(&self) -> bool {
         matches!(self, Self::RoundTrip { pinned: true, .. })
@@ -110,6 +124,34 @@ impl fmt::Display for Measurement {
 /// Figures by workload key, then contender.
 pub type Results = BTreeMap<String, BTreeMap<&'static str, Vec<Measurement>>>;
 
+/// CPU time (user + system, every thread of the process: client and server
+/// sides alike) per operation of each run, in nanoseconds, by workload and
+/// contender.
+pub type Cpu = BTreeMap<String, BTreeMap<&'static str, Vec<f64>>>;
+
+/// The median CPU time per operation of `contender` on `key`.
+fn cpu_of(cpu: &Cpu, key: &str, contender: &str) -> Option<f64> {
+    let runs = cpu.get(key)?.get(contender)?;
+    (!runs.is_empty()).then(|| spread(runs.clone()).0)
+}
+
+/// "1.23 µs (0.95x)": CPU per operation and its ratio to the floor's.
+fn cpu_cell(cpu: &Cpu, key: &str, contender: &str, floor: &str) -> String {
+    match (cpu_of(cpu, key, contender), cpu_of(cpu, key, floor)) {
+        (Some(c), Some(f)) if f > 0.0 => format!("{} ({:.2}x)", cpu_time(c), c / f),
+        (Some(c), _) => cpu_time(c),
+        _ => "–".into(),
+    }
+}
+
+fn cpu_time(ns: f64) -> String {
+    if ns >= 1000.0 {
+        format!("{:.2} µs", ns / 1000.0)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
 pub fn micros(ns: f64) -> String {
     format!("{:.1} µs", ns / 1000.0)
 }
@@ -172,6 +214,7 @@ fn machine() -> String {
 /// Renders the report.
 pub fn markdown(
     results: &Results,
+    cpu: &Cpu,
     families: &BTreeMap<&'static str, Family>,
     workloads: &[Workload],
     plots: &[PathBuf],
@@ -184,7 +227,7 @@ pub fn markdown(
     md.push_str("## Reproduce\n\n```sh\napt-get install libzmq3-dev   # ZeroMQ contenders only\ncargo run --release -p microsocket-bench --features zmq -- run\n```\n\n");
     md.push_str("Without `--features zmq` the ZeroMQ contenders are left out and nothing needs installing. `--quick` runs a tenth of the iterations once.\n\n");
     md.push_str(&format!(
-        "## Machine and method\n\n- {}\n- {} run(s) of each measurement, contenders interleaved; tables give the median with [min – max].{}\n- Ratios compare medians with the floor of the same family from this same run (blocking contenders and ZeroMQ with the blocking floor, Tokio contenders with the Tokio floor). For latency a ratio below 1 is faster; for rates above 1 is faster.\n- Every measurement checks the answers it counts (tag and values) and ends by itself.\n- ZeroMQ is the system libzmq (Debian `libzmq3-dev`, 4.3) through the `zmq` crate, linked dynamically.\n\n",
+        "## Machine and method\n\n- {}\n- {} run(s) of each measurement, contenders interleaved; tables give the median with [min – max].{}\n- Ratios compare medians with the floor of the same family from this same run (blocking contenders and ZeroMQ with the blocking floor, Tokio contenders with the Tokio floor). For latency a ratio below 1 is faster; for rates above 1 is faster.\n- Every measurement checks the answers it counts (tag and values) and ends by itself.\n- *CPU/op* is the CPU time (user + system, `CLOCK_PROCESS_CPUTIME_ID`) of the whole benchmark process during a run, client and server sides together, divided by its operations (round trips, requests, or deliveries), with its ratio to the floor's: speed bought with polling shows here.\n- ZeroMQ is the system libzmq (Debian `libzmq3-dev`, 4.3) through the `zmq` crate, linked dynamically.\n\n",
         machine(),
         repeats,
         if quick { " **Quick run: figures are indicative only.**" } else { "" }
@@ -210,20 +253,21 @@ pub fn markdown(
         md.push_str(&format!("### {}\n\n", w.title()));
         let latency = matches!(w, Workload::RoundTrip { .. });
         if latency {
-            md.push_str("| contender | p50 | p99 | p99.9 | p50 / floor |\n|---|---|---|---|---|\n");
+            md.push_str("| contender | p50 | p99 | p99.9 | p50 / floor | CPU/op |\n|---|---|---|---|---|---|\n");
         } else {
             let against = match w {
                 Workload::SlowSubscriber { fast, .. } => format!("ratio to own fan-out to {fast}"),
                 _ => "ratio to floor".into(),
             };
             md.push_str(&format!(
-                "| contender | median | min – max | {against} |\n|---|---|---|---|\n"
+                "| contender | median | min – max | {against} | CPU/op |\n|---|---|---|---|---|\n"
             ));
         }
         for (name, runs) in by_contender {
             let family = families.get(name).copied().unwrap_or(Family::Blocking);
             let floor = median_of(results, &key, floor_name(family));
             let (median, min, max) = spread(runs.iter().map(headline).collect());
+            let cpu_per_op = cpu_cell(cpu, &key, name, floor_name(family));
             // A slow subscriber is compared with the contender's own fan-out to as
             // many fast subscribers: the fast ones' rate must not fall.
             let base = match w {
@@ -259,7 +303,7 @@ pub fn markdown(
                         .collect(),
                 );
                 md.push_str(&format!(
-                    "| {name} | {} [{} – {}] | {} | {} | {ratio} |\n",
+                    "| {name} | {} [{} – {}] | {} | {} | {ratio} | {cpu_per_op} |\n",
                     micros(median),
                     micros(min),
                     micros(max),
@@ -272,7 +316,7 @@ pub fn markdown(
                     _ => format!("{}/s", rate(v)),
                 };
                 md.push_str(&format!(
-                    "| {name} | {} | {} – {} | {ratio} |\n",
+                    "| {name} | {} | {} – {} | {ratio} | {cpu_per_op} |\n",
                     fmt(median),
                     fmt(min),
                     fmt(max)
@@ -285,19 +329,28 @@ pub fn markdown(
 }
 
 /// The raw figures, for tools.
-pub fn to_json(results: &Results) -> serde_json::Value {
+pub fn to_json(results: &Results, cpu: &Cpu) -> serde_json::Value {
     let mut root = serde_json::Map::new();
     for (key, by_contender) in results {
         let mut w = serde_json::Map::new();
         for (name, runs) in by_contender {
+            let cpu_runs = cpu.get(key).and_then(|c| c.get(name));
             let runs: Vec<serde_json::Value> = runs
                 .iter()
-                .map(|m| match *m {
+                .enumerate()
+                .map(|(i, m)| (m, cpu_runs.and_then(|c| c.get(i))))
+                .map(|(m, cpu)| {
+                    let mut run = match *m {
                     Measurement::Latency { p50, p99, p999 } => {
                         serde_json::json!({"p50_ns": p50, "p99_ns": p99, "p999_ns": p999})
                     }
                     Measurement::Rate(r) => serde_json::json!({"per_second": r}),
                     Measurement::Bytes(b) => serde_json::json!({"bytes": b}),
+                    };
+                    if let (Some(ns), Some(run)) = (cpu, run.as_object_mut()) {
+                        run.insert("cpu_ns_per_op".into(), serde_json::json!(ns));
+                    }
+                    run
                 })
                 .collect();
             w.insert((*name).to_string(), serde_json::Value::Array(runs));

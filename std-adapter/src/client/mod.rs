@@ -36,6 +36,26 @@
 //! is still yielding), which a dedicated reader thread would cost too, and the
 //! system calls are shared.
 //!
+//! # Many requests from one thread
+//!
+//! [`Client::send`] writes a request and returns a [`Ticket`] at once; the
+//! thread waits for the answer later with [`Ticket::wait`], tickets in any
+//! order. [`Client::batch`] gathers requests and writes them with one system
+//! call. One thread can so keep every request slot ([`MAX_IN_FLIGHT`]) in
+//! flight without a thread each; [`Client::request`] is a send followed by a
+//! wait. Answers that arrive for tickets not yet waited for are kept for them
+//! and hold up no other request.
+//!
+//! ```no_run
+//! # fn f(client: microsocket_std::Client) -> microsocket_std::Result<()> {
+//! let mut batch = client.batch();
+//! for sensor in ["a", "b", "c"] {
+//!     batch.request("READ", [sensor])?;
+//! }
+//! let readings = client.wait_all(batch.send()?);
+//! # Ok(()) }
+//! ```
+//!
 //! The socket is read only while some thread waits: for a request, or in a
 //! [`Subscription`]'s `recv`/`recv_timeout`/iterator (or `try_recv`, which reads
 //! what is already there without blocking). Publications that arrive while nobody
