@@ -224,7 +224,11 @@ fn main() -> Result<()> {
                             None => eprintln!("{} #{repeat} {name}: {m}", workload.key()),
                         }
                         if let Some(ns) = per_op {
-                            cpu.entry(workload.key()).or_default().entry(*name).or_default().push(ns);
+                            cpu.entry(workload.key())
+                                .or_default()
+                                .entry(*name)
+                                .or_default()
+                                .push(ns);
                         }
                         results
                             .entry(workload.key())
@@ -244,7 +248,15 @@ fn main() -> Result<()> {
         contenders.iter().map(|c| (c.name(), c.family())).collect();
     std::fs::create_dir_all(&plots)?;
     let plot_files = plot::render(&results, &families, &plots)?;
-    let markdown = report::markdown(&results, &cpu, &families, &workloads(quick), &plot_files, quick, repeats);
+    let markdown = report::markdown(
+        &results,
+        &cpu,
+        &families,
+        &workloads(quick),
+        &plot_files,
+        quick,
+        repeats,
+    );
     std::fs::write(&out, markdown)?;
     if let Some(json) = json {
         std::fs::write(json, serde_json::to_string_pretty(&report::to_json(&results, &cpu))?)?;

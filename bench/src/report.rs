@@ -341,11 +341,11 @@ pub fn to_json(results: &Results, cpu: &Cpu) -> serde_json::Value {
                 .map(|(i, m)| (m, cpu_runs.and_then(|c| c.get(i))))
                 .map(|(m, cpu)| {
                     let mut run = match *m {
-                    Measurement::Latency { p50, p99, p999 } => {
-                        serde_json::json!({"p50_ns": p50, "p99_ns": p99, "p999_ns": p999})
-                    }
-                    Measurement::Rate(r) => serde_json::json!({"per_second": r}),
-                    Measurement::Bytes(b) => serde_json::json!({"bytes": b}),
+                        Measurement::Latency { p50, p99, p999 } => {
+                            serde_json::json!({"p50_ns": p50, "p99_ns": p99, "p999_ns": p999})
+                        }
+                        Measurement::Rate(r) => serde_json::json!({"per_second": r}),
+                        Measurement::Bytes(b) => serde_json::json!({"bytes": b}),
                     };
                     if let (Some(ns), Some(run)) = (cpu, run.as_object_mut()) {
                         run.insert("cpu_ns_per_op".into(), serde_json::json!(ns));

@@ -140,8 +140,8 @@ pub use microsocket_socket as socket;
 
 pub use bytes::Bytes;
 pub use client::{
-    Batch, Client, Subscriber, Subscription, SubscriptionIter, Ticket, MAX_IN_FLIGHT, MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS,
-    MAX_SUBSCRIPTION_BYTES as CLIENT_MAX_SUBSCRIPTION_BYTES,
+    Batch, Client, Subscriber, Subscription, SubscriptionIter, Ticket, MAX_IN_FLIGHT,
+    MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES as CLIENT_MAX_SUBSCRIPTION_BYTES,
 };
 pub use microsocket_host::shared::*;
 pub use microsocket_host::Result;

@@ -60,7 +60,9 @@ fn a_batch_is_written_at_once_and_answered_in_order() {
         }
         drop(dropped);
         std::thread::sleep(Duration::from_millis(300));
-        let tickets: Vec<_> = (0..MAX_IN_FLIGHT).map(|_| client.send("ECHO", ["again"]).unwrap()).collect();
+        let tickets: Vec<_> = (0..MAX_IN_FLIGHT)
+            .map(|_| client.send("ECHO", ["again"]).unwrap())
+            .collect();
         for answer in client.wait_all(tickets) {
             assert_eq!(answer.unwrap(), ["again"]);
         }
@@ -76,18 +78,28 @@ fn dropped_and_timed_out_tickets_free_their_slots() {
         // Requests the server never answers: dropping their tickets gives up
         // on them, but their slots stay taken (a late answer must not be
         // mistaken for a newer request's), and the client says why.
-        let hung: Vec<_> = (0..MAX_IN_FLIGHT).map(|_| client.send("HANG", ["x"]).unwrap()).collect();
+        let hung: Vec<_> = (0..MAX_IN_FLIGHT)
+            .map(|_| client.send("HANG", ["x"]).unwrap())
+            .collect();
         assert!(matches!(client.send("ECHO", ["x"]), Err(Error::InflightFull)));
         drop(hung);
-        assert!(matches!(client.send("ECHO", ["x"]), Err(Error::Unresponsive { abandoned: 256 })));
+        assert!(matches!(
+            client.send("ECHO", ["x"]),
+            Err(Error::Unresponsive { abandoned: 256 })
+        ));
         drop(client);
         let client = self::client(&path);
         let slow = client.send("SLEEP", ["300"]).unwrap();
         let started = Instant::now();
-        assert!(matches!(slow.wait_timeout(Duration::from_millis(50)), Err(Error::TimedOut)));
+        assert!(matches!(
+            slow.wait_timeout(Duration::from_millis(50)),
+            Err(Error::TimedOut)
+        ));
         assert!(started.elapsed() < Duration::from_secs(2));
         std::thread::sleep(Duration::from_millis(400));
-        let tickets: Vec<_> = (0..MAX_IN_FLIGHT).map(|i| client.send("ECHO", [i.to_string()]).unwrap()).collect();
+        let tickets: Vec<_> = (0..MAX_IN_FLIGHT)
+            .map(|i| client.send("ECHO", [i.to_string()]).unwrap())
+            .collect();
         for (i, answer) in client.wait_all(tickets).into_iter().enumerate() {
             assert_eq!(answer.unwrap(), [i.to_string()]);
         }
