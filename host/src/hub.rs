@@ -39,6 +39,19 @@ pub struct Hub<Q, P> {
     conns: Slab<Q>,
     /// Subscribers of the publication being delivered, kept for its capacity.
     scratch: Vec<usize>,
+    /// The buffers of [`Hub::publish_batch`], kept for their capacity.
+    batch_scratch: BatchScratch,
+}
+
+/// What [`Hub::publish_batch`] groups publications by connection in.
+#[derive(Debug, Default)]
+struct BatchScratch {
+    /// (connection slot, publication index), in publication order.
+    pairs: Vec<(usize, usize)>,
+    /// Publication indices grouped by connection slot.
+    grouped: Vec<usize>,
+    /// Where each slot's group starts in `grouped` (then where it ends).
+    starts: Vec<usize>,
 }
 
 impl<Q, P: Clone + Weigh> Default for Hub<Q, P> {
@@ -55,6 +68,7 @@ impl<Q, P: Clone + Weigh> Hub<Q, P> {
             registry: Registry::new(),
             conns: Slab::new(),
             scratch: Vec::new(),
+            batch_scratch: BatchScratch::default(),
         }
     }
 
@@ -151,6 +165,59 @@ impl<Q, P: Clone + Weigh> Hub<Q, P> {
         delivered
     }
 
+    /// Publishes several publications at once, as [`Hub::publish`] would one
+    /// after another, but hands each connection all of its publications in
+    /// one call: `deliver(conn, indices)` gets the indices into `batch` of
+    /// those the connection subscribes to, in batch order, and returns how
+    /// many it queued. A connection's queue is then locked, charged and woken
+    /// once per batch rather than once per publication, which is what makes
+    /// high fan-out rates cheap. Returns the deliveries queued in all.
+    pub fn publish_batch(&mut self, batch: &[(&[u8], P)], mut deliver: impl FnMut(&Q, &[usize]) -> usize) -> usize {
+        let mut subscribers = std::mem::take(&mut self.scratch);
+        let BatchScratch {
+            mut pairs,
+            mut grouped,
+            mut starts,
+        } = std::mem::take(&mut self.batch_scratch);
+        pairs.clear();
+        for (index, (topic, publication)) in batch.iter().enumerate() {
+            subscribers.clear();
+            self.registry.publish(topic, publication, &mut subscribers);
+            pairs.extend(subscribers.iter().map(|&slot| (slot, index)));
+        }
+        // Grouped by connection, each group in batch order: a counting sort
+        // over the slots (stable, and linear in pairs plus slots).
+        starts.clear();
+        let slots = pairs.iter().map(|&(slot, _)| slot + 1).max().unwrap_or(0);
+        starts.resize(slots + 1, 0);
+        for &(slot, _) in &pairs {
+            starts[slot + 1] += 1;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        grouped.clear();
+        grouped.resize(pairs.len(), 0);
+        for &(slot, index) in &pairs {
+            grouped[starts[slot]] = index;
+            starts[slot] += 1;
+        }
+        // `starts[slot]` is now where the slot's group ends.
+        let mut delivered = 0;
+        let mut begin = 0;
+        for (slot, &end) in starts.iter().enumerate() {
+            if end > begin {
+                if let Some(conn) = self.conns.get(slot) {
+                    delivered += deliver(conn, &grouped[begin..end]);
+                }
+                begin = end;
+            }
+        }
+        self.scratch = subscribers;
+        self.batch_scratch = BatchScratch { pairs, grouped, starts };
+        delivered
+    }
+
     /// Keeps the last `depth` publications of each topic matching `selector` (a
     /// topic or pattern) for catch-up; depth 0 stops buffering it.
     ///
@@ -208,6 +275,35 @@ mod tests {
         hub.subscribe(b, Pattern, b"x.>").unwrap();
         assert_eq!(publish(&mut hub, b"x.y", 1), [10, 20]);
         assert_eq!(publish(&mut hub, b"z", 1), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn a_batch_reaches_each_connection_once_per_publication_in_order() {
+        let mut hub = Hub::new();
+        let a = hub.insert_with(|_| 10);
+        let b = hub.insert_with(|_| 20);
+        hub.subscribe(a, Exact, b"x.y").unwrap();
+        hub.subscribe(a, Pattern, b"x.*").unwrap();
+        hub.subscribe(b, Pattern, b"z.>").unwrap();
+        hub.set_buffer(b"z.>", 2).unwrap();
+        let batch: Vec<(&[u8], u8)> = vec![
+            (b"z.1", 0),
+            (b"x.y", 1),
+            (b"none", 2),
+            (b"z.2", 3),
+            (b"x.q", 4),
+            (b"z.3", 5),
+        ];
+        let mut got = Vec::new();
+        let delivered = hub.publish_batch(&batch, |conn, indices| {
+            got.push((*conn, indices.to_vec()));
+            indices.len()
+        });
+        assert_eq!(delivered, 5);
+        assert_eq!(got, [(10, vec![1, 4]), (20, vec![0, 3, 5])]);
+        // Buffered as if published one by one (each topic keeps its own).
+        let c = hub.insert_with(|_| 30);
+        assert_eq!(hub.subscribe(c, Pattern, b"z.>").unwrap().1, [0, 3, 5]);
     }
 
     #[test]

@@ -146,6 +146,13 @@ impl Counters {
         add(&self.deliveries, deliveries);
     }
 
+    /// `publications` published at once, queued `deliveries` times in all.
+    #[inline]
+    pub fn published_batch(&self, publications: u64, deliveries: u64) {
+        add(&self.publications, publications);
+        add(&self.deliveries, deliveries);
+    }
+
     /// Publication frames queued outside a publish (catch-up on subscribe).
     #[inline]
     pub fn delivered(&self, n: u64) {

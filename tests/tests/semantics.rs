@@ -69,6 +69,14 @@ impl Bus {
         }
     }
 
+    fn publish_batch(&self, batch: &[(&str, &str)]) -> usize {
+        let items = batch.iter().map(|(topic, value)| (topic, [value]));
+        match self {
+            Self::Std(s) => s.publisher.publish_batch(items).unwrap(),
+            Self::Tokio(s) => s.server.publisher().publish_batch(items).unwrap(),
+        }
+    }
+
     fn set_buffer(&self, selector: &str, depth: usize) {
         match self {
             Self::Std(s) => s.publisher.set_buffer(selector, depth).unwrap(),
@@ -351,6 +359,7 @@ semantic!(
     a_server_that_stops_answering_is_reported_and_recovered_from,
     a_clients_subscriptions_share_one_byte_bound,
     the_memory_budget_sheds_load_and_recovers,
+    a_batch_publishes_as_its_publications_one_by_one,
 );
 
 fn config() -> ServerConfig {
@@ -411,6 +420,52 @@ fn a_publication_reaches_a_connection_once(server: ServerKind, client: ClientKin
     assert_eq!(bus.publish("sensor.hall.humidity", &["40"]), 1);
     assert_eq!(tail.values(), ["40"]);
     assert!(exact.next(QUIET).is_none() && star.next(QUIET).is_none());
+}
+
+/// A batch publish delivers as its publications published one by one would:
+/// to each subscribed connection once per publication, in batch order, kept
+/// for buffered topics, counted.
+fn a_batch_publishes_as_its_publications_one_by_one(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    bus.set_buffer("log.>", 10);
+    let peer = bus.connect(client, ClientConfig::default());
+    let mut sensors = peer.subscribe("sensor.>", true).unwrap();
+    let mut kitchen = peer.subscribe("sensor.kitchen", false).unwrap();
+    let other = bus.connect(client, ClientConfig::default());
+    let mut logs = other.subscribe("log.>", true).unwrap();
+    let before = bus.stats();
+    let batch: Vec<(String, String)> = (0..300)
+        .map(|i| {
+            let topic = match i % 3 {
+                0 => "sensor.kitchen",
+                1 => "log.app",
+                _ => "nobody.listens",
+            };
+            (topic.to_owned(), i.to_string())
+        })
+        .collect();
+    let batch: Vec<(&str, &str)> = batch.iter().map(|(t, v)| (t.as_str(), v.as_str())).collect();
+    assert_eq!(bus.publish_batch(&batch), 200);
+    let want = |r: usize| {
+        (0..300)
+            .filter(|i| i % 3 == r)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(got_n(&mut sensors, 100), want(0));
+    assert_eq!(got_n(&mut kitchen, 100), want(0));
+    assert_eq!(got_n(&mut logs, 100), want(1));
+    let after = bus.stats();
+    assert_eq!(after.publications - before.publications, 300);
+    assert_eq!(after.deliveries - before.deliveries, 200);
+    // The buffered topic kept the last ten, as one by one.
+    let late = bus.connect(client, ClientConfig::default());
+    let mut late_logs = late.subscribe("log.>", true).unwrap();
+    assert_eq!(got_n(&mut late_logs, 10), want(1)[90..]);
+}
+
+fn got_n(sub: &mut Sub, n: usize) -> Vec<String> {
+    (0..n).flat_map(|_| sub.values()).collect()
 }
 
 /// Dropping a subscription unsubscribes: nothing more is sent.

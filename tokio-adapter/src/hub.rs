@@ -175,16 +175,57 @@ impl Core {
         delivered
     }
 
+    /// Publishes a batch (see `Hub::publish_batch`): each connection's queue
+    /// is locked, charged and woken once for all its publications.
+    pub(crate) fn publish_batch(&self, batch: &[(&[u8], Bytes)]) -> usize {
+        let mut guard = self.hub();
+        let Hub { hub, wake } = &mut *guard;
+        let delivered = hub.publish_batch(batch, |conn, indices| {
+            let total: usize = indices.iter().map(|&i| batch[i].1.len()).sum();
+            // Charged for all at once; given back for any not queued.
+            let prepaid = conn.account.try_charge(total);
+            let mut queue = conn.lock();
+            let mut queued = 0;
+            for &i in indices {
+                let frame = &batch[i].1;
+                if self.deliver_locked(conn, &mut queue, frame, prepaid, wake) {
+                    queued += 1;
+                } else if prepaid {
+                    conn.account.release(frame.len());
+                }
+            }
+            queued
+        });
+        let wake = std::mem::take(wake);
+        drop(guard);
+        self.counters.published_batch(batch.len() as u64, delivered as u64);
+        wake_all(wake, self);
+        delivered
+    }
+
     /// Queues one publication frame to a connection, applying the slow-consumer
     /// policy. Returns whether it was queued.
     pub(crate) fn deliver(&self, conn: &ConnShared, frame: &Bytes, wake: &mut Vec<Waker>) -> bool {
-        let len = frame.len();
         let mut queue = conn.lock();
+        self.deliver_locked(conn, &mut queue, frame, false, wake)
+    }
+
+    /// [`Core::deliver`] with the queue locked; `prepaid`: the frame's bytes
+    /// are already charged to the connection's account.
+    fn deliver_locked(
+        &self,
+        conn: &ConnShared,
+        queue: &mut OutQueue,
+        frame: &Bytes,
+        prepaid: bool,
+        wake: &mut Vec<Waker>,
+    ) -> bool {
+        let len = frame.len();
         if queue.abort {
             return false;
         }
         let mut admission = self.bound.admit(queue.bytes + conn.held.load(Ordering::Relaxed), len);
-        if admission == Admission::Queue && !conn.account.try_charge(len) {
+        if admission == Admission::Queue && !prepaid && !conn.account.try_charge(len) {
             // Short of memory: dropped for this connection, as for a slow one.
             admission = Admission::Drop;
         }

@@ -265,11 +265,18 @@ impl Conn {
     /// Queues a publication frame, applying the slow-consumer policy. Returns
     /// whether it was queued and whether the connection needs the flusher.
     pub(super) fn queue_publication(&self, out: &mut Out, frame: &[u8]) -> (bool, bool) {
+        self.queue_publication_with(out, frame, false)
+    }
+
+    /// [`Conn::queue_publication`]; `prepaid`: the frame's bytes are already
+    /// charged to the connection's account (the caller gives them back if it
+    /// is not queued).
+    pub(super) fn queue_publication_with(&self, out: &mut Out, frame: &[u8], prepaid: bool) -> (bool, bool) {
         if out.dead {
             return (false, false);
         }
         match self.shared.bound.admit(out.queued, frame.len()) {
-            Admission::Queue if self.account.try_charge(frame.len()) => {}
+            Admission::Queue if prepaid || self.account.try_charge(frame.len()) => {}
             // Short of memory: dropped for this connection, as for a slow one.
             Admission::Queue | Admission::Drop => {
                 self.shared.counters.dropped(1);
