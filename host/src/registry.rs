@@ -28,6 +28,12 @@ use crate::trie::PatternTrie;
 /// Subscribers of one topic or pattern, kept sorted.
 type Subscribers<C> = Vec<C>;
 
+/// Topics whose subscribers a registry remembers at most (the cache starts
+/// over when full).
+const CACHED_TOPICS: usize = 1024;
+/// Topics longer than this are not remembered.
+const CACHED_TOPIC_LEN: usize = 256;
+
 /// Which connections subscribe to what, across a server, and the buffered topics.
 ///
 /// `C` identifies a connection (a small `Copy` id); `P` is a stored publication
@@ -37,6 +43,10 @@ pub struct Registry<C, P> {
     exact: HashMap<Vec<u8>, Subscribers<C>>,
     patterns: PatternTrie<C>,
     buffers: TopicBuffers<P>,
+    /// The subscribers of recently published topics, as NATS's sublist keeps
+    /// them: a topic published again costs one lookup however many
+    /// subscriptions there are. Forgotten whenever a subscription changes.
+    cache: HashMap<Box<[u8]>, Subscribers<C>>,
 }
 
 impl<C, P> Default for Registry<C, P> {
@@ -45,6 +55,7 @@ impl<C, P> Default for Registry<C, P> {
             exact: HashMap::new(),
             patterns: PatternTrie::default(),
             buffers: TopicBuffers::default(),
+            cache: HashMap::new(),
         }
     }
 }
@@ -59,6 +70,14 @@ impl<C: Copy + Ord, P: Clone + Weigh> Registry<C, P> {
     /// Records that `conn` subscribes to `bytes` (a topic, or a pattern the caller
     /// has validated). Returns whether this is new for `conn`.
     pub fn subscribe(&mut self, conn: C, kind: SubscriptionKind, bytes: &[u8]) -> bool {
+        let new = self.subscribe_uncached(conn, kind, bytes);
+        if new {
+            self.forget_cached();
+        }
+        new
+    }
+
+    fn subscribe_uncached(&mut self, conn: C, kind: SubscriptionKind, bytes: &[u8]) -> bool {
         let list = match kind {
             SubscriptionKind::Exact => self.exact.entry(bytes.to_vec()).or_default(),
             SubscriptionKind::Pattern => return self.patterns.insert(bytes, conn),
@@ -88,9 +107,21 @@ impl<C: Copy + Ord, P: Clone + Weigh> Registry<C, P> {
             }
             true
         }
-        match kind {
+        let removed = match kind {
             SubscriptionKind::Exact => remove_from(&mut self.exact, bytes, &conn),
             SubscriptionKind::Pattern => self.patterns.remove(bytes, conn),
+        };
+        if removed {
+            self.forget_cached();
+        }
+        removed
+    }
+
+    /// Forgets the cached subscribers of published topics (a subscription
+    /// changed).
+    fn forget_cached(&mut self) {
+        if !self.cache.is_empty() {
+            self.cache.clear();
         }
     }
 
@@ -169,7 +200,18 @@ impl<C: Copy + Ord, P: Clone + Weigh> Registry<C, P> {
     /// [`Registry::subscribers`]).
     pub fn publish(&mut self, topic: &[u8], publication: &P, out: &mut Vec<C>) {
         self.buffers.publish(topic, publication);
+        if let Some(cached) = self.cache.get(topic) {
+            out.extend_from_slice(cached);
+            return;
+        }
+        let start = out.len();
         self.subscribers(topic, out);
+        if topic.len() <= CACHED_TOPIC_LEN {
+            if self.cache.len() >= CACHED_TOPICS {
+                self.cache.clear();
+            }
+            self.cache.insert(topic.into(), out[start..].to_vec());
+        }
     }
 
     /// The kept publications a new subscription receives first, oldest first: those
@@ -227,6 +269,37 @@ mod tests {
         let mut out = Vec::new();
         r.subscribers(topic, &mut out);
         out
+    }
+
+    proptest::proptest! {
+        /// Publishing (which remembers subscribers per topic) always finds
+        /// what a fresh lookup finds, whatever subscriptions change between.
+        #[test]
+        fn cached_subscribers_follow_every_change(
+            ops in proptest::collection::vec((0u8..4, 0u32..4, 0usize..6), 1..200),
+        ) {
+            const SELECTORS: [&[u8]; 6] = [b"a.b", b"a.*", b"*.b", b"a.>", b"c", b">"];
+            const TOPICS: [&[u8]; 4] = [b"a.b", b"a.c", b"c", b"d.b"];
+            let mut r: Registry<u32, u32> = Registry::new();
+            for (op, conn, which) in ops {
+                let selector = SELECTORS[which];
+                let kind = if selector.contains(&b'*') || selector.contains(&b'>') {
+                    SubscriptionKind::Pattern
+                } else {
+                    SubscriptionKind::Exact
+                };
+                match op {
+                    0 => { r.subscribe(conn, kind, selector); }
+                    1 => { r.unsubscribe(conn, kind, selector); }
+                    _ => {
+                        let topic = TOPICS[which % TOPICS.len()];
+                        let mut published = Vec::new();
+                        r.publish(topic, &0, &mut published);
+                        proptest::prop_assert_eq!(published, subs(&r, topic));
+                    }
+                }
+            }
+        }
     }
 
     #[test]
