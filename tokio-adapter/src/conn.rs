@@ -336,8 +336,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 if self.reading && self.burst.active() {
                     self.spin.idle(cx);
                 }
-                // An idle connection keeps no spare allocation.
+                // An idle connection keeps no spare allocation, and no
+                // buffers while it has nothing to read or write: they are
+                // made again by the next read or answer.
                 running.spare = None;
+                if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+                    self.rbuf = BytesMut::new();
+                    self.rbuf_allocation = 0;
+                    self.charge_receive_buffer();
+                }
+                if self.resp.is_empty() && self.resp.capacity() > 0 {
+                    self.resp = BytesMut::new();
+                }
                 return Poll::Pending;
             }
             if request_progress {
