@@ -336,17 +336,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 if self.reading && self.burst.active() {
                     self.spin.idle(cx);
                 }
-                // An idle connection keeps no spare allocation, and no
-                // buffers while it has nothing to read or write: they are
-                // made again by the next read or answer.
+                // An idle connection keeps no spare allocation, and one whose
+                // client does not send batches keeps no buffers while it has
+                // nothing to read or write: the next read or answer makes them
+                // again (a batching client's would be made again at once).
                 running.spare = None;
-                if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
-                    self.rbuf = BytesMut::new();
-                    self.rbuf_allocation = 0;
-                    self.charge_receive_buffer();
-                }
-                if self.resp.is_empty() && self.resp.capacity() > 0 {
-                    self.resp = BytesMut::new();
+                if !self.burst.active() {
+                    if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+                        self.rbuf = BytesMut::new();
+                        self.rbuf_allocation = 0;
+                        self.charge_receive_buffer();
+                    }
+                    if self.resp.is_empty() && self.resp.capacity() > 0 {
+                        self.resp = BytesMut::new();
+                    }
                 }
                 return Poll::Pending;
             }
