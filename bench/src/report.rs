@@ -493,6 +493,6 @@ fn targets(results: &Results, cpu: &Cpu) -> String {
         };
         md.push_str(&format!("| {what} | {got} | {mark} |\n"));
     }
-    md.push('\n');
+    md.push_str("\nWhere the time goes for each target missed, and the next step: [docs/performance.md](docs/performance.md).\n\n");
     md
 }
