@@ -51,6 +51,7 @@ mod client_config;
 mod config;
 mod delivery;
 mod error;
+mod frames;
 mod hub;
 mod log;
 mod members;
@@ -73,6 +74,7 @@ pub use config::{
 };
 pub use delivery::{ByteBudget, Delivery, SubscriptionQueue, Taken, Weigh};
 pub use error::{check_in_flight, subscription_confirmed, Error, Result};
+pub use frames::{publication_frame, publication_frames};
 pub use hub::Hub;
 pub use log::{LogLimit, Logged, LOGGED_BYTES, LOGGED_PER_SECOND};
 pub use members::{Member, Members};

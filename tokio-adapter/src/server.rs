@@ -10,8 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use microsocket_core::{encode_publication, PatternError};
+use microsocket_core::PatternError;
 use microsocket_host::{Counters, QueueBound};
 use microsocket_host::{ServerConfig, Stats};
 use microsocket_socket::SocketOptions;
@@ -25,7 +24,6 @@ use crate::conn;
 use crate::handler::{Handler, PeerCredentials};
 use crate::hub::{Core, Hub};
 use crate::log::limited;
-use crate::sink::Sink;
 use microsocket_host::ConnectionId;
 
 /// The socket-file settings of `config` as [`SocketOptions`].
@@ -65,11 +63,9 @@ impl Publisher {
         I::IntoIter: Clone,
     {
         let topic = topic.as_ref();
-        let values = values.into_iter();
-        let len = microsocket_core::frame::encoded_len(values.clone())? + 4 + topic.len();
-        let mut buf = BytesMut::with_capacity(len);
-        encode_publication(topic, values, &mut Sink(&mut buf))?;
-        Ok(self.core.publish(topic, buf.freeze()))
+        Ok(self
+            .core
+            .publish(topic, microsocket_host::publication_frame(topic, values)?))
     }
 
     /// Publishes several `(topic, values)` publications at once, as many
@@ -98,15 +94,7 @@ impl Publisher {
         I::Item: AsRef<[u8]>,
         I::IntoIter: Clone,
     {
-        let (mut topics, mut frames) = (Vec::new(), Vec::new());
-        for (topic, values) in publications {
-            let values = values.into_iter();
-            let len = microsocket_core::frame::encoded_len(values.clone())? + 4 + topic.as_ref().len();
-            let mut buf = BytesMut::with_capacity(len);
-            encode_publication(topic.as_ref(), values, &mut Sink(&mut buf))?;
-            topics.push(topic);
-            frames.push(buf.freeze());
-        }
+        let (topics, frames) = microsocket_host::publication_frames(publications)?;
         let batch: Vec<_> = topics.iter().map(AsRef::as_ref).zip(frames).collect();
         Ok(self.core.publish_batch(&batch))
     }

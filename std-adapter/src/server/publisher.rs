@@ -1,10 +1,10 @@
 //! Publishing from any thread.
 
 use super::state::*;
-use bytes::Bytes;
+use microsocket_core::EncodeError;
 use microsocket_core::PatternError;
-use microsocket_core::{encode_publication, EncodeError};
 use microsocket_host::Stats;
+use microsocket_host::{publication_frame, publication_frames};
 use std::sync::Arc;
 
 /// Publishes from any thread; cheap to clone. The cost of a publication grows
@@ -28,9 +28,7 @@ impl Publisher {
         I::Item: AsRef<[u8]>,
         I::IntoIter: Clone,
     {
-        let mut frame = Vec::new();
-        encode_publication(topic.as_ref(), values, &mut frame)?;
-        let frame = Bytes::from(frame);
+        let frame = publication_frame(topic.as_ref(), values)?;
         let shared = &self.shared;
         let mut wake = false;
         let queued = lock(&shared.hub).publish(topic.as_ref(), &frame, |conn| {
@@ -73,13 +71,7 @@ impl Publisher {
         I::Item: AsRef<[u8]>,
         I::IntoIter: Clone,
     {
-        let (mut topics, mut frames) = (Vec::new(), Vec::new());
-        for (topic, values) in publications {
-            let mut frame = Vec::new();
-            encode_publication(topic.as_ref(), values, &mut frame)?;
-            topics.push(topic);
-            frames.push(Bytes::from(frame));
-        }
+        let (topics, frames) = publication_frames(publications)?;
         let batch: Vec<_> = topics.iter().map(AsRef::as_ref).zip(frames).collect();
         let shared = &self.shared;
         let mut wake = false;
