@@ -111,7 +111,7 @@ fn find_id(text: &str, name: &str) -> Option<u32> {
 }
 
 /// Parses `TOPIC_OR_PATTERN=N`.
-fn parse_buffer(spec: &str) -> Result<(Bytes, usize)> {
+pub(crate) fn parse_buffer(spec: &str) -> Result<(Bytes, usize)> {
     let (selector, depth) = spec
         .rsplit_once('=')
         .with_context(|| format!("--buffer {spec:?}: expected TOPIC_OR_PATTERN=N"))?;
@@ -148,6 +148,11 @@ impl Signals {
 
 /// Runs the bus until SIGINT or SIGTERM.
 pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let (server, address) = prepare(&args)?;
+    if let Some(file) = &args.check_config {
+        println!("{}: valid", file.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut signals = Signals::new()?;
     if args.verbose {
         tracing_subscriber::fmt()
@@ -155,34 +160,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
             .init();
     }
-    let mut config = microsocket_tokio::ServerConfig::default()
-        .shutdown_timeout(args.grace)
-        .socket_mode(args.mode)
-        .spin_before_sleep(std::time::Duration::from_micros(args.spin_us))
-        .buffer_limits(microsocket_tokio::BufferLimits {
-            max_topics: args.buffer_max_topics,
-            max_bytes: args.buffer_max_bytes,
-            max_bytes_per_topic: args.buffer_max_topic_bytes,
-        })
-        .memory(microsocket_tokio::MemoryLimits {
-            max_memory: args.max_memory,
-            max_memory_per_user: args.max_memory_per_user,
-            max_connections_per_user: args.max_connections_per_user,
-        });
-    if let Some(owner) = &args.owner {
-        config = config.socket_owner(parse_id(owner, "/etc/passwd").with_context(|| format!("--owner {owner:?}"))?);
-    }
-    if let Some(group) = &args.group {
-        config = config.socket_group(parse_id(group, "/etc/group").with_context(|| format!("--group {group:?}"))?);
-    }
-    let server = Server::with_publisher(config, |publisher| Bus { publisher });
-    for spec in &args.buffer {
-        let (selector, depth) = parse_buffer(spec)?;
-        server
-            .set_buffer(&selector, depth)
-            .with_context(|| format!("--buffer {spec:?}: not a topic or pattern"))?;
-    }
-    match crate::connect::parse_address(&args.socket)? {
+    match address {
         Address::Unix(path) => server
             .listen_unix(&path)
             .with_context(|| format!("cannot listen on {}", path.display()))?,
@@ -211,6 +189,50 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
             Ok(ExitCode::from(130))
         }
     }
+}
+
+/// The server `args` describe, not yet listening, and the address to listen
+/// on: every setting checked.
+fn prepare(args: &ServeArgs) -> Result<(Server<Bus>, Address)> {
+    let Some(socket) = &args.socket else {
+        bail!("give the SOCKET to listen on, or a --config file that names it");
+    };
+    let mut config = microsocket_tokio::ServerConfig::default()
+        .shutdown_timeout(args.grace)
+        .socket_mode(args.mode)
+        .spin_before_sleep(std::time::Duration::from_micros(args.spin_us))
+        .buffer_limits(microsocket_tokio::BufferLimits {
+            max_topics: args.buffer_max_topics,
+            max_bytes: args.buffer_max_bytes,
+            max_bytes_per_topic: args.buffer_max_topic_bytes,
+        })
+        .memory(microsocket_tokio::MemoryLimits {
+            max_memory: args.max_memory,
+            max_memory_per_user: args.max_memory_per_user,
+            max_connections_per_user: args.max_connections_per_user,
+        });
+    if let Some(owner) = &args.owner {
+        config = config.socket_owner(parse_id(owner, "/etc/passwd").with_context(|| format!("--owner {owner:?}"))?);
+    }
+    if let Some(group) = &args.group {
+        config = config.socket_group(parse_id(group, "/etc/group").with_context(|| format!("--group {group:?}"))?);
+    }
+    let server = Server::with_publisher(config, |publisher| Bus { publisher });
+    for spec in &args.buffer {
+        let (selector, depth) = parse_buffer(spec)?;
+        server
+            .set_buffer(&selector, depth)
+            .with_context(|| format!("--buffer {spec:?}: not a topic or pattern"))?;
+    }
+    let address = crate::connect::parse_address(socket)?;
+    if let Some(tcp) = &args.tcp {
+        let addr = tcp.strip_prefix("tcp://").unwrap_or(tcp);
+        addr.parse::<std::net::SocketAddr>()
+            .map(drop)
+            .or_else(|_| std::net::ToSocketAddrs::to_socket_addrs(addr).map(drop))
+            .with_context(|| format!("--tcp {tcp:?}: not an address"))?;
+    }
+    Ok((server, address))
 }
 
 /// Parses a duration: a number of seconds (`1`, `0.5`), or with a unit (`500ms`,

@@ -5,6 +5,7 @@
 //! stderr); 2 no server, a connection error, or bad usage.
 
 mod bus;
+mod config;
 mod connect;
 mod demo;
 mod loadgen;
@@ -51,8 +52,18 @@ enum Command {
 /// Arguments of `serve`.
 #[derive(Args)]
 pub(crate) struct ServeArgs {
-    /// UNIX socket path to listen on (`@name` for a Linux abstract name).
-    pub(crate) socket: String,
+    /// UNIX socket path to listen on (`@name` for a Linux abstract name); may
+    /// come from the --config file instead.
+    pub(crate) socket: Option<String>,
+    /// Read settings from this TOML file: any flag below by its long name
+    /// (`max-memory = "256MiB"`, `buffer = ["log.>=100"]`) and `socket`.
+    /// Flags given on the command line win over the file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<std::path::PathBuf>,
+    /// Check this configuration file (with any flags given) and exit: 0 if
+    /// it is valid, 2 with the file, line and key of the first problem if not.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub(crate) check_config: Option<std::path::PathBuf>,
     /// Also listen on TCP (`host:port` or `tcp://host:port`).
     #[arg(long, value_name = "ADDR")]
     pub(crate) tcp: Option<String>,
@@ -192,7 +203,19 @@ fn timeout(seconds: f64) -> Option<Duration> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let (Command::Serve(args), Some(("serve", flags))) = (&mut cli.command, matches.subcommand()) {
+        if let Some(file) = args.config.clone().or_else(|| args.check_config.clone()) {
+            if let Err(e) = config::apply(args, flags, &file) {
+                eprintln!("microsocket: {e:#}");
+                return ExitCode::from(EXIT_ERROR);
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -572,3 +572,78 @@ fn an_idle_bus_costs_almost_no_cpu() {
     eprintln!("idle for {window:?} with {} connections: {spent:?} of CPU", conns.len());
     assert!(spent < window / 100, "an idle bus used {spent:?} of CPU in {window:?}");
 }
+
+/// Writes `text` to a configuration file in a new directory.
+fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn a_config_file_sets_what_the_flags_set_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("from-file.sock");
+    let (_conf_dir, conf) = config_file(&format!(
+        "socket = \"{}\"\nbuffer = [\"news=2\"]\nmax-memory = \"64MiB\"\nmode = \"600\"\ngrace = \"1s\"\n",
+        sock.display()
+    ));
+    let check = run(&["serve", "--check-config", conf.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(stdout(&check).contains("valid"), "{}", stdout(&check));
+    // The socket comes from the file; `--buffer` on the command line replaces
+    // the file's rules.
+    let mut server = Command::new(BIN)
+        .args(["serve", "--config", conf.to_str().unwrap(), "--buffer", "news=1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < deadline, "server did not start on the file's socket");
+        sleep(Duration::from_millis(20));
+    }
+    let s = sock.to_str().unwrap();
+    for v in ["one", "two", "three"] {
+        assert!(run(&["publish", s, "news", v]).status.success());
+    }
+    let sub = run(&["subscribe", s, "news", "--count", "1"]);
+    assert_eq!(
+        stdout(&sub),
+        "news\tthree\n",
+        "the flag's depth (1) won over the file's (2)"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn the_example_config_file_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../contrib/microsocket.toml");
+    let o = run(&["serve", "--check-config", example]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_bad_config_file_is_refused_with_its_line_and_key() {
+    for (text, line, words) in [
+        ("socket = \"/tmp/x.sock\"\nmax-memroy = \"1MiB\"\n", 2, "max-memroy"),
+        ("socket = \"/tmp/x.sock\"\n\nmax-memory = \"lots\"\n", 3, "max-memory"),
+        ("socket = \"/tmp/x.sock\"\nmode = \"999\"\n", 2, "mode"),
+        ("socket = \"/tmp/x.sock\"\nbuffer = [\"news\"]\n", 2, "buffer"),
+        ("socket = \"/tmp/x.sock\"\nspin-us = \"fast\"\n", 2, "spin-us"),
+    ] {
+        let (_dir, conf) = config_file(text);
+        let o = run(&["serve", "--check-config", conf.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{text:?}: {err}");
+        assert!(err.contains(conf.to_str().unwrap()), "{text:?}: names the file: {err}");
+        assert!(
+            err.contains(&format!("line {line}")),
+            "{text:?}: names line {line}: {err}"
+        );
+        assert!(err.contains(words), "{text:?}: names {words}: {err}");
+    }
+}
