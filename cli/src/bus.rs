@@ -148,7 +148,8 @@ impl Signals {
 
 /// Runs the bus until SIGINT or SIGTERM.
 pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
-    let (server, address) = prepare(&args)?;
+    let activated = crate::systemd::activated()?;
+    let (server, address) = prepare(&args, !activated.is_empty())?;
     if let Some(file) = &args.check_config {
         println!("{}: valid", file.display());
         return Ok(ExitCode::SUCCESS);
@@ -160,6 +161,66 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
             .init();
     }
+    if !activated.is_empty() {
+        // Socket activation: systemd's sockets, which stay systemd's.
+        for listener in activated.unix {
+            listener.set_nonblocking(true)?;
+            server.serve_unix_listener(tokio::net::UnixListener::from_std(listener)?);
+        }
+        for listener in activated.tcp {
+            listener.set_nonblocking(true)?;
+            server.serve_tcp_listener(tokio::net::TcpListener::from_std(listener)?);
+        }
+    } else {
+        listen(&server, address, &args).await?;
+    }
+    crate::systemd::ready(&status_line(&server))?;
+    let reporting = tokio::spawn(report_to_systemd(server.clone()));
+    signals.next().await;
+    crate::systemd::stopping();
+    reporting.abort();
+    // A second SIGINT or SIGTERM during the grace period exits at once.
+    tokio::select! {
+        () = server.shutdown() => Ok(ExitCode::SUCCESS),
+        () = signals.next() => {
+            eprintln!("microsocket: second signal; exiting without waiting for requests in flight");
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+/// The line systemd shows for the service (`systemctl status`).
+fn status_line(server: &Server<Bus>) -> String {
+    let stats = server.stats();
+    format!(
+        "serving; {} connections, {} requests, {} publications",
+        stats.connections, stats.requests, stats.publications
+    )
+}
+
+/// Keeps systemd's status line current (every 5 s) and its watchdog fed,
+/// when systemd asks for either.
+async fn report_to_systemd(server: Server<Bus>) {
+    let watchdog = crate::systemd::watchdog_interval();
+    let period = watchdog.map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        if watchdog.is_some() {
+            crate::systemd::watchdog();
+        }
+        crate::systemd::status(&status_line(&server));
+    }
+}
+
+/// How often the status line systemd shows is renewed.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// Listens where the command line or configuration file says.
+async fn listen(server: &Server<Bus>, address: Option<Address>, args: &ServeArgs) -> Result<()> {
+    let Some(address) = address else {
+        bail!("give the SOCKET to listen on, or a --config file that names it");
+    };
     match address {
         Address::Unix(path) => server
             .listen_unix(&path)
@@ -180,22 +241,16 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot listen on TCP {addr}"))?;
         tracing::info!(%bound, "listening on TCP");
     }
-    signals.next().await;
-    // A second SIGINT or SIGTERM during the grace period exits at once.
-    tokio::select! {
-        () = server.shutdown() => Ok(ExitCode::SUCCESS),
-        () = signals.next() => {
-            eprintln!("microsocket: second signal; exiting without waiting for requests in flight");
-            Ok(ExitCode::from(130))
-        }
-    }
+    Ok(())
 }
 
 /// The server `args` describe, not yet listening, and the address to listen
-/// on: every setting checked.
-fn prepare(args: &ServeArgs) -> Result<(Server<Bus>, Address)> {
-    let Some(socket) = &args.socket else {
-        bail!("give the SOCKET to listen on, or a --config file that names it");
+/// on (none when systemd hands the listeners over): every setting checked.
+fn prepare(args: &ServeArgs, activated: bool) -> Result<(Server<Bus>, Option<Address>)> {
+    let address = match &args.socket {
+        Some(socket) => Some(crate::connect::parse_address(socket)?),
+        None if activated || args.check_config.is_some() => None,
+        None => bail!("give the SOCKET to listen on, or a --config file that names it"),
     };
     let mut config = microsocket_tokio::ServerConfig::default()
         .shutdown_timeout(args.grace)
@@ -224,7 +279,6 @@ fn prepare(args: &ServeArgs) -> Result<(Server<Bus>, Address)> {
             .set_buffer(&selector, depth)
             .with_context(|| format!("--buffer {spec:?}: not a topic or pattern"))?;
     }
-    let address = crate::connect::parse_address(socket)?;
     if let Some(tcp) = &args.tcp {
         let addr = tcp.strip_prefix("tcp://").unwrap_or(tcp);
         addr.parse::<std::net::SocketAddr>()

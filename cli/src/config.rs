@@ -6,7 +6,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 use serde::Deserialize;
@@ -104,12 +104,6 @@ pub(crate) fn apply(args: &mut ServeArgs, matches: &ArgMatches, path: &Path) -> 
     set!(spin_us, "spin-us", Ok);
     set!(grace, "grace", |v: String| crate::bus::parse_duration(&v));
     set!(verbose, "verbose", Ok);
-    if args.socket.is_none() {
-        bail!(
-            "{}: no socket (give `socket = \"PATH\"` or the SOCKET argument)",
-            path.display()
-        );
-    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod connect;
 mod demo;
 mod loadgen;
 mod output;
+mod systemd;
 
 use std::io::Write;
 use std::process::ExitCode;

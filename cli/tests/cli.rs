@@ -647,3 +647,85 @@ fn a_bad_config_file_is_refused_with_its_line_and_key() {
         assert!(err.contains(words), "{text:?}: names {words}: {err}");
     }
 }
+
+/// Datagrams systemd's notify protocol would get, received on `socket` until
+/// one contains `want` (or 20 s pass).
+fn notifications_until(socket: &std::os::unix::net::UnixDatagram, want: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            if got.last().is_some_and(|m| m.lines().any(|l| l == want)) {
+                return got;
+            }
+        }
+    }
+    panic!("no {want} among {got:?}");
+}
+
+/// Under systemd (`Type=notify`): `READY=1` with a status line once the bus
+/// serves, `WATCHDOG=1` when a watchdog is set, `STOPPING=1` on SIGTERM.
+#[test]
+fn serve_tells_systemd_it_is_ready_alive_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let sock = dir.path().join("bus.sock");
+    let mut server = Command::new(BIN)
+        .arg("serve")
+        .arg(&sock)
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = notifications_until(&socket, "READY=1");
+    assert!(
+        ready.last().unwrap().contains("STATUS=serving; 0 connections"),
+        "{ready:?}"
+    );
+    // Serving by then: the socket answers at once.
+    assert_eq!(stdout(&run(&["request", sock.to_str().unwrap(), "PING"])), "PONG\n");
+    notifications_until(&socket, "WATCHDOG=1");
+    kill("-TERM", server.id());
+    notifications_until(&socket, "STOPPING=1");
+    assert!(wait_timeout(&mut server, Duration::from_secs(20)).is_some_and(|s| s.success()));
+}
+
+/// Socket activation: systemd (here `systemd-socket-activate`) binds the
+/// socket and hands it over; the bus serves on it and leaves the file, which
+/// is systemd's, in place when it exits.
+#[test]
+#[ignore = "needs systemd-socket-activate (Debian package systemd); .ci/run installs it and runs this"]
+fn serve_takes_its_socket_from_systemd() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("activated.sock");
+    let mut activator = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&sock)
+        .args([BIN, "serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "systemd-socket-activate did not listen");
+        sleep(Duration::from_millis(20));
+    }
+    // The first connection starts the bus, which then serves it.
+    let o = run(&["request", sock.to_str().unwrap(), "PING"]);
+    assert_eq!(stdout(&o), "PONG\n", "{}", stderr(&o));
+    assert_eq!(
+        stdout(&run(&["request", sock.to_str().unwrap(), "ECHO", "again"])),
+        "again\n"
+    );
+    kill("-TERM", activator.id());
+    let status = wait_timeout(&mut activator, Duration::from_secs(20)).expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(sock.exists(), "the socket file is systemd's and stays");
+}
