@@ -46,6 +46,9 @@ enum Command {
     Publish(PublishArgs),
     /// Measure request/response latency and throughput, and pub/sub fan-out.
     Bench(BenchArgs),
+    /// Print a server's counters (its `$STATS` server command): connections,
+    /// requests, publications, drops, memory.
+    Stats(StatsArgs),
     /// Start a server inside this process and show what microsocket does.
     Demo,
 }
@@ -122,6 +125,18 @@ pub(crate) struct ServeArgs {
     /// Log connections, requests and subscriptions to stderr.
     #[arg(short, long)]
     pub(crate) verbose: bool,
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// Server address.
+    socket: String,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 25.0)]
+    timeout: f64,
 }
 
 #[derive(Args)]
@@ -231,6 +246,7 @@ fn main() -> ExitCode {
             Command::Subscribe(args) => subscribe(args).await,
             Command::Publish(args) => publish(args).await,
             Command::Bench(args) => bench(args).await,
+            Command::Stats(args) => stats(args).await,
             Command::Demo => demo::run().await,
         };
         match outcome {
@@ -272,6 +288,43 @@ async fn request(args: RequestArgs) -> Result<ExitCode> {
         }
         Err(e) => failure(e),
     }
+}
+
+async fn stats(args: StatsArgs) -> Result<ExitCode> {
+    let address = parse_address(&args.socket)?;
+    let client = connect(&address, timeout(args.timeout)).await?;
+    let values = match client.request("$STATS", microsocket_tokio::NO_ARGS).await {
+        Ok(values) => values,
+        Err(e) => return failure(e),
+    };
+    let values: Vec<String> = values
+        .iter_slices()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let pairs: Vec<(&str, &str)> = values
+        .chunks(2)
+        .filter_map(|p| Some((p.first()?.as_str(), p.get(1)?.as_str())))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let object: serde_json::Map<String, serde_json::Value> = pairs
+            .iter()
+            .map(|(name, value)| {
+                let value = value
+                    .parse::<u64>()
+                    .map_or_else(|_| (*value).into(), serde_json::Value::from);
+                ((*name).to_owned(), value)
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&object)?)?;
+    } else {
+        let width = pairs.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+        for (name, value) in pairs {
+            writeln!(out, "{name:<width$}  {value}")?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn publish(args: PublishArgs) -> Result<ExitCode> {

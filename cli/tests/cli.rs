@@ -729,3 +729,22 @@ fn serve_takes_its_socket_from_systemd() {
     assert!(status.success(), "{status:?}");
     assert!(sock.exists(), "the socket file is systemd's and stays");
 }
+
+/// `microsocket stats` prints the server's counters (its `$STATS`), as a
+/// table or JSON; `$` commands the server lacks fail.
+#[test]
+fn stats_prints_the_servers_counters() {
+    let server = Server::start(&[]);
+    assert!(run(&["request", server.sock(), "PING"]).status.success());
+    let table = stdout(&run(&["stats", server.sock()]));
+    assert!(
+        table.lines().any(|l| l.split_whitespace().eq(["requests", "1"])),
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&run(&["stats", server.sock(), "--json"]))).unwrap();
+    assert_eq!(json["requests"], 1, "{json}");
+    assert_eq!(json["memory_limit"], 256 << 20, "{json}");
+    let o = run(&["request", server.sock(), "$NOPE"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).trim(), "no such server command");
+}

@@ -112,6 +112,9 @@ pub struct ServerConfig {
     /// Stack size of the threads that serve connections, where an adapter
     /// runs one per connection (the blocking adapter; default 256 KiB).
     pub stack_size: usize,
+    /// Who may use the commands the server answers itself (`$STATS`; see
+    /// `docs/PROTOCOL.md`): by default peers of the server's own user.
+    pub server_commands: crate::ServerCommands,
 }
 
 impl Default for ServerConfig {
@@ -132,6 +135,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(5),
             spin_before_sleep: DEFAULT_SERVER_SPIN,
             stack_size: 256 << 10,
+            server_commands: crate::ServerCommands::OwnUser,
         }
     }
 }
@@ -174,6 +178,8 @@ setters! {
     buffer_limits: BufferLimits;
     /// Sets [`ServerConfig::memory`].
     memory: MemoryLimits;
+    /// Sets [`ServerConfig::server_commands`].
+    server_commands: crate::ServerCommands;
 }
 
 impl ServerConfig {

@@ -56,6 +56,7 @@ mod hub;
 mod log;
 mod members;
 pub mod registry;
+mod server_commands;
 pub mod shared;
 mod stats;
 mod subscribing;
@@ -79,6 +80,9 @@ pub use hub::Hub;
 pub use log::{LogLimit, Logged, LOGGED_BYTES, LOGGED_PER_SECOND};
 pub use members::{Member, Members};
 pub use registry::Registry;
+pub use server_commands::{
+    is_server_command, server_command, ServerCommands, NOT_PERMITTED, NO_SUCH_SERVER_COMMAND, SERVER_COMMAND_PREFIX,
+};
 pub use stats::{ConnectionId, Counters, Stats};
 pub use subscribing::{refusal, SubscriptionChange};
 pub use values::{copy_out, cut_frame, Iter, Publication, Values};

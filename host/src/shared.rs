@@ -15,6 +15,7 @@ pub use crate::config::{
     MAX_SUBSCRIPTIONS as SERVER_MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES as SERVER_MAX_SUBSCRIPTION_BYTES,
 };
 pub use crate::error::Error;
+pub use crate::server_commands::{ServerCommands, NOT_PERMITTED, NO_SUCH_SERVER_COMMAND, SERVER_COMMAND_PREFIX};
 pub use crate::stats::{ConnectionId, Stats};
 pub use crate::subscribing::SubscriptionChange;
 pub use crate::values::{Iter, Publication, Values};

@@ -15,6 +15,13 @@ pub struct PeerCredentials {
     pub gid: u32,
 }
 
+/// The effective user id of this process: a peer with the same uid runs as
+/// the same user.
+#[must_use]
+pub fn own_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
 /// The credentials of the process at the other end of `stream` (`SO_PEERCRED`),
 /// a connected UNIX stream socket of any runtime (std, Tokio, ...).
 ///

@@ -360,6 +360,7 @@ semantic!(
     a_clients_subscriptions_share_one_byte_bound,
     the_memory_budget_sheds_load_and_recovers,
     a_batch_publishes_as_its_publications_one_by_one,
+    server_commands_are_answered_by_the_server,
 );
 
 fn config() -> ServerConfig {
@@ -402,6 +403,33 @@ fn requests_counts_what_the_handler_got(server: ServerKind, client: ClientKind) 
     assert!(peer.request("ECHO", &[&[0u8; 2048]]).is_err());
     peer.request("PING", &[]).unwrap();
     assert_eq!(bus.stats().requests, 4);
+}
+
+/// Commands starting with `$` are the server's own: `$STATS` answers its
+/// counters as name, value pairs to a peer of the server's user, other `$`
+/// commands fail, the handler never sees them, and a server set to refuse
+/// them refuses them.
+fn server_commands_are_answered_by_the_server(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let peer = bus.connect(client, ClientConfig::default());
+    peer.request("PING", &[]).unwrap();
+    let values = text(&peer.request("$STATS", &[]).unwrap());
+    let pairs: std::collections::HashMap<&str, &str> =
+        values.chunks(2).map(|p| (p[0].as_str(), p[1].as_str())).collect();
+    assert_eq!(pairs["requests"], "1", "{values:?}");
+    assert_eq!(pairs["connections"], "1", "{values:?}");
+    assert!(pairs.contains_key("memory_limit") && pairs.contains_key("deliveries"));
+    match peer.request("$NOPE", &[]) {
+        Err(Error::Failed { message, .. }) => assert_eq!(&message[..], microsocket_host::NO_SUCH_SERVER_COMMAND),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(bus.stats().requests, 1, "the handler saw no server command");
+    let closed = Bus::start(server, config().server_commands(microsocket_host::ServerCommands::Off));
+    let outsider = closed.connect(client, ClientConfig::default());
+    match outsider.request("$STATS", &[]) {
+        Err(Error::Failed { message, .. }) => assert_eq!(&message[..], microsocket_host::NOT_PERMITTED),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// A publication matching several subscriptions of one connection is sent to

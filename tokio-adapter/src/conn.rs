@@ -511,6 +511,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                         .handle_frame(frame, &mut Sink(&mut self.resp))
                         .unwrap_or(None);
                     match event {
+                        Some(ServerEvent::Request { tag, command, .. })
+                            if microsocket_host::is_server_command(command) =>
+                        {
+                            // Answered by the server itself, never by the handler.
+                            let answer = microsocket_host::server_command(
+                                command,
+                                self.context.peer.map(|p| p.uid),
+                                self.core.own_uid,
+                                self.core.config.server_commands,
+                                || self.core.stats(),
+                            );
+                            let sink = &mut Sink(&mut self.resp);
+                            let _ = match answer {
+                                Ok(values) => self.protocol.respond(tag, values, sink),
+                                Err(message) => self.protocol.fail(tag, message, [b""; 0], sink),
+                            };
+                        }
                         Some(ServerEvent::Request { tag, command, args }) => {
                             tracing::trace!(command = %Logged(command), "request");
                             // Where the parts lie, from the walk the core made:

@@ -32,6 +32,8 @@ pub(crate) struct Core {
     pub(crate) next_id: AtomicU64,
     /// What the connections may make the server hold.
     pub(crate) memory: MemoryBudget,
+    /// This process's user: who may use server commands by default.
+    pub(crate) own_uid: u32,
 }
 
 /// The host layer's hub (connection slots and the subscription registry),

@@ -179,6 +179,7 @@ impl<H: Handler> Server<H> {
             bound: QueueBound::new(&config),
             hub: Mutex::new(hub),
             memory: microsocket_host::MemoryBudget::new(config.memory),
+            own_uid: microsocket_socket::own_uid(),
             config,
             counters: Counters::default(),
             tracker: TaskTracker::new(),

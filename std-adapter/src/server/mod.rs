@@ -208,6 +208,7 @@ impl<H: Handler> Server<H> {
             flusher: Flusher::new()?,
             counters: Counters::default(),
             memory: MemoryBudget::new(config.memory),
+            own_uid: microsocket_socket::own_uid(),
             stopping: AtomicBool::new(false),
             readers: AtomicUsize::new(0),
             wake,

@@ -203,6 +203,27 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
 pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, event: ServerEvent<'_>) {
     let shared = &conn.shared;
     match event {
+        ServerEvent::Request { tag, command, .. } if microsocket_host::is_server_command(command) => {
+            let responder = Responder {
+                conn: Arc::downgrade(conn),
+                context: conn.context,
+                tag: TagBuf::new(tag),
+                answered: false,
+                charged: 0,
+            };
+            // Answered by the server itself, never by the handler.
+            let answer = microsocket_host::server_command(
+                command,
+                conn.context.peer.map(|p| p.uid),
+                shared.own_uid,
+                shared.config.server_commands,
+                || shared.stats(),
+            );
+            let _ = match answer {
+                Ok(values) => responder.respond(values),
+                Err(message) => responder.fail(message, NO_ARGS),
+            };
+        }
         ServerEvent::Request { tag, command, args } => {
             let mut responder = Responder {
                 conn: Arc::downgrade(conn),

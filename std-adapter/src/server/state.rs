@@ -51,6 +51,8 @@ pub(super) struct Shared {
     pub(super) counters: Counters,
     /// What the connections may make the server hold.
     pub(super) memory: MemoryBudget,
+    /// This process's user: who may use server commands by default.
+    pub(super) own_uid: u32,
     pub(super) stopping: AtomicBool,
     /// Reader threads running (see [`ReaderRunning`]). Readers are detached, not
     /// joined: a finished reader's thread is released by the system at once,
