@@ -114,7 +114,7 @@ pub struct ServerConfig {
     pub stack_size: usize,
     /// Who may use the commands the server answers itself (`$STATS`; see
     /// `docs/PROTOCOL.md`): by default peers of the server's own user.
-    pub server_commands: crate::ServerCommands,
+    pub server_commands: crate::server_commands::ServerCommands,
 }
 
 impl Default for ServerConfig {
@@ -135,7 +135,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(5),
             spin_before_sleep: DEFAULT_SERVER_SPIN,
             stack_size: 256 << 10,
-            server_commands: crate::ServerCommands::OwnUser,
+            server_commands: crate::server_commands::ServerCommands::OwnUser,
         }
     }
 }
@@ -179,7 +179,7 @@ setters! {
     /// Sets [`ServerConfig::memory`].
     memory: MemoryLimits;
     /// Sets [`ServerConfig::server_commands`].
-    server_commands: crate::ServerCommands;
+    server_commands: crate::server_commands::ServerCommands;
 }
 
 impl ServerConfig {

@@ -14,7 +14,7 @@
 //! assert_eq!(refused.unwrap_err(), microsocket_host::NOT_PERMITTED);
 //! ```
 
-use crate::Stats;
+use crate::stats::Stats;
 
 /// The first byte of a command the server answers itself.
 pub const SERVER_COMMAND_PREFIX: u8 = b'$';
@@ -25,7 +25,7 @@ pub const NOT_PERMITTED: &[u8] = b"not permitted";
 /// The failure for a `$` command the server does not have.
 pub const NO_SUCH_SERVER_COMMAND: &[u8] = b"no such server command";
 
-/// Who may use server commands ([`ServerConfig::server_commands`](crate::ServerConfig::server_commands)).
+/// Who may use server commands ([`ServerConfig::server_commands`](crate::config::ServerConfig::server_commands)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ServerCommands {
     /// Peers running as the server's own user (by their UNIX socket
