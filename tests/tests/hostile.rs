@@ -2,12 +2,17 @@
 //! (max frame 64 KiB, 256 KiB queued per connection, 16 requests in flight):
 //! thousands of connections holding half a frame, frames declaring 4 GiB
 //! arguments, 255-argument frames at full speed, full subscription tables and
-//! beyond, a publisher flooding subscribers that never read, random bytes, and
-//! requests held in flight. During each attack a well-behaved client asks PING
-//! every millisecond and its round trips stay within a bound; the server's
-//! memory growth stays within the per-connection bound [`Bound`] derived from
-//! the configured limits; afterwards every connection, descriptor and thread the
-//! attack made is gone and the server still serves.
+//! beyond, a publisher flooding subscribers that never read, random bytes,
+//! requests held in flight, long topics against thousands of wildcard
+//! patterns, publishing beside 100,000 patterns, buffered-topic bombs of
+//! 20,000 and 200,000 topics, 1,000 connections holding requests past a
+//! memory budget and then hanging up, and all of them at once. During each
+//! attack a well-behaved client asks PING every millisecond and its round
+//! trips stay within a bound; the server's memory growth stays within the
+//! per-connection bound [`Bound`] derived from the configured limits (and,
+//! for a budgeted server, within its budget plus a stated overhead);
+//! afterwards every connection, descriptor and thread the attack made is gone
+//! and the server still serves.
 //!
 //! Figures are printed; see them with
 //! `cargo test -p microsocket-tests --test hostile -- --nocapture --test-threads=1`.
