@@ -49,6 +49,10 @@ enum Command {
     /// Print a server's counters (its `$STATS` server command): connections,
     /// requests, publications, drops, memory.
     Stats(StatsArgs),
+    /// List a server's connections (its `$CONNECTIONS` server command): id,
+    /// peer process, user and group, its process name, subscriptions,
+    /// requests in flight, bytes queued and memory held.
+    Clients(StatsArgs),
     /// Start a server inside this process and show what microsocket does.
     Demo,
 }
@@ -247,6 +251,7 @@ fn main() -> ExitCode {
             Command::Publish(args) => publish(args).await,
             Command::Bench(args) => bench(args).await,
             Command::Stats(args) => stats(args).await,
+            Command::Clients(args) => clients(args).await,
             Command::Demo => demo::run().await,
         };
         match outcome {
@@ -321,6 +326,97 @@ async fn stats(args: StatsArgs) -> Result<ExitCode> {
         let width = pairs.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
         for (name, value) in pairs {
             writeln!(out, "{name:<width$}  {value}")?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn clients(args: StatsArgs) -> Result<ExitCode> {
+    let address = parse_address(&args.socket)?;
+    let client = connect(&address, timeout(args.timeout)).await?;
+    let values = match client.request("$CONNECTIONS", microsocket_tokio::NO_ARGS).await {
+        Ok(values) => values,
+        Err(e) => return failure(e),
+    };
+    // Each connection is `key=value` fields; its process name is read from
+    // /proc on this host, where the peer runs.
+    let rows: Vec<Vec<(String, String)>> = values
+        .iter_slices()
+        .map(|v| {
+            let mut fields: Vec<(String, String)> = String::from_utf8_lossy(v)
+                .split_whitespace()
+                .filter_map(|f| f.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+                .collect();
+            let process = fields
+                .iter()
+                .find(|(k, _)| k == "pid")
+                .and_then(|(_, pid)| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+                .map(|name| name.trim().to_owned());
+            fields.insert(
+                fields
+                    .iter()
+                    .position(|(k, _)| k == "subscriptions")
+                    .unwrap_or(fields.len()),
+                ("process".to_owned(), process.unwrap_or_default()),
+            );
+            fields
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let list: Vec<serde_json::Map<String, serde_json::Value>> = rows
+            .iter()
+            .map(|fields| {
+                fields
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.parse::<u64>()
+                                .map_or_else(|_| v.as_str().into(), serde_json::Value::from),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+    } else {
+        let columns = [
+            "id",
+            "pid",
+            "uid",
+            "gid",
+            "process",
+            "subscriptions",
+            "in_flight",
+            "queued",
+            "memory",
+        ];
+        let cell = |fields: &[(String, String)], name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map_or("-", |(_, v)| v.as_str())
+                .to_owned()
+        };
+        let widths: Vec<usize> = columns
+            .iter()
+            .map(|c| rows.iter().map(|r| cell(r, c).len()).max().unwrap_or(0).max(c.len()))
+            .collect();
+        let line = |cells: Vec<String>| {
+            cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_owned()
+        };
+        writeln!(out, "{}", line(columns.iter().map(|c| c.to_uppercase()).collect()))?;
+        for r in &rows {
+            writeln!(out, "{}", line(columns.iter().map(|c| cell(r, c)).collect()))?;
         }
     }
     out.flush()?;

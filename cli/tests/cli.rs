@@ -748,3 +748,43 @@ fn stats_prints_the_servers_counters() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stderr(&o).trim(), "no such server command");
 }
+
+/// `microsocket clients` lists the server's connections (its
+/// `$CONNECTIONS`), with each peer's process name.
+#[test]
+fn clients_lists_the_connections_and_their_processes() {
+    let server = Server::start(&[]);
+    let mut subscriber = Command::new(BIN)
+        .args(["subscribe", server.sock(), "news"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = subscriber.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let json: serde_json::Value =
+            serde_json::from_str(&stdout(&run(&["clients", server.sock(), "--json"]))).unwrap();
+        let found = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["pid"] == pid && c["subscriptions"] == 1)
+            .cloned();
+        if let Some(c) = found {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "the subscriber is not listed: {json}");
+        sleep(Duration::from_millis(20));
+    };
+    assert_eq!(listed["process"], "microsocket", "{listed}");
+    let table = stdout(&run(&["clients", server.sock()]));
+    assert!(table.starts_with("ID  PID"), "{table}");
+    let pid = pid.to_string();
+    assert!(
+        table.lines().any(|l| l.split_whitespace().nth(1) == Some(pid.as_str())),
+        "{table}"
+    );
+    let _ = subscriber.kill();
+    let _ = subscriber.wait();
+}

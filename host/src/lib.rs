@@ -81,7 +81,8 @@ pub use log::{LogLimit, Logged, LOGGED_BYTES, LOGGED_PER_SECOND};
 pub use members::{Member, Members};
 pub use registry::Registry;
 pub use server_commands::{
-    is_server_command, server_command, ServerCommands, NOT_PERMITTED, NO_SUCH_SERVER_COMMAND, SERVER_COMMAND_PREFIX,
+    is_server_command, server_command, ConnectionInfo, ServerCommands, ServerView, NOT_PERMITTED,
+    NO_SUCH_SERVER_COMMAND, SERVER_COMMAND_PREFIX,
 };
 pub use stats::{ConnectionId, Counters, Stats};
 pub use subscribing::{refusal, SubscriptionChange};

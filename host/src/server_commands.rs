@@ -3,18 +3,67 @@
 //! and are not counted as its requests.
 //!
 //! ```
-//! use microsocket_host::{server_command, ServerCommands, Stats};
+//! use microsocket_host::{server_command, ConnectionInfo, ServerCommands, ServerView, Stats};
 //!
-//! let stats = Stats::default();
+//! struct Empty;
+//! impl ServerView for Empty {
+//!     fn stats(&self) -> Stats { Stats::default() }
+//!     fn connections(&self) -> Vec<ConnectionInfo> { Vec::new() }
+//! }
 //! // The server's own user may ask; `$STATS` answers name, value pairs.
-//! let values = server_command(b"$STATS", Some(1000), 1000, ServerCommands::OwnUser, || stats).unwrap();
+//! let values = server_command(b"$STATS", Some(1000), 1000, ServerCommands::OwnUser, &Empty).unwrap();
 //! assert_eq!(values[0], b"connections");
 //! // Another user may not.
-//! let refused = server_command(b"$STATS", Some(1001), 1000, ServerCommands::OwnUser, || stats);
+//! let refused = server_command(b"$STATS", Some(1001), 1000, ServerCommands::OwnUser, &Empty);
 //! assert_eq!(refused.unwrap_err(), microsocket_host::NOT_PERMITTED);
 //! ```
 
 use crate::stats::Stats;
+
+/// What a server shows of itself to server commands.
+pub trait ServerView {
+    /// Its counters now.
+    fn stats(&self) -> Stats;
+    /// Its connections now.
+    fn connections(&self) -> Vec<ConnectionInfo>;
+}
+
+/// One connection, as `$CONNECTIONS` describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnectionInfo {
+    /// The connection's id, unique within the server.
+    pub id: u64,
+    /// The peer's process, user and group ids (UNIX sockets, where the
+    /// platform tells them).
+    pub peer: Option<(u32, u32, u32)>,
+    /// Its subscriptions (topics and patterns).
+    pub subscriptions: usize,
+    /// Its requests the server has not answered yet.
+    pub requests_in_flight: usize,
+    /// Bytes queued for it and not yet written.
+    pub queued_bytes: usize,
+    /// Bytes charged to the memory budget for it.
+    pub memory: usize,
+}
+
+impl ConnectionInfo {
+    /// The connection as one value: `key=value` fields separated by spaces
+    /// (`id=3 pid=812 uid=1000 gid=1000 subscriptions=2 in_flight=0
+    /// queued=0 memory=16384`; no `pid`, `uid` or `gid` where the peer is
+    /// unknown).
+    #[must_use]
+    pub fn to_value(&self) -> Vec<u8> {
+        let mut text = format!("id={}", self.id);
+        if let Some((pid, uid, gid)) = self.peer {
+            text.push_str(&format!(" pid={pid} uid={uid} gid={gid}"));
+        }
+        text.push_str(&format!(
+            " subscriptions={} in_flight={} queued={} memory={}",
+            self.subscriptions, self.requests_in_flight, self.queued_bytes, self.memory
+        ));
+        text.into_bytes()
+    }
+}
 
 /// The first byte of a command the server answers itself.
 pub const SERVER_COMMAND_PREFIX: u8 = b'$';
@@ -49,7 +98,8 @@ pub fn is_server_command(command: &[u8]) -> bool {
 /// `server_uid`: the values to answer with, or the failure message.
 ///
 /// `$STATS` answers the server's counters ([`Stats`]) as name, value pairs,
-/// in the order of the struct's fields.
+/// in the order of the struct's fields; `$CONNECTIONS` one value per
+/// connection ([`ConnectionInfo::to_value`]), in id order.
 ///
 /// # Errors
 /// [`NOT_PERMITTED`] or [`NO_SUCH_SERVER_COMMAND`].
@@ -58,7 +108,7 @@ pub fn server_command(
     peer_uid: Option<u32>,
     server_uid: u32,
     access: ServerCommands,
-    stats: impl FnOnce() -> Stats,
+    server: &dyn ServerView,
 ) -> Result<Vec<Vec<u8>>, &'static [u8]> {
     let permitted = match access {
         ServerCommands::Anyone => true,
@@ -69,7 +119,12 @@ pub fn server_command(
         return Err(NOT_PERMITTED);
     }
     match command {
-        b"$STATS" => Ok(stats_values(&stats())),
+        b"$STATS" => Ok(stats_values(&server.stats())),
+        b"$CONNECTIONS" => {
+            let mut connections = server.connections();
+            connections.sort_by_key(|c| c.id);
+            Ok(connections.iter().map(ConnectionInfo::to_value).collect())
+        }
         _ => Err(NO_SUCH_SERVER_COMMAND),
     }
 }
@@ -105,14 +160,46 @@ fn stats_values(s: &Stats) -> Vec<Vec<u8>> {
 mod tests {
     use super::*;
 
+    struct View(Stats, Vec<ConnectionInfo>);
+
+    impl ServerView for View {
+        fn stats(&self) -> Stats {
+            self.0
+        }
+        fn connections(&self) -> Vec<ConnectionInfo> {
+            self.1.clone()
+        }
+    }
+
     #[test]
     fn access_and_unknown_commands() {
-        let stats = Stats {
-            requests: 7,
-            ..Stats::default()
-        };
+        let stats = &View(
+            Stats {
+                requests: 7,
+                ..Stats::default()
+            },
+            vec![
+                ConnectionInfo {
+                    id: 9,
+                    ..ConnectionInfo::default()
+                },
+                ConnectionInfo {
+                    id: 2,
+                    peer: Some((10, 20, 30)),
+                    subscriptions: 1,
+                    ..ConnectionInfo::default()
+                },
+            ],
+        );
+        assert_eq!(
+            server_command(b"$CONNECTIONS", None, 0, ServerCommands::Anyone, stats).unwrap(),
+            [
+                &b"id=2 pid=10 uid=20 gid=30 subscriptions=1 in_flight=0 queued=0 memory=0"[..],
+                b"id=9 subscriptions=0 in_flight=0 queued=0 memory=0"
+            ]
+        );
         assert!(is_server_command(b"$STATS") && !is_server_command(b"STATS") && !is_server_command(b""));
-        let v = server_command(b"$STATS", None, 0, ServerCommands::Anyone, || stats).unwrap();
+        let v = server_command(b"$STATS", None, 0, ServerCommands::Anyone, stats).unwrap();
         let requests = v.chunks(2).find(|p| p[0] == b"requests").unwrap();
         assert_eq!(requests[1], b"7");
         assert_eq!(v.len() % 2, 0);
@@ -121,10 +208,10 @@ mod tests {
             (Some(5), ServerCommands::OwnUser),
             (Some(0), ServerCommands::Off),
         ] {
-            assert_eq!(server_command(b"$STATS", peer, 0, access, || stats), Err(NOT_PERMITTED));
+            assert_eq!(server_command(b"$STATS", peer, 0, access, stats), Err(NOT_PERMITTED));
         }
         assert_eq!(
-            server_command(b"$NOPE", Some(0), 0, ServerCommands::OwnUser, || stats),
+            server_command(b"$NOPE", Some(0), 0, ServerCommands::OwnUser, stats),
             Err(NO_SUCH_SERVER_COMMAND)
         );
     }

@@ -423,6 +423,15 @@ fn server_commands_are_answered_by_the_server(server: ServerKind, client: Client
         Err(Error::Failed { message, .. }) => assert_eq!(&message[..], microsocket_host::NO_SUCH_SERVER_COMMAND),
         other => panic!("{other:?}"),
     }
+    let _sub = peer.subscribe("watched", false).unwrap();
+    let connections = text(&peer.request("$CONNECTIONS", &[]).unwrap());
+    let uid = microsocket_socket::own_uid();
+    assert!(
+        connections
+            .iter()
+            .any(|c| c.contains(&format!(" uid={uid} ")) && c.contains(" subscriptions=1 ")),
+        "{connections:?}"
+    );
     assert_eq!(bus.stats().requests, 1, "the handler saw no server command");
     let closed = Bus::start(server, config().server_commands(microsocket_host::ServerCommands::Off));
     let outsider = closed.connect(client, ClientConfig::default());

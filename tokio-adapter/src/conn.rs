@@ -323,6 +323,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             }
             progress |= self.write(cx)?;
             self.shared.held.store(self.held, Ordering::Relaxed);
+            self.shared
+                .in_flight
+                .store(self.protocol.requests_in_flight(), Ordering::Relaxed);
+            self.shared
+                .subscriptions
+                .store(self.protocol.subscriptions().len(), Ordering::Relaxed);
             if !self.reading
                 && running.inflight.is_empty()
                 && self.done.is_empty()
@@ -520,7 +526,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                                 self.context.peer.map(|p| p.uid),
                                 self.core.own_uid,
                                 self.core.config.server_commands,
-                                || self.core.stats(),
+                                self.core,
                             );
                             let sink = &mut Sink(&mut self.resp);
                             let _ = match answer {

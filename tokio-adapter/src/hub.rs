@@ -55,6 +55,12 @@ pub(crate) struct ConnShared {
     /// publications it took from the queue); only that task stores it.
     pub(crate) held: AtomicUsize,
     pub(crate) queue: Mutex<OutQueue>,
+    /// The peer's process, user and group ids, where the socket tells them.
+    pub(crate) peer: Option<microsocket_socket::PeerCredentials>,
+    /// Its subscriptions and unanswered requests, as its task last saw them
+    /// (for `$CONNECTIONS`).
+    pub(crate) subscriptions: AtomicUsize,
+    pub(crate) in_flight: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -118,11 +124,18 @@ impl Core {
     }
 
     /// Registers a new connection; returns its slot and shared state.
-    pub(crate) fn register(&self, account: Account) -> (usize, Arc<ConnShared>) {
+    pub(crate) fn register(
+        &self,
+        account: Account,
+        peer: Option<microsocket_socket::PeerCredentials>,
+    ) -> (usize, Arc<ConnShared>) {
         let id = ConnectionId::new(self.next_id.fetch_add(1, Ordering::Relaxed));
         let shared = Arc::new(ConnShared {
             id,
             account,
+            peer,
+            subscriptions: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
             queue: Mutex::new(OutQueue {
                 shutdown: self.cancel.is_cancelled(),
@@ -292,6 +305,22 @@ impl Core {
         self.counters.snapshot(queued, buffers, self.memory.stats())
     }
 
+    /// Every connection as `$CONNECTIONS` describes it.
+    pub(crate) fn connections(&self) -> Vec<microsocket_host::ConnectionInfo> {
+        let hub = self.hub();
+        hub.hub
+            .connections()
+            .map(|c| microsocket_host::ConnectionInfo {
+                id: c.id.get(),
+                peer: c.peer.map(|p| (p.pid, p.uid, p.gid)),
+                subscriptions: c.subscriptions.load(Ordering::Relaxed),
+                requests_in_flight: c.in_flight.load(Ordering::Relaxed),
+                queued_bytes: c.lock().bytes + c.held.load(Ordering::Relaxed),
+                memory: c.account.held(),
+            })
+            .collect()
+    }
+
     /// Sets a flag on every connection and wakes it.
     pub(crate) fn signal_all(&self, f: impl Fn(&mut OutQueue)) {
         let hub = self.hub();
@@ -317,5 +346,15 @@ pub(crate) fn wake_all(mut wake: Vec<Waker>, core: &Core) {
     let mut hub = core.hub();
     if hub.wake.capacity() < wake.capacity() {
         hub.wake = wake;
+    }
+}
+
+impl microsocket_host::ServerView for Core {
+    fn stats(&self) -> microsocket_host::Stats {
+        Core::stats(self)
+    }
+
+    fn connections(&self) -> Vec<microsocket_host::ConnectionInfo> {
+        Core::connections(self)
     }
 }

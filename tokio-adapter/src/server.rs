@@ -354,7 +354,7 @@ impl<H: Handler> Server<H> {
                 return None;
             }
         };
-        let (key, shared) = self.core.register(account);
+        let (key, shared) = self.core.register(account, peer);
         let id = shared.id;
         let handler = self.handler.clone();
         let core = self.core.clone();

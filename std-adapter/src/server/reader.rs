@@ -217,7 +217,7 @@ pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, e
                 conn.context.peer.map(|p| p.uid),
                 shared.own_uid,
                 shared.config.server_commands,
-                || shared.stats(),
+                &**shared,
             );
             let _ = match answer {
                 Ok(values) => responder.respond(values),

@@ -75,6 +75,30 @@ impl Shared {
     }
 }
 
+impl microsocket_host::ServerView for Shared {
+    fn stats(&self) -> Stats {
+        Shared::stats(self)
+    }
+
+    fn connections(&self) -> Vec<microsocket_host::ConnectionInfo> {
+        let conns: Vec<Arc<Conn>> = lock(&self.hub).connections().cloned().collect();
+        conns
+            .iter()
+            .map(|conn| {
+                let out = conn.lock();
+                microsocket_host::ConnectionInfo {
+                    id: conn.context.connection.get(),
+                    peer: conn.context.peer.map(|p| (p.pid, p.uid, p.gid)),
+                    subscriptions: out.protocol.subscriptions().len(),
+                    requests_in_flight: out.protocol.requests_in_flight(),
+                    queued_bytes: out.queued,
+                    memory: conn.account.held(),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Counts one reader thread in [`Shared::readers`] while it lives (also if the
 /// handler panics on it).
 pub(super) struct ReaderRunning(Arc<Shared>);
