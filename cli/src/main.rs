@@ -53,6 +53,9 @@ enum Command {
     /// peer process, user and group, its process name, subscriptions,
     /// requests in flight, bytes queued and memory held.
     Clients(StatsArgs),
+    /// List a server's subscription table (its `$TOPICS` server command):
+    /// each topic and pattern, and how many connections subscribe to it.
+    Topics(StatsArgs),
     /// Start a server inside this process and show what microsocket does.
     Demo,
 }
@@ -252,6 +255,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench(args).await,
             Command::Stats(args) => stats(args).await,
             Command::Clients(args) => clients(args).await,
+            Command::Topics(args) => topics(args).await,
             Command::Demo => demo::run().await,
         };
         match outcome {
@@ -417,6 +421,46 @@ async fn clients(args: StatsArgs) -> Result<ExitCode> {
         writeln!(out, "{}", line(columns.iter().map(|c| c.to_uppercase()).collect()))?;
         for r in &rows {
             writeln!(out, "{}", line(columns.iter().map(|c| cell(r, c)).collect()))?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn topics(args: StatsArgs) -> Result<ExitCode> {
+    let address = parse_address(&args.socket)?;
+    let client = connect(&address, timeout(args.timeout)).await?;
+    let values = match client.request("$TOPICS", microsocket_tokio::NO_ARGS).await {
+        Ok(values) => values,
+        Err(e) => return failure(e),
+    };
+    let values: Vec<String> = values
+        .iter_slices()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let rows: Vec<(&str, &str, &str)> = values
+        .chunks(3)
+        .filter_map(|r| Some((r.first()?.as_str(), r.get(1)?.as_str(), r.get(2)?.as_str())))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(kind, selector, n)| {
+                serde_json::json!({"kind": kind, "selector": selector, "connections": n.parse::<u64>().unwrap_or(0)})
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+    } else {
+        let width = rows
+            .iter()
+            .map(|(_, s, _)| s.len())
+            .max()
+            .unwrap_or(0)
+            .max("SELECTOR".len());
+        writeln!(out, "{:<7}  {:<width$}  CONNECTIONS", "KIND", "SELECTOR")?;
+        for (kind, selector, n) in rows {
+            writeln!(out, "{kind:<7}  {selector:<width$}  {n}")?;
         }
     }
     out.flush()?;

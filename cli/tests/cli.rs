@@ -788,3 +788,39 @@ fn clients_lists_the_connections_and_their_processes() {
     let _ = subscriber.kill();
     let _ = subscriber.wait();
 }
+
+/// `microsocket topics` lists the subscription table (its `$TOPICS`).
+#[test]
+fn topics_lists_the_subscription_table() {
+    let server = Server::start(&[]);
+    let mut subscriber = Command::new(BIN)
+        .args(["subscribe", server.sock(), "news", "--pattern", "sensor.>"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let table = stdout(&run(&["topics", server.sock()]));
+        if table.contains("sensor.>") {
+            assert!(
+                table.lines().any(|l| l.split_whitespace().eq(["topic", "news", "1"])),
+                "{table}"
+            );
+            assert!(
+                table
+                    .lines()
+                    .any(|l| l.split_whitespace().eq(["pattern", "sensor.>", "1"])),
+                "{table}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "not listed: {table}");
+        sleep(Duration::from_millis(20));
+    }
+    let json: serde_json::Value = serde_json::from_str(&stdout(&run(&["topics", server.sock(), "--json"]))).unwrap();
+    assert_eq!(json[0]["selector"], "news", "{json}");
+    assert_eq!(json[1]["connections"], 1, "{json}");
+    let _ = subscriber.kill();
+    let _ = subscriber.wait();
+}

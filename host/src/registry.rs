@@ -157,6 +157,24 @@ impl<C: Copy + Ord, P: Clone + Weigh> Registry<C, P> {
         }
     }
 
+    /// Every subscribed topic and pattern, and how many connections have it:
+    /// exact topics first, each kind sorted.
+    #[must_use]
+    pub fn subscriptions(&self) -> Vec<(SubscriptionKind, Vec<u8>, usize)> {
+        let mut exact: Vec<_> = self.exact.iter().map(|(t, l)| (t.clone(), l.len())).collect();
+        exact.sort();
+        exact
+            .into_iter()
+            .map(|(t, n)| (SubscriptionKind::Exact, t, n))
+            .chain(
+                self.patterns
+                    .patterns()
+                    .into_iter()
+                    .map(|(p, n)| (SubscriptionKind::Pattern, p, n)),
+            )
+            .collect()
+    }
+
     /// Whether any connection subscribes to a topic matching `topic`.
     #[must_use]
     pub fn has_subscribers(&self, topic: &[u8]) -> bool {

@@ -9,6 +9,7 @@
 //! impl ServerView for Empty {
 //!     fn stats(&self) -> Stats { Stats::default() }
 //!     fn connections(&self) -> Vec<ConnectionInfo> { Vec::new() }
+//!     fn subscriptions(&self) -> Vec<(microsocket_core::SubscriptionKind, Vec<u8>, usize)> { Vec::new() }
 //! }
 //! // The server's own user may ask; `$STATS` answers name, value pairs.
 //! let values = server_command(b"$STATS", Some(1000), 1000, ServerCommands::OwnUser, &Empty).unwrap();
@@ -26,6 +27,9 @@ pub trait ServerView {
     fn stats(&self) -> Stats;
     /// Its connections now.
     fn connections(&self) -> Vec<ConnectionInfo>;
+    /// Its subscription table now: each topic and pattern with how many
+    /// connections subscribe to it ([`Registry::subscriptions`](crate::registry::Registry::subscriptions)).
+    fn subscriptions(&self) -> Vec<(microsocket_core::SubscriptionKind, Vec<u8>, usize)>;
 }
 
 /// One connection, as `$CONNECTIONS` describes it.
@@ -99,7 +103,10 @@ pub fn is_server_command(command: &[u8]) -> bool {
 ///
 /// `$STATS` answers the server's counters ([`Stats`]) as name, value pairs,
 /// in the order of the struct's fields; `$CONNECTIONS` one value per
-/// connection ([`ConnectionInfo::to_value`]), in id order.
+/// connection ([`ConnectionInfo::to_value`]), in id order; `$TOPICS` three
+/// values per subscribed topic or pattern: `topic` or `pattern`, the topic or
+/// pattern, and how many connections subscribe to it (exact topics first,
+/// each kind in byte order).
 ///
 /// # Errors
 /// [`NOT_PERMITTED`] or [`NO_SUCH_SERVER_COMMAND`].
@@ -125,6 +132,17 @@ pub fn server_command(
             connections.sort_by_key(|c| c.id);
             Ok(connections.iter().map(ConnectionInfo::to_value).collect())
         }
+        b"$TOPICS" => Ok(server
+            .subscriptions()
+            .into_iter()
+            .flat_map(|(kind, selector, count)| {
+                let kind = match kind {
+                    microsocket_core::SubscriptionKind::Exact => &b"topic"[..],
+                    microsocket_core::SubscriptionKind::Pattern => b"pattern",
+                };
+                [kind.to_vec(), selector, count.to_string().into_bytes()]
+            })
+            .collect()),
         _ => Err(NO_SUCH_SERVER_COMMAND),
     }
 }
@@ -169,6 +187,9 @@ mod tests {
         fn connections(&self) -> Vec<ConnectionInfo> {
             self.1.clone()
         }
+        fn subscriptions(&self) -> Vec<(microsocket_core::SubscriptionKind, Vec<u8>, usize)> {
+            vec![(microsocket_core::SubscriptionKind::Pattern, b"a.>".to_vec(), 2)]
+        }
     }
 
     #[test]
@@ -210,6 +231,10 @@ mod tests {
         ] {
             assert_eq!(server_command(b"$STATS", peer, 0, access, stats), Err(NOT_PERMITTED));
         }
+        assert_eq!(
+            server_command(b"$TOPICS", None, 0, ServerCommands::Anyone, stats).unwrap(),
+            [&b"pattern"[..], b"a.>", b"2"]
+        );
         assert_eq!(
             server_command(b"$NOPE", Some(0), 0, ServerCommands::OwnUser, stats),
             Err(NO_SUCH_SERVER_COMMAND)

@@ -192,6 +192,38 @@ impl<C: Copy + Ord> PatternTrie<C> {
         }
     }
 
+    /// Every pattern with subscribers, and how many it has.
+    pub(crate) fn patterns(&self) -> Vec<(Vec<u8>, usize)> {
+        fn walk<C>(node: &Node<C>, path: &[u8], out: &mut Vec<(Vec<u8>, usize)>) {
+            let join = |path: &[u8], token: &[u8]| {
+                let mut p = path.to_vec();
+                if !p.is_empty() {
+                    p.push(b'.');
+                }
+                p.extend_from_slice(token);
+                p
+            };
+            if !node.end.is_empty() {
+                out.push((path.to_vec(), node.end.len()));
+            }
+            if !node.tail.is_empty() {
+                out.push((join(path, b">"), node.tail.len()));
+            }
+            let children = node
+                .literal
+                .iter()
+                .map(|(token, child)| (&token[..], child))
+                .chain(node.star.as_deref().map(|child| (&b"*"[..], child)));
+            for (token, child) in children {
+                walk(child, &join(path, token), out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &[], &mut out);
+        out.sort();
+        out
+    }
+
     /// Distinct patterns with subscribers.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -224,6 +256,18 @@ mod tests {
         assert_eq!(matched(&t, b"sensor"), [3]);
         assert_eq!(matched(&t, b"sensor.hall"), [2, 3]);
         assert_eq!(t.len(), 4);
+        assert!(t.insert(b"sensor.>", 5));
+        let listed: Vec<(&[u8], usize)> = vec![
+            (b"*.kitchen.temp", 1),
+            (b">", 1),
+            (b"sensor.*.temp", 1),
+            (b"sensor.>", 2),
+        ];
+        assert_eq!(
+            t.patterns(),
+            listed.iter().map(|(p, n)| (p.to_vec(), *n)).collect::<Vec<_>>()
+        );
+        assert!(t.remove(b"sensor.>", 5));
         assert!(t.remove(b"sensor.>", 2));
         assert!(!t.remove(b"sensor.>", 2));
         assert!(t.remove(b">", 3) && t.remove(b"sensor.*.temp", 1) && t.remove(b"*.kitchen.temp", 4));

@@ -432,6 +432,9 @@ fn server_commands_are_answered_by_the_server(server: ServerKind, client: Client
             .any(|c| c.contains(&format!(" uid={uid} ")) && c.contains(" subscriptions=1 ")),
         "{connections:?}"
     );
+    let _pattern = peer.subscribe("watched.>", true).unwrap();
+    let topics = text(&peer.request("$TOPICS", &[]).unwrap());
+    assert_eq!(topics, ["topic", "watched", "1", "pattern", "watched.>", "1"]);
     assert_eq!(bus.stats().requests, 1, "the handler saw no server command");
     let closed = Bus::start(server, config().server_commands(microsocket_host::ServerCommands::Off));
     let outsider = closed.connect(client, ClientConfig::default());

@@ -357,4 +357,8 @@ impl microsocket_host::ServerView for Core {
     fn connections(&self) -> Vec<microsocket_host::ConnectionInfo> {
         Core::connections(self)
     }
+
+    fn subscriptions(&self) -> Vec<(SubscriptionKind, Vec<u8>, usize)> {
+        self.hub().hub.registry().subscriptions()
+    }
 }

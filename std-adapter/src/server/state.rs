@@ -80,6 +80,10 @@ impl microsocket_host::ServerView for Shared {
         Shared::stats(self)
     }
 
+    fn subscriptions(&self) -> Vec<(microsocket_core::SubscriptionKind, Vec<u8>, usize)> {
+        lock(&self.hub).registry().subscriptions()
+    }
+
     fn connections(&self) -> Vec<microsocket_host::ConnectionInfo> {
         let conns: Vec<Arc<Conn>> = lock(&self.hub).connections().cloned().collect();
         conns
