@@ -60,3 +60,29 @@ pub fn histogram() -> Histogram<u64> {
 pub const FAN_OUT_PAYLOAD: [u8; 64] = [0x5a; 64];
 /// The topic published in fan-out workloads.
 pub const FAN_OUT_TOPIC: &[u8] = b"bench.fanout";
+
+/// Publications per batch publish: the floor's batch of frames.
+pub const PUBLISH_BATCH: usize = 64;
+
+/// Publishes `n` fan-out publications through `publish_batch` (which
+/// publishes `k` and returns how many connections they reached in all), in
+/// batches of [`PUBLISH_BATCH`] as the floor writes its frames; checks each
+/// batch reached every subscriber, and at most one more (a slow subscriber,
+/// whose publications are dropped once its queue is full).
+pub fn publish_in_batches(
+    n: usize,
+    subscribers: usize,
+    slow: bool,
+    mut publish_batch: impl FnMut(usize) -> Result<usize>,
+) -> Result<()> {
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(PUBLISH_BATCH);
+        let reached = publish_batch(k)?;
+        if reached < subscribers * k || reached > (subscribers + usize::from(slow)) * k {
+            anyhow::bail!("{k} publications reached {reached} connections");
+        }
+        left -= k;
+    }
+    Ok(())
+}

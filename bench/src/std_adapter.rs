@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use hdrhistogram::Histogram;
 use microsocket_std::{Client, ClientConfig, Request, Responder, RunningServer, Server, ServerConfig};
 
-use crate::contender::{histogram, Contender, Family, FAN_OUT_PAYLOAD, FAN_OUT_TOPIC};
+use crate::contender::{histogram, publish_in_batches, Contender, Family, FAN_OUT_PAYLOAD, FAN_OUT_TOPIC};
 
 /// `microsocket-std`.
 pub struct StdAdapter;
@@ -170,9 +170,6 @@ fn ticket_window(c: &Client, in_flight: usize, requests: usize) -> Result<()> {
 /// Publishes from the server side to `subscribers` clients, each on its own
 /// connection and thread; with `slow`, one more subscriber never reads and
 /// publishing is paced so the fast ones never lag.
-/// Publications per `publish_batch`: the floor's batch of frames.
-const PUBLISH_BATCH: usize = 64;
-
 fn publish(subscribers: usize, messages: usize, slow: bool) -> Result<f64> {
     let config = if slow {
         {
@@ -215,17 +212,9 @@ fn publish(subscribers: usize, messages: usize, slow: bool) -> Result<f64> {
     let mut sent = 0;
     while sent < messages {
         let n = batch.min(messages - sent);
-        // In batches of {PUBLISH_BATCH}, as the floor writes its frames.
-        let mut left = n;
-        while left > 0 {
-            let k = left.min(PUBLISH_BATCH);
-            let reached = publisher.publish_batch((0..k).map(|_| (FAN_OUT_TOPIC, [&FAN_OUT_PAYLOAD])))?;
-            // The slow subscriber's publications are dropped once its queue is full.
-            if reached < subscribers * k || reached > (subscribers + usize::from(slow)) * k {
-                bail!("{k} publications reached {reached} connections");
-            }
-            left -= k;
-        }
+        publish_in_batches(n, subscribers, slow, |k| {
+            Ok(publisher.publish_batch((0..k).map(|_| (FAN_OUT_TOPIC, [&FAN_OUT_PAYLOAD])))?)
+        })?;
         sent += n;
         if slow {
             let deadline = Instant::now() + Duration::from_secs(30);

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use hdrhistogram::Histogram;
 use microsocket_tokio::{handler_fn, Client, Failure, FnHandler, Reply, Request, Server, ServerConfig};
 
-use crate::contender::{histogram, Contender, Family, FAN_OUT_PAYLOAD, FAN_OUT_TOPIC};
+use crate::contender::{histogram, publish_in_batches, Contender, Family, FAN_OUT_PAYLOAD, FAN_OUT_TOPIC};
 use crate::floor_tokio::{runtime, single_threaded, split};
 
 /// `microsocket-tokio`.
@@ -154,9 +154,6 @@ impl Contender for TokioAdapter {
 /// one more never reads and publishing is paced. The server runs on a runtime of
 /// its own and the subscribers on another, as two processes would (the Tokio
 /// floor runs the same way).
-/// Publications per `publish_batch`: the floor's batch of frames.
-const PUBLISH_BATCH: usize = 64;
-
 fn publish(subscribers: usize, messages: usize, slow: bool) -> Result<f64> {
     const PROGRESS_STEP: usize = 100;
     let (_dir, path, listener) = std_listener()?;
@@ -175,17 +172,9 @@ fn publish(subscribers: usize, messages: usize, slow: bool) -> Result<f64> {
             let mut sent = 0;
             while sent < messages {
                 let n = batch.min(messages - sent);
-                // In batches of {PUBLISH_BATCH}, as the floor writes its frames.
-                let mut left = n;
-                while left > 0 {
-                    let k = left.min(PUBLISH_BATCH);
-                    let reached = publisher.publish_batch((0..k).map(|_| (FAN_OUT_TOPIC, [&FAN_OUT_PAYLOAD])))?;
-                    // The slow subscriber's publications are dropped once its queue is full.
-                    if reached < subscribers * k || reached > (subscribers + usize::from(slow)) * k {
-                        bail!("{k} publications reached {reached} connections");
-                    }
-                    left -= k;
-                }
+                publish_in_batches(n, subscribers, slow, |k| {
+                    Ok(publisher.publish_batch((0..k).map(|_| (FAN_OUT_TOPIC, [&FAN_OUT_PAYLOAD])))?)
+                })?;
                 sent += n;
                 // Let the connection tasks write; with a slow subscriber also keep
                 // the fast ones within one batch, so none of them lags.

@@ -299,17 +299,25 @@ async fn request(args: RequestArgs) -> Result<ExitCode> {
     }
 }
 
-async fn stats(args: StatsArgs) -> Result<ExitCode> {
+/// The values a server command answers, as text; or, if the server failed
+/// it, the exit code after printing the failure.
+async fn ask_server(args: &StatsArgs, command: &str) -> Result<Result<Vec<String>, ExitCode>> {
     let address = parse_address(&args.socket)?;
     let client = connect(&address, timeout(args.timeout)).await?;
-    let values = match client.request("$STATS", microsocket_tokio::NO_ARGS).await {
+    match client.request(command, microsocket_tokio::NO_ARGS).await {
+        Ok(values) => Ok(Ok(values
+            .iter_slices()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect())),
+        Err(e) => failure(e).map(Err),
+    }
+}
+
+async fn stats(args: StatsArgs) -> Result<ExitCode> {
+    let values = match ask_server(&args, "$STATS").await? {
         Ok(values) => values,
-        Err(e) => return failure(e),
+        Err(code) => return Ok(code),
     };
-    let values: Vec<String> = values
-        .iter_slices()
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .collect();
     let pairs: Vec<(&str, &str)> = values
         .chunks(2)
         .filter_map(|p| Some((p.first()?.as_str(), p.get(1)?.as_str())))
@@ -337,18 +345,16 @@ async fn stats(args: StatsArgs) -> Result<ExitCode> {
 }
 
 async fn clients(args: StatsArgs) -> Result<ExitCode> {
-    let address = parse_address(&args.socket)?;
-    let client = connect(&address, timeout(args.timeout)).await?;
-    let values = match client.request("$CONNECTIONS", microsocket_tokio::NO_ARGS).await {
+    let values = match ask_server(&args, "$CONNECTIONS").await? {
         Ok(values) => values,
-        Err(e) => return failure(e),
+        Err(code) => return Ok(code),
     };
     // Each connection is `key=value` fields; its process name is read from
     // /proc on this host, where the peer runs.
     let rows: Vec<Vec<(String, String)>> = values
-        .iter_slices()
+        .iter()
         .map(|v| {
-            let mut fields: Vec<(String, String)> = String::from_utf8_lossy(v)
+            let mut fields: Vec<(String, String)> = v
                 .split_whitespace()
                 .filter_map(|f| f.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
                 .collect();
@@ -428,16 +434,10 @@ async fn clients(args: StatsArgs) -> Result<ExitCode> {
 }
 
 async fn topics(args: StatsArgs) -> Result<ExitCode> {
-    let address = parse_address(&args.socket)?;
-    let client = connect(&address, timeout(args.timeout)).await?;
-    let values = match client.request("$TOPICS", microsocket_tokio::NO_ARGS).await {
+    let values = match ask_server(&args, "$TOPICS").await? {
         Ok(values) => values,
-        Err(e) => return failure(e),
+        Err(code) => return Ok(code),
     };
-    let values: Vec<String> = values
-        .iter_slices()
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .collect();
     let rows: Vec<(&str, &str, &str)> = values
         .chunks(3)
         .filter_map(|r| Some((r.first()?.as_str(), r.get(1)?.as_str(), r.get(2)?.as_str())))
