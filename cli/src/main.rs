@@ -58,6 +58,19 @@ enum Command {
     Topics(StatsArgs),
     /// Start a server inside this process and show what microsocket does.
     Demo,
+    /// Print a completion script for SHELL (`microsocket completions bash >
+    /// /etc/bash_completion.d/microsocket`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a
+    /// directory.
+    Man {
+        /// Write `microsocket.1`, `microsocket-serve.1`, ... into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 /// Arguments of `serve`.
@@ -239,6 +252,15 @@ fn main() -> ExitCode {
             }
         }
     }
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "microsocket", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { dir } => return manual(dir.as_deref()),
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -257,6 +279,7 @@ fn main() -> ExitCode {
             Command::Clients(args) => clients(args).await,
             Command::Topics(args) => topics(args).await,
             Command::Demo => demo::run().await,
+            Command::Completions { .. } | Command::Man { .. } => Ok(ExitCode::SUCCESS),
         };
         match outcome {
             Ok(code) => code,
@@ -266,6 +289,22 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Prints the manual page, or writes one per command into `dir`.
+fn manual(dir: Option<&std::path::Path>) -> ExitCode {
+    let command = <Cli as clap::CommandFactory>::command();
+    let written = match dir {
+        Some(dir) => clap_mangen::generate_to(command, dir),
+        None => clap_mangen::Man::new(command).render(&mut std::io::stdout()),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("microsocket: cannot write the manual: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
 }
 
 /// Prints a server failure and returns exit code 1, or passes other errors on.

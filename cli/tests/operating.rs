@@ -1,0 +1,288 @@
+//! The operator's side of `microsocket serve`, through the real binary: the
+//! configuration file, systemd, the server commands and what prints them.
+
+mod common;
+
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Writes `text` to a configuration file in a new directory.
+fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn a_config_file_sets_what_the_flags_set_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("from-file.sock");
+    let (_conf_dir, conf) = config_file(&format!(
+        "socket = \"{}\"\nbuffer = [\"news=2\"]\nmax-memory = \"64MiB\"\nmode = \"600\"\ngrace = \"1s\"\n",
+        sock.display()
+    ));
+    let check = run(&["serve", "--check-config", conf.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(stdout(&check).contains("valid"), "{}", stdout(&check));
+    // The socket comes from the file; `--buffer` on the command line replaces
+    // the file's rules.
+    let mut server = Command::new(BIN)
+        .args(["serve", "--config", conf.to_str().unwrap(), "--buffer", "news=1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < deadline, "server did not start on the file's socket");
+        sleep(Duration::from_millis(20));
+    }
+    let s = sock.to_str().unwrap();
+    for v in ["one", "two", "three"] {
+        assert!(run(&["publish", s, "news", v]).status.success());
+    }
+    let sub = run(&["subscribe", s, "news", "--count", "1"]);
+    assert_eq!(
+        stdout(&sub),
+        "news\tthree\n",
+        "the flag's depth (1) won over the file's (2)"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn the_example_config_file_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../contrib/microsocket.toml");
+    let o = run(&["serve", "--check-config", example]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_bad_config_file_is_refused_with_its_line_and_key() {
+    for (text, line, words) in [
+        ("socket = \"/tmp/x.sock\"\nmax-memroy = \"1MiB\"\n", 2, "max-memroy"),
+        ("socket = \"/tmp/x.sock\"\n\nmax-memory = \"lots\"\n", 3, "max-memory"),
+        ("socket = \"/tmp/x.sock\"\nmode = \"999\"\n", 2, "mode"),
+        ("socket = \"/tmp/x.sock\"\nbuffer = [\"news\"]\n", 2, "buffer"),
+        ("socket = \"/tmp/x.sock\"\nspin-us = \"fast\"\n", 2, "spin-us"),
+    ] {
+        let (_dir, conf) = config_file(text);
+        let o = run(&["serve", "--check-config", conf.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{text:?}: {err}");
+        assert!(err.contains(conf.to_str().unwrap()), "{text:?}: names the file: {err}");
+        assert!(
+            err.contains(&format!("line {line}")),
+            "{text:?}: names line {line}: {err}"
+        );
+        assert!(err.contains(words), "{text:?}: names {words}: {err}");
+    }
+}
+
+/// Datagrams systemd's notify protocol would get, received on `socket` until
+/// one contains `want` (or 20 s pass).
+fn notifications_until(socket: &std::os::unix::net::UnixDatagram, want: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            if got.last().is_some_and(|m| m.lines().any(|l| l == want)) {
+                return got;
+            }
+        }
+    }
+    panic!("no {want} among {got:?}");
+}
+
+/// Under systemd (`Type=notify`): `READY=1` with a status line once the bus
+/// serves, `WATCHDOG=1` when a watchdog is set, `STOPPING=1` on SIGTERM.
+#[test]
+fn serve_tells_systemd_it_is_ready_alive_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let sock = dir.path().join("bus.sock");
+    let mut server = Command::new(BIN)
+        .arg("serve")
+        .arg(&sock)
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = notifications_until(&socket, "READY=1");
+    assert!(
+        ready.last().unwrap().contains("STATUS=serving; 0 connections"),
+        "{ready:?}"
+    );
+    // Serving by then: the socket answers at once.
+    assert_eq!(stdout(&run(&["request", sock.to_str().unwrap(), "PING"])), "PONG\n");
+    notifications_until(&socket, "WATCHDOG=1");
+    kill("-TERM", server.id());
+    notifications_until(&socket, "STOPPING=1");
+    assert!(wait_timeout(&mut server, Duration::from_secs(20)).is_some_and(|s| s.success()));
+}
+
+/// Socket activation: systemd (here `systemd-socket-activate`) binds the
+/// socket and hands it over; the bus serves on it and leaves the file, which
+/// is systemd's, in place when it exits.
+#[test]
+#[ignore = "needs systemd-socket-activate (Debian package systemd); .ci/run installs it and runs this"]
+fn serve_takes_its_socket_from_systemd() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("activated.sock");
+    let mut activator = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&sock)
+        .args([BIN, "serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "systemd-socket-activate did not listen");
+        sleep(Duration::from_millis(20));
+    }
+    // The first connection starts the bus, which then serves it.
+    let o = run(&["request", sock.to_str().unwrap(), "PING"]);
+    assert_eq!(stdout(&o), "PONG\n", "{}", stderr(&o));
+    assert_eq!(
+        stdout(&run(&["request", sock.to_str().unwrap(), "ECHO", "again"])),
+        "again\n"
+    );
+    kill("-TERM", activator.id());
+    let status = wait_timeout(&mut activator, Duration::from_secs(20)).expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(sock.exists(), "the socket file is systemd's and stays");
+}
+
+/// `microsocket stats` prints the server's counters (its `$STATS`), as a
+/// table or JSON; `$` commands the server lacks fail.
+#[test]
+fn stats_prints_the_servers_counters() {
+    let server = Server::start(&[]);
+    assert!(run(&["request", server.sock(), "PING"]).status.success());
+    let table = stdout(&run(&["stats", server.sock()]));
+    assert!(
+        table.lines().any(|l| l.split_whitespace().eq(["requests", "1"])),
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&run(&["stats", server.sock(), "--json"]))).unwrap();
+    assert_eq!(json["requests"], 1, "{json}");
+    assert_eq!(json["memory_limit"], 256 << 20, "{json}");
+    let o = run(&["request", server.sock(), "$NOPE"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).trim(), "no such server command");
+}
+
+/// `microsocket clients` lists the server's connections (its
+/// `$CONNECTIONS`), with each peer's process name.
+#[test]
+fn clients_lists_the_connections_and_their_processes() {
+    let server = Server::start(&[]);
+    let mut subscriber = Command::new(BIN)
+        .args(["subscribe", server.sock(), "news"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = subscriber.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let json: serde_json::Value =
+            serde_json::from_str(&stdout(&run(&["clients", server.sock(), "--json"]))).unwrap();
+        let found = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["pid"] == pid && c["subscriptions"] == 1)
+            .cloned();
+        if let Some(c) = found {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "the subscriber is not listed: {json}");
+        sleep(Duration::from_millis(20));
+    };
+    assert_eq!(listed["process"], "microsocket", "{listed}");
+    let table = stdout(&run(&["clients", server.sock()]));
+    assert!(table.starts_with("ID  PID"), "{table}");
+    let pid = pid.to_string();
+    assert!(
+        table.lines().any(|l| l.split_whitespace().nth(1) == Some(pid.as_str())),
+        "{table}"
+    );
+    let _ = subscriber.kill();
+    let _ = subscriber.wait();
+}
+
+/// `microsocket topics` lists the subscription table (its `$TOPICS`).
+#[test]
+fn topics_lists_the_subscription_table() {
+    let server = Server::start(&[]);
+    let mut subscriber = Command::new(BIN)
+        .args(["subscribe", server.sock(), "news", "--pattern", "sensor.>"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let table = stdout(&run(&["topics", server.sock()]));
+        if table.contains("sensor.>") {
+            assert!(
+                table.lines().any(|l| l.split_whitespace().eq(["topic", "news", "1"])),
+                "{table}"
+            );
+            assert!(
+                table
+                    .lines()
+                    .any(|l| l.split_whitespace().eq(["pattern", "sensor.>", "1"])),
+                "{table}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "not listed: {table}");
+        sleep(Duration::from_millis(20));
+    }
+    let json: serde_json::Value = serde_json::from_str(&stdout(&run(&["topics", server.sock(), "--json"]))).unwrap();
+    assert_eq!(json[0]["selector"], "news", "{json}");
+    assert_eq!(json[1]["connections"], 1, "{json}");
+    let _ = subscriber.kill();
+    let _ = subscriber.wait();
+}
+
+/// Completion scripts and manual pages come from the same definitions as the
+/// command line itself, so every command and flag is in them.
+#[test]
+fn completions_and_manual_pages_cover_every_command() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = run(&["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let script = stdout(&o);
+        for word in ["serve", "stats", "clients", "topics", "max-memory"] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let page = stdout(&run(&["man"]));
+    assert!(page.starts_with(".ie") && page.contains(".TH microsocket 1"), "{page}");
+    assert!(page.contains("microsocket\\-serve(1)"), "{page}");
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let serve = std::fs::read_to_string(dir.path().join("microsocket-serve.1")).unwrap();
+    assert!(serve.contains("max\\-memory"), "{serve}");
+    let o = run(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
+}
