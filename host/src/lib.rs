@@ -55,6 +55,7 @@ mod frames;
 mod hub;
 mod log;
 mod members;
+mod monitor;
 pub mod registry;
 mod server_commands;
 pub mod shared;
@@ -79,10 +80,11 @@ pub use frames::{publication_frame, publication_frames};
 pub use hub::Hub;
 pub use log::{LogLimit, Logged, LOGGED_BYTES, LOGGED_PER_SECOND};
 pub use members::{Member, Members};
+pub use monitor::{MonitorEvent, Monitors, MONITOR_PENDING, MONITOR_TOPIC};
 pub use registry::Registry;
 pub use server_commands::{
-    is_server_command, server_command, ConnectionInfo, ServerCommands, ServerView, NOT_PERMITTED,
-    NO_SUCH_SERVER_COMMAND, SERVER_COMMAND_PREFIX,
+    is_server_command, server_command, Caller, ConnectionInfo, ServerCommands, ServerView, BAD_MONITOR_FILTER,
+    NOT_PERMITTED, NO_SUCH_SERVER_COMMAND, SERVER_COMMAND_PREFIX,
 };
 pub use stats::{ConnectionId, Counters, Stats};
 pub use subscribing::{refusal, SubscriptionChange};

@@ -3,21 +3,27 @@
 //! and are not counted as its requests.
 //!
 //! ```
-//! use microsocket_host::{server_command, ConnectionInfo, ServerCommands, ServerView, Stats};
+//! use microsocket_core::{Args, PatternError, SubscriptionKind};
+//! use microsocket_host::{server_command, Caller, ConnectionInfo, ServerCommands, ServerView, Stats};
 //!
 //! struct Empty;
 //! impl ServerView for Empty {
 //!     fn stats(&self) -> Stats { Stats::default() }
 //!     fn connections(&self) -> Vec<ConnectionInfo> { Vec::new() }
-//!     fn subscriptions(&self) -> Vec<(microsocket_core::SubscriptionKind, Vec<u8>, usize)> { Vec::new() }
+//!     fn subscriptions(&self) -> Vec<(SubscriptionKind, Vec<u8>, usize)> { Vec::new() }
+//!     fn monitor(&self, _slot: usize, _filter: Option<&[u8]>) -> Result<(), PatternError> { Ok(()) }
 //! }
 //! // The server's own user may ask; `$STATS` answers name, value pairs.
-//! let values = server_command(b"$STATS", Some(1000), 1000, ServerCommands::OwnUser, &Empty).unwrap();
+//! let me = Caller { uid: Some(1000), slot: 0 };
+//! let values = server_command(b"$STATS", Args::empty(), me, 1000, ServerCommands::OwnUser, &Empty).unwrap();
 //! assert_eq!(values[0], b"connections");
 //! // Another user may not.
-//! let refused = server_command(b"$STATS", Some(1001), 1000, ServerCommands::OwnUser, &Empty);
+//! let other = Caller { uid: Some(1001), slot: 1 };
+//! let refused = server_command(b"$STATS", Args::empty(), other, 1000, ServerCommands::OwnUser, &Empty);
 //! assert_eq!(refused.unwrap_err(), microsocket_host::NOT_PERMITTED);
 //! ```
+
+use microsocket_core::{Args, PatternError};
 
 use crate::stats::Stats;
 
@@ -30,6 +36,20 @@ pub trait ServerView {
     /// Its subscription table now: each topic and pattern with how many
     /// connections subscribe to it ([`Registry::subscriptions`](crate::registry::Registry::subscriptions)).
     fn subscriptions(&self) -> Vec<(microsocket_core::SubscriptionKind, Vec<u8>, usize)>;
+    /// Makes the connection in `slot` a monitor ([`Monitors::watch`](crate::monitor::Monitors::watch)).
+    ///
+    /// # Errors
+    /// [`PatternError`] for a filter that is not a valid pattern.
+    fn monitor(&self, slot: usize, filter: Option<&[u8]>) -> Result<(), PatternError>;
+}
+
+/// Who sent a server command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// The peer's user, where the socket tells it.
+    pub uid: Option<u32>,
+    /// The connection's slot in the server's hub.
+    pub slot: usize,
 }
 
 /// One connection, as `$CONNECTIONS` describes it.
@@ -48,13 +68,15 @@ pub struct ConnectionInfo {
     pub queued_bytes: usize,
     /// Bytes charged to the memory budget for it.
     pub memory: usize,
+    /// Publications and monitor events dropped for it, its queue being full.
+    pub dropped: u64,
 }
 
 impl ConnectionInfo {
     /// The connection as one value: `key=value` fields separated by spaces
     /// (`id=3 pid=812 uid=1000 gid=1000 subscriptions=2 in_flight=0
-    /// queued=0 memory=16384`; no `pid`, `uid` or `gid` where the peer is
-    /// unknown).
+    /// queued=0 memory=16384 dropped=0`; no `pid`, `uid` or `gid` where the
+    /// peer is unknown).
     #[must_use]
     pub fn to_value(&self) -> Vec<u8> {
         let mut text = format!("id={}", self.id);
@@ -62,8 +84,8 @@ impl ConnectionInfo {
             text.push_str(&format!(" pid={pid} uid={uid} gid={gid}"));
         }
         text.push_str(&format!(
-            " subscriptions={} in_flight={} queued={} memory={}",
-            self.subscriptions, self.requests_in_flight, self.queued_bytes, self.memory
+            " subscriptions={} in_flight={} queued={} memory={} dropped={}",
+            self.subscriptions, self.requests_in_flight, self.queued_bytes, self.memory, self.dropped
         ));
         text.into_bytes()
     }
@@ -77,6 +99,9 @@ pub const NOT_PERMITTED: &[u8] = b"not permitted";
 
 /// The failure for a `$` command the server does not have.
 pub const NO_SUCH_SERVER_COMMAND: &[u8] = b"no such server command";
+
+/// The failure for `$MONITOR` with a bad filter.
+pub const BAD_MONITOR_FILTER: &[u8] = b"$MONITOR takes at most one argument, a topic or pattern to show";
 
 /// Who may use server commands ([`ServerConfig::server_commands`](crate::config::ServerConfig::server_commands)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,29 +122,31 @@ pub fn is_server_command(command: &[u8]) -> bool {
     command.first() == Some(&SERVER_COMMAND_PREFIX)
 }
 
-/// The server's answer to the server command `command` from a peer of user
-/// `peer_uid` (where the socket tells it), for a server running as
-/// `server_uid`: the values to answer with, or the failure message.
+/// The server's answer to the server command `command` with `args` from
+/// `caller`, for a server running as `server_uid`: the values to answer
+/// with, or the failure message.
 ///
 /// `$STATS` answers the server's counters ([`Stats`]) as name, value pairs,
 /// in the order of the struct's fields; `$CONNECTIONS` one value per
 /// connection ([`ConnectionInfo::to_value`]), in id order; `$TOPICS` three
 /// values per subscribed topic or pattern: `topic` or `pattern`, the topic or
 /// pattern, and how many connections subscribe to it (exact topics first,
-/// each kind in byte order).
+/// each kind in byte order); `$MONITOR [FILTER]` makes the caller a monitor
+/// ([`Monitors`](crate::monitor::Monitors)) and answers no values.
 ///
 /// # Errors
-/// [`NOT_PERMITTED`] or [`NO_SUCH_SERVER_COMMAND`].
+/// [`NOT_PERMITTED`], [`NO_SUCH_SERVER_COMMAND`] or [`BAD_MONITOR_FILTER`].
 pub fn server_command(
     command: &[u8],
-    peer_uid: Option<u32>,
+    mut args: Args<'_>,
+    caller: Caller,
     server_uid: u32,
     access: ServerCommands,
     server: &dyn ServerView,
 ) -> Result<Vec<Vec<u8>>, &'static [u8]> {
     let permitted = match access {
         ServerCommands::Anyone => true,
-        ServerCommands::OwnUser => peer_uid == Some(server_uid),
+        ServerCommands::OwnUser => caller.uid == Some(server_uid),
         ServerCommands::Off => false,
     };
     if !permitted {
@@ -143,6 +170,14 @@ pub fn server_command(
                 [kind.to_vec(), selector, count.to_string().into_bytes()]
             })
             .collect()),
+        b"$MONITOR" => {
+            let filter = args.next();
+            if args.next().is_some() {
+                return Err(BAD_MONITOR_FILTER);
+            }
+            server.monitor(caller.slot, filter).map_err(|_| BAD_MONITOR_FILTER)?;
+            Ok(Vec::new())
+        }
         _ => Err(NO_SUCH_SERVER_COMMAND),
     }
 }
@@ -190,6 +225,13 @@ mod tests {
         fn subscriptions(&self) -> Vec<(microsocket_core::SubscriptionKind, Vec<u8>, usize)> {
             vec![(microsocket_core::SubscriptionKind::Pattern, b"a.>".to_vec(), 2)]
         }
+        fn monitor(&self, _slot: usize, filter: Option<&[u8]>) -> Result<(), PatternError> {
+            filter.map_or(Ok(()), |f| microsocket_core::Pattern::new(f).map(drop))
+        }
+    }
+
+    fn ask(command: &[u8], uid: Option<u32>, access: ServerCommands, view: &View) -> Result<Vec<Vec<u8>>, &'static [u8]> {
+        server_command(command, Args::empty(), Caller { uid, slot: 0 }, 0, access, view)
     }
 
     #[test]
@@ -213,14 +255,14 @@ mod tests {
             ],
         );
         assert_eq!(
-            server_command(b"$CONNECTIONS", None, 0, ServerCommands::Anyone, stats).unwrap(),
+            ask(b"$CONNECTIONS", None, ServerCommands::Anyone, stats).unwrap(),
             [
-                &b"id=2 pid=10 uid=20 gid=30 subscriptions=1 in_flight=0 queued=0 memory=0"[..],
-                b"id=9 subscriptions=0 in_flight=0 queued=0 memory=0"
+                &b"id=2 pid=10 uid=20 gid=30 subscriptions=1 in_flight=0 queued=0 memory=0 dropped=0"[..],
+                b"id=9 subscriptions=0 in_flight=0 queued=0 memory=0 dropped=0"
             ]
         );
         assert!(is_server_command(b"$STATS") && !is_server_command(b"STATS") && !is_server_command(b""));
-        let v = server_command(b"$STATS", None, 0, ServerCommands::Anyone, stats).unwrap();
+        let v = ask(b"$STATS", None, ServerCommands::Anyone, stats).unwrap();
         let requests = v.chunks(2).find(|p| p[0] == b"requests").unwrap();
         assert_eq!(requests[1], b"7");
         assert_eq!(v.len() % 2, 0);
@@ -229,15 +271,32 @@ mod tests {
             (Some(5), ServerCommands::OwnUser),
             (Some(0), ServerCommands::Off),
         ] {
-            assert_eq!(server_command(b"$STATS", peer, 0, access, stats), Err(NOT_PERMITTED));
+            assert_eq!(ask(b"$STATS", peer, access, stats), Err(NOT_PERMITTED));
         }
         assert_eq!(
-            server_command(b"$TOPICS", None, 0, ServerCommands::Anyone, stats).unwrap(),
+            ask(b"$TOPICS", None, ServerCommands::Anyone, stats).unwrap(),
             [&b"pattern"[..], b"a.>", b"2"]
         );
         assert_eq!(
-            server_command(b"$NOPE", Some(0), 0, ServerCommands::OwnUser, stats),
+            ask(b"$NOPE", Some(0), ServerCommands::OwnUser, stats),
             Err(NO_SUCH_SERVER_COMMAND)
         );
+        assert_eq!(ask(b"$MONITOR", Some(0), ServerCommands::OwnUser, stats), Ok(Vec::new()));
+        assert_eq!(ask(b"$MONITOR", Some(5), ServerCommands::OwnUser, stats), Err(NOT_PERMITTED));
+        let frame = |args: &[&[u8]]| {
+            let mut out = Vec::new();
+            microsocket_core::frame::encode_raw(b'(', args.iter(), &mut out).unwrap();
+            out
+        };
+        for (args, answer) in [
+            (&[&b"a.>"[..]][..], Ok(Vec::new())),
+            (&[b"a.>x"], Err(BAD_MONITOR_FILTER)),
+            (&[b"a", b"b"], Err(BAD_MONITOR_FILTER)),
+        ] {
+            let f = frame(args);
+            let args = Args::resume(&f, 2, f[1]);
+            let caller = Caller { uid: None, slot: 0 };
+            assert_eq!(server_command(b"$MONITOR", args, caller, 0, ServerCommands::Anyone, stats), answer);
+        }
     }
 }

@@ -361,6 +361,8 @@ semantic!(
     the_memory_budget_sheds_load_and_recovers,
     a_batch_publishes_as_its_publications_one_by_one,
     server_commands_are_answered_by_the_server,
+    a_monitor_sees_requests_answers_and_publications_in_order,
+    a_monitor_that_does_not_read_never_slows_the_bus,
 );
 
 fn config() -> ServerConfig {
@@ -1122,4 +1124,87 @@ fn the_memory_budget_sheds_load_and_recovers(server: ServerKind, client: ClientK
     assert!(early.request("PING", &[]).is_ok());
     let again = bus.connect(client, ClientConfig::default());
     assert!(again.request("PING", &[]).is_ok());
+}
+
+/// `$MONITOR` makes a connection see every request, answer and publication
+/// passing through the server, in order, each with its connection, as
+/// publications on `$MONITOR`; a filter shows only matching commands and
+/// topics and the answers to the requests shown.
+fn a_monitor_sees_requests_answers_and_publications_in_order(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let watcher = bus.connect(client, ClientConfig::default());
+    let mut everything = watcher.subscribe("$MONITOR", false).unwrap();
+    assert!(watcher.request("$MONITOR", &[]).unwrap().is_empty());
+    let filtered = bus.connect(client, ClientConfig::default());
+    let mut sensors = filtered.subscribe("$MONITOR", false).unwrap();
+    filtered.request("$MONITOR", &[b"sensor.>"]).unwrap();
+    let worker = bus.connect(client, ClientConfig::default());
+    // The worker is the newest connection.
+    let connections = text(&watcher.request("$CONNECTIONS", &[]).unwrap());
+    let id = connections.last().unwrap().split_whitespace().next().unwrap()["id=".len()..].to_owned();
+    worker.request("ECHO", &[b"a", b"b"]).unwrap();
+    assert!(worker.request("FAIL", &[b"out of paper", b"tray 2"]).is_err());
+    assert!(worker.request("sensor.read", &[]).is_err());
+    assert_eq!(bus.publish("news", &["hi"]), 0);
+    assert_eq!(bus.publish("sensor.t", &["20"]), 0);
+    let seen: Vec<Vec<String>> = (0..8).map(|_| everything.values()).collect();
+    // Without the tags (fourth value of requests and answers), which the
+    // client chose: each answer carries its request's.
+    let shown: Vec<Vec<&str>> = seen
+        .iter()
+        .map(|e| {
+            let skip = if e[1] == "publication" { usize::MAX } else { 3 };
+            e.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, v)| v.as_str()).collect()
+        })
+        .collect();
+    let id = id.as_str();
+    assert_eq!(
+        shown,
+        [
+            vec!["0", "request", id, "ECHO", "a", "b"],
+            vec!["1", "answer", id, "a", "b"],
+            vec!["2", "request", id, "FAIL", "out of paper", "tray 2"],
+            vec!["3", "failure", id, "out of paper", "tray 2"],
+            vec!["4", "request", id, "sensor.read"],
+            vec!["5", "failure", id, "no such"],
+            vec!["6", "publication", "0", "news", "hi"],
+            vec!["7", "publication", "0", "sensor.t", "20"],
+        ]
+    );
+    for (request, answer) in [(0, 1), (2, 3), (4, 5)] {
+        assert_eq!(seen[request][3], seen[answer][3], "{seen:?}");
+    }
+    let filtered_events: Vec<Vec<String>> = (0..3).map(|_| sensors.values()).collect();
+    assert_eq!(
+        filtered_events.iter().map(|e| [&e[0][..], &e[1][..]]).collect::<Vec<_>>(),
+        [["0", "request"], ["1", "failure"], ["2", "publication"]]
+    );
+    assert!(everything.next(QUIET).is_none() && sensors.next(QUIET).is_none());
+    // Server commands are not shown, nor counted as the handler's.
+    assert_eq!(bus.stats().requests, 3);
+}
+
+/// A monitor that reads nothing misses events, each counted as dropped on
+/// its connection; the bus answers and publishes as fast meanwhile.
+fn a_monitor_that_does_not_read_never_slows_the_bus(server: ServerKind, client: ClientKind) {
+    use std::io::Write;
+    let bus = Bus::start(server, config().max_queued_bytes(64 * 1024));
+    let mut stalled = std::os::unix::net::UnixStream::connect(bus.path()).unwrap();
+    let mut frames = Vec::new();
+    microsocket_core::frame::encode_raw(b'(', [&b"m"[..], b"$MONITOR"], &mut frames).unwrap();
+    stalled.write_all(&frames).unwrap();
+    let worker = bus.connect(client, ClientConfig::default());
+    let watcher = bus.connect(client, ClientConfig::default());
+    let big = [b'x'; 4096];
+    // About 16 MiB of events for a monitor that never reads.
+    for _ in 0..2_000 {
+        assert_eq!(worker.request("ECHO", &[&big[..]]).unwrap().len(), 1);
+    }
+    let connections = text(&watcher.request("$CONNECTIONS", &[]).unwrap());
+    let monitor = connections.first().unwrap();
+    let dropped: u64 = monitor.rsplit("dropped=").next().unwrap().parse().unwrap();
+    assert!(dropped > 3_000, "{connections:?}");
+    let queued: usize = monitor.split("queued=").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(queued <= 64 * 1024 + 8192, "{connections:?}");
+    drop(stalled);
 }

@@ -272,8 +272,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             if !self.done.is_empty() {
                 let before = self.resp.len();
                 for (tag, result, charged) in self.done.drain(..) {
+                    let start = self.resp.len();
                     encode_answer(&mut self.protocol, tag.as_bytes(), result, &mut self.resp);
                     self.shared.account.release(charged);
+                    let answer = &self.resp[start..];
+                    self.core.show(|monitors, offer| monitors.answer(self.shared.id, answer, offer));
                 }
                 self.account(before);
                 progress = true;
@@ -517,13 +520,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                         .handle_frame(frame, &mut Sink(&mut self.resp))
                         .unwrap_or(None);
                     match event {
-                        Some(ServerEvent::Request { tag, command, .. })
+                        Some(ServerEvent::Request { tag, command, args })
                             if microsocket_host::is_server_command(command) =>
                         {
                             // Answered by the server itself, never by the handler.
+                            let caller = microsocket_host::Caller {
+                                uid: self.context.peer.map(|p| p.uid),
+                                slot: self.key,
+                            };
                             let answer = microsocket_host::server_command(
                                 command,
-                                self.context.peer.map(|p| p.uid),
+                                args,
+                                caller,
                                 self.core.own_uid,
                                 self.core.config.server_commands,
                                 self.core,
@@ -578,6 +586,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                                 continue;
                             }
                             self.core.counters.requests(1);
+                            self.core.show(|monitors, offer| {
+                                let args = microsocket_core::Args::resume(&bytes, args_at, argc as u8);
+                                monitors.request(self.shared.id, tag.as_bytes(), &request.command, args, offer);
+                            });
                             // The request's bytes leave the receive buffer for
                             // the handler: charged to the request until it is
                             // answered.

@@ -34,6 +34,8 @@ pub(crate) struct Core {
     pub(crate) memory: MemoryBudget,
     /// This process's user: who may use server commands by default.
     pub(crate) own_uid: u32,
+    /// The connections watching the server (`$MONITOR`).
+    pub(crate) monitors: microsocket_host::Monitors<Arc<ConnShared>>,
 }
 
 /// The host layer's hub (connection slots and the subscription registry),
@@ -155,6 +157,7 @@ impl Core {
         subscriptions: impl IntoIterator<Item = (SubscriptionKind, &'a [u8])>,
     ) {
         self.hub().hub.remove(key, subscriptions);
+        self.monitors.forget(key);
         shared.held.store(0, Ordering::Relaxed);
         self.counters.connection_closed();
     }
@@ -187,7 +190,41 @@ impl Core {
         drop(guard);
         self.counters.published(delivered as u64);
         wake_all(wake, self);
+        self.show(|monitors, offer| monitors.publication(&frame, delivered, offer));
         delivered
+    }
+
+    /// Shows the monitors an event (`tell` calls one of [`Monitors`]'
+    /// methods with the offer it is given), waking those it was queued to.
+    ///
+    /// [`Monitors`]: microsocket_host::Monitors
+    pub(crate) fn show(
+        &self,
+        tell: impl FnOnce(&microsocket_host::Monitors<Arc<ConnShared>>, &mut dyn FnMut(&Arc<ConnShared>, &Bytes) -> bool),
+    ) {
+        if !self.monitors.is_active() {
+            return;
+        }
+        let mut wake = Vec::new();
+        tell(&self.monitors, &mut |conn, frame| self.offer(conn, frame, &mut wake));
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// Queues a monitor event to a connection if its queue has room and
+    /// the budget allows, without ever waiting or disconnecting it; a
+    /// dropped event is counted on the connection.
+    fn offer(&self, conn: &ConnShared, frame: &Bytes, wake: &mut Vec<Waker>) -> bool {
+        let mut queue = conn.lock();
+        if queue.abort {
+            return false;
+        }
+        let admission = self.bound.admit(queue.bytes + conn.held.load(Ordering::Relaxed), frame.len());
+        if admission != Admission::Queue || !conn.account.try_charge(frame.len()) {
+            queue.dropped += 1;
+            return false;
+        }
+        push(&mut queue, frame, wake);
+        true
     }
 
     /// Publishes a batch (see `Hub::publish_batch`): each connection's queue
@@ -195,6 +232,8 @@ impl Core {
     pub(crate) fn publish_batch(&self, batch: &[(&[u8], Bytes)]) -> usize {
         let mut guard = self.hub();
         let Hub { hub, wake } = &mut *guard;
+        // Each publication's connections reached, for the monitors.
+        let mut reached = vec![0; if self.monitors.is_active() { batch.len() } else { 0 }];
         let delivered = hub.publish_batch(batch, |conn, indices| {
             let total: usize = indices.iter().map(|&i| batch[i].1.len()).sum();
             // Charged for all at once; given back for any not queued.
@@ -205,6 +244,9 @@ impl Core {
                 let frame = &batch[i].1;
                 if self.deliver_locked(conn, &mut queue, frame, prepaid, wake) {
                     queued += 1;
+                    if let Some(n) = reached.get_mut(i) {
+                        *n += 1;
+                    }
                 } else if prepaid {
                     conn.account.release(frame.len());
                 }
@@ -215,6 +257,9 @@ impl Core {
         drop(guard);
         self.counters.published_batch(batch.len() as u64, delivered as u64);
         wake_all(wake, self);
+        for ((_, frame), n) in batch.iter().zip(reached) {
+            self.show(|monitors, offer| monitors.publication(frame, n, offer));
+        }
         delivered
     }
 
@@ -259,8 +304,67 @@ impl Core {
             }
             return false;
         }
-        queue.bytes += len;
-        if len <= COPY_BELOW {
+        push(queue, frame, wake);
+        true
+    }
+
+    /// The counters now, with the bytes queued for all connections and what
+    /// the buffered topics hold.
+    pub(crate) fn stats(&self) -> microsocket_host::Stats {
+        let (queued, buffers) = {
+            let hub = self.hub();
+            let queued = hub
+                .hub
+                .connections()
+                .map(|c| (c.lock().bytes + c.held.load(Ordering::Relaxed)) as u64)
+                .sum();
+            (queued, hub.hub.buffer_stats())
+        };
+        self.counters.snapshot(queued, buffers, self.memory.stats())
+    }
+
+    /// Every connection as `$CONNECTIONS` describes it.
+    pub(crate) fn connections(&self) -> Vec<microsocket_host::ConnectionInfo> {
+        let hub = self.hub();
+        hub.hub
+            .connections()
+            .map(|c| {
+                let queue = c.lock();
+                microsocket_host::ConnectionInfo {
+                    id: c.id.get(),
+                    peer: c.peer.map(|p| (p.pid, p.uid, p.gid)),
+                    subscriptions: c.subscriptions.load(Ordering::Relaxed),
+                    requests_in_flight: c.in_flight.load(Ordering::Relaxed),
+                    queued_bytes: queue.bytes + c.held.load(Ordering::Relaxed),
+                    memory: c.account.held(),
+                    dropped: queue.dropped,
+                }
+            })
+            .collect()
+    }
+
+    /// Sets a flag on every connection and wakes it.
+    pub(crate) fn signal_all(&self, f: impl Fn(&mut OutQueue)) {
+        let hub = self.hub();
+        let mut wake = Vec::new();
+        for conn in hub.hub.connections() {
+            let mut q = conn.lock();
+            f(&mut q);
+            if let Some(w) = q.waker.take() {
+                wake.push(w);
+            }
+        }
+        drop(hub);
+        wake.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// Appends a frame to a connection's queue: a small one copied into its
+/// tail chunk, a large one shared; wakes the connection.
+fn push(queue: &mut OutQueue, frame: &Bytes, wake: &mut Vec<Waker>) {
+    let len = frame.len();
+    queue.bytes += len;
+    if len <= COPY_BELOW {
             let room = queue.tail.capacity() - queue.tail.len();
             if queue.tail.len() + len > TAIL_CHUNK || room < len {
                 // A full chunk goes to the writer whole, and the next one
@@ -286,56 +390,8 @@ impl Core {
         if let Some(w) = queue.waker.take() {
             wake.push(w);
         }
-        true
-    }
-
-    /// Bytes queued for all connections and not yet written.
-    /// The counters now, with the bytes queued for all connections and what
-    /// the buffered topics hold.
-    pub(crate) fn stats(&self) -> microsocket_host::Stats {
-        let (queued, buffers) = {
-            let hub = self.hub();
-            let queued = hub
-                .hub
-                .connections()
-                .map(|c| (c.lock().bytes + c.held.load(Ordering::Relaxed)) as u64)
-                .sum();
-            (queued, hub.hub.buffer_stats())
-        };
-        self.counters.snapshot(queued, buffers, self.memory.stats())
-    }
-
-    /// Every connection as `$CONNECTIONS` describes it.
-    pub(crate) fn connections(&self) -> Vec<microsocket_host::ConnectionInfo> {
-        let hub = self.hub();
-        hub.hub
-            .connections()
-            .map(|c| microsocket_host::ConnectionInfo {
-                id: c.id.get(),
-                peer: c.peer.map(|p| (p.pid, p.uid, p.gid)),
-                subscriptions: c.subscriptions.load(Ordering::Relaxed),
-                requests_in_flight: c.in_flight.load(Ordering::Relaxed),
-                queued_bytes: c.lock().bytes + c.held.load(Ordering::Relaxed),
-                memory: c.account.held(),
-            })
-            .collect()
-    }
-
-    /// Sets a flag on every connection and wakes it.
-    pub(crate) fn signal_all(&self, f: impl Fn(&mut OutQueue)) {
-        let hub = self.hub();
-        let mut wake = Vec::new();
-        for conn in hub.hub.connections() {
-            let mut q = conn.lock();
-            f(&mut q);
-            if let Some(w) = q.waker.take() {
-                wake.push(w);
-            }
-        }
-        drop(hub);
-        wake.into_iter().for_each(Waker::wake);
-    }
 }
+
 
 /// Wakes the collected wakers, then gives the spare vector back to the hub.
 pub(crate) fn wake_all(mut wake: Vec<Waker>, core: &Core) {
@@ -360,5 +416,12 @@ impl microsocket_host::ServerView for Core {
 
     fn subscriptions(&self) -> Vec<(SubscriptionKind, Vec<u8>, usize)> {
         self.hub().hub.registry().subscriptions()
+    }
+
+    fn monitor(&self, slot: usize, filter: Option<&[u8]>) -> Result<(), microsocket_core::PatternError> {
+        let Some(conn) = self.hub().hub.get(slot).cloned() else {
+            return Ok(());
+        };
+        self.monitors.watch(slot, conn, filter)
     }
 }

@@ -185,6 +185,7 @@ impl<H: Handler> Server<H> {
             tracker: TaskTracker::new(),
             cancel: CancellationToken::new(),
             next_id: AtomicU64::new(1),
+            monitors: microsocket_host::Monitors::new(),
         });
         let handler = make(Publisher { core: core.clone() });
         Self {

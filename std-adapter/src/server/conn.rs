@@ -25,6 +25,7 @@ impl Out {
             corked: false,
             dead: false,
             drain_waiters: 0,
+            dropped: 0,
         }
     }
 
@@ -280,15 +281,37 @@ impl Conn {
             // Short of memory: dropped for this connection, as for a slow one.
             Admission::Queue | Admission::Drop => {
                 self.shared.counters.dropped(1);
+                out.dropped += 1;
                 return (false, false);
             }
             Admission::Disconnect => {
                 self.shared.counters.dropped(1);
+                out.dropped += 1;
                 self.shared.counters.slow_consumer_disconnected();
                 self.kill_locked(out);
                 return (false, false);
             }
         }
+        Self::push_publication(out, frame)
+    }
+
+    /// Queues a monitor event if the queue has room and the budget allows,
+    /// without ever waiting or disconnecting; a dropped event is counted on
+    /// the connection. Returns as [`Conn::queue_publication`] does.
+    pub(super) fn offer_event(&self, out: &mut Out, frame: &[u8]) -> (bool, bool) {
+        if out.dead {
+            return (false, false);
+        }
+        if self.shared.bound.admit(out.queued, frame.len()) != Admission::Queue || !self.account.try_charge(frame.len()) {
+            out.dropped += 1;
+            return (false, false);
+        }
+        Self::push_publication(out, frame)
+    }
+
+    /// Appends a publication frame to the queue; returns (true, whether the
+    /// connection needs the flusher).
+    fn push_publication(out: &mut Out, frame: &[u8]) -> (bool, bool) {
         out.queued += frame.len();
         out.pubs.extend_from_slice(frame);
         out.pub_lens.push_back(frame.len());

@@ -149,15 +149,29 @@ impl Responder {
             return Err(Error::Closed);
         }
         let tag = self.tag.as_bytes();
-        let (result, added) = out.encode_answer(|protocol, answers| match encode(protocol, answers) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let _ = protocol.fail(tag, UNENCODABLE_RESPONSE, [b""; 0], answers);
-                Err(Error::Encode(e))
+        // A copy of the answer for the monitors, shown once the lock is let go.
+        let mut shown = None;
+        let (result, added) = out.encode_answer(|protocol, answers| {
+            let start = answers.len();
+            let result = match encode(protocol, answers) {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let _ = protocol.fail(tag, UNENCODABLE_RESPONSE, [b""; 0], answers);
+                    Err(Error::Encode(e))
+                }
+            };
+            if conn.shared.monitors.is_active() {
+                shown = Some(answers[start..].to_vec());
             }
+            result
         });
         if conn.answers_added(&mut out, added) {
             conn.flush_answers(out);
+        } else {
+            drop(out);
+        }
+        if let Some(answer) = shown {
+            conn.shared.show(|monitors, offer| monitors.answer(conn.context.connection, &answer, offer));
         }
         result
     }

@@ -209,6 +209,7 @@ impl<H: Handler> Server<H> {
             counters: Counters::default(),
             memory: MemoryBudget::new(config.memory),
             own_uid: microsocket_socket::own_uid(),
+            monitors: microsocket_host::Monitors::new(),
             stopping: AtomicBool::new(false),
             readers: AtomicUsize::new(0),
             wake,

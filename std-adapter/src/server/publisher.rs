@@ -45,6 +45,7 @@ impl Publisher {
         if wake {
             shared.flusher.wake();
         }
+        shared.show(|monitors, offer| monitors.publication(&frame, queued, offer));
         Ok(queued)
     }
 
@@ -75,6 +76,8 @@ impl Publisher {
         let batch: Vec<_> = topics.iter().map(AsRef::as_ref).zip(frames).collect();
         let shared = &self.shared;
         let mut wake = false;
+        // Each publication's connections reached, for the monitors.
+        let mut reached = vec![0; if shared.monitors.is_active() { batch.len() } else { 0 }];
         let queued = lock(&shared.hub).publish_batch(&batch, |conn, indices| {
             let total = indices.iter().map(|&i| batch[i].1.len()).sum();
             // Charged for all at once; given back for any not queued.
@@ -86,6 +89,9 @@ impl Publisher {
                 let (ok, first) = conn.queue_publication_with(&mut out, frame, prepaid);
                 if ok {
                     queued += 1;
+                    if let Some(n) = reached.get_mut(i) {
+                        *n += 1;
+                    }
                 } else if prepaid {
                     conn.account.release(frame.len());
                 }
@@ -101,6 +107,9 @@ impl Publisher {
         shared.counters.published_batch(batch.len() as u64, queued as u64);
         if wake {
             shared.flusher.wake();
+        }
+        for ((_, frame), n) in batch.iter().zip(reached) {
+            shared.show(|monitors, offer| monitors.publication(frame, n, offer));
         }
         Ok(queued)
     }

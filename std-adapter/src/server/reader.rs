@@ -188,6 +188,7 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
             .map(|(_, kind, bytes)| (kind, bytes.to_vec()))
             .collect();
         hub.remove(conn.slot, subscriptions.iter().map(|(k, b)| (*k, b.as_slice())));
+        shared.monitors.forget(conn.slot);
         out.protocol.handle_eof();
         conn.kill_locked(&mut out);
         drop(out);
@@ -203,7 +204,7 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
 pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, event: ServerEvent<'_>) {
     let shared = &conn.shared;
     match event {
-        ServerEvent::Request { tag, command, .. } if microsocket_host::is_server_command(command) => {
+        ServerEvent::Request { tag, command, args } if microsocket_host::is_server_command(command) => {
             let responder = Responder {
                 conn: Arc::downgrade(conn),
                 context: conn.context,
@@ -212,9 +213,14 @@ pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, e
                 charged: 0,
             };
             // Answered by the server itself, never by the handler.
+            let caller = microsocket_host::Caller {
+                uid: conn.context.peer.map(|p| p.uid),
+                slot: conn.slot,
+            };
             let answer = microsocket_host::server_command(
                 command,
-                conn.context.peer.map(|p| p.uid),
+                args,
+                caller,
                 shared.own_uid,
                 shared.config.server_commands,
                 &**shared,
@@ -243,6 +249,9 @@ pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, e
             responder.charged = args.encoded_len() + command.len();
             conn.account.charge(responder.charged);
             shared.counters.requests(1);
+            shared.show(|monitors, offer| {
+                monitors.request(conn.context.connection, tag, command, args.clone(), offer);
+            });
             let request = Request {
                 context: &conn.context,
                 command,

@@ -53,6 +53,8 @@ pub(super) struct Shared {
     pub(super) memory: MemoryBudget,
     /// This process's user: who may use server commands by default.
     pub(super) own_uid: u32,
+    /// The connections watching the server (`$MONITOR`).
+    pub(super) monitors: microsocket_host::Monitors<Arc<Conn>>,
     pub(super) stopping: AtomicBool,
     /// Reader threads running (see [`ReaderRunning`]). Readers are detached, not
     /// joined: a finished reader's thread is released by the system at once,
@@ -73,6 +75,32 @@ impl Shared {
         let queued: usize = conns.iter().map(|c| c.lock().queued).sum();
         self.counters.snapshot(queued as u64, buffers, self.memory.stats())
     }
+
+    /// Shows the monitors an event (`tell` calls one of [`Monitors`]'
+    /// methods with the offer it is given), scheduling the flusher for
+    /// those it was queued to.
+    ///
+    /// [`Monitors`]: microsocket_host::Monitors
+    pub(super) fn show(
+        &self,
+        tell: impl FnOnce(&microsocket_host::Monitors<Arc<Conn>>, &mut dyn FnMut(&Arc<Conn>, &Bytes) -> bool),
+    ) {
+        if !self.monitors.is_active() {
+            return;
+        }
+        let mut flush = false;
+        tell(&self.monitors, &mut |conn, frame| {
+            let (queued, newly) = conn.offer_event(&mut conn.lock(), frame);
+            if newly {
+                self.flusher.push(conn.clone());
+                flush = true;
+            }
+            queued
+        });
+        if flush {
+            self.flusher.wake();
+        }
+    }
 }
 
 impl microsocket_host::ServerView for Shared {
@@ -82,6 +110,13 @@ impl microsocket_host::ServerView for Shared {
 
     fn subscriptions(&self) -> Vec<(microsocket_core::SubscriptionKind, Vec<u8>, usize)> {
         lock(&self.hub).registry().subscriptions()
+    }
+
+    fn monitor(&self, slot: usize, filter: Option<&[u8]>) -> Result<(), microsocket_core::PatternError> {
+        let Some(conn) = lock(&self.hub).get(slot).cloned() else {
+            return Ok(());
+        };
+        self.monitors.watch(slot, conn, filter)
     }
 
     fn connections(&self) -> Vec<microsocket_host::ConnectionInfo> {
@@ -97,6 +132,7 @@ impl microsocket_host::ServerView for Shared {
                     requests_in_flight: out.protocol.requests_in_flight(),
                     queued_bytes: out.queued,
                     memory: conn.account.held(),
+                    dropped: out.dropped,
                 }
             })
             .collect()
@@ -170,6 +206,8 @@ pub(super) struct Out {
     pub(super) dead: bool,
     /// Threads waiting on `drained` (it is signalled only if some wait).
     pub(super) drain_waiters: usize,
+    /// Publications and monitor events dropped for this connection.
+    pub(super) dropped: u64,
 }
 
 /// Output buffers larger than this are freed once drained rather than kept.
