@@ -9,6 +9,7 @@ mod config;
 mod connect;
 mod demo;
 mod loadgen;
+mod monitor;
 mod output;
 mod systemd;
 
@@ -56,6 +57,10 @@ enum Command {
     /// List a server's subscription table (its `$TOPICS` server command):
     /// each topic and pattern, and how many connections subscribe to it.
     Topics(StatsArgs),
+    /// Show every request, answer and publication passing through a server
+    /// as it happens (its `$MONITOR` server command), one per line: the
+    /// kind, then its connection, tag and values, TAB-separated.
+    Monitor(monitor::MonitorArgs),
     /// Start a server inside this process and show what microsocket does.
     Demo,
     /// Print a completion script for SHELL (`microsocket completions bash >
@@ -278,6 +283,7 @@ fn main() -> ExitCode {
             Command::Stats(args) => stats(args).await,
             Command::Clients(args) => clients(args).await,
             Command::Topics(args) => topics(args).await,
+            Command::Monitor(args) => monitor::run(args).await,
             Command::Demo => demo::run().await,
             Command::Completions { .. } | Command::Man { .. } => Ok(ExitCode::SUCCESS),
         };

@@ -286,3 +286,114 @@ fn completions_and_manual_pages_cover_every_command() {
     let o = run(&["completions", "tcsh"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Starts `microsocket monitor SOCK EXTRA...`, returning once it says it is
+/// monitoring.
+fn start_monitor(
+    sock: &str,
+    extra: &[&str],
+    stdout: Stdio,
+) -> (std::process::Child, std::io::BufReader<std::process::ChildStderr>) {
+    use std::io::BufRead;
+    let mut child = Command::new(BIN)
+        .arg("monitor")
+        .arg(sock)
+        .args(extra)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.starts_with("microsocket: monitoring"), "{line}");
+    (child, stderr)
+}
+
+/// `microsocket monitor` prints each request, answer and publication in the
+/// order they pass, with the connection they came from; `--json` names the
+/// fields; a pattern shows only what matches.
+#[test]
+fn monitor_shows_requests_answers_and_publications_in_order() {
+    let server = Server::start(&[]);
+    let (all, _) = start_monitor(server.sock(), &["--count", "5"], Stdio::piped());
+    let (json, _) = start_monitor(server.sock(), &["--json", "--count", "3"], Stdio::piped());
+    let (news, _) = start_monitor(server.sock(), &["news.*", "--count", "1"], Stdio::piped());
+    assert!(run(&["request", server.sock(), "ECHO", "a", "b c"]).status.success());
+    assert!(run(&["publish", server.sock(), "news.local", "hi"]).status.success());
+    let lines = |child: std::process::Child| {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success());
+        stdout(&o)
+    };
+    let text = lines(all);
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    // kind, connection, tag, then the rest; tags are the clients' own.
+    let without_tags: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|r| if r[0] == "publication" { r.clone() } else { [&r[..2], &r[3..]].concat() })
+        .collect();
+    let (first, second) = (rows[0][1], rows[2][1]);
+    assert_ne!(first, second, "each request came on its own connection");
+    assert_eq!(
+        without_tags,
+        [
+            vec!["request", first, "ECHO", "a", "b c"],
+            vec!["answer", first, "a", "b c"],
+            vec!["request", second, "PUBLISH", "news.local", "hi"],
+            vec!["publication", "0", "news.local", "hi"],
+            vec!["answer", second, "0"],
+        ],
+        "{text}"
+    );
+    let objects: Vec<serde_json::Value> = lines(json).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(objects[0]["kind"], "request");
+    assert_eq!(objects[0]["command"], "ECHO");
+    assert_eq!(objects[0]["args"], serde_json::json!(["a", "b c"]));
+    assert_eq!(objects[1]["values"], serde_json::json!(["a", "b c"]));
+    assert_eq!(objects[1]["tag"], objects[0]["tag"]);
+    assert_eq!(objects[2]["seq"], 2);
+    assert_eq!(lines(news), "publication\t0\tnews.local\thi\n");
+}
+
+/// A monitor that stops reading (here: stopped by SIGSTOP) does not slow the
+/// bus: a benchmark runs meanwhile, events are dropped for the monitor and
+/// counted on its connection, and once it goes on it says how many it missed.
+#[test]
+fn a_stopped_monitor_does_not_stall_a_busy_bus() {
+    let server = Server::start(&[]);
+    let (mut monitor, said_by_monitor) = start_monitor(server.sock(), &[], Stdio::null());
+    let pid = monitor.id();
+    kill("-STOP", pid);
+    let o = run(&["bench", server.sock(), "-d", "1", "-n", "0", "-p", "1024", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let rate = report["requests"]["requests_per_second"].as_f64().unwrap_or_default();
+    assert!(rate > 1000.0, "{report}");
+    let clients: serde_json::Value = serde_json::from_str(&stdout(&run(&["clients", server.sock(), "--json"]))).unwrap();
+    let listed = clients.as_array().unwrap().iter().find(|c| c["pid"] == pid).cloned().unwrap();
+    assert!(listed["dropped"].as_u64().unwrap() > 1000, "{listed}");
+    kill("-CONT", pid);
+    // It reads on, sees the gap and says so.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in said_by_monitor.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The gap shows when the next event after it arrives.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let said = loop {
+        assert!(run(&["request", server.sock(), "PING"]).status.success());
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "no gap reported");
+    };
+    assert!(said.starts_with("microsocket: missed ") && said.ends_with("this monitor fell behind"), "{said}");
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+}
