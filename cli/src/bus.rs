@@ -25,6 +25,8 @@ pub(crate) const MAX_SLEEP_MS: u64 = 60_000;
 pub(crate) struct Bus {
     /// Its server's publisher.
     publisher: Publisher,
+    /// Where each request's handling time is recorded (with `--metrics`).
+    latency: Option<crate::metrics::Latency>,
 }
 
 fn text(b: &[u8]) -> String {
@@ -33,6 +35,23 @@ fn text(b: &[u8]) -> String {
 
 impl Handler for Bus {
     async fn call(&self, request: Request) -> Result<Reply, Failure> {
+        let Some(latency) = &self.latency else {
+            return self.answer(request).await;
+        };
+        let (command, start) = (crate::metrics::Command::of(&request.command), std::time::Instant::now());
+        let result = self.answer(request).await;
+        let outcome = match result {
+            Ok(_) => crate::metrics::Outcome::ok,
+            Err(_) => crate::metrics::Outcome::failed,
+        };
+        latency.observe(command, outcome, start.elapsed());
+        result
+    }
+}
+
+impl Bus {
+    /// The bus's answer to a request.
+    async fn answer(&self, request: Request) -> Result<Reply, Failure> {
         let args = &request.args;
         match &request.command[..] {
             b"PING" if args.is_empty() => Ok(Reply::one("PONG")),
@@ -79,6 +98,7 @@ impl Handler for Bus {
 pub(crate) fn bus_server() -> Server<Bus> {
     Server::with_publisher(microsocket_tokio::ServerConfig::default(), |publisher| Bus {
         publisher,
+        latency: None,
     })
 }
 
@@ -149,7 +169,7 @@ impl Signals {
 /// Runs the bus until SIGINT or SIGTERM.
 pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let activated = crate::systemd::activated()?;
-    let (server, address) = prepare(&args, !activated.is_empty())?;
+    let (server, address, metrics) = prepare(&args, !activated.is_empty())?;
     if let Some(file) = &args.check_config {
         println!("{}: valid", file.display());
         return Ok(ExitCode::SUCCESS);
@@ -173,6 +193,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
         }
     } else {
         listen(&server, address, &args).await?;
+    }
+    if let (Some(metrics), Some(address)) = (metrics, &args.metrics) {
+        metrics.serve(server.clone(), crate::metrics::bind(address).await?);
     }
     crate::systemd::ready(&status_line(&server))?;
     let reporting = tokio::spawn(report_to_systemd(server.clone()));
@@ -246,7 +269,7 @@ async fn listen(server: &Server<Bus>, address: Option<Address>, args: &ServeArgs
 
 /// The server `args` describe, not yet listening, and the address to listen
 /// on (none when systemd hands the listeners over): every setting checked.
-fn prepare(args: &ServeArgs, activated: bool) -> Result<(Server<Bus>, Option<Address>)> {
+fn prepare(args: &ServeArgs, activated: bool) -> Result<(Server<Bus>, Option<Address>, Option<crate::metrics::Metrics>)> {
     let address = match &args.socket {
         Some(socket) => Some(crate::connect::parse_address(socket)?),
         None if activated || args.check_config.is_some() => None,
@@ -272,7 +295,9 @@ fn prepare(args: &ServeArgs, activated: bool) -> Result<(Server<Bus>, Option<Add
     if let Some(group) = &args.group {
         config = config.socket_group(parse_id(group, "/etc/group").with_context(|| format!("--group {group:?}"))?);
     }
-    let server = Server::with_publisher(config, |publisher| Bus { publisher });
+    let metrics = args.metrics.as_ref().map(|_| crate::metrics::Metrics::new());
+    let latency = metrics.as_ref().map(|m| m.latency.clone());
+    let server = Server::with_publisher(config, |publisher| Bus { publisher, latency });
     for spec in &args.buffer {
         let (selector, depth) = parse_buffer(spec)?;
         server
@@ -286,7 +311,7 @@ fn prepare(args: &ServeArgs, activated: bool) -> Result<(Server<Bus>, Option<Add
             .or_else(|_| std::net::ToSocketAddrs::to_socket_addrs(addr).map(drop))
             .with_context(|| format!("--tcp {tcp:?}: not an address"))?;
     }
-    Ok((server, address))
+    Ok((server, address, metrics))
 }
 
 /// Parses a duration: a number of seconds (`1`, `0.5`), or with a unit (`500ms`,

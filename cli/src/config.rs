@@ -36,6 +36,7 @@ enum Id {
 struct File {
     socket: Option<Spanned<String>>,
     tcp: Option<Spanned<String>>,
+    metrics: Option<Spanned<String>>,
     buffer: Option<Spanned<Vec<String>>>,
     buffer_max_topics: Option<Spanned<usize>>,
     buffer_max_bytes: Option<Spanned<Size>>,
@@ -86,6 +87,7 @@ pub(crate) fn apply(args: &mut ServeArgs, matches: &ArgMatches, path: &Path) -> 
     }
     set!(socket, "socket", |v: String| Ok(Some(v)));
     set!(tcp, "tcp", |v: String| Ok(Some(v)));
+    set!(metrics, "metrics", |v: String| Ok(Some(v)));
     set!(buffer, "buffer", |v: Vec<String>| {
         for spec in &v {
             crate::bus::parse_buffer(spec)?;

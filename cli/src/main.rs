@@ -9,6 +9,7 @@ mod config;
 mod connect;
 mod demo;
 mod loadgen;
+mod metrics;
 mod monitor;
 mod output;
 mod systemd;
@@ -147,6 +148,12 @@ pub(crate) struct ServeArgs {
     /// `500ms`); a second signal exits at once.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::bus::parse_duration)]
     pub(crate) grace: std::time::Duration,
+    /// Serve metrics in the Prometheus text format at http://ADDR/metrics:
+    /// the server's counters and gauges, and the handler's latency per
+    /// command. A port alone listens on loopback (`9464`); `HOST:PORT` as
+    /// given.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<String>,
     /// Log connections, requests and subscriptions to stderr.
     #[arg(short, long)]
     pub(crate) verbose: bool,

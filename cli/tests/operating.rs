@@ -397,3 +397,83 @@ fn a_stopped_monitor_does_not_stall_a_busy_bus() {
     let _ = monitor.kill();
     let _ = monitor.wait();
 }
+
+/// A free loopback port (bound, then released for the server to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Fetches `path` from an HTTP server on loopback: the status line and body.
+fn http_get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) => assert!(Instant::now() < deadline, "no metrics listener: {e}"),
+        }
+        sleep(Duration::from_millis(20));
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// `--metrics` serves the server's counters and gauges and the handler's
+/// latency per command in the Prometheus text format, which a Prometheus
+/// parser reads back.
+#[test]
+fn metrics_are_served_for_prometheus() {
+    let port = free_port();
+    let server = Server::start(&["--metrics", &port.to_string()]);
+    for _ in 0..3 {
+        assert!(run(&["request", server.sock(), "PING"]).status.success());
+    }
+    assert_eq!(run(&["request", server.sock(), "NOPE"]).status.code(), Some(1));
+    assert!(run(&["publish", server.sock(), "news", "hi"]).status.success());
+    let (status, body) = http_get(port, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match &s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => *v,
+                other => panic!("{name}: {other:?}"),
+            })
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in {body}"))
+    };
+    assert_eq!(value("microsocket_requests_total", &[]), 5.0);
+    assert_eq!(value("microsocket_publications_total", &[]), 1.0);
+    assert_eq!(value("microsocket_memory_limit", &[]), f64::from(256u32 << 20));
+    assert_eq!(value("microsocket_connections", &[]), 0.0);
+    let histogram = |command: &str, outcome: &str| {
+        scrape
+            .samples
+            .iter()
+            .find_map(|s| match &s.value {
+                prometheus_parse::Value::Histogram(buckets)
+                    if s.metric == "microsocket_request_duration_seconds"
+                        && s.labels.get("command") == Some(command)
+                        && s.labels.get("outcome") == Some(outcome) =>
+                {
+                    Some(buckets.last().unwrap().count)
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no histogram for {command} {outcome} in {body}"))
+    };
+    assert_eq!(histogram("PING", "ok"), 3.0);
+    assert_eq!(histogram("Other", "failed"), 1.0);
+    assert_eq!(histogram("PUBLISH", "ok"), 1.0);
+    let (status, _) = http_get(port, "/");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+}

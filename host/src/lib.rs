@@ -86,6 +86,6 @@ pub use server_commands::{
     is_server_command, server_command, Caller, ConnectionInfo, ServerCommands, ServerView, BAD_MONITOR_FILTER,
     NOT_PERMITTED, NO_SUCH_SERVER_COMMAND, SERVER_COMMAND_PREFIX,
 };
-pub use stats::{ConnectionId, Counters, Stats};
+pub use stats::{ConnectionId, Counters, StatKind, Stats};
 pub use subscribing::{refusal, SubscriptionChange};
 pub use values::{copy_out, cut_frame, Iter, Publication, Values};

@@ -184,28 +184,9 @@ pub fn server_command(
 
 /// [`Stats`] as name, value pairs.
 fn stats_values(s: &Stats) -> Vec<Vec<u8>> {
-    let fields: [(&str, u64); 17] = [
-        ("connections", s.connections),
-        ("connections_accepted", s.connections_accepted),
-        ("connections_refused", s.connections_refused),
-        ("requests", s.requests),
-        ("handler_panics", s.handler_panics),
-        ("publications", s.publications),
-        ("deliveries", s.deliveries),
-        ("publications_dropped", s.publications_dropped),
-        ("slow_consumers_disconnected", s.slow_consumers_disconnected),
-        ("subscriptions_refused", s.subscriptions_refused),
-        ("queued_bytes", s.queued_bytes),
-        ("buffered_topics", s.buffered_topics),
-        ("buffered_bytes", s.buffered_bytes),
-        ("buffered_evicted", s.buffered_evicted),
-        ("memory_used", s.memory_used),
-        ("memory_limit", s.memory_limit),
-        ("memory_shed", s.memory_shed),
-    ];
-    fields
+    s.fields()
         .iter()
-        .flat_map(|(name, value)| [name.as_bytes().to_vec(), value.to_string().into_bytes()])
+        .flat_map(|(name, value, _)| [name.as_bytes().to_vec(), value.to_string().into_bytes()])
         .collect()
 }
 

@@ -16,7 +16,7 @@ pub use crate::config::{
 };
 pub use crate::error::Error;
 pub use crate::server_commands::{ServerCommands, NOT_PERMITTED, NO_SUCH_SERVER_COMMAND, SERVER_COMMAND_PREFIX};
-pub use crate::stats::{ConnectionId, Stats};
+pub use crate::stats::{ConnectionId, StatKind, Stats};
 pub use crate::subscribing::SubscriptionChange;
 pub use crate::values::{Iter, Publication, Values};
 pub use microsocket_core::{

@@ -79,6 +79,44 @@ pub struct Stats {
     pub memory_shed: u64,
 }
 
+/// Whether a [`Stats`] field counts since the server started or measures
+/// now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatKind {
+    /// Only grows while the server runs (a Prometheus counter).
+    Counter,
+    /// Goes up and down (a Prometheus gauge).
+    Gauge,
+}
+
+impl Stats {
+    /// Every field by name, with its kind, in the order of the struct: what
+    /// `$STATS` answers and what metrics export, one list for both.
+    #[must_use]
+    pub fn fields(&self) -> [(&'static str, u64, StatKind); 17] {
+        use StatKind::{Counter, Gauge};
+        [
+            ("connections", self.connections, Gauge),
+            ("connections_accepted", self.connections_accepted, Counter),
+            ("connections_refused", self.connections_refused, Counter),
+            ("requests", self.requests, Counter),
+            ("handler_panics", self.handler_panics, Counter),
+            ("publications", self.publications, Counter),
+            ("deliveries", self.deliveries, Counter),
+            ("publications_dropped", self.publications_dropped, Counter),
+            ("slow_consumers_disconnected", self.slow_consumers_disconnected, Counter),
+            ("subscriptions_refused", self.subscriptions_refused, Counter),
+            ("queued_bytes", self.queued_bytes, Gauge),
+            ("buffered_topics", self.buffered_topics, Gauge),
+            ("buffered_bytes", self.buffered_bytes, Gauge),
+            ("buffered_evicted", self.buffered_evicted, Counter),
+            ("memory_used", self.memory_used, Gauge),
+            ("memory_limit", self.memory_limit, Gauge),
+            ("memory_shed", self.memory_shed, Counter),
+        ]
+    }
+}
+
 /// The live counters behind [`Stats`], shared by a server's threads or tasks.
 /// Each counter is independent: a snapshot taken while others count is
 /// consistent per counter, not across counters.
