@@ -166,8 +166,9 @@ impl Signals {
     }
 }
 
-/// Runs the bus until SIGINT or SIGTERM.
-pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
+/// Runs the bus until SIGINT or SIGTERM; SIGHUP reloads its configuration
+/// file, if it has one.
+pub(crate) async fn serve(mut args: ServeArgs, reloader: Option<crate::reload::Reloader>) -> Result<ExitCode> {
     let activated = crate::systemd::activated()?;
     let (server, address, metrics) = prepare(&args, !activated.is_empty())?;
     if let Some(file) = &args.check_config {
@@ -175,12 +176,17 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut signals = Signals::new()?;
-    if args.verbose {
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let log = {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let (filter, handle) = tracing_subscriber::reload::Layer::new(crate::reload::log_filter(&args));
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
             .init();
-    }
+        handle
+    };
     if !activated.is_empty() {
         // Socket activation: systemd's sockets, which stay systemd's.
         for listener in activated.unix {
@@ -199,7 +205,23 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
     }
     crate::systemd::ready(&status_line(&server))?;
     let reporting = tokio::spawn(report_to_systemd(server.clone()));
-    signals.next().await;
+    loop {
+        tokio::select! {
+            () = signals.next() => break,
+            _ = hangup.recv() => {
+                let Some(reloader) = &reloader else {
+                    eprintln!("microsocket: SIGHUP: no --config file to reload");
+                    continue;
+                };
+                crate::systemd::reloading();
+                match reloader.reload(&server, &mut args, &log) {
+                    Ok(said) => eprintln!("microsocket: {said}"),
+                    Err(e) => eprintln!("microsocket: reload failed, nothing changed: {e:#}"),
+                }
+                crate::systemd::ready(&status_line(&server))?;
+            }
+        }
+    }
     crate::systemd::stopping();
     reporting.abort();
     // A second SIGINT or SIGTERM during the grace period exits at once.

@@ -50,6 +50,7 @@ struct File {
     spin_us: Option<Spanned<u64>>,
     grace: Option<Spanned<String>>,
     verbose: Option<Spanned<bool>>,
+    log_level: Option<Spanned<String>>,
 }
 
 /// Reads `path` into `args`, for every setting not given on the command line
@@ -106,6 +107,12 @@ pub(crate) fn apply(args: &mut ServeArgs, matches: &ArgMatches, path: &Path) -> 
     set!(spin_us, "spin-us", Ok);
     set!(grace, "grace", |v: String| crate::bus::parse_duration(&v));
     set!(verbose, "verbose", Ok);
+    set!(log_level, "log-level", |v: String| {
+        match v.as_str() {
+            "off" | "error" | "warn" | "info" | "debug" | "trace" => Ok(Some(v)),
+            _ => anyhow::bail!("{v:?}: the level must be off, error, warn, info, debug or trace"),
+        }
+    });
     Ok(())
 }
 

@@ -12,6 +12,7 @@ mod loadgen;
 mod metrics;
 mod monitor;
 mod output;
+mod reload;
 mod systemd;
 
 use std::io::Write;
@@ -80,7 +81,7 @@ enum Command {
 }
 
 /// Arguments of `serve`.
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub(crate) struct ServeArgs {
     /// UNIX socket path to listen on (`@name` for a Linux abstract name); may
     /// come from the --config file instead.
@@ -154,9 +155,13 @@ pub(crate) struct ServeArgs {
     /// given.
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<String>,
-    /// Log connections, requests and subscriptions to stderr.
+    /// Log connections, requests and subscriptions to stderr (the `info`
+    /// level, or `RUST_LOG`).
     #[arg(short, long)]
     pub(crate) verbose: bool,
+    /// Log to stderr at this level or above.
+    #[arg(long, value_name = "LEVEL", value_parser = ["off", "error", "warn", "info", "debug", "trace"])]
+    pub(crate) log_level: Option<String>,
 }
 
 #[derive(Args)]
@@ -256,12 +261,20 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    // With a configuration file, SIGHUP reads it again.
+    let mut reloader = None;
     if let (Command::Serve(args), Some(("serve", flags))) = (&mut cli.command, matches.subcommand()) {
         if let Some(file) = args.config.clone().or_else(|| args.check_config.clone()) {
+            let command_line = args.clone();
             if let Err(e) = config::apply(args, flags, &file) {
                 eprintln!("microsocket: {e:#}");
                 return ExitCode::from(EXIT_ERROR);
             }
+            reloader = Some(reload::Reloader {
+                command_line,
+                matches: flags.clone(),
+                file,
+            });
         }
     }
     match &cli.command {
@@ -282,7 +295,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         let outcome = match cli.command {
-            Command::Serve(args) => bus::serve(args).await,
+            Command::Serve(args) => bus::serve(args, reloader).await,
             Command::Request(args) => request(args).await,
             Command::Subscribe(args) => subscribe(args).await,
             Command::Publish(args) => publish(args).await,

@@ -53,6 +53,16 @@ pub(crate) fn status(status: &str) {
     let _ = sd_notify::notify(false, &[NotifyState::Status(status)]);
 }
 
+/// Tells systemd the bus is reloading its configuration (`READY=1` follows
+/// when done), as `Type=notify-reload` services do.
+pub(crate) fn reloading() {
+    let mut states = vec![NotifyState::Reloading, NotifyState::Status("reloading")];
+    if let Ok(now) = NotifyState::monotonic_usec_now() {
+        states.push(now);
+    }
+    let _ = sd_notify::notify(false, &states);
+}
+
 /// Tells systemd the bus is stopping.
 pub(crate) fn stopping() {
     let _ = sd_notify::notify(false, &[NotifyState::Stopping, NotifyState::Status("stopping")]);

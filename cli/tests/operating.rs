@@ -477,3 +477,96 @@ fn metrics_are_served_for_prometheus() {
     let (status, _) = http_get(port, "/");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
 }
+
+/// SIGHUP reads the configuration file again: limits, buffered topics and
+/// the log level change at once, what needs a restart is named, and a bad
+/// file changes nothing.
+#[test]
+fn sighup_reloads_what_can_change_and_names_what_cannot() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("bus.sock");
+    let s = sock.to_str().unwrap().to_owned();
+    let conf = dir.path().join("bus.toml");
+    let settings = |rest: &str| format!("socket = \"{s}\"\n{rest}");
+    std::fs::write(&conf, settings("max-memory = \"64MiB\"\nbuffer = [\"log.>=5\"]\n")).unwrap();
+    let mut server = Command::new(BIN)
+        .args(["serve", "--config", conf.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, said) = std::sync::mpsc::channel();
+    let stderr = std::io::BufReader::new(server.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        sleep(Duration::from_millis(20));
+    }
+    let memory_limit = || {
+        let json: serde_json::Value = serde_json::from_str(&stdout(&run(&["stats", &s, "--json"]))).unwrap();
+        json["memory_limit"].as_u64().unwrap()
+    };
+    assert_eq!(memory_limit(), 64 << 20);
+    // The next line of the server's own (not the log's) about a reload.
+    let reloaded = |said: &std::sync::mpsc::Receiver<String>| loop {
+        let line = said.recv_timeout(Duration::from_secs(20)).expect("the server said nothing of the reload");
+        if line.starts_with("microsocket: ") {
+            break line;
+        }
+    };
+    std::fs::write(
+        &conf,
+        settings("max-memory = \"32MiB\"\nbuffer = [\"news=2\"]\nlog-level = \"debug\"\nmode = \"660\"\n"),
+    )
+    .unwrap();
+    kill("-HUP", server.id());
+    assert_eq!(
+        reloaded(&said),
+        format!(
+            "microsocket: reloaded {}: changed memory limits, buffered topics, log level; not changed until a restart: mode",
+            conf.display()
+        )
+    );
+    assert_eq!(memory_limit(), 32 << 20);
+    for v in ["one", "two", "three"] {
+        assert!(run(&["publish", &s, "news", v]).status.success());
+        assert!(run(&["publish", &s, "log.app", v]).status.success());
+    }
+    let sub = run(&["subscribe", &s, "news", "--count", "2"]);
+    assert_eq!(stdout(&sub), "news\ttwo\nnews\tthree\n", "the new rule keeps 2");
+    // The old rule (log.>) is gone: nothing is kept for it.
+    let topics: serde_json::Value = serde_json::from_str(&stdout(&run(&["stats", &s, "--json"]))).unwrap();
+    assert_eq!(topics["buffered_topics"], 1, "{topics}");
+    // Debug logging is on now: the log tells of connections.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(run(&["request", &s, "PING"]).status.success());
+        if said.recv_timeout(Duration::from_millis(200)).is_ok_and(|l| l.contains("connection opened")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no debug log after the reload");
+    }
+    std::fs::write(&conf, settings("max-memory = \"lots\"\n")).unwrap();
+    kill("-HUP", server.id());
+    let failed = loop {
+        let line = reloaded(&said);
+        if line.contains("reload") {
+            break line;
+        }
+    };
+    assert!(
+        failed.starts_with("microsocket: reload failed, nothing changed: ") && failed.contains("line 2, max-memory"),
+        "{failed}"
+    );
+    assert_eq!(memory_limit(), 32 << 20);
+    let _ = server.kill();
+    let _ = server.wait();
+}

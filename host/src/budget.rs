@@ -97,10 +97,43 @@ pub struct MemoryBudget(Arc<Shared>);
 
 #[derive(Debug)]
 struct Shared {
-    limits: MemoryLimits,
+    limits: LiveLimits,
     used: AtomicUsize,
     shed: AtomicU64,
     users: Mutex<HashMap<u32, Arc<User>>>,
+}
+
+/// [`MemoryLimits`] that may change while the server runs
+/// ([`MemoryBudget::set_limits`]).
+#[derive(Debug)]
+struct LiveLimits {
+    max_memory: AtomicUsize,
+    max_memory_per_user: AtomicUsize,
+    max_connections_per_user: AtomicUsize,
+}
+
+impl LiveLimits {
+    fn new(limits: MemoryLimits) -> Self {
+        Self {
+            max_memory: AtomicUsize::new(limits.max_memory),
+            max_memory_per_user: AtomicUsize::new(limits.max_memory_per_user),
+            max_connections_per_user: AtomicUsize::new(limits.max_connections_per_user),
+        }
+    }
+
+    fn get(&self) -> MemoryLimits {
+        MemoryLimits {
+            max_memory: self.max_memory.load(Ordering::Relaxed),
+            max_memory_per_user: self.max_memory_per_user.load(Ordering::Relaxed),
+            max_connections_per_user: self.max_connections_per_user.load(Ordering::Relaxed),
+        }
+    }
+
+    fn set(&self, limits: MemoryLimits) {
+        self.max_memory.store(limits.max_memory, Ordering::Relaxed);
+        self.max_memory_per_user.store(limits.max_memory_per_user, Ordering::Relaxed);
+        self.max_connections_per_user.store(limits.max_connections_per_user, Ordering::Relaxed);
+    }
 }
 
 /// What one user's connections hold together.
@@ -124,7 +157,7 @@ impl MemoryBudget {
     #[must_use]
     pub fn new(limits: MemoryLimits) -> Self {
         Self(Arc::new(Shared {
-            limits,
+            limits: LiveLimits::new(limits),
             used: AtomicUsize::new(0),
             shed: AtomicU64::new(0),
             users: Mutex::new(HashMap::new()),
@@ -140,7 +173,7 @@ impl MemoryBudget {
     /// many connections as it may (counted as shed).
     pub fn open(&self, user: Option<u32>, fixed: usize) -> Result<Account, Refused> {
         let shared = &self.0;
-        if self.is_over() || shared.used.load(Ordering::Relaxed).saturating_add(fixed) > shared.limits.max_memory {
+        if self.is_over() || shared.used.load(Ordering::Relaxed).saturating_add(fixed) > shared.limits.get().max_memory {
             self.count_shed();
             return Err(Refused::Busy);
         }
@@ -150,7 +183,7 @@ impl MemoryBudget {
                 // user closing meanwhile cannot forget the entry it joins.
                 let mut users = shared.users.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let entry = users.entry(uid).or_default().clone();
-                if entry.connections.load(Ordering::Relaxed) >= shared.limits.max_connections_per_user {
+                if entry.connections.load(Ordering::Relaxed) >= shared.limits.get().max_connections_per_user {
                     drop(users);
                     self.count_shed();
                     return Err(Refused::TooManyConnections);
@@ -179,7 +212,7 @@ impl MemoryBudget {
     /// under way (answers, which are never dropped) still fits.
     #[must_use]
     pub fn is_over(&self) -> bool {
-        let limit = self.0.limits.max_memory;
+        let limit = self.0.limits.get().max_memory;
         self.0.used.load(Ordering::Relaxed) > limit - limit / 16
     }
 
@@ -188,7 +221,7 @@ impl MemoryBudget {
     pub fn stats(&self) -> MemoryStats {
         MemoryStats {
             used: self.0.used.load(Ordering::Relaxed) as u64,
-            limit: self.0.limits.max_memory as u64,
+            limit: self.0.limits.get().max_memory as u64,
             shed: self.0.shed.load(Ordering::Relaxed),
         }
     }
@@ -196,7 +229,15 @@ impl MemoryBudget {
     /// The limits it enforces.
     #[must_use]
     pub fn limits(&self) -> MemoryLimits {
-        self.0.limits
+        self.0.limits.get()
+    }
+
+    /// Changes the limits while the server runs (a configuration reload):
+    /// what is held stays held; new charges, connections and reads follow the
+    /// new limits, and a budget now over its limit sheds load until enough
+    /// is given back.
+    pub fn set_limits(&self, limits: MemoryLimits) {
+        self.0.limits.set(limits);
     }
 }
 
@@ -253,7 +294,7 @@ impl Account {
     /// total (within the last sixteenth).
     #[must_use]
     pub fn is_over(&self) -> bool {
-        let share = self.budget.0.limits.max_memory_per_user;
+        let share = self.budget.0.limits.get().max_memory_per_user;
         self.budget.is_over()
             || self
                 .user
@@ -266,7 +307,7 @@ impl Account {
     /// more than [`PAUSE_ABOVE`].
     #[must_use]
     pub fn should_pause(&self) -> bool {
-        let limits = self.budget.0.limits;
+        let limits = self.budget.0.limits.get();
         let user_over = self
             .user
             .as_ref()
@@ -303,7 +344,7 @@ impl Account {
 
     /// Whether `bytes` more would fit the total and the user's share.
     fn fits(&self, bytes: usize) -> bool {
-        let limits = self.budget.0.limits;
+        let limits = self.budget.0.limits.get();
         let total = self.budget.0.used.load(Ordering::Relaxed).saturating_add(bytes);
         let user = self
             .user
@@ -343,6 +384,27 @@ impl Drop for Account {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_change_while_the_server_runs() {
+        let budget = MemoryBudget::new(MemoryLimits {
+            max_memory: 1 << 20,
+            max_memory_per_user: 1 << 20,
+            max_connections_per_user: 10,
+        });
+        let first = budget.open(Some(7), 1000).unwrap();
+        let tighter = MemoryLimits {
+            max_memory: 4096,
+            max_memory_per_user: 4096,
+            max_connections_per_user: 1,
+        };
+        budget.set_limits(tighter);
+        assert_eq!(budget.limits(), tighter);
+        assert_eq!(budget.stats().limit, 4096);
+        assert_eq!(budget.open(Some(7), 1000).unwrap_err(), Refused::TooManyConnections);
+        assert!(!first.try_charge(8192), "past the new limit");
+        assert!(first.try_charge(1000));
+    }
 
     fn budget() -> MemoryBudget {
         MemoryBudget::new(MemoryLimits {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use microsocket_core::PatternError;
 use microsocket_host::{Counters, QueueBound};
-use microsocket_host::{ServerConfig, Stats};
+use microsocket_host::{BufferLimits, MemoryLimits, ServerConfig, Stats};
 use microsocket_socket::SocketOptions;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, ToSocketAddrs, UnixListener};
@@ -107,6 +107,19 @@ impl Publisher {
     /// [`PatternError`] if `selector` is not a well-formed topic or pattern.
     pub fn set_buffer(&self, selector: impl AsRef<[u8]>, depth: usize) -> Result<(), PatternError> {
         self.core.hub().hub.set_buffer(selector.as_ref(), depth)
+    }
+
+    /// Changes the caps on what buffered topics keep, while the server runs
+    /// (a configuration reload); topics over the new caps give up their
+    /// oldest publications at the next publication.
+    pub fn set_buffer_limits(&self, limits: BufferLimits) {
+        self.core.hub().hub.set_buffer_limits(limits);
+    }
+
+    /// Changes the memory budget's limits while the server runs (a
+    /// configuration reload; see [`MemoryBudget::set_limits`](microsocket_host::MemoryBudget::set_limits)).
+    pub fn set_memory_limits(&self, limits: MemoryLimits) {
+        self.core.memory.set_limits(limits);
     }
 
     /// Whether any connection subscribes to a topic matching `topic`.
@@ -233,6 +246,16 @@ impl<H: Handler> Server<H> {
     /// As [`Publisher::set_buffer`].
     pub fn set_buffer(&self, selector: impl AsRef<[u8]>, depth: usize) -> Result<(), PatternError> {
         self.publisher().set_buffer(selector, depth)
+    }
+
+    /// Changes the buffered topics' caps (see [`Publisher::set_buffer_limits`]).
+    pub fn set_buffer_limits(&self, limits: BufferLimits) {
+        self.publisher().set_buffer_limits(limits);
+    }
+
+    /// Changes the memory limits (see [`Publisher::set_memory_limits`]).
+    pub fn set_memory_limits(&self, limits: MemoryLimits) {
+        self.publisher().set_memory_limits(limits);
     }
 
     /// The counters now.

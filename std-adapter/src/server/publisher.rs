@@ -3,7 +3,7 @@
 use super::state::*;
 use microsocket_core::EncodeError;
 use microsocket_core::PatternError;
-use microsocket_host::Stats;
+use microsocket_host::{BufferLimits, MemoryLimits, Stats};
 use microsocket_host::{publication_frame, publication_frames};
 use std::sync::Arc;
 
@@ -122,6 +122,19 @@ impl Publisher {
     /// [`PatternError`] if `selector` is not a well-formed topic or pattern.
     pub fn set_buffer(&self, selector: impl AsRef<[u8]>, depth: usize) -> Result<(), PatternError> {
         lock(&self.shared.hub).set_buffer(selector.as_ref(), depth)
+    }
+
+    /// Changes the caps on what buffered topics keep, while the server runs
+    /// (a configuration reload); topics over the new caps give up their
+    /// oldest publications at the next publication.
+    pub fn set_buffer_limits(&self, limits: BufferLimits) {
+        lock(&self.shared.hub).set_buffer_limits(limits);
+    }
+
+    /// Changes the memory budget's limits while the server runs (a
+    /// configuration reload; see [`MemoryBudget::set_limits`](microsocket_host::MemoryBudget::set_limits)).
+    pub fn set_memory_limits(&self, limits: MemoryLimits) {
+        self.shared.memory.set_limits(limits);
     }
 
     /// Whether any connection subscribes to a topic matching `topic`.
