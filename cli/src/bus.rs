@@ -291,7 +291,10 @@ async fn listen(server: &Server<Bus>, address: Option<Address>, args: &ServeArgs
 
 /// The server `args` describe, not yet listening, and the address to listen
 /// on (none when systemd hands the listeners over): every setting checked.
-fn prepare(args: &ServeArgs, activated: bool) -> Result<(Server<Bus>, Option<Address>, Option<crate::metrics::Metrics>)> {
+fn prepare(
+    args: &ServeArgs,
+    activated: bool,
+) -> Result<(Server<Bus>, Option<Address>, Option<crate::metrics::Metrics>)> {
     let address = match &args.socket {
         Some(socket) => Some(crate::connect::parse_address(socket)?),
         None if activated || args.check_config.is_some() => None,

@@ -67,7 +67,9 @@ pub(crate) struct Latency(Family<RequestLabels, Histogram, fn() -> Histogram>);
 impl Latency {
     fn new() -> Self {
         // 1 µs to about 4 s, by factors of 4.
-        Self(Family::new_with_constructor(|| Histogram::new(exponential_buckets(1e-6, 4.0, 12))))
+        Self(Family::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(1e-6, 4.0, 12))
+        }))
     }
 
     /// Records one request's handling time.
@@ -86,7 +88,10 @@ impl prometheus_client::collector::Collector for ServerStats {
     fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for (name, value, kind) in self.0.stats().fields() {
             let name = format!("microsocket_{name}");
-            let help = format!("The server's {} counter, as $STATS reports it", name.trim_start_matches("microsocket_"));
+            let help = format!(
+                "The server's {} counter, as $STATS reports it",
+                name.trim_start_matches("microsocket_")
+            );
             match kind {
                 StatKind::Counter => {
                     let counter = ConstCounter::new(value);
@@ -110,7 +115,9 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn new() -> Self {
-        Self { latency: Latency::new() }
+        Self {
+            latency: Latency::new(),
+        }
     }
 
     /// Serves `/metrics` for `server` on `listener` until the process ends.

@@ -65,7 +65,10 @@ pub(crate) async fn run(args: MonitorArgs) -> Result<ExitCode> {
             Err(e) => return Err(anyhow::Error::from(e).context("monitoring ended")),
         };
         let values: Vec<&[u8]> = publication.values().iter_slices().collect();
-        let Some(seq) = values.first().and_then(|s| std::str::from_utf8(s).ok()?.parse::<u64>().ok()) else {
+        let Some(seq) = values
+            .first()
+            .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u64>().ok())
+        else {
             continue;
         };
         if seq > expected {
@@ -81,7 +84,12 @@ pub(crate) async fn run(args: MonitorArgs) -> Result<ExitCode> {
         if args.json {
             writeln!(out, "{}", event_json(seq, &values[1..]))?;
         } else {
-            crate::output::write_publication(&mut out, values.get(1).copied().unwrap_or_default(), values[2..].iter().copied(), args.hex)?;
+            crate::output::write_publication(
+                &mut out,
+                values.get(1).copied().unwrap_or_default(),
+                values[2..].iter().copied(),
+                args.hex,
+            )?;
         }
         out.flush()?;
         shown += 1;

@@ -13,7 +13,8 @@ use crate::bus::Bus;
 use crate::ServeArgs;
 
 /// Changes the level of the log while the server runs.
-pub(crate) type LogLevel = tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+pub(crate) type LogLevel =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
 
 /// What a reload needs: the settings as the command line gave them (flags
 /// win over the file, at every reload as at the start), and the file.
@@ -46,8 +47,13 @@ impl Reloader {
             .map(|spec| crate::bus::parse_buffer(spec))
             .collect::<Result<Vec<_>>>()?;
         for (selector, _) in &rules {
-            microsocket_core::Pattern::new(selector)
-                .map_err(|e| anyhow::anyhow!("{}: buffer {:?}: {e}", self.file.display(), String::from_utf8_lossy(selector)))?;
+            microsocket_core::Pattern::new(selector).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: buffer {:?}: {e}",
+                    self.file.display(),
+                    String::from_utf8_lossy(selector)
+                )
+            })?;
         }
         let mut changed = Vec::new();
         if memory_limits(&next) != memory_limits(current) {
@@ -60,7 +66,11 @@ impl Reloader {
         }
         if next.buffer != current.buffer {
             // Rules no longer in the file stop keeping publications.
-            for (selector, _) in current.buffer.iter().filter_map(|spec| crate::bus::parse_buffer(spec).ok()) {
+            for (selector, _) in current
+                .buffer
+                .iter()
+                .filter_map(|spec| crate::bus::parse_buffer(spec).ok())
+            {
                 if !rules.iter().any(|(s, _)| *s == selector) {
                     let _ = server.set_buffer(&selector, 0);
                 }

@@ -197,8 +197,6 @@ fn buffered_topics_catch_up_new_subscribers() {
     assert_eq!(stdout(&o), "log.app\ttwo\nlog.app\tthree\n");
 }
 
-/// Sends `signal` to a process.
-
 /// A `SLEEP` request left running in a child `microsocket request`.
 fn sleeping_request(sock: &str, ms: &str) -> Child {
     let child = Command::new(BIN)
@@ -470,4 +468,3 @@ fn an_idle_bus_costs_almost_no_cpu() {
     eprintln!("idle for {window:?} with {} connections: {spent:?} of CPU", conns.len());
     assert!(spent < window / 100, "an idle bus used {spent:?} of CPU in {window:?}");
 }
-

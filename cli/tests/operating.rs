@@ -331,7 +331,13 @@ fn monitor_shows_requests_answers_and_publications_in_order() {
     // kind, connection, tag, then the rest; tags are the clients' own.
     let without_tags: Vec<Vec<&str>> = rows
         .iter()
-        .map(|r| if r[0] == "publication" { r.clone() } else { [&r[..2], &r[3..]].concat() })
+        .map(|r| {
+            if r[0] == "publication" {
+                r.clone()
+            } else {
+                [&r[..2], &r[3..]].concat()
+            }
+        })
         .collect();
     let (first, second) = (rows[0][1], rows[2][1]);
     assert_ne!(first, second, "each request came on its own connection");
@@ -370,8 +376,15 @@ fn a_stopped_monitor_does_not_stall_a_busy_bus() {
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let rate = report["requests"]["requests_per_second"].as_f64().unwrap_or_default();
     assert!(rate > 1000.0, "{report}");
-    let clients: serde_json::Value = serde_json::from_str(&stdout(&run(&["clients", server.sock(), "--json"]))).unwrap();
-    let listed = clients.as_array().unwrap().iter().find(|c| c["pid"] == pid).cloned().unwrap();
+    let clients: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["clients", server.sock(), "--json"]))).unwrap();
+    let listed = clients
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["pid"] == pid)
+        .cloned()
+        .unwrap();
     assert!(listed["dropped"].as_u64().unwrap() > 1000, "{listed}");
     kill("-CONT", pid);
     // It reads on, sees the gap and says so.
@@ -393,14 +406,21 @@ fn a_stopped_monitor_does_not_stall_a_busy_bus() {
         }
         assert!(Instant::now() < deadline, "no gap reported");
     };
-    assert!(said.starts_with("microsocket: missed ") && said.ends_with("this monitor fell behind"), "{said}");
+    assert!(
+        said.starts_with("microsocket: missed ") && said.ends_with("this monitor fell behind"),
+        "{said}"
+    );
     let _ = monitor.kill();
     let _ = monitor.wait();
 }
 
 /// A free loopback port (bound, then released for the server to take).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Fetches `path` from an HTTP server on loopback: the status line and body.
@@ -517,7 +537,9 @@ fn sighup_reloads_what_can_change_and_names_what_cannot() {
     assert_eq!(memory_limit(), 64 << 20);
     // The next line of the server's own (not the log's) about a reload.
     let reloaded = |said: &std::sync::mpsc::Receiver<String>| loop {
-        let line = said.recv_timeout(Duration::from_secs(20)).expect("the server said nothing of the reload");
+        let line = said
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the server said nothing of the reload");
         if line.starts_with("microsocket: ") {
             break line;
         }
@@ -549,7 +571,10 @@ fn sighup_reloads_what_can_change_and_names_what_cannot() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         assert!(run(&["request", &s, "PING"]).status.success());
-        if said.recv_timeout(Duration::from_millis(200)).is_ok_and(|l| l.contains("connection opened")) {
+        if said
+            .recv_timeout(Duration::from_millis(200))
+            .is_ok_and(|l| l.contains("connection opened"))
+        {
             break;
         }
         assert!(Instant::now() < deadline, "no debug log after the reload");
@@ -569,4 +594,79 @@ fn sighup_reloads_what_can_change_and_names_what_cannot() {
     assert_eq!(memory_limit(), 32 << 20);
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// `microsocket top` renders its live view in a terminal (tmux here): the
+/// server's rates, requests per command, publications per topic, and the
+/// connections; it quits on `q`.
+#[test]
+#[ignore = "needs tmux (Debian package tmux); .ci/run installs it and runs this"]
+fn top_renders_under_tmux_and_quits_on_q() {
+    let server = Server::start(&[]);
+    let mut subscriber = Command::new(BIN)
+        .args(["subscribe", server.sock(), "news"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A tmux server of this test's own.
+    let socket = format!("microsocket-top-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &socket])
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .expect("tmux")
+    };
+    let top = format!("{BIN} top {}", server.sock());
+    assert!(tmux(&["new-session", "-d", "-s", "top", "-x", "120", "-y", "30", &top])
+        .status
+        .success());
+    let screen = || stdout(&tmux(&["capture-pane", "-p", "-t", "top"]));
+    let wait_for = |what: &dyn Fn(&str) -> bool, act: &dyn Fn()| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            act();
+            let shown = screen();
+            if what(&shown) {
+                return shown;
+            }
+            assert!(Instant::now() < deadline, "not shown:\n{shown}");
+            sleep(Duration::from_millis(300));
+        }
+    };
+    wait_for(&|s| s.contains(&format!("microsocket top: {}", server.sock())), &|| {});
+    let shown = wait_for(
+        &|s| {
+            let row = |name: &str| {
+                s.lines()
+                    .any(|l| l.split(|c: char| c.is_whitespace() || c == '│').any(|w| w == name))
+            };
+            row("PING") && row("news") && s.contains("requests") && s.contains("publications")
+        },
+        &|| {
+            assert!(run(&["request", server.sock(), "PING"]).status.success());
+            assert!(run(&["publish", server.sock(), "news", "hi"]).status.success());
+        },
+    );
+    let pid = subscriber.id().to_string();
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.split_whitespace().any(|w| w == pid) && l.contains("microsocket")),
+        "the subscriber's connection is listed:\n{shown}"
+    );
+    assert!(
+        shown.contains("COMMAND") && shown.contains("TOPIC") && shown.contains("DROPPED"),
+        "{shown}"
+    );
+    assert!(tmux(&["send-keys", "-t", "top", "q"]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux(&["has-session", "-t", "top"]).status.success() {
+        assert!(Instant::now() < deadline, "top did not quit on q");
+        sleep(Duration::from_millis(50));
+    }
+    let _ = tmux(&["kill-server"]);
+    let _ = subscriber.kill();
+    let _ = subscriber.wait();
 }

@@ -131,8 +131,10 @@ impl LiveLimits {
 
     fn set(&self, limits: MemoryLimits) {
         self.max_memory.store(limits.max_memory, Ordering::Relaxed);
-        self.max_memory_per_user.store(limits.max_memory_per_user, Ordering::Relaxed);
-        self.max_connections_per_user.store(limits.max_connections_per_user, Ordering::Relaxed);
+        self.max_memory_per_user
+            .store(limits.max_memory_per_user, Ordering::Relaxed);
+        self.max_connections_per_user
+            .store(limits.max_connections_per_user, Ordering::Relaxed);
     }
 }
 
@@ -173,7 +175,8 @@ impl MemoryBudget {
     /// many connections as it may (counted as shed).
     pub fn open(&self, user: Option<u32>, fixed: usize) -> Result<Account, Refused> {
         let shared = &self.0;
-        if self.is_over() || shared.used.load(Ordering::Relaxed).saturating_add(fixed) > shared.limits.get().max_memory {
+        if self.is_over() || shared.used.load(Ordering::Relaxed).saturating_add(fixed) > shared.limits.get().max_memory
+        {
             self.count_shed();
             return Err(Refused::Busy);
         }

@@ -379,7 +379,12 @@ mod tests {
                 take
             });
         }
-        let of = |q| seen.iter().filter(|(m, _)| *m == q).map(|(_, s)| s.as_str()).collect::<Vec<_>>();
+        let of = |q| {
+            seen.iter()
+                .filter(|(m, _)| *m == q)
+                .map(|(_, s)| s.as_str())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(of(0), ["0", "2"]);
         assert_eq!(of(1), ["0", "1", "2", "3"]);
     }
@@ -390,10 +395,16 @@ mod tests {
         monitors.watch(0, 0, None).unwrap();
         let many = frame(b'(', &[&b"v"[..]; 254]);
         let mut n = 0;
-        monitors.request(ConnectionId::new(1), b"t", b"C", frame_args(&many, b'(').unwrap(), |_, f| {
-            n = values(f).len();
-            true
-        });
+        monitors.request(
+            ConnectionId::new(1),
+            b"t",
+            b"C",
+            frame_args(&many, b'(').unwrap(),
+            |_, f| {
+                n = values(f).len();
+                true
+            },
+        );
         assert_eq!(n, MAX_VALUES - 1);
     }
 }

@@ -211,7 +211,12 @@ mod tests {
         }
     }
 
-    fn ask(command: &[u8], uid: Option<u32>, access: ServerCommands, view: &View) -> Result<Vec<Vec<u8>>, &'static [u8]> {
+    fn ask(
+        command: &[u8],
+        uid: Option<u32>,
+        access: ServerCommands,
+        view: &View,
+    ) -> Result<Vec<Vec<u8>>, &'static [u8]> {
         server_command(command, Args::empty(), Caller { uid, slot: 0 }, 0, access, view)
     }
 
@@ -262,8 +267,14 @@ mod tests {
             ask(b"$NOPE", Some(0), ServerCommands::OwnUser, stats),
             Err(NO_SUCH_SERVER_COMMAND)
         );
-        assert_eq!(ask(b"$MONITOR", Some(0), ServerCommands::OwnUser, stats), Ok(Vec::new()));
-        assert_eq!(ask(b"$MONITOR", Some(5), ServerCommands::OwnUser, stats), Err(NOT_PERMITTED));
+        assert_eq!(
+            ask(b"$MONITOR", Some(0), ServerCommands::OwnUser, stats),
+            Ok(Vec::new())
+        );
+        assert_eq!(
+            ask(b"$MONITOR", Some(5), ServerCommands::OwnUser, stats),
+            Err(NOT_PERMITTED)
+        );
         let frame = |args: &[&[u8]]| {
             let mut out = Vec::new();
             microsocket_core::frame::encode_raw(b'(', args.iter(), &mut out).unwrap();
@@ -277,7 +288,10 @@ mod tests {
             let f = frame(args);
             let args = Args::resume(&f, 2, f[1]);
             let caller = Caller { uid: None, slot: 0 };
-            assert_eq!(server_command(b"$MONITOR", args, caller, 0, ServerCommands::Anyone, stats), answer);
+            assert_eq!(
+                server_command(b"$MONITOR", args, caller, 0, ServerCommands::Anyone, stats),
+                answer
+            );
         }
     }
 }

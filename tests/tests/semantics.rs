@@ -1154,7 +1154,11 @@ fn a_monitor_sees_requests_answers_and_publications_in_order(server: ServerKind,
         .iter()
         .map(|e| {
             let skip = if e[1] == "publication" { usize::MAX } else { 3 };
-            e.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, v)| v.as_str()).collect()
+            e.iter()
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .map(|(_, v)| v.as_str())
+                .collect()
         })
         .collect();
     let id = id.as_str();
@@ -1176,7 +1180,10 @@ fn a_monitor_sees_requests_answers_and_publications_in_order(server: ServerKind,
     }
     let filtered_events: Vec<Vec<String>> = (0..3).map(|_| sensors.values()).collect();
     assert_eq!(
-        filtered_events.iter().map(|e| [&e[0][..], &e[1][..]]).collect::<Vec<_>>(),
+        filtered_events
+            .iter()
+            .map(|e| [&e[0][..], &e[1][..]])
+            .collect::<Vec<_>>(),
         [["0", "request"], ["1", "failure"], ["2", "publication"]]
     );
     assert!(everything.next(QUIET).is_none() && sensors.next(QUIET).is_none());
@@ -1204,7 +1211,15 @@ fn a_monitor_that_does_not_read_never_slows_the_bus(server: ServerKind, client: 
     let monitor = connections.first().unwrap();
     let dropped: u64 = monitor.rsplit("dropped=").next().unwrap().parse().unwrap();
     assert!(dropped > 3_000, "{connections:?}");
-    let queued: usize = monitor.split("queued=").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let queued: usize = monitor
+        .split("queued=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(queued <= 64 * 1024 + 8192, "{connections:?}");
     drop(stalled);
 }

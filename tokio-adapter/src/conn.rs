@@ -276,7 +276,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                     encode_answer(&mut self.protocol, tag.as_bytes(), result, &mut self.resp);
                     self.shared.account.release(charged);
                     let answer = &self.resp[start..];
-                    self.core.show(|monitors, offer| monitors.answer(self.shared.id, answer, offer));
+                    self.core
+                        .show(|monitors, offer| monitors.answer(self.shared.id, answer, offer));
                 }
                 self.account(before);
                 progress = true;

@@ -218,7 +218,9 @@ impl Core {
         if queue.abort {
             return false;
         }
-        let admission = self.bound.admit(queue.bytes + conn.held.load(Ordering::Relaxed), frame.len());
+        let admission = self
+            .bound
+            .admit(queue.bytes + conn.held.load(Ordering::Relaxed), frame.len());
         if admission != Admission::Queue || !conn.account.try_charge(frame.len()) {
             queue.dropped += 1;
             return false;
@@ -365,33 +367,32 @@ fn push(queue: &mut OutQueue, frame: &Bytes, wake: &mut Vec<Waker>) {
     let len = frame.len();
     queue.bytes += len;
     if len <= COPY_BELOW {
-            let room = queue.tail.capacity() - queue.tail.len();
-            if queue.tail.len() + len > TAIL_CHUNK || room < len {
-                // A full chunk goes to the writer whole, and the next one
-                // starts with room for as much (a buffer the connection gave
-                // back, if any), rather than growing by copies.
-                let next = queue
-                    .spare
-                    .take()
-                    .unwrap_or_else(|| BytesMut::with_capacity(TAIL_CHUNK));
-                let full = std::mem::replace(&mut queue.tail, next);
-                if !full.is_empty() {
-                    queue.frames.push_back(full.freeze());
-                }
+        let room = queue.tail.capacity() - queue.tail.len();
+        if queue.tail.len() + len > TAIL_CHUNK || room < len {
+            // A full chunk goes to the writer whole, and the next one
+            // starts with room for as much (a buffer the connection gave
+            // back, if any), rather than growing by copies.
+            let next = queue
+                .spare
+                .take()
+                .unwrap_or_else(|| BytesMut::with_capacity(TAIL_CHUNK));
+            let full = std::mem::replace(&mut queue.tail, next);
+            if !full.is_empty() {
+                queue.frames.push_back(full.freeze());
             }
-            queue.tail.extend_from_slice(frame);
-        } else {
-            if !queue.tail.is_empty() {
-                let tail = queue.tail.split().freeze();
-                queue.frames.push_back(tail);
-            }
-            queue.frames.push_back(frame.clone());
         }
-        if let Some(w) = queue.waker.take() {
-            wake.push(w);
+        queue.tail.extend_from_slice(frame);
+    } else {
+        if !queue.tail.is_empty() {
+            let tail = queue.tail.split().freeze();
+            queue.frames.push_back(tail);
         }
+        queue.frames.push_back(frame.clone());
+    }
+    if let Some(w) = queue.waker.take() {
+        wake.push(w);
+    }
 }
-
 
 /// Wakes the collected wakers, then gives the spare vector back to the hub.
 pub(crate) fn wake_all(mut wake: Vec<Waker>, core: &Core) {

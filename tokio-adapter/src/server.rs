@@ -11,8 +11,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use microsocket_core::PatternError;
-use microsocket_host::{Counters, QueueBound};
 use microsocket_host::{BufferLimits, MemoryLimits, ServerConfig, Stats};
+use microsocket_host::{Counters, QueueBound};
 use microsocket_socket::SocketOptions;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, ToSocketAddrs, UnixListener};

@@ -106,7 +106,6 @@ pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-
 /// Sends `signal` (`-TERM`) to a process.
 pub(crate) fn kill(signal: &str, pid: u32) {
     assert!(Command::new("kill")

@@ -302,7 +302,8 @@ impl Conn {
         if out.dead {
             return (false, false);
         }
-        if self.shared.bound.admit(out.queued, frame.len()) != Admission::Queue || !self.account.try_charge(frame.len()) {
+        if self.shared.bound.admit(out.queued, frame.len()) != Admission::Queue || !self.account.try_charge(frame.len())
+        {
             out.dropped += 1;
             return (false, false);
         }

@@ -171,7 +171,8 @@ impl Responder {
             drop(out);
         }
         if let Some(answer) = shown {
-            conn.shared.show(|monitors, offer| monitors.answer(conn.context.connection, &answer, offer));
+            conn.shared
+                .show(|monitors, offer| monitors.answer(conn.context.connection, &answer, offer));
         }
         result
     }

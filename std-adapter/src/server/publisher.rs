@@ -3,8 +3,8 @@
 use super::state::*;
 use microsocket_core::EncodeError;
 use microsocket_core::PatternError;
-use microsocket_host::{BufferLimits, MemoryLimits, Stats};
 use microsocket_host::{publication_frame, publication_frames};
+use microsocket_host::{BufferLimits, MemoryLimits, Stats};
 use std::sync::Arc;
 
 /// Publishes from any thread; cheap to clone. The cost of a publication grows
