@@ -216,7 +216,10 @@ fn clients_lists_the_connections_and_their_processes() {
         sleep(Duration::from_millis(20));
     };
     // Every field, and the exact values of those the test knows.
-    let uid = stdout(&Command::new("id").arg("-u").output().unwrap()).trim().parse::<u64>().unwrap();
+    let uid = stdout(&Command::new("id").arg("-u").output().unwrap())
+        .trim()
+        .parse::<u64>()
+        .unwrap();
     let mut known = listed.clone();
     for varying in ["id", "gid", "memory"] {
         assert!(known[varying].is_u64(), "{listed}");

@@ -80,7 +80,7 @@ pub use frames::{publication_frame, publication_frames};
 pub use hub::Hub;
 pub use log::{LogLimit, Logged, LOGGED_BYTES, LOGGED_PER_SECOND};
 pub use members::{Member, Members};
-pub use monitor::{MonitorEvent, Monitors, MONITOR_PENDING, MONITOR_TOPIC};
+pub use monitor::{MonitorEvent, Monitors, OfferEvent, MONITOR_PENDING, MONITOR_TOPIC};
 pub use registry::Registry;
 pub use server_commands::{
     is_server_command, server_command, Caller, ConnectionInfo, ServerCommands, ServerView, BAD_MONITOR_FILTER,

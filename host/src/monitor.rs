@@ -18,7 +18,7 @@
 //! for topic in ["sensor.t", "log"] {
 //!     let frame = microsocket_host::publication_frame(topic.as_bytes(), ["20"]).unwrap();
 //!     // The server delivered it to 2 connections; the monitor's queue takes the event.
-//!     monitors.publication(&frame, 2, |_monitor, event| { shown.push(event.clone()); true });
+//!     monitors.publication(&frame, 2, |_monitor, event| { shown.extend(event()); true });
 //! }
 //! // One event: `sensor.t` matches the filter, `log` does not.
 //! let event = microsocket_host::MonitorEvent::parse(&shown[0]).unwrap();
@@ -34,6 +34,11 @@ use bytes::Bytes;
 use microsocket_core::{Args, Pattern, PatternError};
 
 use crate::stats::ConnectionId;
+
+/// How a server offers a monitor event to a connection: given the
+/// connection and a maker of the event's frame, it queues the frame if the
+/// connection has room (building it only then) and says whether it did.
+pub type OfferEvent<'a, Q> = dyn FnMut(&Q, &mut dyn FnMut() -> Option<Bytes>) -> bool + 'a;
 
 /// The topic of the publications that carry monitor events.
 pub const MONITOR_TOPIC: &[u8] = b"$MONITOR";
@@ -188,32 +193,31 @@ impl<Q> Monitors<Q> {
         &self,
         shows: impl Fn(&mut Monitor<Q>) -> bool,
         make: impl Fn(&[u8]) -> Option<Bytes>,
-        mut offer: impl FnMut(&Q, &Bytes) -> bool,
+        mut offer: impl FnMut(&Q, &mut dyn FnMut() -> Option<Bytes>) -> bool,
     ) {
         for monitor in self.table().iter_mut() {
             if !shows(monitor) {
                 continue;
             }
-            let seq = monitor.next.to_string();
+            let seq = monitor.next;
             monitor.next += 1;
-            if let Some(frame) = make(seq.as_bytes()) {
-                // A monitor that cannot take it misses it: the gap in its
-                // sequence numbers says so.
-                let _ = offer(&monitor.conn, &frame);
-            }
+            // A monitor that cannot take it misses it (the frame is not even
+            // built): the gap in its sequence numbers says so.
+            let _ = offer(&monitor.conn, &mut || make(seq.to_string().as_bytes()));
         }
     }
 
     /// Tells the monitors of a request from connection `from`, about to
     /// reach the handler. `offer` queues an event to a monitor without
-    /// waiting and says whether it did.
+    /// waiting, building its frame only if the monitor has room for it, and
+    /// says whether it did.
     pub fn request(
         &self,
         from: ConnectionId,
         tag: &[u8],
         command: &[u8],
         args: Args<'_>,
-        offer: impl FnMut(&Q, &Bytes) -> bool,
+        offer: impl FnMut(&Q, &mut dyn FnMut() -> Option<Bytes>) -> bool,
     ) {
         if !self.is_active() {
             return;
@@ -238,7 +242,12 @@ impl<Q> Monitors<Q> {
     /// Tells the monitors of an answer frame (`)` or `#`) just encoded for
     /// connection `from`: those that were shown its request see it (not
     /// those that started after it, nor those that filtered it out).
-    pub fn answer(&self, from: ConnectionId, frame: &[u8], offer: impl FnMut(&Q, &Bytes) -> bool) {
+    pub fn answer(
+        &self,
+        from: ConnectionId,
+        frame: &[u8],
+        offer: impl FnMut(&Q, &mut dyn FnMut() -> Option<Bytes>) -> bool,
+    ) {
         if !self.is_active() {
             return;
         }
@@ -266,7 +275,12 @@ impl<Q> Monitors<Q> {
 
     /// Tells the monitors of a publication frame (`!`) the server delivered
     /// to `reached` connections.
-    pub fn publication(&self, frame: &[u8], reached: usize, offer: impl FnMut(&Q, &Bytes) -> bool) {
+    pub fn publication(
+        &self,
+        frame: &[u8],
+        reached: usize,
+        offer: impl FnMut(&Q, &mut dyn FnMut() -> Option<Bytes>) -> bool,
+    ) {
         if !self.is_active() {
             return;
         }
@@ -315,8 +329,8 @@ mod tests {
         let monitors: Monitors<u8> = Monitors::new();
         monitors.watch(3, 1, None).unwrap();
         let mut seen = Vec::new();
-        let mut take = |_: &u8, f: &Bytes| {
-            seen.push(values(f));
+        let mut take = |_: &u8, f: &mut dyn FnMut() -> Option<Bytes>| {
+            seen.push(values(&f().unwrap()));
             true
         };
         let from = ConnectionId::new(5);
@@ -347,8 +361,8 @@ mod tests {
         assert_eq!(monitors.watch(0, 1, Some(b"a.*.>x")), Err(PatternError::MixedWildcard));
         monitors.watch(0, 1, Some(b"sensor.*")).unwrap();
         let mut seen = Vec::new();
-        let mut take = |_: &u8, f: &Bytes| {
-            seen.push(values(f)[..4].join(" "));
+        let mut take = |_: &u8, f: &mut dyn FnMut() -> Option<Bytes>| {
+            seen.push(values(&f().unwrap())[..4].join(" "));
             true
         };
         let (a, b) = (ConnectionId::new(1), ConnectionId::new(2));
@@ -374,7 +388,7 @@ mod tests {
                 // Monitor 0 takes every other event.
                 let take = *q == 1 || i % 2 == 0;
                 if take {
-                    seen.push((*q, values(f)[0].clone()));
+                    seen.push((*q, values(&f().unwrap())[0].clone()));
                 }
                 take
             });
@@ -401,7 +415,7 @@ mod tests {
             b"C",
             frame_args(&many, b'(').unwrap(),
             |_, f| {
-                n = values(f).len();
+                n = values(&f().unwrap()).len();
                 true
             },
         );

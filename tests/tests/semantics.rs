@@ -1139,8 +1139,12 @@ fn a_monitor_sees_requests_answers_and_publications_in_order(server: ServerKind,
     let mut sensors = filtered.subscribe("$MONITOR", false).unwrap();
     filtered.request("$MONITOR", &[b"sensor.>"]).unwrap();
     let worker = bus.connect(client, ClientConfig::default());
-    // The worker is the newest connection.
-    let connections = text(&watcher.request("$CONNECTIONS", &[]).unwrap());
+    // The worker is the newest connection, once the server has it.
+    let mut connections = Vec::new();
+    wait_until("the worker connected", || {
+        connections = text(&watcher.request("$CONNECTIONS", &[]).unwrap());
+        connections.len() == 3
+    });
     let id = connections.last().unwrap().split_whitespace().next().unwrap()["id=".len()..].to_owned();
     worker.request("ECHO", &[b"a", b"b"]).unwrap();
     assert!(worker.request("FAIL", &[b"out of paper", b"tray 2"]).is_err());

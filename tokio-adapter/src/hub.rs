@@ -200,7 +200,10 @@ impl Core {
     /// [`Monitors`]: microsocket_host::Monitors
     pub(crate) fn show(
         &self,
-        tell: impl FnOnce(&microsocket_host::Monitors<Arc<ConnShared>>, &mut dyn FnMut(&Arc<ConnShared>, &Bytes) -> bool),
+        tell: impl FnOnce(
+            &microsocket_host::Monitors<Arc<ConnShared>>,
+            &mut microsocket_host::OfferEvent<'_, Arc<ConnShared>>,
+        ),
     ) {
         if !self.monitors.is_active() {
             return;
@@ -213,19 +216,21 @@ impl Core {
     /// Queues a monitor event to a connection if its queue has room and
     /// the budget allows, without ever waiting or disconnecting it; a
     /// dropped event is counted on the connection.
-    fn offer(&self, conn: &ConnShared, frame: &Bytes, wake: &mut Vec<Waker>) -> bool {
+    fn offer(&self, conn: &ConnShared, make: &mut dyn FnMut() -> Option<Bytes>, wake: &mut Vec<Waker>) -> bool {
         let mut queue = conn.lock();
         if queue.abort {
             return false;
         }
-        let admission = self
-            .bound
-            .admit(queue.bytes + conn.held.load(Ordering::Relaxed), frame.len());
-        if admission != Admission::Queue || !conn.account.try_charge(frame.len()) {
+        let queued = queue.bytes + conn.held.load(Ordering::Relaxed);
+        // A full queue drops the event before it is built.
+        let frame = if self.bound.is_full(queued) { None } else { make() };
+        let admitted =
+            |f: &Bytes| self.bound.admit(queued, f.len()) == Admission::Queue && conn.account.try_charge(f.len());
+        let Some(frame) = frame.filter(admitted) else {
             queue.dropped += 1;
             return false;
-        }
-        push(&mut queue, frame, wake);
+        };
+        push(&mut queue, &frame, wake);
         true
     }
 

@@ -2,6 +2,7 @@
 //! publications) and how they are written.
 
 use super::state::*;
+use bytes::Bytes;
 use microsocket_host::Admission;
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -298,16 +299,20 @@ impl Conn {
     /// Queues a monitor event if the queue has room and the budget allows,
     /// without ever waiting or disconnecting; a dropped event is counted on
     /// the connection. Returns as [`Conn::queue_publication`] does.
-    pub(super) fn offer_event(&self, out: &mut Out, frame: &[u8]) -> (bool, bool) {
+    pub(super) fn offer_event(&self, out: &mut Out, make: &mut dyn FnMut() -> Option<Bytes>) -> (bool, bool) {
         if out.dead {
             return (false, false);
         }
-        if self.shared.bound.admit(out.queued, frame.len()) != Admission::Queue || !self.account.try_charge(frame.len())
-        {
+        let bound = &self.shared.bound;
+        // A full queue drops the event before it is built.
+        let frame = if bound.is_full(out.queued) { None } else { make() };
+        let Some(frame) =
+            frame.filter(|f| bound.admit(out.queued, f.len()) == Admission::Queue && self.account.try_charge(f.len()))
+        else {
             out.dropped += 1;
             return (false, false);
-        }
-        Self::push_publication(out, frame)
+        };
+        Self::push_publication(out, &frame)
     }
 
     /// Appends a publication frame to the queue; returns (true, whether the

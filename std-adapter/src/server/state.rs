@@ -83,7 +83,7 @@ impl Shared {
     /// [`Monitors`]: microsocket_host::Monitors
     pub(super) fn show(
         &self,
-        tell: impl FnOnce(&microsocket_host::Monitors<Arc<Conn>>, &mut dyn FnMut(&Arc<Conn>, &Bytes) -> bool),
+        tell: impl FnOnce(&microsocket_host::Monitors<Arc<Conn>>, &mut microsocket_host::OfferEvent<'_, Arc<Conn>>),
     ) {
         if !self.monitors.is_active() {
             return;
