@@ -15,6 +15,6 @@ for i in 1 2 3; do
   run active
   kill -STOP $MP
   run stopped
-  kill -CONT $MP; kill $MP; wait $MP 2>/dev/null
+  kill -CONT $MP; kill $MP; wait $MP 2>/dev/null || true
 done
 kill $SP
