@@ -72,7 +72,35 @@ struct Monitor<Q> {
     /// The sequence number of its next event.
     next: u64,
     /// Shown requests awaiting their answers: (connection, tag).
-    pending: VecDeque<(ConnectionId, Vec<u8>)>,
+    pending: VecDeque<(ConnectionId, TagKey)>,
+}
+
+/// A request's tag, kept for its answer: inline when short, as clients'
+/// tags are, so tracking a request costs no allocation.
+#[derive(Debug)]
+enum TagKey {
+    Inline(u8, [u8; 16]),
+    Heap(Box<[u8]>),
+}
+
+impl TagKey {
+    fn new(tag: &[u8]) -> Self {
+        match u8::try_from(tag.len()) {
+            Ok(len) if tag.len() <= 16 => {
+                let mut inline = [0; 16];
+                inline[..tag.len()].copy_from_slice(tag);
+                Self::Inline(len, inline)
+            }
+            _ => Self::Heap(tag.into()),
+        }
+    }
+
+    fn is(&self, tag: &[u8]) -> bool {
+        match self {
+            Self::Inline(len, inline) => &inline[..usize::from(*len)] == tag,
+            Self::Heap(heap) => **heap == *tag,
+        }
+    }
 }
 
 impl<Q> Monitor<Q> {
@@ -188,11 +216,13 @@ impl<Q> Monitors<Q> {
     }
 
     /// Offers each monitor that `shows` the event the frame `make` builds
-    /// for it (from its sequence number).
+    /// for it (from its sequence number); `queued` runs for each that took
+    /// it.
     fn offer(
         &self,
         shows: impl Fn(&mut Monitor<Q>) -> bool,
         make: impl Fn(&[u8]) -> Option<Bytes>,
+        queued: impl Fn(&mut Monitor<Q>),
         mut offer: impl FnMut(&Q, &mut dyn FnMut() -> Option<Bytes>) -> bool,
     ) {
         for monitor in self.table().iter_mut() {
@@ -203,7 +233,9 @@ impl<Q> Monitors<Q> {
             monitor.next += 1;
             // A monitor that cannot take it misses it (the frame is not even
             // built): the gap in its sequence numbers says so.
-            let _ = offer(&monitor.conn, &mut || make(seq.to_string().as_bytes()));
+            if offer(&monitor.conn, &mut || make(seq.to_string().as_bytes())) {
+                queued(monitor);
+            }
         }
     }
 
@@ -222,26 +254,28 @@ impl<Q> Monitors<Q> {
         if !self.is_active() {
             return;
         }
-        let conn = from.to_string();
         self.offer(
-            |m| {
-                let shown = m.shows(command);
-                if shown {
-                    if m.pending.len() == MONITOR_PENDING {
-                        m.pending.pop_front();
-                    }
-                    m.pending.push_back((from, tag.to_vec()));
-                }
-                shown
+            |m| m.shows(command),
+            |seq| {
+                event_frame(
+                    &[seq, b"request", from.to_string().as_bytes(), tag, command],
+                    args.clone(),
+                )
             },
-            |seq| event_frame(&[seq, b"request", conn.as_bytes(), tag, command], args.clone()),
+            // Its answer is shown to the monitors that were shown it.
+            |m| {
+                if m.pending.len() == MONITOR_PENDING {
+                    m.pending.pop_front();
+                }
+                m.pending.push_back((from, TagKey::new(tag)));
+            },
             offer,
         );
     }
 
     /// Tells the monitors of an answer frame (`)` or `#`) just encoded for
     /// connection `from`: those that were shown its request see it (not
-    /// those that started after it, nor those that filtered it out).
+    /// those that started after it, filtered it out or missed it).
     pub fn answer(
         &self,
         from: ConnectionId,
@@ -261,14 +295,14 @@ impl<Q> Monitors<Q> {
         let Some(tag) = args.next() else {
             return;
         };
-        let conn = from.to_string();
         self.offer(
             |m| {
                 // Shown if its request was.
-                let at = m.pending.iter().position(|(c, t)| *c == from && t == tag);
+                let at = m.pending.iter().position(|(c, t)| *c == from && t.is(tag));
                 at.and_then(|at| m.pending.remove(at)).is_some()
             },
-            |seq| event_frame(&[seq, kind, conn.as_bytes(), tag], args.clone()),
+            |seq| event_frame(&[seq, kind, from.to_string().as_bytes(), tag], args.clone()),
+            |_| {},
             offer,
         );
     }
@@ -290,10 +324,15 @@ impl<Q> Monitors<Q> {
         let Some(topic) = args.next() else {
             return;
         };
-        let reached = reached.to_string();
         self.offer(
             |m| m.shows(topic),
-            |seq| event_frame(&[seq, b"publication", reached.as_bytes(), topic], args.clone()),
+            |seq| {
+                event_frame(
+                    &[seq, b"publication", reached.to_string().as_bytes(), topic],
+                    args.clone(),
+                )
+            },
+            |_| {},
             offer,
         );
     }
