@@ -1214,7 +1214,8 @@ fn a_monitor_that_does_not_read_never_slows_the_bus(server: ServerKind, client: 
     let connections = text(&watcher.request("$CONNECTIONS", &[]).unwrap());
     let monitor = connections.first().unwrap();
     let dropped: u64 = monitor.rsplit("dropped=").next().unwrap().parse().unwrap();
-    assert!(dropped > 3_000, "{connections:?}");
+    // Each request dropped for it (its answer is then not offered).
+    assert!(dropped > 1_900, "{connections:?}");
     let queued: usize = monitor
         .split("queued=")
         .nth(1)
