@@ -81,6 +81,8 @@
 //!
 //! - `embedded-io`: the `embedded` module, blocking client and server-connection
 //!   drivers over any `embedded_io::Read + Write`, and `frame::encode_to_writer`.
+//! - `embedded-io-async`: their async twins in the `embedded` module,
+//!   `AsyncClient` and `AsyncServer`, over any `embedded_io_async::Read + Write`.
 //! - `alloc`: [`frame::FrameSink`] for `Vec<u8>`.
 //! - `defmt`: `defmt::Format` on errors, ids and small enums.
 //! - `arbitrary`: `arbitrary::Arbitrary` on `Sigil` and `SubscriptionKind`,

@@ -1,28 +1,16 @@
 //! The blocking client driver.
 
+use super::client_state::{copied_values, Answer, ClientState, Publication};
 use super::error::*;
-use super::queue::PublicationQueue;
 
 use embedded_io::{Error as _, ErrorKind, Read, Write};
 
-use crate::frame::{encode_to_slice, Args, Decoded, Decoder};
-use crate::{Client, ClientEvent, Matches, RequestId, Sigil, SubscriptionId};
+use crate::frame::{encode_to_slice, Args};
+use crate::{Client, RequestId, Sigil, SubscriptionId};
 
 // ---------------------------------------------------------------------------
 // Client
 // ---------------------------------------------------------------------------
-
-/// A publication delivered by a [`BlockingClient`], borrowing its storage.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Publication<'a> {
-    /// The topic.
-    pub topic: &'a [u8],
-    /// The published values.
-    pub values: Args<'a>,
-    /// The local subscriptions it matches (at least one).
-    pub subscriptions: Matches<'a>,
-}
 
 /// A blocking microsocket client over an [`embedded_io`] transport, in fixed
 /// storage.
@@ -45,15 +33,7 @@ pub struct BlockingClient<
     const SUB_BYTES: usize = 256,
 > {
     transport: T,
-    client: Client<RX, TX, INFLIGHT, SUBS, SUB_BYTES>,
-    queue: PublicationQueue<QUEUE>,
-}
-
-/// What [`BlockingClient::wait`] found for the request it waits for.
-enum Answer<R> {
-    Values(R),
-    Failed(ServerFailure),
-    TooLarge,
+    state: ClientState<RX, TX, QUEUE, INFLIGHT, SUBS, SUB_BYTES>,
 }
 
 impl<
@@ -70,14 +50,13 @@ impl<
     pub const fn new(transport: T) -> Self {
         Self {
             transport,
-            client: Client::new(),
-            queue: PublicationQueue::new(),
+            state: ClientState::new(),
         }
     }
 
     /// The machine: pending requests and subscriptions.
     pub const fn client(&self) -> &Client<RX, TX, INFLIGHT, SUBS, SUB_BYTES> {
-        &self.client
+        &self.state.client
     }
 
     /// The transport.
@@ -93,14 +72,14 @@ impl<
     /// How many publications wait in the queue.
     #[must_use]
     pub const fn queued_publications(&self) -> usize {
-        self.queue.queued
+        self.state.queue.queued
     }
 
     /// How many publications were dropped because the queue was full and not yet
     /// reported by [`BlockingClient::next_publication`].
     #[must_use]
     pub const fn lost_publications(&self) -> u32 {
-        self.queue.lost
+        self.state.queue.lost
     }
 
     /// Sends a request and blocks until its answer; `on_values` gets the response's
@@ -163,12 +142,7 @@ impl<
         let n = self.call(command, args, |values| {
             encode_to_slice(Sigil::Response, values, &mut *buf)
         })??;
-        let buf: &'b [u8] = buf;
-        // `buf[..n]` is one whole frame just encoded, so it decodes.
-        Ok(match Decoder::new(n).decode(&buf[..n]) {
-            Decoded::Frame { frame, .. } => frame.args(),
-            _ => Args::empty(),
-        })
+        Ok(copied_values(buf, n))
     }
 
     /// Sends the empty-command barrier and blocks until its answer: every frame
@@ -179,7 +153,7 @@ impl<
     /// As [`BlockingClient::call`], except [`Error::Failed`].
     pub fn barrier(&mut self) -> Result<(), Error<T::Error>> {
         self.flush()?;
-        let id = self.client.barrier()?;
+        let id = self.state.client.barrier()?;
         match self.finish(id, None, |_| ()) {
             Ok(()) | Err(Error::Failed(_)) => Ok(()),
             Err(e) => Err(e),
@@ -194,7 +168,7 @@ impl<
     /// [`BlockingClient::barrier`].
     pub fn subscribe(&mut self, topic: &[u8]) -> Result<SubscriptionId, Error<T::Error>> {
         self.flush()?;
-        let id = self.client.subscribe(topic)?;
+        let id = self.state.client.subscribe(topic)?;
         self.barrier()?;
         Ok(id)
     }
@@ -207,7 +181,7 @@ impl<
     /// or as [`BlockingClient::barrier`].
     pub fn subscribe_pattern(&mut self, pattern: &[u8]) -> Result<SubscriptionId, Error<T::Error>> {
         self.flush()?;
-        let id = self.client.subscribe_pattern(pattern)?;
+        let id = self.state.client.subscribe_pattern(pattern)?;
         self.barrier()?;
         Ok(id)
     }
@@ -220,7 +194,7 @@ impl<
     /// [`Error::Unsubscribe`] for an unknown id, or as [`BlockingClient::barrier`].
     pub fn unsubscribe(&mut self, id: SubscriptionId) -> Result<(), Error<T::Error>> {
         self.flush()?;
-        if self.client.unsubscribe(id)? {
+        if self.state.client.unsubscribe(id)? {
             self.barrier()?;
         }
         Ok(())
@@ -236,73 +210,25 @@ impl<
         &mut self,
         on_publication: impl FnOnce(Publication<'_>) -> R,
     ) -> Result<R, Error<T::Error>> {
-        if self.queue.lost > 0 {
-            let count = core::mem::take(&mut self.queue.lost);
-            return Err(Error::PublicationsLost { count });
-        }
-        let on_publication = match self.try_queued(on_publication) {
+        self.state.take_lost()?;
+        let mut on_publication = match self.state.try_queued(on_publication) {
             Ok(r) => return Ok(r),
             Err(f) => f,
         };
         self.flush()?;
         loop {
-            match self.client.poll_event() {
-                Some(ClientEvent::Publication {
-                    topic,
-                    values,
-                    subscriptions,
-                }) => {
-                    return Ok(on_publication(Publication {
-                        topic,
-                        values,
-                        subscriptions,
-                    }))
-                }
-                // Answers to requests nobody waits for any more.
-                Some(_) => {}
-                None => self.fill()?,
-            }
+            on_publication = match self.state.poll_publication(on_publication) {
+                Ok(r) => return Ok(r),
+                Err(f) => f,
+            };
+            self.fill()?;
         }
     }
 
     /// Hands the oldest queued publication to `on_publication` without reading the
     /// transport; `None` when the queue is empty.
     pub fn try_next_publication<R>(&mut self, on_publication: impl FnOnce(Publication<'_>) -> R) -> Option<R> {
-        self.try_queued(on_publication).ok()
-    }
-
-    /// Drops queued publications that no subscription matches any more; returns
-    /// whether one is left to deliver.
-    fn queue_ready(&mut self) -> bool {
-        loop {
-            let Some((topic, _, consumed)) = self.queue.front() else {
-                return false;
-            };
-            if self.client.protocol().subscriptions().contains_match(topic) {
-                return true;
-            }
-            // Unsubscribed since it arrived.
-            self.queue.pop(consumed);
-        }
-    }
-
-    /// Delivers the oldest deliverable queued publication, or gives the handler
-    /// back when there is none.
-    fn try_queued<R, F: FnOnce(Publication<'_>) -> R>(&mut self, on_publication: F) -> Result<R, F> {
-        if !self.queue_ready() {
-            return Err(on_publication);
-        }
-        let Some((topic, values, consumed)) = self.queue.front() else {
-            return Err(on_publication);
-        };
-        let subscriptions = self.client.protocol().subscriptions().matches(topic);
-        let r = on_publication(Publication {
-            topic,
-            values,
-            subscriptions,
-        });
-        self.queue.pop(consumed);
-        Ok(r)
+        self.state.try_queued(on_publication).ok()
     }
 
     /// Writes out everything queued for the transport.
@@ -310,7 +236,7 @@ impl<
     /// # Errors
     /// [`Error::Io`] and [`Error::ConnectionClosed`] from the transport.
     pub fn flush(&mut self) -> Result<(), Error<T::Error>> {
-        flush_machine!(self.client, self.transport)
+        flush_machine!(self.state.client, self.transport)
     }
 
     fn send_request<I>(&mut self, command: &[u8], args: I) -> Result<RequestId, Error<T::Error>>
@@ -320,12 +246,10 @@ impl<
         I::IntoIter: Clone,
     {
         self.flush()?;
-        Ok(self.client.request(command, args)?)
+        Ok(self.state.client.request(command, args)?)
     }
 
-    /// Writes the request out and waits for its answer. When the connection closes,
-    /// every pending request is dropped; on another transport error the request is
-    /// cancelled, so that a late answer is dropped.
+    /// Writes the request out and waits for its answer.
     fn finish<R>(
         &mut self,
         id: RequestId,
@@ -336,66 +260,28 @@ impl<
             Ok(()) => self.wait(id, on_publication, on_values),
             Err(e) => Err(e),
         };
-        match answer {
-            Ok(Answer::Values(r)) => Ok(r),
-            Ok(Answer::Failed(failure)) => Err(Error::Failed(failure)),
-            Ok(Answer::TooLarge) => Err(Error::ResponseTooLarge),
-            Err(Error::ConnectionClosed) => {
-                self.client.handle_eof();
-                Err(Error::ConnectionClosed)
-            }
-            Err(e) => {
-                self.client.cancel(id);
-                Err(e)
-            }
-        }
+        self.state.settle(id, answer)
     }
 
     fn wait<R>(
         &mut self,
         id: RequestId,
         mut on_publication: Option<&mut dyn FnMut(Publication<'_>)>,
-        on_values: impl FnOnce(Args<'_>) -> R,
+        mut on_values: impl FnOnce(Args<'_>) -> R,
     ) -> Result<Answer<R>, Error<T::Error>> {
         loop {
-            match self.client.poll_event() {
-                Some(ClientEvent::Response { id: got, values }) if got == id => {
-                    return Ok(Answer::Values(on_values(values)));
-                }
-                Some(ClientEvent::Failure { id: got, message, .. }) if got == id => {
-                    return Ok(Answer::Failed(ServerFailure::new(message)));
-                }
-                Some(ClientEvent::ResponseTooLarge { id: got }) if got == id => return Ok(Answer::TooLarge),
-                Some(ClientEvent::Publication {
-                    topic,
-                    values,
-                    subscriptions,
-                }) => match on_publication.as_mut() {
-                    Some(handler) => handler(Publication {
-                        topic,
-                        values,
-                        subscriptions,
-                    }),
-                    None => {
-                        self.queue.push(topic, values);
-                    }
-                },
-                // Answers to earlier requests abandoned after an error.
-                Some(_) => {}
-                None => self.fill()?,
-            }
+            on_values = match self.state.poll_answer(id, &mut on_publication, on_values) {
+                Ok(answer) => return Ok(answer),
+                Err(f) => f,
+            };
+            self.fill()?;
         }
     }
 
     /// Blocks for one read from the transport.
     fn fill(&mut self) -> Result<(), Error<T::Error>> {
-        let n = read_some(&mut self.transport, self.client.rx_buf())?;
-        if n == 0 {
-            self.client.handle_eof();
-            return Err(Error::ConnectionClosed);
-        }
-        self.client.commit_rx(n);
-        Ok(())
+        let n = read_some(&mut self.transport, self.state.client.rx_buf())?;
+        self.state.received(n)
     }
 
     /// Replaces the transport after the old one failed: pending requests are
@@ -407,7 +293,7 @@ impl<
     /// [`BlockingClient::barrier`] on the new transport.
     pub fn reconnect(&mut self, transport: T) -> Result<T, Error<T::Error>> {
         let old = core::mem::replace(&mut self.transport, transport);
-        let resubscribed = self.client.reconnected()?;
+        let resubscribed = self.state.client.reconnected()?;
         if resubscribed > 0 {
             self.barrier()?;
         }
@@ -416,6 +302,6 @@ impl<
 
     /// Drops every queued publication.
     pub fn clear_queue(&mut self) {
-        self.queue.clear();
+        self.state.queue.clear();
     }
 }

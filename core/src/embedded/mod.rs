@@ -1,6 +1,8 @@
 //! Blocking drivers over [`embedded_io`] 0.6 (feature `embedded-io`): a client and a
 //! server connection over any `T: embedded_io::Read + embedded_io::Write`, such as a
-//! UART, a USB CDC endpoint or a socket.
+//! UART, a USB CDC endpoint or a socket; and their async twins over
+//! `embedded_io_async` (feature `embedded-io-async`), `AsyncClient` and
+//! `AsyncServer`, with the same operations.
 //!
 //! Both drivers wrap the buffer-owning machines ([`crate::Client`] and
 //! [`crate::ServerConnection`]) and own the transport, so they need no allocator: all
@@ -115,13 +117,19 @@ macro_rules! flush_machine {
     }};
 }
 
+#[cfg(feature = "embedded-io-async")]
+mod asynch;
 mod client;
+mod client_state;
 mod error;
 mod queue;
 mod server;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "embedded-io-async")]
+pub use asynch::{AsyncClient, AsyncServer};
 pub use client::*;
+pub use client_state::Publication;
 pub use error::{Error, ServerFailure, FAILURE_MESSAGE_CAPACITY};
 pub use server::*;

@@ -160,26 +160,12 @@ impl<T: Read + Write, const RX: usize, const TX: usize, const SUBS: usize, const
             // An empty transmit buffer for each event: the machine's own answers and
             // the handler's fit whenever they fit `TX` at all.
             self.flush()?;
-            let Some(Polled { event, mut outbox }) = self.connection.poll_event() else {
-                return Ok((events, requests));
-            };
-            events += 1;
-            let tag = match event {
-                ServerEvent::Request { tag, .. } => {
-                    requests += 1;
-                    Some(tag)
+            match dispatch_one(&mut self.connection, handler)? {
+                Some(request) => {
+                    events += 1;
+                    requests += usize::from(request);
                 }
-                _ => None,
-            };
-            if let Err(e) = handler(event, &mut outbox) {
-                match tag {
-                    // If even this does not fit, the client learns nothing; it
-                    // cannot be helped without a larger `TX`.
-                    Some(tag) => {
-                        let _ = outbox.fail(tag, UNENCODABLE_RESPONSE, [b""; 0]);
-                    }
-                    None => return Err(Error::Encode(e)),
-                }
+                None => return Ok((events, requests)),
             }
         }
     }
@@ -187,11 +173,53 @@ impl<T: Read + Write, const RX: usize, const TX: usize, const SUBS: usize, const
     /// Blocks for one read from the transport.
     fn fill(&mut self) -> Result<(), Error<T::Error>> {
         let n = read_some(&mut self.transport, self.connection.rx_buf())?;
-        if n == 0 {
-            self.connection.handle_eof();
-            return Err(Error::ConnectionClosed);
-        }
-        self.connection.commit_rx(n);
-        Ok(())
+        received(&mut self.connection, n)
     }
+}
+
+/// Hands the next complete event, if one has been received, to `handler`;
+/// returns whether it was a request (`None`: none left). What the blocking
+/// and the async driver share.
+///
+/// # Errors
+/// [`Error::Encode`] when the handler fails on an event other than a request
+/// (a request it fails on is failed with [`UNENCODABLE_RESPONSE`]).
+pub(super) fn dispatch_one<H, E, const RX: usize, const TX: usize, const SUBS: usize, const SUB_BYTES: usize>(
+    connection: &mut ServerConnection<RX, TX, SUBS, SUB_BYTES>,
+    handler: &mut H,
+) -> Result<Option<bool>, Error<E>>
+where
+    H: FnMut(ServerEvent<'_>, &mut Outbox<'_, TX, SUBS, SUB_BYTES>) -> Result<(), EncodeError>,
+{
+    let Some(Polled { event, mut outbox }) = connection.poll_event() else {
+        return Ok(None);
+    };
+    let tag = match event {
+        ServerEvent::Request { tag, .. } => Some(tag),
+        _ => None,
+    };
+    if let Err(e) = handler(event, &mut outbox) {
+        match tag {
+            // If even this does not fit, the client learns nothing; it
+            // cannot be helped without a larger `TX`.
+            Some(tag) => {
+                let _ = outbox.fail(tag, UNENCODABLE_RESPONSE, [b""; 0]);
+            }
+            None => return Err(Error::Encode(e)),
+        }
+    }
+    Ok(Some(tag.is_some()))
+}
+
+/// Takes `n` bytes read from the transport; zero is the end of the stream.
+pub(super) fn received<E, const RX: usize, const TX: usize, const SUBS: usize, const SUB_BYTES: usize>(
+    connection: &mut ServerConnection<RX, TX, SUBS, SUB_BYTES>,
+    n: usize,
+) -> Result<(), Error<E>> {
+    if n == 0 {
+        connection.handle_eof();
+        return Err(Error::ConnectionClosed);
+    }
+    connection.commit_rx(n);
+    Ok(())
 }
