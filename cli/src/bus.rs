@@ -200,6 +200,15 @@ pub(crate) async fn serve(mut args: ServeArgs, reloader: Option<crate::reload::R
     } else {
         listen(&server, address, &args).await?;
     }
+    for spec in &args.attach {
+        let line: microsocket_socket::SerialLine = spec.parse()?;
+        let stream = microsocket_tokio::SerialStream::open(&line)
+            .with_context(|| format!("--attach {spec}: cannot open {}", line.device.display()))?;
+        match server.serve_stream(stream) {
+            Some(id) => tracing::info!(device = %line.device.display(), connection = %id, "serial line attached"),
+            None => bail!("--attach {spec}: the server refused the connection (limits)"),
+        }
+    }
     if let (Some(metrics), Some(address)) = (metrics, &args.metrics) {
         metrics.serve(server.clone(), crate::metrics::bind(address).await?);
     }
@@ -296,7 +305,7 @@ fn prepare(
     activated: bool,
 ) -> Result<(Server<Bus>, Option<Address>, Option<crate::metrics::Metrics>)> {
     let address = match &args.socket {
-        Some(socket) => Some(crate::connect::parse_address(socket)?),
+        Some(socket) => Some(crate::connect::parse_socket(socket)?),
         None if activated || args.check_config.is_some() => None,
         None => bail!("give the SOCKET to listen on, or a --config file that names it"),
     };
@@ -328,6 +337,10 @@ fn prepare(
         server
             .set_buffer(&selector, depth)
             .with_context(|| format!("--buffer {spec:?}: not a topic or pattern"))?;
+    }
+    for spec in &args.attach {
+        spec.parse::<microsocket_socket::SerialLine>()
+            .with_context(|| format!("--attach {spec:?}: expected DEVICE or DEVICE@BAUD"))?;
     }
     if let Some(tcp) = &args.tcp {
         let addr = tcp.strip_prefix("tcp://").unwrap_or(tcp);

@@ -37,6 +37,7 @@ struct File {
     socket: Option<Spanned<String>>,
     tcp: Option<Spanned<String>>,
     metrics: Option<Spanned<String>>,
+    attach: Option<Spanned<Vec<String>>>,
     buffer: Option<Spanned<Vec<String>>>,
     buffer_max_topics: Option<Spanned<usize>>,
     buffer_max_bytes: Option<Spanned<Size>>,
@@ -89,6 +90,12 @@ pub(crate) fn apply(args: &mut ServeArgs, matches: &ArgMatches, path: &Path) -> 
     set!(socket, "socket", |v: String| Ok(Some(v)));
     set!(tcp, "tcp", |v: String| Ok(Some(v)));
     set!(metrics, "metrics", |v: String| Ok(Some(v)));
+    set!(attach, "attach", |v: Vec<String>| {
+        for spec in &v {
+            spec.parse::<microsocket_socket::SerialLine>()?;
+        }
+        Ok(v)
+    });
     set!(buffer, "buffer", |v: Vec<String>| {
         for spec in &v {
             crate::bus::parse_buffer(spec)?;

@@ -110,7 +110,7 @@ pub(crate) async fn run() -> Result<ExitCode> {
 
     println!("\n== a short bench (2 connections x 16 in flight, 10 subscribers, 1 s each)");
     let report = loadgen::run(
-        &Address::Unix(path.clone()),
+        &crate::connect::Target::Socket(Address::Unix(path.clone())),
         &loadgen::Settings {
             connections: 2,
             in_flight: 16,

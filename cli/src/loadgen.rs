@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::connect::Target;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use microsocket_socket::Address;
 use serde::Serialize;
 
 use crate::connect::connect;
@@ -107,7 +107,7 @@ fn tick(
 }
 
 /// Runs both phases.
-pub(crate) async fn run(address: &Address, settings: &Settings) -> Result<Report> {
+pub(crate) async fn run(address: &Target, settings: &Settings) -> Result<Report> {
     let requests = request_phase(address, settings).await?;
     let fan_out = if settings.subscribers > 0 {
         Some(fan_out_phase(address, settings).await?)
@@ -117,7 +117,7 @@ pub(crate) async fn run(address: &Address, settings: &Settings) -> Result<Report
     Ok(Report { requests, fan_out })
 }
 
-async fn request_phase(address: &Address, s: &Settings) -> Result<RequestReport> {
+async fn request_phase(address: &Target, s: &Settings) -> Result<RequestReport> {
     let mut clients = Vec::new();
     for _ in 0..s.connections.max(1) {
         clients.push(connect(address, Some(Duration::from_secs(25))).await?);
@@ -178,7 +178,7 @@ async fn request_phase(address: &Address, s: &Settings) -> Result<RequestReport>
     })
 }
 
-async fn fan_out_phase(address: &Address, s: &Settings) -> Result<FanOutReport> {
+async fn fan_out_phase(address: &Target, s: &Settings) -> Result<FanOutReport> {
     let topic = format!("bench.fanout.{}", std::process::id());
     let payload = Bytes::from(vec![b'p'; s.payload.max(1)]);
     let delivered = Arc::new(AtomicU64::new(0));

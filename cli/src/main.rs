@@ -104,6 +104,13 @@ pub(crate) struct ServeArgs {
     /// Also listen on TCP (`host:port` or `tcp://host:port`).
     #[arg(long, value_name = "ADDR")]
     pub(crate) tcp: Option<String>,
+    /// Attach a device on a serial line as one more connection of the bus: a
+    /// UART, a USB CDC device or a pseudo-terminal, opened in raw mode, at
+    /// BAUD if given (`/dev/ttyACM0@115200`; repeatable). It is attached once,
+    /// at start: a device that goes away is released like any peer that
+    /// hangs up.
+    #[arg(long, value_name = "DEVICE[@BAUD]")]
+    pub(crate) attach: Vec<String>,
     /// Keep the last N publications of topics matching TOPIC_OR_PATTERN for new
     /// subscribers (repeatable).
     #[arg(long, value_name = "TOPIC_OR_PATTERN=N")]

@@ -87,6 +87,7 @@ impl Reloader {
         let restart: Vec<&str> = [
             ("socket", next.socket != current.socket),
             ("tcp", next.tcp != current.tcp),
+            ("attach", next.attach != current.attach),
             ("mode", next.mode != current.mode),
             ("owner", next.owner != current.owner),
             ("group", next.group != current.group),

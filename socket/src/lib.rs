@@ -90,6 +90,7 @@ mod address;
 mod credentials;
 mod file;
 mod hangup;
+mod serial;
 #[cfg(test)]
 mod tests;
 
@@ -99,3 +100,4 @@ pub use address::{Address, AddressError, Listener, Stream};
 pub use credentials::{own_uid, peer_credentials, PeerCredentials};
 pub use file::{bind_unix, bind_unix_with, SocketFileGuard, SocketOptions, DEFAULT_SOCKET_MODE, MAX_SOCKET_PATH};
 pub use hangup::peer_hung_up;
+pub use serial::{SerialLine, SerialLineError};

@@ -210,6 +210,7 @@ mod conn;
 mod handler;
 mod hub;
 mod log;
+mod serial;
 mod server;
 mod sink;
 mod spin;
@@ -223,4 +224,5 @@ pub use client::{
 pub use handler::{handler_fn, Failure, FnHandler, Handler, PeerCredentials, Reply, Request, RequestContext};
 pub use microsocket_host::shared::*;
 pub use microsocket_socket::{Address, SocketOptions};
+pub use serial::SerialStream;
 pub use server::{Publisher, Server};
