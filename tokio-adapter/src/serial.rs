@@ -56,7 +56,7 @@ impl AsyncRead for SerialStream {
         loop {
             let mut guard = ready!(self.0.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|fd| hung_up_is_eof((&mut &*fd.get_ref()).read(unfilled))) {
+            match guard.try_io(|fd| hung_up_is_eof((&mut fd.get_ref()).read(unfilled))) {
                 Ok(result) => {
                     buf.advance(result?);
                     return Poll::Ready(Ok(()));
@@ -71,7 +71,7 @@ impl AsyncWrite for SerialStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         loop {
             let mut guard = ready!(self.0.poll_write_ready(cx))?;
-            match guard.try_io(|fd| (&mut &*fd.get_ref()).write(buf)) {
+            match guard.try_io(|fd| (&mut fd.get_ref()).write(buf)) {
                 Ok(result) => return Poll::Ready(result),
                 Err(_would_block) => {}
             }
