@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a ready-made message bus until SIGINT or SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Send one request and print each value of the response on its own line.
     Request(RequestArgs),
     /// Print one line per publication: the topic, then each value, TAB-separated.
@@ -266,7 +266,7 @@ fn main() -> ExitCode {
     let mut reloader = None;
     if let (Command::Serve(args), Some(("serve", flags))) = (&mut cli.command, matches.subcommand()) {
         if let Some(file) = args.config.clone().or_else(|| args.check_config.clone()) {
-            let command_line = args.clone();
+            let command_line = (**args).clone();
             if let Err(e) = config::apply(args, flags, &file) {
                 eprintln!("microsocket: {e:#}");
                 return ExitCode::from(EXIT_ERROR);
@@ -296,7 +296,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         let outcome = match cli.command {
-            Command::Serve(args) => bus::serve(args, reloader).await,
+            Command::Serve(args) => bus::serve(*args, reloader).await,
             Command::Request(args) => request(args).await,
             Command::Subscribe(args) => subscribe(args).await,
             Command::Publish(args) => publish(args).await,
