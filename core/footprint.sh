@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Flash and RAM of microsocket-core on a Cortex-M4F (thumbv7em-none-eabihf),
+# from link-only images (core/footprint/): a client and a server connection,
+# each in the default and a small configuration, built with opt-level "z",
+# LTO and one codegen unit. Prints a Markdown table:
+#
+#     bash core/footprint.sh
+#
+# flash = .text + .rodata + .vector_table; RAM = .data + .bss, the machine
+# included (it lives in a static). "mem*" is the part of the flash that is the
+# compiler's memcpy/memmove/memset builtins, and the vector table is
+# cortex-m-rt's: any firmware links both anyway, so "microsocket's flash" is
+# what is left.
+set -euo pipefail
+cd "$(dirname "$0")/footprint"
+
+rustup target add thumbv7em-none-eabihf >/dev/null 2>&1
+rustup component add llvm-tools >/dev/null 2>&1
+bin="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin"
+cargo build --release --quiet
+
+section() { # image section -> bytes
+    "$bin/llvm-size" -A "$1" | awk -v s="$2" '$1 == s { print $2 }' | head -1
+}
+echo "| image | machine | flash (bytes) | of which mem* | of which the vector table | microsocket's flash | RAM (bytes) |"
+echo "|---|---|---:|---:|---:|---:|---:|"
+for image in client client_small server server_small; do
+    elf="target/thumbv7em-none-eabihf/release/$image"
+    text=$(section "$elf" .text); rodata=$(section "$elf" .rodata); vectors=$(section "$elf" .vector_table)
+    data=$(section "$elf" .data); bss=$(section "$elf" .bss)
+    flash=$(( ${text:-0} + ${rodata:-0} + ${vectors:-0} ))
+    ram=$(( ${data:-0} + ${bss:-0} ))
+    mem=0
+    while read -r _ size _ name; do
+        case "$name" in
+            __aeabi_mem* | memcpy | memmove | memset | memcmp | *compiler_builtins*mem*) mem=$((mem + 16#$size)) ;;
+        esac
+    done < <("$bin/llvm-nm" --print-size --size-sort --demangle "$elf")
+    machine=$(sed -n 's/^type Machine = \(.*\);/\1/p' "src/bin/$image.rs")
+    echo "| $image | \`$machine\` | $flash | $mem | ${vectors:-0} | $((flash - mem - ${vectors:-0})) | $ram |"
+done
