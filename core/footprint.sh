@@ -7,7 +7,8 @@
 #     bash core/footprint.sh
 #
 # flash = .text + .rodata + .vector_table; RAM = .data + .bss, the machine
-# included (it lives in a static). "mem*" is the part of the flash that is the
+# included (it lives in a plain static; the script fails if any of it lands
+# in .data, which would cost its whole size in flash too). "mem*" is the part of the flash that is the
 # compiler's memcpy/memmove/memset builtins, and the vector table is
 # cortex-m-rt's: any firmware links both anyway, so "microsocket's flash" is
 # what is left.
@@ -37,5 +38,9 @@ for image in client client_small server server_small; do
         esac
     done < <("$bin/llvm-nm" --print-size --size-sort --demangle "$elf")
     machine=$(sed -n 's/^type Machine = \(.*\);/\1/p' "src/bin/$image.rs")
+    if (( ${data:-0} > 0 )); then
+        echo "$image: $data bytes of .data: a machine in a static must start as zero bytes (.bss)" >&2
+        exit 1
+    fi
     echo "| $image | \`$machine\` | $flash | $mem | ${vectors:-0} | $((flash - mem - ${vectors:-0})) | $ram |"
 done

@@ -17,7 +17,11 @@ impl<const N: usize> RxBuffer<N> {
             buf: [0; N],
             start: 0,
             end: 0,
-            decoder: Decoder::new(if max_frame < N { max_frame } else { N }),
+            decoder: if max_frame < N {
+                Decoder::new(max_frame)
+            } else {
+                Decoder::within_buffer()
+            },
         }
     }
 
@@ -36,7 +40,7 @@ impl<const N: usize> RxBuffer<N> {
     }
 
     pub(crate) fn decode(&mut self) -> Decoded<'_> {
-        self.decoder.decode(&self.buf[self.start..self.end])
+        self.decoder.decode_within(&self.buf[self.start..self.end], N)
     }
 
     /// Forgets a partial frame at end of stream; returns whether there was one.

@@ -79,6 +79,9 @@ enum State {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Decoder {
+    /// The largest frame accepted; 0 (only inside a receive buffer, see
+    /// [`Decoder::within_buffer`]) for "as large as the buffer", which keeps
+    /// a fresh machine's state all zero bytes so that it lands in `.bss`.
     max_frame: usize,
     state: State,
 }
@@ -94,10 +97,24 @@ impl Decoder {
         }
     }
 
-    /// The largest frame this decoder accepts.
+    /// A decoder bounded only by the receive buffer it decodes from, whose
+    /// size [`Decoder::decode_within`] is given.
+    pub(crate) const fn within_buffer() -> Self {
+        Self {
+            max_frame: 0,
+            state: State::Header,
+        }
+    }
+
+    /// The largest frame this decoder accepts (`usize::MAX` for one bounded
+    /// only by its receive buffer).
     #[must_use]
     pub const fn max_frame(&self) -> usize {
-        self.max_frame
+        if self.max_frame == 0 {
+            usize::MAX
+        } else {
+            self.max_frame
+        }
     }
 
     /// Whether the decoder is part way through a frame (including one it
@@ -127,6 +144,13 @@ impl Decoder {
     /// Never fails: every byte sequence is frames. Runs in time proportional to the
     /// argument count of the part of the frame not walked before.
     pub fn decode<'a>(&mut self, input: &'a [u8]) -> Decoded<'a> {
+        self.decode_within(input, usize::MAX)
+    }
+
+    /// [`Decoder::decode`] from a receive buffer of `buffer` bytes, which also
+    /// bounds the frames accepted.
+    pub(crate) fn decode_within<'a>(&mut self, input: &'a [u8], buffer: usize) -> Decoded<'a> {
+        let max_frame = self.max_frame().min(buffer);
         let (sigil, argc, mut args_left, mut walked) = match self.state {
             State::Skip { .. } => return self.skip(input),
             State::Args {
@@ -144,7 +168,7 @@ impl Decoder {
             },
         };
         while args_left > 0 {
-            if walked.saturating_add(LENGTH_PREFIX_LEN) > self.max_frame {
+            if walked.saturating_add(LENGTH_PREFIX_LEN) > max_frame {
                 // The next length prefix alone passes the limit. Report it now: a
                 // receive buffer of `max_frame` bytes could never hold that prefix.
                 return self.oversized(input, sigil, walked, 0, args_left, walked);
@@ -166,7 +190,7 @@ impl Decoder {
                 return Decoded::NeedMore;
             };
             let end = walked as u64 + LENGTH_PREFIX_LEN as u64 + u64::from(len);
-            if end > self.max_frame as u64 {
+            if end > max_frame as u64 {
                 return self.oversized(input, sigil, walked, len, args_left - 1, walked + LENGTH_PREFIX_LEN);
             }
             // Whether the argument's bytes are all there (what nom's `take(len)`

@@ -1,17 +1,26 @@
 //! A client that subscribes (a topic and a pattern), requests, and handles
-//! every event, with its machine in a static (`Option`, so in .bss).
+//! every event, with its machine in a plain static: its initial state is all
+//! zero bytes, so it lands in .bss.
 #![no_std]
 #![no_main]
 
+use core::cell::RefCell;
+
+use cortex_m::interrupt::Mutex;
 use cortex_m_rt::entry;
 use microsocket_core::{Client, ClientEvent};
 use microsocket_footprint::{keep, receive, send};
 
 type Machine = Client<512, 512, 8, 4, 128>;
 
+static CLIENT: Mutex<RefCell<Machine>> = Mutex::new(RefCell::new(Machine::new()));
+
 #[entry]
 fn main() -> ! {
-    let client: &'static mut Machine = cortex_m::singleton!(: Machine = Machine::new()).unwrap();
+    cortex_m::interrupt::free(|cs| run(&mut CLIENT.borrow(cs).borrow_mut()))
+}
+
+fn run(client: &mut Machine) -> ! {
     keep(client.subscribe(b"device.command"));
     keep(client.subscribe_pattern(b"sensor.*.temp"));
     keep(client.barrier());

@@ -1,18 +1,26 @@
 //! A server connection that answers requests (values and failures) and
-//! publishes, with its machine in a static (`Option`, so in .bss).
+//! publishes, with its machine in a plain static: its initial state is all
+//! zero bytes, so it lands in .bss.
 #![no_std]
 #![no_main]
 
+use core::cell::RefCell;
+
+use cortex_m::interrupt::Mutex;
 use cortex_m_rt::entry;
 use microsocket_core::{ServerConnection, ServerEvent, ServerLimits};
 use microsocket_footprint::{keep, receive, send};
 
 type Machine = ServerConnection<4096, 4096, 32, 2048>;
 
+static CONNECTION: Mutex<RefCell<Machine>> = Mutex::new(RefCell::new(Machine::new(ServerLimits::DEFAULT)));
+
 #[entry]
 fn main() -> ! {
-    let connection: &'static mut Machine =
-        cortex_m::singleton!(: Machine = Machine::new(ServerLimits { max_in_flight: 8 })).unwrap();
+    cortex_m::interrupt::free(|cs| run(&mut CONNECTION.borrow(cs).borrow_mut()))
+}
+
+fn run(connection: &mut Machine) -> ! {
     loop {
         let n = receive(connection.rx_buf());
         connection.commit_rx(n);
