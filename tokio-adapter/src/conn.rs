@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
-use crate::handler::{Failure, Handler, PeerCredentials, Reply, ReplyValues, Request, RequestContext};
+use crate::handler::{Failure, Handler, Reply, ReplyValues, Request, RequestContext};
 use crate::hub::{ConnShared, Core, TAIL_CHUNK};
 use crate::log::limited;
 use crate::sink::Sink;
@@ -94,19 +94,15 @@ pub(crate) async fn serve<S, H>(
     core: Arc<Core>,
     key: usize,
     shared: Arc<ConnShared>,
-    peer: Option<PeerCredentials>,
+    context: RequestContext,
     hung_up: fn(&S) -> bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
-    let context = RequestContext {
-        connection: shared.id,
-        peer,
-    };
     let span = tracing::debug_span!("connection", id = %shared.id);
     async {
-        tracing::debug!(?peer, "connection opened");
+        tracing::debug!(peer = ?context.peer, tls = ?context.tls, "connection opened");
         let handler: &H = &handler;
         handler.connected(&context);
         let mut conn = Conn {
@@ -123,7 +119,7 @@ pub(crate) async fn serve<S, H>(
             out: VecDeque::new(),
             resp: BytesMut::new(),
             done: Vec::new(),
-            context,
+            context: context.clone(),
             shared: &shared,
             core: &core,
             key,
@@ -565,7 +561,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                             let request = Request {
                                 command: bytes.slice(command_range),
                                 args: Values::at(bytes.clone(), args_at, argc),
-                                context: self.context,
+                                context: self.context.clone(),
                             };
                             // Most handlers answer at once: poll the request
                             // right away and keep only unfinished ones in

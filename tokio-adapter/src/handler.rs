@@ -12,14 +12,27 @@ pub use microsocket_socket::PeerCredentials;
 use microsocket_host::{ConnectionId, SubscriptionChange, Values};
 
 /// Who sent a request or a subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestContext {
     /// The connection.
     pub connection: ConnectionId,
     /// The peer's process, user and group ids, on UNIX sockets (`None` on TCP and
     /// on streams handed to [`crate::Server::serve_stream`]).
     pub peer: Option<PeerCredentials>,
+    /// The verified certificate of a client over TLS that presented one
+    /// (mutual TLS, feature `tls`); `None` otherwise.
+    pub tls: Option<std::sync::Arc<TlsIdentity>>,
 }
+
+/// The verified certificate a TLS client presented.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsIdentity {
+    /// The common names (CN) of its subject.
+    pub common_names: Vec<String>,
+    /// Its subject alternative names: DNS names, e-mail addresses and URIs.
+    pub alt_names: Vec<String>,
+}
+
 
 /// A request for the application: command, arguments (zero-copy slices of the
 /// received frame) and who sent it.

@@ -214,6 +214,8 @@ mod serial;
 mod server;
 mod sink;
 mod spin;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use microsocket_socket as socket;
 
@@ -221,7 +223,7 @@ pub use client::{
     Client, ClientBuilder, ResponseFuture, Subscriber, Subscription, MAX_IN_FLIGHT,
     MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES as CLIENT_MAX_SUBSCRIPTION_BYTES,
 };
-pub use handler::{handler_fn, Failure, FnHandler, Handler, PeerCredentials, Reply, Request, RequestContext};
+pub use handler::{handler_fn, Failure, FnHandler, Handler, PeerCredentials, Reply, Request, RequestContext, TlsIdentity};
 pub use microsocket_host::shared::*;
 pub use microsocket_socket::{Address, SocketOptions};
 pub use serial::SerialStream;

@@ -357,6 +357,20 @@ impl<H: Handler> Server<H> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        self.spawn_connection_as(stream, peer, None, hung_up)
+    }
+
+    /// [`Server::spawn_connection`] for a peer with a verified TLS identity.
+    pub(crate) fn spawn_connection_as<S>(
+        &self,
+        stream: S,
+        peer: Option<PeerCredentials>,
+        tls: Option<Arc<crate::handler::TlsIdentity>>,
+        hung_up: fn(&S) -> bool,
+    ) -> Option<ConnectionId>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         if self.core.cancel.is_cancelled() {
             return None;
         }
@@ -380,12 +394,36 @@ impl<H: Handler> Server<H> {
         };
         let (key, shared) = self.core.register(account, peer);
         let id = shared.id;
+        let context = crate::handler::RequestContext {
+            connection: id,
+            peer,
+            tls,
+        };
         let handler = self.handler.clone();
         let core = self.core.clone();
         self.core
             .tracker
-            .spawn(conn::serve(stream, handler, core, key, shared, peer, hung_up));
+            .spawn(conn::serve(stream, handler, core, key, shared, context, hung_up));
         Some(id)
+    }
+
+    /// The tracker of the server's tasks.
+    #[cfg(feature = "tls")]
+    pub(crate) fn tracker(&self) -> &TaskTracker {
+        &self.core.tracker
+    }
+
+    /// The token cancelled when the server shuts down.
+    #[cfg(feature = "tls")]
+    pub(crate) fn cancellation(&self) -> CancellationToken {
+        self.core.cancel.clone()
+    }
+
+    /// Counts (and logs, rate-limited) a connection closed before it was served.
+    #[cfg(feature = "tls")]
+    pub(crate) fn refuse_connection(&self, why: &'static str) {
+        self.core.counters.connection_refused();
+        limited!(warn, why, "connection refused");
     }
 
     fn spawn_accept(&self, listener: Accept, guard: Option<microsocket_socket::SocketFileGuard>) {
@@ -476,6 +514,6 @@ impl Accept {
 }
 
 /// [`microsocket_socket::peer_hung_up`] for the sockets the server accepts.
-fn socket_hung_up<S: std::os::fd::AsFd>(stream: &S) -> bool {
+pub(crate) fn socket_hung_up<S: std::os::fd::AsFd>(stream: &S) -> bool {
     microsocket_socket::peer_hung_up(stream)
 }
