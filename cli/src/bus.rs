@@ -193,9 +193,14 @@ pub(crate) async fn serve(mut args: ServeArgs, reloader: Option<crate::reload::R
             listener.set_nonblocking(true)?;
             server.serve_unix_listener(tokio::net::UnixListener::from_std(listener)?);
         }
+        let tls = tls_config(&args)?;
         for listener in activated.tcp {
             listener.set_nonblocking(true)?;
-            server.serve_tcp_listener(tokio::net::TcpListener::from_std(listener)?);
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            match &tls {
+                Some(config) => server.serve_tls_listener(listener, config.clone()),
+                None => server.serve_tcp_listener(listener),
+            }
         }
     } else {
         listen(&server, address, &args).await?;
@@ -289,13 +294,24 @@ async fn listen(server: &Server<Bus>, address: Option<Address>, args: &ServeArgs
     }
     if let Some(tcp) = &args.tcp {
         let addr = tcp.strip_prefix("tcp://").unwrap_or(tcp);
-        let bound = server
-            .listen_tcp(addr)
-            .await
-            .with_context(|| format!("cannot listen on TCP {addr}"))?;
-        tracing::info!(%bound, "listening on TCP");
+        let bound = match tls_config(args)? {
+            Some(config) => server.listen_tls(addr, config).await,
+            None => server.listen_tcp(addr).await,
+        }
+        .with_context(|| format!("cannot listen on TCP {addr}"))?;
+        tracing::info!(%bound, tls = args.tls_cert.is_some(), "listening on TCP");
     }
     Ok(())
+}
+
+/// The TLS configuration of the TCP listeners, if `--tls-cert` asks for TLS.
+fn tls_config(args: &ServeArgs) -> Result<Option<std::sync::Arc<microsocket_tokio::tls::rustls::ServerConfig>>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let config =
+        microsocket_tokio::tls::server_config(cert, key, args.tls_client_ca.as_deref()).context("cannot set up TLS")?;
+    Ok(Some(config))
 }
 
 /// The server `args` describe, not yet listening, and the address to listen
@@ -338,6 +354,10 @@ fn prepare(
             .set_buffer(&selector, depth)
             .with_context(|| format!("--buffer {spec:?}: not a topic or pattern"))?;
     }
+    if args.tls_cert.is_some() != args.tls_key.is_some() {
+        bail!("TLS needs both tls-cert and tls-key");
+    }
+    tls_config(args)?;
     for spec in &args.attach {
         spec.parse::<microsocket_socket::SerialLine>()
             .with_context(|| format!("--attach {spec:?}: expected DEVICE or DEVICE@BAUD"))?;

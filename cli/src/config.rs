@@ -37,6 +37,9 @@ struct File {
     socket: Option<Spanned<String>>,
     tcp: Option<Spanned<String>>,
     metrics: Option<Spanned<String>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
+    tls_client_ca: Option<Spanned<String>>,
     attach: Option<Spanned<Vec<String>>>,
     buffer: Option<Spanned<Vec<String>>>,
     buffer_max_topics: Option<Spanned<usize>>,
@@ -90,6 +93,9 @@ pub(crate) fn apply(args: &mut ServeArgs, matches: &ArgMatches, path: &Path) -> 
     set!(socket, "socket", |v: String| Ok(Some(v)));
     set!(tcp, "tcp", |v: String| Ok(Some(v)));
     set!(metrics, "metrics", |v: String| Ok(Some(v)));
+    set!(tls_cert, "tls-cert", |v: String| Ok(Some(v.into())));
+    set!(tls_key, "tls-key", |v: String| Ok(Some(v.into())));
+    set!(tls_client_ca, "tls-client-ca", |v: String| Ok(Some(v.into())));
     set!(attach, "attach", |v: Vec<String>| {
         for spec in &v {
             spec.parse::<microsocket_socket::SerialLine>()?;

@@ -12,12 +12,24 @@ use microsocket_tokio::Client;
 pub(crate) enum Target {
     Socket(Address),
     Serial(SerialLine),
+    /// `host:port`, over TLS.
+    Tls(String),
 }
+
+/// The environment variables a `tls://` client reads: the CA that signed the
+/// server's certificate (required), the client's certificate and key for
+/// mutual TLS, and the name to verify the server's certificate for (default:
+/// the host of the address).
+pub(crate) const TLS_CA: &str = "MICROSOCKET_TLS_CA";
+pub(crate) const TLS_CERT: &str = "MICROSOCKET_TLS_CERT";
+pub(crate) const TLS_KEY: &str = "MICROSOCKET_TLS_KEY";
+pub(crate) const TLS_NAME: &str = "MICROSOCKET_TLS_NAME";
 
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Socket(address) => address.fmt(f),
+            Self::Tls(hostport) => write!(f, "tls://{hostport}"),
             Self::Serial(line) => match line.baud {
                 Some(baud) => write!(f, "serial:{}@{baud}", line.device.display()),
                 None => write!(f, "serial:{}", line.device.display()),
@@ -27,8 +39,15 @@ impl std::fmt::Display for Target {
 }
 
 /// Parses a SOCKET argument: a path, `@name` (Linux abstract),
-/// `tcp://host:port`, or `serial:DEVICE[@BAUD]`.
+/// `tcp://host:port`, `tls://host:port`, or `serial:DEVICE[@BAUD]`.
 pub(crate) fn parse_address(s: &str) -> Result<Target> {
+    if let Some(hostport) = s.strip_prefix("tls://") {
+        anyhow::ensure!(
+            hostport.rsplit_once(':').is_some(),
+            "invalid address {s:?}: expected tls://host:port"
+        );
+        return Ok(Target::Tls(hostport.to_owned()));
+    }
     match s.strip_prefix("serial:") {
         Some(line) => Ok(Target::Serial(
             line.parse().with_context(|| format!("invalid serial line {s:?}"))?,
@@ -52,6 +71,23 @@ pub(crate) async fn connect(target: &Target, timeout: Option<Duration>) -> Resul
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         Target::Socket(Address::Abstract(_)) => anyhow::bail!("abstract socket names (@name) exist on Linux only"),
         Target::Socket(Address::Tcp(hostport)) => builder.connect_tcp(hostport.clone()).await,
+        Target::Tls(hostport) => {
+            let env = |name: &str| std::env::var_os(name).map(std::path::PathBuf::from);
+            let ca = env(TLS_CA).with_context(|| {
+                format!("{target}: set {TLS_CA} to the CA that signed the server's certificate (PEM)")
+            })?;
+            let (cert, key) = (env(TLS_CERT), env(TLS_KEY));
+            let identity = match (&cert, &key) {
+                (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+                (None, None) => None,
+                _ => anyhow::bail!("{target}: set both {TLS_CERT} and {TLS_KEY}, or neither"),
+            };
+            let config = microsocket_tokio::tls::client_config(ca, identity)?;
+            let host = hostport.rsplit_once(':').map_or(hostport.as_str(), |(host, _)| host);
+            let name = std::env::var(TLS_NAME)
+                .unwrap_or_else(|_| host.trim_start_matches('[').trim_end_matches(']').to_owned());
+            builder.connect_tls(hostport.clone(), &name, config).await
+        }
         Target::Serial(line) => {
             let stream = microsocket_tokio::SerialStream::open(line)
                 .with_context(|| format!("cannot open {}", line.device.display()))?;

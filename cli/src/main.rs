@@ -104,6 +104,17 @@ pub(crate) struct ServeArgs {
     /// Also listen on TCP (`host:port` or `tcp://host:port`).
     #[arg(long, value_name = "ADDR")]
     pub(crate) tcp: Option<String>,
+    /// Serve TCP with TLS, with this certificate chain (PEM); clients connect
+    /// to `tls://host:port`.
+    #[arg(long, value_name = "FILE", requires_all = ["tcp", "tls_key"])]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
+    /// Require TLS clients to present a certificate signed by this CA (PEM):
+    /// mutual TLS. Their verified names reach the handler.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_client_ca: Option<std::path::PathBuf>,
     /// Attach a device on a serial line as one more connection of the bus: a
     /// UART, a USB CDC device or a pseudo-terminal, opened in raw mode, at
     /// BAUD if given (`/dev/ttyACM0@115200`; repeatable). It is attached once,

@@ -87,6 +87,11 @@ impl Reloader {
         let restart: Vec<&str> = [
             ("socket", next.socket != current.socket),
             ("tcp", next.tcp != current.tcp),
+            (
+                "tls",
+                (&next.tls_cert, &next.tls_key, &next.tls_client_ca)
+                    != (&current.tls_cert, &current.tls_key, &current.tls_client_ca),
+            ),
             ("attach", next.attach != current.attach),
             ("mode", next.mode != current.mode),
             ("owner", next.owner != current.owner),

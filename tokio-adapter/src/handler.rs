@@ -33,7 +33,6 @@ pub struct TlsIdentity {
     pub alt_names: Vec<String>,
 }
 
-
 /// A request for the application: command, arguments (zero-copy slices of the
 /// received frame) and who sent it.
 #[derive(Debug, Clone)]

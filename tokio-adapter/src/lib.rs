@@ -223,7 +223,9 @@ pub use client::{
     Client, ClientBuilder, ResponseFuture, Subscriber, Subscription, MAX_IN_FLIGHT,
     MAX_SUBSCRIPTIONS as CLIENT_MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES as CLIENT_MAX_SUBSCRIPTION_BYTES,
 };
-pub use handler::{handler_fn, Failure, FnHandler, Handler, PeerCredentials, Reply, Request, RequestContext, TlsIdentity};
+pub use handler::{
+    handler_fn, Failure, FnHandler, Handler, PeerCredentials, Reply, Request, RequestContext, TlsIdentity,
+};
 pub use microsocket_host::shared::*;
 pub use microsocket_socket::{Address, SocketOptions};
 pub use serial::SerialStream;

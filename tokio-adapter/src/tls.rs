@@ -136,9 +136,10 @@ pub fn server_config(
         .map_err(|e| invalid(e.to_string()))?;
     let builder = match client_ca {
         Some(ca) => {
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
-                .build()
-                .map_err(|e| invalid(format!("{}: {e}", ca.display())))?;
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+                    .build()
+                    .map_err(|e| invalid(format!("{}: {e}", ca.display())))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -268,7 +269,8 @@ impl crate::ClientBuilder {
     where
         A: ToSocketAddrs + Clone + Send + Sync + 'static,
     {
-        let name = ServerName::try_from(server_name.to_owned()).map_err(|e| invalid(format!("{server_name:?}: {e}")))?;
+        let name =
+            ServerName::try_from(server_name.to_owned()).map_err(|e| invalid(format!("{server_name:?}: {e}")))?;
         let connector = TlsConnector::from(config);
         self.connect_with(move || {
             let (addr, name, connector) = (addr.clone(), name.clone(), connector.clone());

@@ -22,7 +22,9 @@ impl Pki {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "microsocket test CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "microsocket test CA");
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let server_key = KeyPair::generate().unwrap();
         let server = CertificateParams::new(vec!["bus.test".to_owned()])
@@ -68,7 +70,9 @@ impl Handler for App {
         match &request.command[..] {
             b"WHOAMI" => {
                 let identity = request.context.tls.as_deref().cloned().unwrap_or_default();
-                Ok(Reply::values(identity.common_names.into_iter().chain(identity.alt_names)))
+                Ok(Reply::values(
+                    identity.common_names.into_iter().chain(identity.alt_names),
+                ))
             }
             _ => Err(Failure::new("no such command")),
         }
@@ -90,7 +94,10 @@ async fn start(pki: &Pki, client_ca: Option<&Path>) -> (Server<App>, std::net::S
     (server, address)
 }
 
-async fn connect(address: std::net::SocketAddr, config: Arc<tls::rustls::ClientConfig>) -> Result<Client, microsocket_tokio::Error> {
+async fn connect(
+    address: std::net::SocketAddr,
+    config: Arc<tls::rustls::ClientConfig>,
+) -> Result<Client, microsocket_tokio::Error> {
     let client = Client::builder()
         .request_timeout(Some(Duration::from_secs(10)))
         .connect_tls(address, "bus.test", config)
@@ -104,7 +111,11 @@ async fn connect(address: std::net::SocketAddr, config: Arc<tls::rustls::ClientC
 async fn the_verified_client_identity_reaches_the_handler_and_the_hook() {
     let pki = Pki::new();
     let (server, address) = start(&pki, Some(&pki.path("ca.pem"))).await;
-    let alice = tls::client_config(pki.path("ca.pem"), Some((&pki.path("alice.pem"), &pki.path("alice.key")))).unwrap();
+    let alice = tls::client_config(
+        pki.path("ca.pem"),
+        Some((&pki.path("alice.pem"), &pki.path("alice.key"))),
+    )
+    .unwrap();
     let client = connect(address, alice).await.unwrap();
     let names = client.request("WHOAMI", microsocket_tokio::NO_ARGS).await.unwrap();
     let names: Vec<&[u8]> = names.iter_slices().collect();
@@ -123,11 +134,21 @@ async fn clients_without_the_right_certificate_or_trust_are_refused() {
     let anonymous = tls::client_config(pki.path("ca.pem"), None).unwrap();
     assert!(connect(address, anonymous).await.is_err());
     // Trusting another CA than the server's.
-    let misled = tls::client_config(pki.path("other-ca.pem"), Some((&pki.path("alice.pem"), &pki.path("alice.key")))).unwrap();
+    let misled = tls::client_config(
+        pki.path("other-ca.pem"),
+        Some((&pki.path("alice.pem"), &pki.path("alice.key"))),
+    )
+    .unwrap();
     assert!(connect(address, misled).await.is_err());
     // A wrong server name.
-    let alice = tls::client_config(pki.path("ca.pem"), Some((&pki.path("alice.pem"), &pki.path("alice.key")))).unwrap();
-    let wrong_name = Client::builder().connect_tls(address, "elsewhere.test", alice.clone()).await;
+    let alice = tls::client_config(
+        pki.path("ca.pem"),
+        Some((&pki.path("alice.pem"), &pki.path("alice.key"))),
+    )
+    .unwrap();
+    let wrong_name = Client::builder()
+        .connect_tls(address, "elsewhere.test", alice.clone())
+        .await;
     let refused = match wrong_name {
         Ok(client) => client.request("WHOAMI", microsocket_tokio::NO_ARGS).await.is_err(),
         Err(_) => true,
@@ -146,7 +167,11 @@ async fn without_client_authentication_clients_have_no_identity() {
     let (_server, address) = start(&pki, None).await;
     let anonymous = tls::client_config(pki.path("ca.pem"), None).unwrap();
     let client = connect(address, anonymous).await.unwrap();
-    assert!(client.request("WHOAMI", microsocket_tokio::NO_ARGS).await.unwrap().is_empty());
+    assert!(client
+        .request("WHOAMI", microsocket_tokio::NO_ARGS)
+        .await
+        .unwrap()
+        .is_empty());
     // Not alice: the hook refuses the secret topic.
     assert!(client.subscribe("secret.plans").await.is_err());
 }
@@ -161,8 +186,14 @@ async fn a_peer_that_never_handshakes_holds_up_no_one() {
         silent.push(tokio::net::TcpStream::connect(address).await.unwrap());
     }
     let mut garbage = tokio::net::TcpStream::connect(address).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut garbage, &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3]).await.unwrap();
-    let alice = tls::client_config(pki.path("ca.pem"), Some((&pki.path("alice.pem"), &pki.path("alice.key")))).unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut garbage, &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3])
+        .await
+        .unwrap();
+    let alice = tls::client_config(
+        pki.path("ca.pem"),
+        Some((&pki.path("alice.pem"), &pki.path("alice.key"))),
+    )
+    .unwrap();
     let client = tokio::time::timeout(Duration::from_secs(5), connect(address, alice))
         .await
         .expect("served despite the silent peers")
