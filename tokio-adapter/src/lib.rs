@@ -126,6 +126,14 @@
 //!
 //! Tokio features used: `net`, `rt`, `time`.
 //!
+//! # Serial lines and TLS
+//!
+//! [`SerialStream`] opens a UART, USB CDC device or pseudo-terminal in raw
+//! mode, to attach to a server ([`Server::serve_stream`]) or to connect a
+//! client over ([`ClientBuilder::connect_stream`]). With the feature `tls`,
+//! the `tls` module serves and connects over TCP with TLS (rustls), and a
+//! client's verified certificate reaches handlers in [`RequestContext::tls`].
+//!
 //! # Speed and memory
 //!
 //! `cargo bench -p microsocket-tokio --bench tokio_adapter -- <scenario>` (a
