@@ -25,7 +25,7 @@ section() { # image section -> bytes
 }
 echo "| image | machine | flash (bytes) | of which mem* | of which the vector table | microsocket's flash | RAM (bytes) |"
 echo "|---|---|---:|---:|---:|---:|---:|"
-for image in client client_small server server_small; do
+for image in client client_small client_tiny server server_small server_tiny; do
     elf="target/thumbv7em-none-eabihf/release/$image"
     text=$(section "$elf" .text); rodata=$(section "$elf" .rodata); vectors=$(section "$elf" .vector_table)
     data=$(section "$elf" .data); bss=$(section "$elf" .bss)
