@@ -8,6 +8,7 @@
 //!
 //! struct Empty;
 //! impl ServerView for Empty {
+//!     fn access(&self) -> (u32, ServerCommands) { (1000, ServerCommands::OwnUser) }
 //!     fn stats(&self) -> Stats { Stats::default() }
 //!     fn connections(&self) -> Vec<ConnectionInfo> { Vec::new() }
 //!     fn subscriptions(&self) -> Vec<(SubscriptionKind, Vec<u8>, usize)> { Vec::new() }
@@ -15,11 +16,11 @@
 //! }
 //! // The server's own user may ask; `$STATS` answers name, value pairs.
 //! let me = Caller { uid: Some(1000), slot: 0 };
-//! let values = server_command(b"$STATS", Args::empty(), me, 1000, ServerCommands::OwnUser, &Empty).unwrap();
+//! let values = server_command(b"$STATS", Args::empty(), me, &Empty).unwrap();
 //! assert_eq!(values[0], b"connections");
 //! // Another user may not.
 //! let other = Caller { uid: Some(1001), slot: 1 };
-//! let refused = server_command(b"$STATS", Args::empty(), other, 1000, ServerCommands::OwnUser, &Empty);
+//! let refused = server_command(b"$STATS", Args::empty(), other, &Empty);
 //! assert_eq!(refused.unwrap_err(), microsocket_host::NOT_PERMITTED);
 //! ```
 
@@ -29,6 +30,8 @@ use crate::stats::Stats;
 
 /// What a server shows of itself to server commands.
 pub trait ServerView {
+    /// The user the server runs as, and who may use server commands.
+    fn access(&self) -> (u32, ServerCommands);
     /// Its counters now.
     fn stats(&self) -> Stats;
     /// Its connections now.
@@ -123,8 +126,8 @@ pub fn is_server_command(command: &[u8]) -> bool {
 }
 
 /// The server's answer to the server command `command` with `args` from
-/// `caller`, for a server running as `server_uid`: the values to answer
-/// with, or the failure message.
+/// `caller`: the values to answer with, or the failure message. Who may use
+/// them is the server's [`ServerView::access`].
 ///
 /// `$STATS` answers the server's counters ([`Stats`]) as name, value pairs,
 /// in the order of the struct's fields; `$CONNECTIONS` one value per
@@ -140,10 +143,9 @@ pub fn server_command(
     command: &[u8],
     mut args: Args<'_>,
     caller: Caller,
-    server_uid: u32,
-    access: ServerCommands,
     server: &dyn ServerView,
 ) -> Result<Vec<Vec<u8>>, &'static [u8]> {
+    let (server_uid, access) = server.access();
     let permitted = match access {
         ServerCommands::Anyone => true,
         ServerCommands::OwnUser => caller.uid == Some(server_uid),
@@ -196,7 +198,31 @@ mod tests {
 
     struct View(Stats, Vec<ConnectionInfo>);
 
+    /// A view with `access`.
+    struct Access<'a>(&'a View, ServerCommands);
+
+    impl ServerView for Access<'_> {
+        fn access(&self) -> (u32, ServerCommands) {
+            (0, self.1)
+        }
+        fn stats(&self) -> Stats {
+            self.0.stats()
+        }
+        fn connections(&self) -> Vec<ConnectionInfo> {
+            self.0.connections()
+        }
+        fn subscriptions(&self) -> Vec<(microsocket_core::SubscriptionKind, Vec<u8>, usize)> {
+            self.0.subscriptions()
+        }
+        fn monitor(&self, slot: usize, filter: Option<&[u8]>) -> Result<(), PatternError> {
+            self.0.monitor(slot, filter)
+        }
+    }
+
     impl ServerView for View {
+        fn access(&self) -> (u32, ServerCommands) {
+            (0, ServerCommands::Anyone)
+        }
         fn stats(&self) -> Stats {
             self.0
         }
@@ -217,7 +243,7 @@ mod tests {
         access: ServerCommands,
         view: &View,
     ) -> Result<Vec<Vec<u8>>, &'static [u8]> {
-        server_command(command, Args::empty(), Caller { uid, slot: 0 }, 0, access, view)
+        server_command(command, Args::empty(), Caller { uid, slot: 0 }, &Access(view, access))
     }
 
     #[test]
@@ -288,10 +314,7 @@ mod tests {
             let f = frame(args);
             let args = Args::resume(&f, 2, f[1]);
             let caller = Caller { uid: None, slot: 0 };
-            assert_eq!(
-                server_command(b"$MONITOR", args, caller, 0, ServerCommands::Anyone, stats),
-                answer
-            );
+            assert_eq!(server_command(b"$MONITOR", args, caller, stats), answer);
         }
     }
 }

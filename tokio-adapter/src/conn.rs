@@ -525,14 +525,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                                 uid: self.context.peer.map(|p| p.uid),
                                 slot: self.key,
                             };
-                            let answer = microsocket_host::server_command(
-                                command,
-                                args,
-                                caller,
-                                self.core.own_uid,
-                                self.core.config.server_commands,
-                                self.core,
-                            );
+                            let answer = microsocket_host::server_command(command, args, caller, self.core);
                             let sink = &mut Sink(&mut self.resp);
                             let _ = match answer {
                                 Ok(values) => self.protocol.respond(tag, values, sink),

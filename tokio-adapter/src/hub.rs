@@ -412,6 +412,10 @@ pub(crate) fn wake_all(mut wake: Vec<Waker>, core: &Core) {
 }
 
 impl microsocket_host::ServerView for Core {
+    fn access(&self) -> (u32, microsocket_host::ServerCommands) {
+        (self.own_uid, self.config.server_commands)
+    }
+
     fn stats(&self) -> microsocket_host::Stats {
         Core::stats(self)
     }

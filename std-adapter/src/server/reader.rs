@@ -217,14 +217,7 @@ pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, e
                 uid: conn.context.peer.map(|p| p.uid),
                 slot: conn.slot,
             };
-            let answer = microsocket_host::server_command(
-                command,
-                args,
-                caller,
-                shared.own_uid,
-                shared.config.server_commands,
-                &**shared,
-            );
+            let answer = microsocket_host::server_command(command, args, caller, &**shared);
             let _ = match answer {
                 Ok(values) => responder.respond(values),
                 Err(message) => responder.fail(message, NO_ARGS),

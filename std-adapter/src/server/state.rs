@@ -104,6 +104,10 @@ impl Shared {
 }
 
 impl microsocket_host::ServerView for Shared {
+    fn access(&self) -> (u32, microsocket_host::ServerCommands) {
+        (self.own_uid, self.config.server_commands)
+    }
+
     fn stats(&self) -> Stats {
         Shared::stats(self)
     }
