@@ -190,7 +190,8 @@ pub(crate) struct ServeArgs {
 
 #[derive(Args)]
 struct RequestArgs {
-    /// Server address: a UNIX socket path, `@name`, or `tcp://host:port`.
+    /// Server address: a UNIX socket path, `@name`, `tcp://host:port`,
+    /// `tls://host:port` (see `MICROSOCKET_TLS_CA`), or `serial:DEVICE[@BAUD]`.
     socket: String,
     /// The command.
     command: String,
