@@ -56,6 +56,11 @@ impl Reloader {
             })?;
         }
         let mut changed = Vec::new();
+        // First what can fail, so that a failure leaves everything as it was.
+        let log_changed = (&next.log_level, next.verbose) != (&current.log_level, current.verbose);
+        if log_changed {
+            log.reload(log_filter(&next))?;
+        }
         if memory_limits(&next) != memory_limits(current) {
             server.set_memory_limits(memory_limits(&next));
             changed.push("memory limits");
@@ -80,8 +85,7 @@ impl Reloader {
             }
             changed.push("buffered topics");
         }
-        if (&next.log_level, next.verbose) != (&current.log_level, current.verbose) {
-            log.reload(log_filter(&next))?;
+        if log_changed {
             changed.push("log level");
         }
         let restart: Vec<&str> = [

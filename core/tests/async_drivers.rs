@@ -267,3 +267,34 @@ fn closing_either_end_is_reported() {
     let mut server: AsyncServer<End> = AsyncServer::new(b);
     assert!(block_on(server.run(&mut handle)).is_ok());
 }
+
+/// Calls given up on (a server that stopped answering) hold every request
+/// slot; `reconnect` on a new transport frees them and subscribes again.
+#[test]
+fn reconnect_frees_the_slots_of_calls_given_up_on() {
+    let (a, _silent) = pipe();
+    let mut client: AsyncClient<End, 256, 256, 256, 2, 4, 64> = AsyncClient::new(a);
+    block_on(async {
+        for _ in 0..2 {
+            // Given up on at once: the answer never comes.
+            let call = client.call(b"ECHO", [b"x"], |_| ());
+            let outcome = select(call, std::future::ready(())).await;
+            assert!(matches!(outcome, Either::Second(())));
+        }
+        assert!(matches!(
+            client.call(b"ECHO", [b"x"], |_| ()).await,
+            Err(Error::Request(microsocket_core::RequestError::InflightFull))
+        ));
+    });
+    let (b, server_end) = pipe();
+    let server = std::thread::spawn(move || {
+        let mut server: BlockingServer<End> = BlockingServer::new(server_end);
+        server.run(&mut handle)
+    });
+    block_on(async {
+        client.reconnect(b).await.unwrap();
+        assert_eq!(client.call(b"ECHO", [b"back"], |v| v.count()).await.unwrap(), 1);
+    });
+    drop(client);
+    server.join().unwrap().unwrap();
+}

@@ -54,6 +54,11 @@ struct BatchScratch {
     starts: Vec<usize>,
 }
 
+/// Whether `topic` is reserved for the server (starts with `$`).
+fn is_reserved(topic: &[u8]) -> bool {
+    topic.first() == Some(&crate::server_commands::SERVER_COMMAND_PREFIX)
+}
+
 impl<Q, P: Clone + Weigh> Default for Hub<Q, P> {
     fn default() -> Self {
         Self::new()
@@ -151,7 +156,14 @@ impl<Q, P: Clone + Weigh> Hub<Q, P> {
     /// Publishes: keeps `publication` where `topic` is buffered, and calls
     /// `deliver` once for each connection it reaches, in slot order. Returns
     /// how many `deliver` accepted (returned true for).
+    ///
+    /// A topic starting with `$` is the server's own (`$MONITOR`): published
+    /// here it reaches nobody and is not kept, so no one can forge what the
+    /// server sends on it.
     pub fn publish(&mut self, topic: &[u8], publication: &P, mut deliver: impl FnMut(&Q) -> bool) -> usize {
+        if is_reserved(topic) {
+            return 0;
+        }
         let mut subscribers = std::mem::take(&mut self.scratch);
         subscribers.clear();
         self.registry.publish(topic, publication, &mut subscribers);
@@ -181,6 +193,9 @@ impl<Q, P: Clone + Weigh> Hub<Q, P> {
         } = std::mem::take(&mut self.batch_scratch);
         pairs.clear();
         for (index, (topic, publication)) in batch.iter().enumerate() {
+            if is_reserved(topic) {
+                continue;
+            }
             subscribers.clear();
             self.registry.publish(topic, publication, &mut subscribers);
             pairs.extend(subscribers.iter().map(|&slot| (slot, index)));

@@ -75,12 +75,14 @@ struct Monitor<Q> {
     pending: VecDeque<(ConnectionId, TagKey)>,
 }
 
-/// A request's tag, kept for its answer: inline when short, as clients'
-/// tags are, so tracking a request costs no allocation.
+/// A request's tag, kept for its answer in a fixed size whatever the tag's:
+/// the tag itself when short, as clients' tags are; a longer one (a peer may
+/// send megabytes) as its length and a hash, so a monitor's pending table
+/// stays small.
 #[derive(Debug)]
 enum TagKey {
     Inline(u8, [u8; 16]),
-    Heap(Box<[u8]>),
+    Hashed(usize, u64),
 }
 
 impl TagKey {
@@ -91,16 +93,23 @@ impl TagKey {
                 inline[..tag.len()].copy_from_slice(tag);
                 Self::Inline(len, inline)
             }
-            _ => Self::Heap(tag.into()),
+            _ => Self::Hashed(tag.len(), fnv1a(tag)),
         }
     }
 
     fn is(&self, tag: &[u8]) -> bool {
         match self {
             Self::Inline(len, inline) => &inline[..usize::from(*len)] == tag,
-            Self::Heap(heap) => **heap == *tag,
+            Self::Hashed(len, hash) => *len == tag.len() && *hash == fnv1a(tag),
         }
     }
+}
+
+/// The 64-bit FNV-1a hash of `bytes`.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl<Q> Monitor<Q> {
@@ -205,13 +214,18 @@ impl<Q> Monitors<Q> {
         Ok(())
     }
 
-    /// Stops the connection in `slot` monitoring (when it closes).
-    pub fn forget(&self, slot: usize) {
+    /// Forgets the connection `id` in `slot`, which is closing: it stops
+    /// monitoring if it did, and the monitors stop waiting for answers to its
+    /// requests (which will not come). Call before the slot can be reused.
+    pub fn forget(&self, slot: usize, id: ConnectionId) {
         if !self.is_active() {
             return;
         }
         let mut table = self.table();
         table.retain(|m| m.slot != slot);
+        for monitor in table.iter_mut() {
+            monitor.pending.retain(|(from, _)| *from != id);
+        }
         self.active.store(table.len(), Ordering::Relaxed);
     }
 
@@ -380,6 +394,7 @@ mod tests {
         monitors.request(from, b"t2", b"FAIL", args(&[b"no"]), &mut take);
         monitors.answer(from, &frame(b'#', &[b"t2", b"no", b"why"]), &mut take);
         monitors.publication(&frame(b'!', &[b"news", b"hi"]), 2, &mut take);
+
         assert_eq!(
             seen,
             [
@@ -390,8 +405,33 @@ mod tests {
                 vec!["4", "publication", "2", "news", "hi"],
             ]
         );
-        monitors.forget(3);
+        monitors.forget(3, ConnectionId::new(9));
         assert!(!monitors.is_active());
+    }
+
+    #[test]
+    fn long_tags_are_matched_and_closed_connections_forgotten() {
+        let monitors: Monitors<u8> = Monitors::new();
+        monitors.watch(3, 1, None).unwrap();
+        let mut kinds = Vec::new();
+        let from = ConnectionId::new(5);
+        // A long tag is kept as its length and hash, and still matched.
+        let long = [b'x'; 100];
+        monitors.request(from, &long, b"ECHO", args(&[]), |_, f| {
+            kinds.push(values(&f().unwrap())[1].clone());
+            true
+        });
+        monitors.answer(from, &frame(b')', &[&long[..]]), |_, f| {
+            kinds.push(values(&f().unwrap())[1].clone());
+            true
+        });
+        assert_eq!(kinds, ["request", "answer"]);
+        // The answer to a request of a connection that closed never comes:
+        // nothing is kept waiting for it.
+        monitors.request(from, b"t9", b"SLEEP", args(&[]), |_, _| true);
+        assert_eq!(monitors.table()[0].pending.len(), 1);
+        monitors.forget(1, from);
+        assert!(monitors.table()[0].pending.is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use rustix::termios::{tcgetattr, tcsetattr, ControlModes, OptionalActions, SpecialCodeIndex};
+use rustix::termios::{tcgetattr, tcsetattr, ControlModes, InputModes, OptionalActions, SpecialCodeIndex};
 
 /// A serial line to open: its device and, for a real UART, its baud rate.
 ///
@@ -81,10 +81,9 @@ impl SerialLine {
 }
 
 fn open_raw(device: &Path, baud: Option<u32>, nonblocking: bool) -> io::Result<File> {
-    let mut flags = rustix::fs::OFlags::NOCTTY;
-    if nonblocking {
-        flags |= rustix::fs::OFlags::NONBLOCK;
-    }
+    // Opened without waiting, whatever is asked: a UART that waits for its
+    // carrier (`CLOCAL` off) would block the open itself.
+    let flags = rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::NONBLOCK;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -93,6 +92,11 @@ fn open_raw(device: &Path, baud: Option<u32>, nonblocking: bool) -> io::Result<F
     let mut termios = tcgetattr(&file)?;
     termios.make_raw();
     termios.control_modes |= ControlModes::CLOCAL | ControlModes::CREAD;
+    // Neither software nor hardware flow control: XON/XOFF bytes would be
+    // taken out of (or put into) binary frames, and RTS/CTS can stall writes
+    // on a line without the wires.
+    termios.input_modes -= InputModes::IXON | InputModes::IXOFF | InputModes::IXANY;
+    termios.control_modes -= ControlModes::CRTSCTS;
     // A read returns as soon as one byte is there.
     termios.special_codes[SpecialCodeIndex::VMIN] = 1;
     termios.special_codes[SpecialCodeIndex::VTIME] = 0;
@@ -100,6 +104,10 @@ fn open_raw(device: &Path, baud: Option<u32>, nonblocking: bool) -> io::Result<F
         termios.set_speed(baud)?;
     }
     tcsetattr(&file, OptionalActions::Now, &termios)?;
+    if !nonblocking {
+        let flags = rustix::fs::fcntl_getfl(&file)?;
+        rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
+    }
     Ok(file)
 }
 

@@ -139,12 +139,16 @@ impl Core {
             subscriptions: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
-            queue: Mutex::new(OutQueue {
-                shutdown: self.cancel.is_cancelled(),
-                ..OutQueue::default()
-            }),
+            queue: Mutex::new(OutQueue::default()),
         });
-        let key = self.hub().hub.insert_with(|_| shared.clone());
+        let key = {
+            let mut hub = self.hub();
+            // Under the hub's lock, which shutdown's signal to every connection
+            // takes too: a connection registered as shutdown begins is either
+            // signalled with the others or sees the cancellation here.
+            shared.lock().shutdown = self.cancel.is_cancelled();
+            hub.hub.insert_with(|_| shared.clone())
+        };
         self.counters.connection_opened();
         (key, shared)
     }
@@ -156,8 +160,9 @@ impl Core {
         shared: &ConnShared,
         subscriptions: impl IntoIterator<Item = (SubscriptionKind, &'a [u8])>,
     ) {
+        // Before the slot can be given to a new connection.
+        self.monitors.forget(key, shared.id);
         self.hub().hub.remove(key, subscriptions);
-        self.monitors.forget(key);
         shared.held.store(0, Ordering::Relaxed);
         self.counters.connection_closed();
     }

@@ -219,7 +219,15 @@ impl<H: Handler> Server<H> {
                 let _ = stream.set_nodelay(true);
                 let (acceptor, server) = (acceptor.clone(), server.clone());
                 server.clone().tracker().spawn(async move {
-                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    // A handshake under way does not hold up shutdown.
+                    let cancel = server.cancellation();
+                    let handshake = {
+                        let timed = std::pin::pin!(tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)));
+                        match futures_util::future::select(std::pin::pin!(cancel.cancelled()), timed).await {
+                            futures_util::future::Either::Left(_) => return,
+                            futures_util::future::Either::Right((handshake, _)) => handshake,
+                        }
+                    };
                     drop(permit);
                     match handshake {
                         Ok(Ok(tls)) => {
@@ -254,8 +262,8 @@ impl<H: Handler> Server<H> {
 
 impl crate::ClientBuilder {
     /// Connects to a server over TCP with TLS, verifying its certificate for
-    /// `server_name` (and presenting the client's, if `config` has one).
-    /// Reconnects, if asked to, the same way.
+    /// `server_name` (and presenting the client's, if `config` has one),
+    /// within [`HANDSHAKE_TIMEOUT`]. Reconnects, if asked to, the same way.
     ///
     /// # Errors
     /// [`Error::Io`](crate::Error::Io) if the connection or the handshake
@@ -275,9 +283,14 @@ impl crate::ClientBuilder {
         self.connect_with(move || {
             let (addr, name, connector) = (addr.clone(), name.clone(), connector.clone());
             async move {
-                let stream = TcpStream::connect(addr).await?;
-                stream.set_nodelay(true)?;
-                connector.connect(name, stream).await
+                let connect = async {
+                    let stream = TcpStream::connect(addr).await?;
+                    stream.set_nodelay(true)?;
+                    connector.connect(name, stream).await
+                };
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, connect)
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS connection not established in time"))?
             }
         })
         .await

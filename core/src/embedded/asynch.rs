@@ -15,11 +15,13 @@
 //!   next one carries on.
 //! - Not cancel-safe: [`AsyncClient::call`], [`AsyncClient::request`] and the
 //!   subscription calls once the request is queued. Dropped while waiting for
-//!   the answer, the request stays pending and its answer is dropped when it
-//!   comes; dropped in the middle of writing, the rest of the frame is written
-//!   by the next call (it stays in the transmit buffer). Either way the
-//!   connection stays usable; a dropped subscription call may or may not have
-//!   reached the server.
+//!   the answer, the request keeps its slot (one of `INFLIGHT`) until its
+//!   answer comes, and the answer is then dropped; dropped in the middle of
+//!   writing, the rest of the frame is written by the next call (it stays in
+//!   the transmit buffer). A dropped subscription call may or may not have
+//!   reached the server. If answers stop coming (calls given up on a timeout
+//!   hold every slot and new ones fail with `Request(InflightFull)`), start
+//!   over on a new transport with [`AsyncClient::reconnect`].
 //!
 //! ```
 //! # // Not under Miri, which has no send or recv on UNIX sockets.
@@ -184,6 +186,37 @@ impl<
     #[must_use]
     pub const fn queued_publications(&self) -> usize {
         self.state.queue.queued
+    }
+
+    /// How many publications were dropped because the queue was full and not
+    /// yet reported by [`AsyncClient::next_publication`].
+    #[must_use]
+    pub const fn lost_publications(&self) -> u32 {
+        self.state.queue.lost
+    }
+
+    /// Hands the oldest queued publication to `on_publication` without reading
+    /// the transport; `None` when the queue is empty.
+    pub fn try_next_publication<R>(&mut self, on_publication: impl FnOnce(Publication<'_>) -> R) -> Option<R> {
+        self.state.try_queued(on_publication).ok()
+    }
+
+    /// Replaces the transport (after the old one failed, or when answers
+    /// stopped coming): pending requests are dropped and their slots freed,
+    /// queued publications kept, and every subscription is sent again and
+    /// confirmed with a barrier. Returns the old transport.
+    ///
+    /// # Errors
+    /// As [`BlockingClient::reconnect`](super::BlockingClient::reconnect).
+    pub async fn reconnect(&mut self, transport: T) -> Result<T, Error<T::Error>> {
+        let old = core::mem::replace(&mut self.transport, transport);
+        // Whatever the old transport left: no answer will come on the new one.
+        self.state.client.handle_eof();
+        let resubscribed = self.state.client.reconnected()?;
+        if resubscribed > 0 {
+            self.barrier().await?;
+        }
+        Ok(old)
     }
 
     /// Sends a request and waits for its answer; `on_values` gets the response's

@@ -293,6 +293,8 @@ impl<
     /// [`BlockingClient::barrier`] on the new transport.
     pub fn reconnect(&mut self, transport: T) -> Result<T, Error<T::Error>> {
         let old = core::mem::replace(&mut self.transport, transport);
+        // Whatever the old transport left: no answer will come on the new one.
+        self.state.client.handle_eof();
         let resubscribed = self.state.client.reconnected()?;
         if resubscribed > 0 {
             self.barrier()?;

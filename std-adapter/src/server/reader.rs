@@ -178,6 +178,10 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
             out.drain_waiters -= 1;
         }
     }
+    // Before the hub and the queue are locked: showing an event takes the
+    // monitors' table, then a monitor's queue. The slot is not reused until
+    // the hub lets it go, below.
+    shared.monitors.forget(conn.slot, conn.context.connection);
     {
         let mut hub = lock(&shared.hub);
         let mut out = conn.lock();
@@ -188,7 +192,6 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
             .map(|(_, kind, bytes)| (kind, bytes.to_vec()))
             .collect();
         hub.remove(conn.slot, subscriptions.iter().map(|(k, b)| (*k, b.as_slice())));
-        shared.monitors.forget(conn.slot);
         out.protocol.handle_eof();
         conn.kill_locked(&mut out);
         drop(out);
