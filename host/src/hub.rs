@@ -271,6 +271,20 @@ mod tests {
     use super::*;
     use SubscriptionKind::{Exact, Pattern};
 
+    #[test]
+    fn topics_reserved_for_the_server_reach_no_one() {
+        let mut hub: Hub<u32, u8> = Hub::new();
+        let monitor = hub.insert_with(|_| 1);
+        hub.subscribe(monitor, Exact, b"$MONITOR").unwrap();
+        hub.set_buffer(b"$MONITOR", 5).unwrap();
+        assert!(publish(&mut hub, b"$MONITOR", 1).is_empty());
+        assert_eq!(
+            hub.publish_batch(&[(&b"$MONITOR"[..], 2)], |_, indices| indices.len()),
+            0
+        );
+        assert_eq!(hub.buffer_stats().topics, 0);
+    }
+
     fn publish(hub: &mut Hub<u32, u8>, topic: &[u8], p: u8) -> Vec<u32> {
         let mut got = Vec::new();
         hub.publish(topic, &p, |c| {
