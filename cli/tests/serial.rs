@@ -183,3 +183,32 @@ fn client_commands_talk_to_a_device_on_a_serial_line() {
     assert_eq!(o.status.code(), Some(2), "not a terminal: {}", stderr(&o));
     drop(firmware);
 }
+
+/// A device that floods the line with requests and never reads its answers
+/// leaves the bus serving everyone else: its answers back up on its own
+/// connection only.
+#[test]
+fn a_device_that_floods_requests_without_reading_leaves_the_bus_serving() {
+    let (mut uart, device) = pty();
+    let server = Server::start(&["--attach", device.to_str().unwrap()]);
+    eventually("the device's connection", || {
+        serial_connections(server.sock()).len() == 1
+    });
+    let mut frame = Vec::new();
+    microsocket_core::frame::encode_raw(b'(', [&b"1"[..], b"ECHO", &[b'z'; 200]], &mut frame).unwrap();
+    let flood: Vec<u8> = frame.iter().copied().cycle().take(frame.len() * 5_000).collect();
+    // Written from a thread: the line stops taking bytes once the bus stops
+    // reading the device (its answers unread).
+    let writer = std::thread::spawn(move || {
+        let _ = uart.write_all(&flood);
+        uart
+    });
+    for _ in 0..20 {
+        assert_eq!(stdout(&run(&["request", server.sock(), "PING"])), "PONG\n");
+    }
+    let json: serde_json::Value = serde_json::from_str(&stdout(&run(&["stats", server.sock(), "--json"]))).unwrap();
+    assert!(json["requests"].as_u64().unwrap() >= 20, "{json}");
+    // The device goes away; the writer's end closes with it.
+    drop(server);
+    let _ = writer.join();
+}
