@@ -1,0 +1,554 @@
+//! The bridge: its NATS connection, and the tasks that carry publications and
+//! requests across.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::{ConnectOptions, Event, HeaderMap};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use microsocket_tokio::{Client, Error as BusError, Handler, Publication, Publisher, Server};
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::config::{redacted_url, Credentials, Import, NatsOptions};
+use crate::loops::{digest, Echoes};
+use crate::mapping::{decode, encode_failure, encode_values, join, subject_tail, Body, Content, ORIGIN_HEADER};
+use crate::stats::Counters;
+use crate::{failures, BridgeConfig, BridgeError, BridgeStats, Remote};
+
+/// A bridge between one microsocket bus and NATS.
+///
+/// [`Bridge::connect`] reaches NATS (and keeps reconnecting on its own);
+/// [`Bridge::attach_server`] or [`Bridge::attach`] then starts carrying
+/// publications and requests. Dropping the bridge stops it.
+#[derive(Debug)]
+pub struct Bridge {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: BridgeConfig,
+    pub(crate) nats: async_nats::Client,
+    pub(crate) counters: Arc<Counters>,
+    connected: watch::Receiver<bool>,
+    origin: String,
+    echoes: Echoes,
+    held: Mutex<VecDeque<Outgoing>>,
+    held_more: Notify,
+}
+
+/// An exported publication on its way to NATS.
+#[derive(Debug)]
+struct Outgoing {
+    subject: String,
+    headers: HeaderMap,
+    payload: Bytes,
+    size: usize,
+}
+
+/// How the bridge publishes what it imports on the local bus.
+#[derive(Debug, Clone)]
+pub enum LocalPublish {
+    /// Straight through the server's publisher (a bridge in the server's
+    /// process).
+    Direct(Publisher),
+    /// Through a request to the server: `COMMAND topic value...`, such as
+    /// `microsocket serve`'s `PUBLISH` (a bridge in a process of its own).
+    Command(String),
+}
+
+impl Bridge {
+    /// Connects to NATS. Returns at once, also when NATS is not reachable
+    /// yet: the connection is retried, then kept up, in the background; the
+    /// bridge holds what it exports meanwhile (up to
+    /// [`BridgeConfig::max_held_bytes`]).
+    ///
+    /// The connection asks NATS not to echo the bridge's own publications back
+    /// to it.
+    ///
+    /// # Errors
+    /// [`BridgeError::Config`] for a bad setting or unreadable credentials,
+    /// [`BridgeError::Nats`] if the URL cannot be used.
+    pub async fn connect(nats: &NatsOptions, config: BridgeConfig) -> Result<Bridge, BridgeError> {
+        config.validate()?;
+        let counters = Arc::new(Counters::default());
+        let (state, connected) = watch::channel(false);
+        let options = connect_options(nats, &config, counters.clone(), state).await?;
+        let client = options
+            .connect(nats.url.as_str())
+            .await
+            .map_err(|e| BridgeError::Nats(format!("{}: {e}", redacted_url(&nats.url))))?;
+        if client.connection_state() == async_nats::connection::State::Connected {
+            counters.connected.store(true, Relaxed);
+        }
+        let origin = format!("{}.{}.{}", config.prefix(), std::process::id(), unique());
+        Ok(Bridge {
+            shared: Arc::new(Shared {
+                config,
+                nats: client,
+                counters,
+                connected,
+                origin,
+                echoes: Echoes::default(),
+                held: Mutex::new(VecDeque::new()),
+                held_more: Notify::new(),
+            }),
+            tasks: Vec::new(),
+        })
+    }
+
+    /// Starts bridging `server`, in this process: a connection of its own for
+    /// exports and NATS requests, its publisher for imports and state reports
+    /// (the state topic keeps its last report for late subscribers).
+    ///
+    /// # Errors
+    /// As [`Bridge::attach`], and [`BridgeError::Bus`] if the server refuses
+    /// the connection.
+    pub async fn attach_server<H: Handler>(&mut self, server: &Server<H>) -> Result<(), BridgeError> {
+        let bus = server
+            .connect_in_process()
+            .map_err(|e| BridgeError::Bus(BusError::Io(e)))?;
+        if let Some(topic) = self.shared.config.state() {
+            server
+                .publisher()
+                .set_buffer(topic, 1)
+                .map_err(|e| BridgeError::Config(format!("state topic {topic:?}: {e}")))?;
+        }
+        self.attach(bus, LocalPublish::Direct(server.publisher())).await
+    }
+
+    /// Starts bridging the bus that `bus` is connected to: subscribes it to
+    /// the export patterns, then carries publications and requests until the
+    /// bridge is dropped.
+    ///
+    /// # Errors
+    /// [`BridgeError::Bus`] if the bus refuses an export subscription,
+    /// [`BridgeError::Nats`] if NATS refuses a subscription.
+    pub async fn attach(&mut self, bus: Client, publish: LocalPublish) -> Result<(), BridgeError> {
+        let shared = &self.shared;
+        if !shared.config.exports().is_empty() {
+            let mut subscriber = bus.subscriber();
+            for pattern in shared.config.exports() {
+                subscriber = subscriber.pattern(pattern);
+            }
+            let subscription = subscriber.subscribe().await.map_err(BridgeError::Bus)?;
+            self.tasks
+                .push(tokio::spawn(export_from_bus(shared.clone(), subscription)));
+            self.tasks.push(tokio::spawn(export_to_nats(shared.clone())));
+        }
+        for import in shared.config.imports() {
+            let subscriber = shared
+                .nats
+                .subscribe(import.subject())
+                .await
+                .map_err(|e| BridgeError::Nats(format!("cannot subscribe to {}: {e}", import.subject())))?;
+            self.tasks.push(tokio::spawn(import_to_bus(
+                shared.clone(),
+                import.clone(),
+                subscriber,
+                bus.clone(),
+                publish.clone(),
+            )));
+        }
+        if shared.config.serves_requests() {
+            let subject = join(shared.config.prefix(), ">");
+            let subscriber = shared
+                .nats
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| BridgeError::Nats(format!("cannot subscribe to {subject}: {e}")))?;
+            self.tasks
+                .push(tokio::spawn(serve_requests(shared.clone(), subscriber, bus.clone())));
+        }
+        if let Some(topic) = shared.config.state() {
+            self.tasks.push(tokio::spawn(report_state(
+                shared.clone(),
+                topic.to_owned(),
+                bus,
+                publish,
+            )));
+        }
+        Ok(())
+    }
+
+    /// What the bridge has done so far.
+    #[must_use]
+    pub fn stats(&self) -> BridgeStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// The way for local requests to reach other buses over this bridge's
+    /// NATS connection (see [`Remote`]).
+    #[must_use]
+    pub fn remote(&self) -> Remote {
+        Remote::new(
+            self.shared.nats.clone(),
+            self.shared.config.timeout(),
+            self.shared.counters.clone(),
+        )
+    }
+
+    /// The NATS connection.
+    #[must_use]
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.shared.nats
+    }
+
+    /// This bridge's origin: the value of the `Microsocket-Origin` header of
+    /// what it exports.
+    #[must_use]
+    pub fn origin(&self) -> &str {
+        &self.shared.origin
+    }
+
+    /// Waits until NATS is connected (or `timeout` passes); returns whether it
+    /// is.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let mut connected = self.shared.connected.clone();
+        tokio::time::timeout(timeout, connected.wait_for(|up| *up))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A number that tells apart two bridges started by one process.
+fn unique() -> u64 {
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    (u64::from(nanos) << 16) ^ NEXT.fetch_add(1, Relaxed)
+}
+
+async fn connect_options(
+    nats: &NatsOptions,
+    config: &BridgeConfig,
+    counters: Arc<Counters>,
+    state: watch::Sender<bool>,
+) -> Result<ConnectOptions, BridgeError> {
+    let state = Arc::new(state);
+    let mut options = match &nats.credentials {
+        Credentials::None => ConnectOptions::new(),
+        Credentials::UserPassword { user, password } => {
+            ConnectOptions::with_user_and_password(user.clone(), password.clone())
+        }
+        Credentials::Token(token) => ConnectOptions::with_token(token.clone()),
+        Credentials::NKey(seed) => ConnectOptions::with_nkey(seed.clone()),
+        Credentials::CredsFile(path) => ConnectOptions::with_credentials_file(path.clone())
+            .await
+            .map_err(|e| BridgeError::Config(format!("cannot read the credentials file {}: {e}", path.display())))?,
+    };
+    if let Some(ca) = &nats.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &nats.tls_client {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    Ok(options
+        .name(format!("microsocket bridge {}", config.prefix()))
+        .no_echo()
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(2))
+        .reconnect_delay_callback(|attempts| Duration::from_millis(50u64 << attempts.min(5)).min(RECONNECT_DELAY_MAX))
+        .event_callback(move |event| {
+            let (counters, state) = (counters.clone(), state.clone());
+            async move {
+                match event {
+                    Event::Connected => {
+                        counters.connected.store(true, Relaxed);
+                        state.send_replace(true);
+                        tracing::info!("NATS connected");
+                    }
+                    Event::Disconnected => {
+                        counters.connected.store(false, Relaxed);
+                        Counters::add(&counters.disconnections, 1);
+                        state.send_replace(false);
+                        tracing::warn!("NATS disconnected; reconnecting");
+                    }
+                    other => tracing::info!(event = %other, "NATS"),
+                }
+            }
+        }))
+}
+
+/// The longest wait between two attempts to reach NATS.
+const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
+
+/// Bus → held: never waits for NATS, so the bridge's bus connection always
+/// keeps up; what does not fit in the held bytes is dropped, oldest first.
+async fn export_from_bus(shared: Arc<Shared>, mut subscription: microsocket_tokio::Subscription) {
+    while let Some(item) = subscription.next().await {
+        match item {
+            Ok(publication) => shared.hold(&publication),
+            Err(BusError::Lagged { missed }) => Counters::add(&shared.counters.dropped, missed),
+            Err(BusError::Reconnecting) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "the bridge's bus connection ended; exports stop");
+                return;
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn hold(&self, publication: &Publication) {
+        let topic = publication.topic();
+        let values = publication.values();
+        if self.echoes.is_echo(digest(topic, values.iter_slices())) {
+            Counters::add(&self.counters.loops_stopped, 1);
+            return;
+        }
+        let Ok(tail) = subject_tail(topic) else {
+            Counters::add(&self.counters.refused, 1);
+            return;
+        };
+        let Ok(Body { headers, payload }) = encode_values(values.iter_slices()) else {
+            Counters::add(&self.counters.refused, 1);
+            return;
+        };
+        let mut headers = headers.unwrap_or_default();
+        headers.insert(ORIGIN_HEADER, self.origin.as_str());
+        let subject = join(self.config.prefix(), tail);
+        let size = subject.len() + payload.len() + HEADER_ALLOWANCE;
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut held_bytes = self.counters.held_bytes.load(Relaxed) + size;
+        while held_bytes > self.config.held_limit() {
+            let Some(oldest) = held.pop_front() else { break };
+            held_bytes -= oldest.size;
+            Counters::add(&self.counters.dropped, 1);
+        }
+        if size > self.config.held_limit() {
+            Counters::add(&self.counters.dropped, 1);
+            self.counters.held_bytes.store(held_bytes - size, Relaxed);
+            return;
+        }
+        held.push_back(Outgoing {
+            subject,
+            headers,
+            payload,
+            size,
+        });
+        self.counters.held_bytes.store(held_bytes, Relaxed);
+        drop(held);
+        self.held_more.notify_one();
+    }
+
+    fn take_held(&self) -> Option<Outgoing> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = held.pop_front()?;
+        self.counters.held_bytes.fetch_sub(next.size, Relaxed);
+        Some(next)
+    }
+}
+
+/// What a held publication's headers count for against the held bytes.
+const HEADER_ALLOWANCE: usize = 64;
+
+/// Held → NATS, while NATS is connected.
+async fn export_to_nats(shared: Arc<Shared>) {
+    let mut connected = shared.connected.clone();
+    loop {
+        if connected.wait_for(|up| *up).await.is_err() {
+            return;
+        }
+        let Some(next) = shared.take_held() else {
+            shared.held_more.notified().await;
+            continue;
+        };
+        match shared
+            .nats
+            .publish_with_headers(next.subject, next.headers, next.payload)
+            .await
+        {
+            Ok(()) => Counters::add(&shared.counters.exported, 1),
+            Err(e) => {
+                tracing::warn!(error = %e, "NATS publish failed");
+                Counters::add(&shared.counters.dropped, 1);
+            }
+        }
+    }
+}
+
+/// NATS → bus, for one import rule.
+async fn import_to_bus(
+    shared: Arc<Shared>,
+    import: Import,
+    mut subscriber: async_nats::Subscriber,
+    bus: Client,
+    publish: LocalPublish,
+) {
+    let exports: Vec<_> = shared.config.exports().to_vec();
+    while let Some(message) = subscriber.next().await {
+        let origin = message.headers.as_ref().and_then(|h| h.get(ORIGIN_HEADER));
+        if origin.is_some_and(|o| o.as_str() == shared.origin) {
+            Counters::add(&shared.counters.loops_stopped, 1);
+            continue;
+        }
+        let topic = import.topic(&message.subject);
+        let values = match decode(message.headers.as_ref(), &message.payload) {
+            Ok(Content::Values(values)) if !topic.starts_with('$') => values,
+            _ => {
+                Counters::add(&shared.counters.refused, 1);
+                continue;
+            }
+        };
+        let comes_back = exports.iter().any(|pattern| {
+            microsocket_core::Pattern::new(pattern.as_bytes()).is_ok_and(|p| p.matches(topic.as_bytes()))
+        });
+        let echo = digest(topic.as_bytes(), values.iter().map(|v| &v[..]));
+        if comes_back {
+            shared.echoes.expect(echo);
+        }
+        match publish_locally(&bus, &publish, topic, &values).await {
+            Ok(()) => Counters::add(&shared.counters.imported, 1),
+            Err(e) => {
+                tracing::debug!(topic, error = %e, "import not published");
+                if comes_back {
+                    shared.echoes.is_echo(echo);
+                }
+                Counters::add(&shared.counters.refused, 1);
+            }
+        }
+    }
+}
+
+async fn publish_locally(bus: &Client, publish: &LocalPublish, topic: &str, values: &[Bytes]) -> Result<(), String> {
+    match publish {
+        LocalPublish::Direct(publisher) => publisher.publish(topic, values).map(drop).map_err(|e| e.to_string()),
+        LocalPublish::Command(command) => {
+            let args = std::iter::once(topic.as_bytes()).chain(values.iter().map(|v| &v[..]));
+            bus.request(command, args).await.map(drop).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// NATS requests on `prefix.COMMAND` → the bus, answers back.
+async fn serve_requests(shared: Arc<Shared>, mut subscriber: async_nats::Subscriber, bus: Client) {
+    let slots = Arc::new(Semaphore::new(shared.config.in_flight_limit()));
+    let skip = if shared.config.prefix().is_empty() {
+        0
+    } else {
+        shared.config.prefix().len() + 1
+    };
+    while let Some(message) = subscriber.next().await {
+        // A message without a reply subject is someone's publication under
+        // this bus's prefix, not a request.
+        let Some(reply) = message.reply.clone() else { continue };
+        let command = message.subject.get(skip..).unwrap_or_default().to_owned();
+        let refusal = if command.starts_with('$') || command.starts_with('@') {
+            Some(failures::NOT_ACROSS)
+        } else {
+            None
+        };
+        let permit = match refusal {
+            Some(_) => None,
+            None => slots.clone().try_acquire_owned().ok(),
+        };
+        let shared = shared.clone();
+        let bus = bus.clone();
+        match permit {
+            None => {
+                Counters::add(&shared.counters.requests_failed, 1);
+                let message = refusal.unwrap_or(failures::BUSY);
+                tokio::spawn(async move {
+                    shared
+                        .reply(reply, Err((Bytes::from_static(message.as_bytes()), vec![])))
+                        .await
+                });
+            }
+            Some(permit) => {
+                tokio::spawn(async move {
+                    let answer = shared.answer(&bus, &command, &message).await;
+                    shared.reply(reply, answer).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+type Answer = Result<Vec<Bytes>, (Bytes, Vec<Bytes>)>;
+
+impl Shared {
+    async fn answer(&self, bus: &Client, command: &str, message: &async_nats::Message) -> Answer {
+        let args = match decode(message.headers.as_ref(), &message.payload) {
+            Ok(Content::Values(args)) => args,
+            _ => {
+                Counters::add(&self.counters.requests_failed, 1);
+                return Err((Bytes::from_static(failures::UNREADABLE.as_bytes()), vec![]));
+            }
+        };
+        let result = bus
+            .request_with_timeout(command, &args, Some(self.config.timeout()))
+            .await;
+        Counters::add(&self.counters.requests_served, 1);
+        match result {
+            Ok(values) => Ok(values.to_vec()),
+            Err(BusError::Failed { message, details }) => Err((message, details)),
+            Err(e) => {
+                Counters::add(&self.counters.requests_failed, 1);
+                Err((Bytes::from(format!("{}: {e}", failures::BUS_UNAVAILABLE)), vec![]))
+            }
+        }
+    }
+
+    async fn reply(&self, to: async_nats::Subject, answer: Answer) {
+        let body = match &answer {
+            Ok(values) => encode_values(values),
+            Err((message, details)) => encode_failure(message, details),
+        };
+        let body = body.or_else(|e| encode_failure(e.to_string().as_bytes(), &[]));
+        let Ok(Body { headers, payload }) = body else { return };
+        let sent = match headers {
+            Some(headers) => self.nats.publish_with_headers(to, headers, payload).await,
+            None => self.nats.publish(to, payload).await,
+        };
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "reply to a NATS request not sent");
+        }
+    }
+}
+
+/// Reports the bridge's state on the local bus: at once, when the NATS
+/// connection comes or goes, and every second while counters change.
+async fn report_state(shared: Arc<Shared>, topic: String, bus: Client, publish: LocalPublish) {
+    let mut connected = shared.connected.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last = None;
+    loop {
+        let stats = shared.counters.snapshot();
+        if last != Some(stats) {
+            let report = stats.report();
+            if publish_locally(
+                &bus,
+                &publish,
+                &topic,
+                &report.iter().map(|v| Bytes::from(v.clone())).collect::<Vec<_>>(),
+            )
+            .await
+            .is_ok()
+            {
+                last = Some(stats);
+            }
+        }
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = connected.changed() => if changed.is_err() { return },
+        }
+    }
+}

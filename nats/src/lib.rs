@@ -1,0 +1,119 @@
+//! A bridge between a microsocket bus and [NATS](https://nats.io): buses on
+//! several hosts share publications and answer each other's requests through
+//! a NATS server or cluster.
+//!
+//! - **Export**: local publications on topics matching the export patterns go
+//!   to NATS as `PREFIX.TOPIC` (the prefix names this bus, the host name say).
+//! - **Import**: NATS subjects matching an import rule `[REMOTE_PREFIX:]PATTERN`
+//!   are published on the local bus, the remote prefix taken off.
+//! - **Requests**: a NATS request on `PREFIX.COMMAND` is a local request to the
+//!   bus's handler, answered back; a local request whose command is
+//!   `@SUBJECT` (`@attic.PING`) goes to NATS ([`Forwarding`], [`Remote`]).
+//! - **No loops**: what the bridge imported is not exported again, NATS does
+//!   not echo the bridge's own publications back, and each export carries the
+//!   bridge's origin, which the bridge skips on import.
+//! - **Faults**: the NATS connection is retried on its own; meanwhile the
+//!   local bus keeps working, exports are held up to a bound and the excess is
+//!   dropped and counted ([`BridgeStats`]); the state is published on a local
+//!   topic ([`DEFAULT_STATE_TOPIC`]).
+//!
+//! Values travel as `docs/PROTOCOL.md` ("Across NATS") says: one value is the
+//! raw payload, so plain NATS clients interoperate; anything else carries a
+//! count header ([`mapping`]).
+//!
+//! ```
+//! use std::time::Duration;
+//! use microsocket_nats::{Bridge, BridgeConfig, Forwarding, NatsOptions};
+//! use microsocket_tokio::{handler_fn, Failure, Reply, Request, Server};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = BridgeConfig::new("kitchen").export("sensor.>").import("attic:sensor.>");
+//! // Returns at once, even while NATS is away: it keeps trying.
+//! let mut bridge = Bridge::connect(&NatsOptions::new("nats://127.0.0.1:1"), config).await?;
+//!
+//! let app = handler_fn(|request: Request| async move {
+//!     match &request.command[..] {
+//!         b"PING" => Ok(Reply::one("PONG")),
+//!         _ => Err(Failure::new("no such command")),
+//!     }
+//! });
+//! // `@attic.PING` goes to the bus whose prefix is `attic`; the rest to `app`.
+//! let server = Server::new(Forwarding::new(bridge.remote(), app));
+//! bridge.attach_server(&server).await?;
+//!
+//! // The local bus works whether or not NATS is there.
+//! let client = server.connect_in_process()?;
+//! assert_eq!(client.request("PING", [""; 0]).await?.first().unwrap(), "PONG");
+//! let err = client.request("@attic.PING", [""; 0]).await.unwrap_err();
+//! assert!(err.to_string().contains("request failed"));
+//! assert!(!bridge.wait_connected(Duration::from_millis(10)).await);
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod bridge;
+mod config;
+mod loops;
+pub mod mapping;
+mod remote;
+mod stats;
+
+pub use bridge::{Bridge, LocalPublish};
+pub use config::{redacted_url, BridgeConfig, Credentials, Import, NatsOptions, DEFAULT_STATE_TOPIC};
+pub use remote::{Forwarding, Remote, REMOTE_MARKER};
+pub use stats::BridgeStats;
+
+/// Why a bridge could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BridgeError {
+    /// A setting is not valid.
+    #[error("bridge configuration: {0}")]
+    Config(String),
+    /// NATS refused something.
+    #[error("NATS: {0}")]
+    Nats(String),
+    /// The local bus refused something.
+    #[error("local bus: {0}")]
+    Bus(#[from] microsocket_tokio::Error),
+}
+
+/// The failure messages the bridge itself answers requests with.
+pub mod failures {
+    /// A local `@SUBJECT` request while the NATS connection is down.
+    pub const NOT_CONNECTED: &str = "NATS is not connected";
+    /// Nobody subscribes to the request's subject.
+    pub const NO_RESPONDERS: &str = "no responders";
+    /// No reply within the bridge's request timeout.
+    pub const TIMED_OUT: &str = "timed out across NATS";
+    /// `@SUBJECT` names no valid NATS subject.
+    pub const NOT_A_SUBJECT: &str = "not a NATS subject";
+    /// A NATS request for a server command (`$...`) or for another bus
+    /// (`@...`): not answered across the bridge.
+    pub const NOT_ACROSS: &str = "not permitted across the bridge";
+    /// More NATS requests in flight than the bridge hands to the bus.
+    pub const BUSY: &str = "bridge busy";
+    /// A message whose body does not follow the value mapping.
+    pub const UNREADABLE: &str = "unreadable message";
+    /// The bus did not answer (closed, timed out, full).
+    pub const BUS_UNAVAILABLE: &str = "the bus did not answer";
+
+    /// Whether `message` is one of the bridge's own failures (rather than an
+    /// application's).
+    #[must_use]
+    pub fn is_bridge_failure(message: &[u8]) -> bool {
+        [
+            NOT_CONNECTED,
+            NO_RESPONDERS,
+            TIMED_OUT,
+            NOT_A_SUBJECT,
+            NOT_ACROSS,
+            BUSY,
+            UNREADABLE,
+        ]
+        .iter()
+        .any(|m| m.as_bytes() == message)
+    }
+}

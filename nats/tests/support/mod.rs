@@ -1,0 +1,114 @@
+//! Real `nats-server` processes on loopback ports, one set per test.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use microsocket_nats::{Bridge, BridgeConfig, NatsOptions};
+use microsocket_tokio::{handler_fn, Failure, Reply, Request, Server};
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One `nats-server`, killed when dropped.
+pub struct Nats {
+    pub port: u16,
+    pub cluster_port: u16,
+    routes: Vec<u16>,
+    child: Option<Child>,
+}
+
+impl Nats {
+    /// A lone server.
+    pub fn start() -> Nats {
+        Nats::node(&[])
+    }
+
+    /// A server in a cluster, routed to the cluster ports given.
+    pub fn node(routes: &[u16]) -> Nats {
+        let mut nats = Nats {
+            port: free_port(),
+            cluster_port: free_port(),
+            routes: routes.to_vec(),
+            child: None,
+        };
+        nats.restart();
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (as a crash would).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut command = Command::new("nats-server");
+        command
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["--cluster_name", "microsocket-test"])
+            .args(["--cluster", &format!("nats://127.0.0.1:{}", self.cluster_port)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if !self.routes.is_empty() {
+            let routes: Vec<String> = self.routes.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect();
+            command.args(["--routes", &routes.join(",")]);
+        }
+        self.child = Some(command.spawn().expect("nats-server runs (Debian package nats-server)"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A bus answering `PING` and `ECHO`, bridged with `config`.
+pub async fn bus(url: &str, config: BridgeConfig) -> (Server<impl microsocket_tokio::Handler>, Bridge) {
+    let mut bridge = Bridge::connect(&NatsOptions::new(url), config).await.unwrap();
+    assert!(
+        bridge.wait_connected(Duration::from_secs(10)).await,
+        "bridge connects to NATS"
+    );
+    let app = handler_fn(|request: Request| async move {
+        match &request.command[..] {
+            b"PING" => Ok(Reply::one("PONG")),
+            b"ECHO" => Ok(request.args.into()),
+            b"SLEEP" => {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok(Reply::empty())
+            }
+            _ => Err(Failure::new("no such command").with_detail(request.command.clone())),
+        }
+    });
+    let server = Server::new(microsocket_nats::Forwarding::new(bridge.remote(), app));
+    bridge.attach_server(&server).await.unwrap();
+    (server, bridge)
+}
+
+/// Polls `check` every 20 ms for up to 10 s.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
