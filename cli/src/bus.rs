@@ -27,6 +27,8 @@ pub(crate) struct Bus {
     publisher: Publisher,
     /// Where each request's handling time is recorded (with `--metrics`).
     latency: Option<crate::metrics::Latency>,
+    /// Where `@SUBJECT` requests go (with `--nats`), once the bridge is up.
+    remote: std::sync::OnceLock<microsocket_nats::Remote>,
 }
 
 fn text(b: &[u8]) -> String {
@@ -52,6 +54,11 @@ impl Handler for Bus {
 impl Bus {
     /// The bus's answer to a request.
     async fn answer(&self, request: Request) -> Result<Reply, Failure> {
+        if let Some(remote) = self.remote.get() {
+            if let Some(answer) = remote.call(&request).await {
+                return answer;
+            }
+        }
         let args = &request.args;
         match &request.command[..] {
             b"PING" if args.is_empty() => Ok(Reply::one("PONG")),
@@ -99,6 +106,7 @@ pub(crate) fn bus_server() -> Server<Bus> {
     Server::with_publisher(microsocket_tokio::ServerConfig::default(), |publisher| Bus {
         publisher,
         latency: None,
+        remote: std::sync::OnceLock::new(),
     })
 }
 
@@ -214,6 +222,18 @@ pub(crate) async fn serve(mut args: ServeArgs, reloader: Option<crate::reload::R
             None => bail!("--attach {spec}: the server refused the connection (limits)"),
         }
     }
+    // The bridge, if any: `@SUBJECT` requests go to NATS from now on.
+    let bridge = match args.nats.connect().await? {
+        Some(mut bridge) => {
+            let _ = server.handler().remote.set(bridge.remote());
+            bridge
+                .attach_server(&server)
+                .await
+                .context("cannot start the NATS bridge")?;
+            Some(bridge)
+        }
+        None => None,
+    };
     if let (Some(metrics), Some(address)) = (metrics, &args.metrics) {
         metrics.serve(server.clone(), crate::metrics::bind(address).await?);
     }
@@ -238,6 +258,7 @@ pub(crate) async fn serve(mut args: ServeArgs, reloader: Option<crate::reload::R
     }
     crate::systemd::stopping();
     reporting.abort();
+    drop(bridge);
     // A second SIGINT or SIGTERM during the grace period exits at once.
     tokio::select! {
         () = server.shutdown() => Ok(ExitCode::SUCCESS),
@@ -320,6 +341,9 @@ fn prepare(
     args: &ServeArgs,
     activated: bool,
 ) -> Result<(Server<Bus>, Option<Address>, Option<crate::metrics::Metrics>)> {
+    if args.nats.nats.is_some() {
+        args.nats.config()?;
+    }
     let address = match &args.socket {
         Some(socket) => Some(crate::connect::parse_socket(socket)?),
         None if activated || args.check_config.is_some() => None,
@@ -347,7 +371,11 @@ fn prepare(
     }
     let metrics = args.metrics.as_ref().map(|_| crate::metrics::Metrics::new());
     let latency = metrics.as_ref().map(|m| m.latency.clone());
-    let server = Server::with_publisher(config, |publisher| Bus { publisher, latency });
+    let server = Server::with_publisher(config, |publisher| Bus {
+        publisher,
+        latency,
+        remote: std::sync::OnceLock::new(),
+    });
     for spec in &args.buffer {
         let (selector, depth) = parse_buffer(spec)?;
         server

@@ -55,6 +55,15 @@ struct File {
     grace: Option<Spanned<String>>,
     verbose: Option<Spanned<bool>>,
     log_level: Option<Spanned<String>>,
+    nats: Option<Spanned<String>>,
+    nats_prefix: Option<Spanned<String>>,
+    nats_export: Option<Spanned<Vec<String>>>,
+    nats_import: Option<Spanned<Vec<String>>>,
+    nats_no_requests: Option<Spanned<bool>>,
+    nats_timeout: Option<Spanned<String>>,
+    nats_max_held: Option<Spanned<Size>>,
+    nats_creds: Option<Spanned<String>>,
+    nats_tls_ca: Option<Spanned<String>>,
 }
 
 /// Reads `path` into `args`, for every setting not given on the command line
@@ -80,12 +89,15 @@ pub(crate) fn apply(args: &mut ServeArgs, matches: &ArgMatches, path: &Path) -> 
     let at = |key: &str, span: Range<usize>| format!("{}, line {}, {key}", path.display(), line_of(&text, &span));
     macro_rules! set {
         ($field:ident, $key:literal, $convert:expr) => {
+            set!(args.$field, $field, $key, $convert)
+        };
+        ($target:expr, $field:ident, $key:literal, $convert:expr) => {
             if let Some(value) = file.$field {
                 if !from_flag(stringify!($field)) {
                     let span = value.span();
                     let convert = $convert;
                     let converted: Result<_> = convert(value.into_inner());
-                    args.$field = converted.with_context(|| at($key, span))?;
+                    $target = converted.with_context(|| at($key, span))?;
                 }
             }
         };
@@ -126,6 +138,26 @@ pub(crate) fn apply(args: &mut ServeArgs, matches: &ArgMatches, path: &Path) -> 
             _ => anyhow::bail!("{v:?}: the level must be off, error, warn, info, debug or trace"),
         }
     });
+    set!(args.nats.nats, nats, "nats", |v: String| Ok(Some(v)));
+    set!(args.nats.nats_prefix, nats_prefix, "nats-prefix", |v: String| Ok(Some(
+        v
+    )));
+    set!(args.nats.nats_export, nats_export, "nats-export", Ok);
+    set!(args.nats.nats_import, nats_import, "nats-import", Ok);
+    set!(args.nats.nats_no_requests, nats_no_requests, "nats-no-requests", Ok);
+    set!(args.nats.nats_timeout, nats_timeout, "nats-timeout", |v: String| {
+        crate::bus::parse_duration(&v)
+    });
+    set!(args.nats.nats_max_held, nats_max_held, "nats-max-held", size);
+    set!(args.nats.nats_creds, nats_creds, "nats-creds", |v: String| Ok(Some(
+        v.into()
+    )));
+    set!(args.nats.nats_tls_ca, nats_tls_ca, "nats-tls-ca", |v: String| Ok(Some(
+        v.into()
+    )));
+    if args.nats.nats.is_some() {
+        args.nats.config().context(path.display().to_string())?;
+    }
     Ok(())
 }
 

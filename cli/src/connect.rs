@@ -63,7 +63,11 @@ pub(crate) fn parse_socket(s: &str) -> Result<Address> {
 
 /// Connects a client to `target`, with a request deadline (`None`: none).
 pub(crate) async fn connect(target: &Target, timeout: Option<Duration>) -> Result<Client> {
-    let builder = Client::builder().request_timeout(timeout);
+    connect_with(Client::builder().request_timeout(timeout), target).await
+}
+
+/// Connects a client made by `builder` to `target`.
+pub(crate) async fn connect_with(builder: microsocket_tokio::ClientBuilder, target: &Target) -> Result<Client> {
     let client = match target {
         Target::Socket(Address::Unix(path)) => builder.connect_unix(path).await,
         #[cfg(any(target_os = "linux", target_os = "android"))]

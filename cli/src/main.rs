@@ -12,6 +12,7 @@ mod introspect;
 mod loadgen;
 mod metrics;
 mod monitor;
+mod nats;
 mod output;
 mod reload;
 mod systemd;
@@ -69,6 +70,9 @@ enum Command {
     /// per command, publications per topic, and its connections with their
     /// queues and drops. Quits on `q`.
     Top(top::TopArgs),
+    /// Bridge a running bus to NATS, as a client of the bus in a process of
+    /// its own (`serve --nats` bridges from inside the server instead).
+    Bridge(nats::BridgeArgs),
     /// Start a server inside this process and show what microsocket does.
     Demo,
     /// Print a completion script for SHELL (`microsocket completions bash >
@@ -186,6 +190,9 @@ pub(crate) struct ServeArgs {
     /// Log to stderr at this level or above.
     #[arg(long, value_name = "LEVEL", value_parser = ["off", "error", "warn", "info", "debug", "trace"])]
     pub(crate) log_level: Option<String>,
+    /// Bridge this bus to NATS.
+    #[command(flatten)]
+    pub(crate) nats: nats::NatsArgs,
 }
 
 #[derive(Args)]
@@ -318,6 +325,7 @@ fn main() -> ExitCode {
             Command::Topics(args) => introspect::topics(args).await,
             Command::Monitor(args) => monitor::run(args).await,
             Command::Top(args) => top::run(args).await,
+            Command::Bridge(args) => nats::bridge(args).await,
             Command::Demo => demo::run().await,
             Command::Completions { .. } | Command::Man { .. } => Ok(ExitCode::SUCCESS),
         };

@@ -23,6 +23,8 @@ pub struct BridgeConfig {
     prefix: String,
     exports: Vec<String>,
     imports: Vec<Import>,
+    /// Why import specs given to [`BridgeConfig::import`] were refused.
+    bad_imports: Vec<String>,
     serve_requests: bool,
     request_timeout: Duration,
     max_held_bytes: usize,
@@ -94,6 +96,7 @@ impl BridgeConfig {
             prefix: prefix.into(),
             exports: Vec::new(),
             imports: Vec::new(),
+            bad_imports: Vec::new(),
             serve_requests: true,
             request_timeout: Duration::from_secs(5),
             max_held_bytes: 8 << 20,
@@ -114,13 +117,11 @@ impl BridgeConfig {
     /// [`Import`]); checked by [`BridgeConfig::validate`].
     #[must_use]
     pub fn import(mut self, spec: &str) -> Self {
-        self.imports.push(match Import::parse(spec) {
-            Ok(import) => import,
-            Err(_) => Import {
-                remote_prefix: String::new(),
-                pattern: spec.to_owned(),
-            },
-        });
+        match Import::parse(spec) {
+            Ok(import) => self.imports.push(import),
+            Err(BridgeError::Config(why)) => self.bad_imports.push(why),
+            Err(other) => self.bad_imports.push(other.to_string()),
+        }
         self
     }
 
@@ -213,8 +214,8 @@ impl BridgeConfig {
             microsocket_core::Pattern::new(export.as_bytes())
                 .map_err(|e| BridgeError::Config(format!("export {export:?}: {e}")))?;
         }
-        for import in &self.imports {
-            Import::parse(&format!("{}:{}", import.remote_prefix, import.pattern).trim_start_matches(':'))?;
+        if let Some(bad) = self.bad_imports.first() {
+            return Err(BridgeError::Config(bad.clone()));
         }
         if let Some(topic) = &self.state_topic {
             if topic.is_empty() || topic.starts_with('$') {
