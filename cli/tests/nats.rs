@@ -169,3 +169,32 @@ fn bad_bridge_settings_are_refused_before_serving() {
     ]);
     assert!(stderr(&out).contains("x y"), "{}", stderr(&out));
 }
+
+#[test]
+fn the_bridge_is_configured_from_the_config_file_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bus.toml");
+    std::fs::write(
+        &file,
+        "socket = \"/tmp/x.sock\"\nnats = \"nats://127.0.0.1:4222\"\nnats-prefix = \"kitchen\"\nnats-export = [\"sensor.>\"]\nnats-import = [\"attic:sensor.>\"]\nnats-timeout = \"2s\"\nnats-max-held = \"1MiB\"\n",
+    )
+    .unwrap();
+    let out = run(&["serve", "--check-config", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(
+        &file,
+        "socket = \"/tmp/x.sock\"\nnats = \"nats://127.0.0.1:4222\"\nnats-timeout = \"soon\"\n",
+    )
+    .unwrap();
+    let out = run(&["serve", "--check-config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("line 3, nats-timeout"), "{}", stderr(&out));
+    std::fs::write(
+        &file,
+        "socket = \"/tmp/x.sock\"\nnats = \"nats://127.0.0.1:4222\"\nnats-export = [\"a.>.b\"]\n",
+    )
+    .unwrap();
+    let out = run(&["serve", "--check-config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("a.>.b"), "{}", stderr(&out));
+}

@@ -13,11 +13,15 @@ use microsocket_tokio::{Client, Error as BusError, Handler, Publication, Publish
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::config::BridgeConfig;
 use crate::config::{redacted_url, Credentials, Import, NatsOptions};
+use crate::error::BridgeError;
+use crate::failures;
 use crate::loops::{digest, Echoes};
 use crate::mapping::{decode, encode_failure, encode_values, join, subject_tail, Body, Content, ORIGIN_HEADER};
+use crate::remote::Remote;
+use crate::stats::BridgeStats;
 use crate::stats::Counters;
-use crate::{failures, BridgeConfig, BridgeError, BridgeStats, Remote};
 
 /// A bridge between one microsocket bus and NATS.
 ///

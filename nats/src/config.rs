@@ -4,8 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::error::BridgeError;
 use crate::mapping::{join, subject_tail, SubjectError};
-use crate::BridgeError;
 
 /// What a bridge exports, imports and answers.
 ///
