@@ -203,6 +203,9 @@ pub(crate) async fn serve(mut args: ServeArgs, reloader: Option<crate::reload::R
         }
         let tls = tls_config(&args)?;
         for listener in activated.tcp {
+            if tls.is_none() && !args.insecure_plaintext {
+                refuse_plaintext_beyond_loopback(&listener.local_addr()?.to_string()).await?;
+            }
             listener.set_nonblocking(true)?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
             match &tls {
@@ -315,12 +318,33 @@ async fn listen(server: &Server<Bus>, address: Option<Address>, args: &ServeArgs
     }
     if let Some(tcp) = &args.tcp {
         let addr = tcp.strip_prefix("tcp://").unwrap_or(tcp);
-        let bound = match tls_config(args)? {
+        let tls = tls_config(args)?;
+        if tls.is_none() && !args.insecure_plaintext {
+            refuse_plaintext_beyond_loopback(addr).await?;
+        }
+        let bound = match tls {
             Some(config) => server.listen_tls(addr, config).await,
             None => server.listen_tcp(addr).await,
         }
         .with_context(|| format!("cannot listen on TCP {addr}"))?;
         tracing::info!(%bound, tls = args.tls_cert.is_some(), "listening on TCP");
+    }
+    Ok(())
+}
+
+/// Refuses plaintext TCP on `addr` unless every address it names is
+/// loopback: beyond this host, the bus would be open to anyone on the
+/// network, unencrypted and unauthenticated.
+async fn refuse_plaintext_beyond_loopback(addr: &str) -> Result<()> {
+    let addresses: Vec<_> = tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("cannot resolve TCP address {addr}"))?
+        .collect();
+    if let Some(open) = addresses.iter().find(|a| !a.ip().is_loopback()) {
+        bail!(
+            "--tcp {addr} ({open}) is reachable beyond this host: serve it with TLS (--tls-cert, --tls-key), \
+             or say --insecure-plaintext to allow anyone who can reach it to use the bus unencrypted"
+        );
     }
     Ok(())
 }

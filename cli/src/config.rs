@@ -40,6 +40,7 @@ struct File {
     tls_cert: Option<Spanned<String>>,
     tls_key: Option<Spanned<String>>,
     tls_client_ca: Option<Spanned<String>>,
+    insecure_plaintext: Option<Spanned<bool>>,
     attach: Option<Spanned<Vec<String>>>,
     buffer: Option<Spanned<Vec<String>>>,
     buffer_max_topics: Option<Spanned<usize>>,
@@ -108,6 +109,7 @@ pub(crate) fn apply(args: &mut ServeArgs, matches: &ArgMatches, path: &Path) -> 
     set!(tls_cert, "tls-cert", |v: String| Ok(Some(v.into())));
     set!(tls_key, "tls-key", |v: String| Ok(Some(v.into())));
     set!(tls_client_ca, "tls-client-ca", |v: String| Ok(Some(v.into())));
+    set!(insecure_plaintext, "insecure-plaintext", Ok);
     set!(attach, "attach", |v: Vec<String>| {
         for spec in &v {
             spec.parse::<microsocket_socket::SerialLine>()?;

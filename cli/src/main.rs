@@ -119,6 +119,10 @@ pub(crate) struct ServeArgs {
     /// mutual TLS. Their verified names reach the handler.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub(crate) tls_client_ca: Option<std::path::PathBuf>,
+    /// Allow --tcp on an address other than loopback without TLS: anyone who
+    /// can reach it may then read and send everything, unauthenticated.
+    #[arg(long)]
+    pub(crate) insecure_plaintext: bool,
     /// Attach a device on a serial line as one more connection of the bus: a
     /// UART, a USB CDC device or a pseudo-terminal, opened in raw mode, at
     /// BAUD if given (`/dev/ttyACM0@115200`; repeatable). It is attached once,

@@ -118,3 +118,15 @@ fn bad_tls_files_are_refused_at_start_with_their_names() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("missing.pem"), "{}", stderr(&o));
 }
+
+#[test]
+fn plaintext_tcp_beyond_loopback_is_refused_without_insecure_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("bus.sock");
+    for addr in ["0.0.0.0:0", "tcp://[::]:0"] {
+        let o = run(&["serve", sock.to_str().unwrap(), "--tcp", addr]);
+        assert_eq!(o.status.code(), Some(2), "{addr}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--insecure-plaintext"), "{}", stderr(&o));
+        assert!(!sock.exists(), "nothing was served");
+    }
+}
