@@ -90,9 +90,14 @@ mod address;
 mod credentials;
 mod file;
 mod hangup;
+mod identity;
+#[cfg(feature = "tls")]
+mod relay;
 mod serial;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use abstract_name::{bind_abstract, connect_abstract};
@@ -100,4 +105,5 @@ pub use address::{Address, AddressError, Listener, Stream};
 pub use credentials::{own_uid, peer_credentials, PeerCredentials};
 pub use file::{bind_unix, bind_unix_with, SocketFileGuard, SocketOptions, DEFAULT_SOCKET_MODE, MAX_SOCKET_PATH};
 pub use hangup::peer_hung_up;
+pub use identity::TlsIdentity;
 pub use serial::{SerialLine, SerialLineError};

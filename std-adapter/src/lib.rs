@@ -136,6 +136,8 @@ pub mod client;
 
 mod rx;
 pub mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub use microsocket_socket as socket;
 
 pub use bytes::Bytes;
@@ -145,5 +147,5 @@ pub use client::{
 };
 pub use microsocket_host::shared::*;
 pub use microsocket_host::Result;
-pub use microsocket_socket::{Address, PeerCredentials, SocketOptions};
+pub use microsocket_socket::{Address, PeerCredentials, SocketOptions, TlsIdentity};
 pub use server::{Handler, Publisher, Request, RequestContext, Responder, RunningServer, Server, ShutdownHandle};

@@ -7,7 +7,7 @@ use std::future::Future;
 use bytes::Bytes;
 use microsocket_core::SubscriptionKind;
 
-pub use microsocket_socket::PeerCredentials;
+pub use microsocket_socket::{PeerCredentials, TlsIdentity};
 
 use microsocket_host::{ConnectionId, SubscriptionChange, Values};
 
@@ -22,15 +22,6 @@ pub struct RequestContext {
     /// The verified certificate of a client over TLS that presented one
     /// (mutual TLS, feature `tls`); `None` otherwise.
     pub tls: Option<std::sync::Arc<TlsIdentity>>,
-}
-
-/// The verified certificate a TLS client presented.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TlsIdentity {
-    /// The common names (CN) of its subject.
-    pub common_names: Vec<String>,
-    /// Its subject alternative names: DNS names, e-mail addresses and URIs.
-    pub alt_names: Vec<String>,
 }
 
 /// A request for the application: command, arguments (zero-copy slices of the

@@ -24,150 +24,18 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::handler::{Handler, TlsIdentity};
 use crate::log::limited;
 use crate::server::Server;
+use microsocket_socket::tls::peer_identity;
 
-pub use tokio_rustls::rustls;
-
-/// How long a client may take to finish the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Handshakes a listener runs at once; connections past it are closed at
-/// once, so peers that connect and never handshake hold a bounded number of
-/// tasks and descriptors.
-pub const MAX_HANDSHAKES: usize = 256;
-
-impl TlsIdentity {
-    /// The identity in a certificate (DER); `None` if it cannot be parsed.
-    #[must_use]
-    pub fn from_certificate(der: &[u8]) -> Option<Self> {
-        use x509_parser::extensions::GeneralName;
-        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        let common_names = cert
-            .subject()
-            .iter_common_name()
-            .filter_map(|cn| cn.as_str().ok().map(str::to_owned))
-            .collect();
-        let alt_names = cert
-            .subject_alternative_name()
-            .ok()
-            .flatten()
-            .map(|ext| {
-                ext.value
-                    .general_names
-                    .iter()
-                    .filter_map(|name| match name {
-                        GeneralName::DNSName(n) | GeneralName::RFC822Name(n) | GeneralName::URI(n) => {
-                            Some((*n).to_owned())
-                        }
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Some(Self {
-            common_names,
-            alt_names,
-        })
-    }
-}
-
-fn invalid(what: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, what)
-}
-
-fn certificates(path: &Path) -> io::Result<Vec<CertificateDer<'static>>> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| invalid(format!("{}: {e}", path.display())))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(invalid(format!("{}: no certificate", path.display())));
-    }
-    Ok(certs)
-}
-
-fn private_key(path: &Path) -> io::Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| invalid(format!("{}: {e}", path.display())))
-}
-
-fn roots(path: &Path) -> io::Result<rustls::RootCertStore> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in certificates(path)? {
-        roots
-            .add(cert)
-            .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
-    }
-    Ok(roots)
-}
-
-/// The cryptography: *ring*, which builds with a C compiler alone. (rustls
-/// offers post-quantum key exchange only with aws-lc-rs, whose build needs
-/// CMake; hence its deprecation notice on *ring*'s provider.)
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    #[allow(deprecated)]
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// A server configuration from PEM files: the server's certificate chain and
-/// key, and, for mutual TLS, the CA whose certificates clients must present
-/// (without it, clients present none).
-///
-/// # Errors
-/// [`io::ErrorKind::InvalidInput`] naming the file, for unreadable or invalid
-/// PEM, or a key that does not match.
-pub fn server_config(
-    cert: impl AsRef<Path>,
-    key: impl AsRef<Path>,
-    client_ca: Option<&Path>,
-) -> io::Result<Arc<rustls::ServerConfig>> {
-    let builder = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| invalid(e.to_string()))?;
-    let builder = match client_ca {
-        Some(ca) => {
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
-                    .build()
-                    .map_err(|e| invalid(format!("{}: {e}", ca.display())))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let config = builder
-        .with_single_cert(certificates(cert.as_ref())?, private_key(key.as_ref())?)
-        .map_err(|e| invalid(format!("{}: {e}", key.as_ref().display())))?;
-    Ok(Arc::new(config))
-}
-
-/// A client configuration from PEM files: the CA that signed the server's
-/// certificate, and for mutual TLS the client's certificate chain and key.
-///
-/// # Errors
-/// As [`server_config`].
-pub fn client_config(ca: impl AsRef<Path>, identity: Option<(&Path, &Path)>) -> io::Result<Arc<rustls::ClientConfig>> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| invalid(e.to_string()))?
-        .with_root_certificates(roots(ca.as_ref())?);
-    let config = match identity {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(certificates(cert)?, private_key(key)?)
-            .map_err(|e| invalid(format!("{}: {e}", key.display())))?,
-        None => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(config))
-}
+pub use microsocket_socket::tls::{client_config, rustls, server_config, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES};
 
 impl<H: Handler> Server<H> {
     /// Listens on TCP with TLS; returns the bound address.
@@ -231,13 +99,7 @@ impl<H: Handler> Server<H> {
                     drop(permit);
                     match handshake {
                         Ok(Ok(tls)) => {
-                            let identity = tls
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|certs| certs.first())
-                                .and_then(|cert| TlsIdentity::from_certificate(cert))
-                                .map(Arc::new);
+                            let identity = peer_identity(tls.get_ref().1.peer_certificates()).map(Arc::new);
                             server.serve_tls_stream(tls, identity);
                         }
                         Ok(Err(e)) => limited!(debug, error = %e, "TLS handshake failed"),
@@ -277,8 +139,7 @@ impl crate::ClientBuilder {
     where
         A: ToSocketAddrs + Clone + Send + Sync + 'static,
     {
-        let name =
-            ServerName::try_from(server_name.to_owned()).map_err(|e| invalid(format!("{server_name:?}: {e}")))?;
+        let name = microsocket_socket::tls::server_name(server_name)?;
         let connector = TlsConnector::from(config);
         self.connect_with(move || {
             let (addr, name, connector) = (addr.clone(), name.clone(), connector.clone());

@@ -99,6 +99,8 @@ mod reconnect;
 mod state;
 mod subscription;
 mod ticket;
+#[cfg(feature = "tls")]
+mod tls;
 mod waiting;
 
 use reconnect::prepare;

@@ -76,6 +76,8 @@ mod handler;
 mod publisher;
 mod reader;
 mod state;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use handler::*;
 pub use publisher::Publisher;
@@ -114,6 +116,9 @@ pub struct Server<H> {
     handler: Arc<H>,
     shared: Arc<Shared>,
     wake_rx: UnixStream,
+    /// TLS on accepted connections (feature `tls`).
+    #[cfg(feature = "tls")]
+    tls: Option<tls::TlsAccept>,
 }
 
 impl<H: Handler> Server<H> {
@@ -221,6 +226,8 @@ impl<H: Handler> Server<H> {
             handler: Arc::new(handler),
             shared,
             wake_rx,
+            #[cfg(feature = "tls")]
+            tls: None,
         })
     }
 
@@ -359,7 +366,12 @@ impl<H: Handler> Server<H> {
                     }
                 };
                 let id = next_id.fetch_add(1, Ordering::Relaxed) as u64;
-                self.start_connection(id, stream, peer, account);
+                #[cfg(feature = "tls")]
+                if let Some(tls) = &self.tls {
+                    tls.accept(id, stream, account, &shared, &self.handler);
+                    continue;
+                }
+                start_connection(&shared, &self.handler, id, stream, peer, None, account);
             }
         };
         // New clients are refused from here on: the listener closes and its
@@ -372,55 +384,64 @@ impl<H: Handler> Server<H> {
         let _ = flusher.join();
         result
     }
+}
 
-    /// Registers a connection and starts its reader thread, detached: the thread
-    /// is released when it ends (a handle kept until the next `accept` would
-    /// keep its stack mapped until then, without bound while clients keep
-    /// connecting).
-    fn start_connection(&self, id: u64, stream: Stream, peer: Option<PeerCredentials>, account: Account) {
-        let _ = stream.set_read_timeout(None);
-        let context = RequestContext {
-            connection: ConnectionId::new(id),
-            peer,
-        };
-        let mut conn = None;
-        lock(&self.shared.hub).insert_with(|slot| {
-            let made = Arc::new(Conn {
-                account,
-                context,
-                slot,
-                stream,
-                out: Mutex::new(Out::new(Protocol::new(ServerLimits {
-                    max_in_flight: self.shared.config.max_in_flight,
-                }))),
-                drained: Condvar::new(),
-                shared: self.shared.clone(),
-            });
-            conn = Some(made.clone());
-            made
+/// Registers a connection and starts its reader thread, detached: the thread
+/// is released when it ends (a handle kept until the next `accept` would
+/// keep its stack mapped until then, without bound while clients keep
+/// connecting).
+fn start_connection<H: Handler>(
+    shared: &Arc<Shared>,
+    handler: &Arc<H>,
+    id: u64,
+    stream: Stream,
+    peer: Option<PeerCredentials>,
+    tls: Option<Arc<microsocket_socket::TlsIdentity>>,
+    account: Account,
+) {
+    let _ = stream.set_read_timeout(None);
+    let context = RequestContext {
+        connection: ConnectionId::new(id),
+        peer,
+        tls,
+    };
+    let mut conn = None;
+    lock(&shared.hub).insert_with(|slot| {
+        let made = Arc::new(Conn {
+            account,
+            context,
+            slot,
+            stream,
+            out: Mutex::new(Out::new(Protocol::new(ServerLimits {
+                max_in_flight: shared.config.max_in_flight,
+            }))),
+            drained: Condvar::new(),
+            shared: shared.clone(),
         });
-        let Some(conn) = conn else { return };
-        self.shared.counters.connection_opened();
-        let handler = self.handler.clone();
-        let running = ReaderRunning::new(self.shared.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("microsocket-conn-{id}"))
-            .stack_size(self.shared.config.stack_size)
-            .spawn({
-                let conn = conn.clone();
-                move || {
-                    let _running = running;
-                    serve_connection(&conn, &*handler);
-                }
-            });
-        // Dropping the handle detaches the thread (the count above tracks it).
-        if spawned.is_err() {
-            let mut out = conn.lock();
-            conn.kill_locked(&mut out);
-            drop(out);
-            lock(&self.shared.hub).remove(conn.slot, []);
-            self.shared.counters.connection_closed();
-        }
+        conn = Some(made.clone());
+        made
+    });
+    let Some(conn) = conn else { return };
+    shared.counters.connection_opened();
+    let handler = handler.clone();
+    let running = ReaderRunning::new(shared.clone());
+    let spawned = std::thread::Builder::new()
+        .name(format!("microsocket-conn-{id}"))
+        .stack_size(shared.config.stack_size)
+        .spawn({
+            let conn = conn.clone();
+            move || {
+                let _running = running;
+                serve_connection(&conn, &*handler);
+            }
+        });
+    // Dropping the handle detaches the thread (the count above tracks it).
+    if spawned.is_err() {
+        let mut out = conn.lock();
+        conn.kill_locked(&mut out);
+        drop(out);
+        lock(&shared.hub).remove(conn.slot, []);
+        shared.counters.connection_closed();
     }
 }
 

@@ -210,7 +210,7 @@ pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, e
         ServerEvent::Request { tag, command, args } if microsocket_host::is_server_command(command) => {
             let responder = Responder {
                 conn: Arc::downgrade(conn),
-                context: conn.context,
+                context: conn.context.clone(),
                 tag: TagBuf::new(tag),
                 answered: false,
                 charged: 0,
@@ -229,7 +229,7 @@ pub(super) fn handle_event<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &H, e
         ServerEvent::Request { tag, command, args } => {
             let mut responder = Responder {
                 conn: Arc::downgrade(conn),
-                context: conn.context,
+                context: conn.context.clone(),
                 tag: TagBuf::new(tag),
                 answered: false,
                 charged: 0,

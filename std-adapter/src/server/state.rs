@@ -8,7 +8,7 @@ use microsocket_host::{
     Account, ConnectionId, Counters, MemoryBudget, QueueBound, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
 };
 use microsocket_host::{ServerConfig, Stats};
-use microsocket_socket::{PeerCredentials, SocketOptions, Stream};
+use microsocket_socket::{PeerCredentials, SocketOptions, Stream, TlsIdentity};
 use rustix::net::SendFlags;
 use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
@@ -256,10 +256,13 @@ pub(super) struct Flusher {
 }
 
 /// Who a request or subscription comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestContext {
     /// The connection's id, unique within this server.
     pub connection: ConnectionId,
     /// The peer's credentials, on UNIX sockets where the platform tells them.
     pub peer: Option<PeerCredentials>,
+    /// The verified certificate of a client over TLS that presented one
+    /// (mutual TLS, feature `tls`); `None` otherwise.
+    pub tls: Option<std::sync::Arc<TlsIdentity>>,
 }
