@@ -10,7 +10,7 @@ use async_nats::{ConnectOptions, Event, HeaderMap};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use microsocket_tokio::{Client, Error as BusError, Handler, Publication, Publisher, Server};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::BridgeConfig;
@@ -43,7 +43,6 @@ pub(crate) struct Shared {
     origin: String,
     echoes: Echoes,
     held: Mutex<VecDeque<Outgoing>>,
-    held_more: Notify,
 }
 
 /// An exported publication on its way to NATS.
@@ -100,7 +99,6 @@ impl Bridge {
                 origin,
                 echoes: Echoes::default(),
                 held: Mutex::new(VecDeque::new()),
-                held_more: Notify::new(),
             }),
             tasks: Vec::new(),
         })
@@ -114,8 +112,15 @@ impl Bridge {
     /// As [`Bridge::attach`], and [`BridgeError::Bus`] if the server refuses
     /// the connection.
     pub async fn attach_server<H: Handler>(&mut self, server: &Server<H>) -> Result<(), BridgeError> {
+        // Publications wait for export in this connection's queue, up to the
+        // bridge's bound, before they count as dropped.
+        let held = self.shared.config.held_limit();
+        let builder = Client::builder()
+            .max_queued_bytes(held)
+            .subscription_max_bytes(held)
+            .subscription_capacity(held / 16 + 1);
         let bus = server
-            .connect_in_process()
+            .connect_in_process_with(builder)
             .map_err(|e| BridgeError::Bus(BusError::Io(e)))?;
         if let Some(topic) = self.shared.config.state() {
             server
@@ -141,9 +146,7 @@ impl Bridge {
                 subscriber = subscriber.pattern(pattern);
             }
             let subscription = subscriber.subscribe().await.map_err(BridgeError::Bus)?;
-            self.tasks
-                .push(tokio::spawn(export_from_bus(shared.clone(), subscription)));
-            self.tasks.push(tokio::spawn(export_to_nats(shared.clone())));
+            self.tasks.push(tokio::spawn(export(shared.clone(), subscription)));
         }
         for import in shared.config.imports() {
             let subscriber = shared
@@ -293,63 +296,92 @@ async fn connect_options(
 /// The longest wait between two attempts to reach NATS.
 const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
 
-/// Bus → held: never waits for NATS, so the bridge's bus connection always
-/// keeps up; what does not fit in the held bytes is dropped, oldest first.
-async fn export_from_bus(shared: Arc<Shared>, mut subscription: microsocket_tokio::Subscription) {
-    while let Some(item) = subscription.next().await {
-        match item {
-            Ok(publication) => shared.hold(&publication),
-            Err(BusError::Lagged { missed }) => Counters::add(&shared.counters.dropped, missed),
-            Err(BusError::Reconnecting) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "the bridge's bus connection ended; exports stop");
-                return;
+/// Bus → NATS. While NATS is connected and nothing is held, each
+/// publication goes straight out; otherwise it is held (up to the bound,
+/// oldest dropped first) until NATS is back. While NATS is slow to take
+/// them, publications wait in the bridge's bus connection, whose queue has
+/// the same bound and counts what it drops.
+async fn export(shared: Arc<Shared>, mut subscription: microsocket_tokio::Subscription) {
+    let mut connected = shared.connected.clone();
+    loop {
+        tokio::select! {
+            item = subscription.next() => match item {
+                Some(Ok(publication)) => {
+                    let Some(out) = shared.prepare(&publication) else { continue };
+                    if *connected.borrow() && shared.nothing_held() {
+                        shared.send(out).await;
+                    } else {
+                        shared.hold(out);
+                    }
+                }
+                Some(Err(BusError::Lagged { missed })) => Counters::add(&shared.counters.dropped, missed),
+                Some(Err(BusError::Reconnecting)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "the bridge's bus connection ended; exports stop");
+                    return;
+                }
+                None => return,
+            },
+            changed = connected.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                while *connected.borrow() {
+                    let Some(out) = shared.take_held() else { break };
+                    shared.send(out).await;
+                }
             }
         }
     }
 }
 
 impl Shared {
-    fn hold(&self, publication: &Publication) {
+    /// The NATS message for a local publication, or `None` (counted) if it
+    /// is an echo of an import or has no faithful subject.
+    fn prepare(&self, publication: &Publication) -> Option<Outgoing> {
         let topic = publication.topic();
         let values = publication.values();
-        if self.echoes.is_echo(digest(topic, values.iter_slices())) {
+        if self.echoes.is_waiting() && self.echoes.is_echo(digest(topic, values.iter_slices())) {
             Counters::add(&self.counters.loops_stopped, 1);
-            return;
+            return None;
         }
-        let Ok(tail) = subject_tail(topic) else {
+        let (Ok(tail), Ok(Body { headers, payload })) = (subject_tail(topic), encode_values(values.iter_slices()))
+        else {
             Counters::add(&self.counters.refused, 1);
-            return;
-        };
-        let Ok(Body { headers, payload }) = encode_values(values.iter_slices()) else {
-            Counters::add(&self.counters.refused, 1);
-            return;
+            return None;
         };
         let mut headers = headers.unwrap_or_default();
         headers.insert(ORIGIN_HEADER, self.origin.as_str());
         let subject = join(self.config.prefix(), tail);
         let size = subject.len() + payload.len() + HEADER_ALLOWANCE;
+        Some(Outgoing {
+            subject,
+            headers,
+            payload,
+            size,
+        })
+    }
+
+    fn nothing_held(&self) -> bool {
+        self.counters.held_bytes.load(Relaxed) == 0
+    }
+
+    /// Holds `out` until NATS is back, dropping the oldest held past the bound.
+    fn hold(&self, out: Outgoing) {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut held_bytes = self.counters.held_bytes.load(Relaxed) + size;
+        let mut held_bytes = self.counters.held_bytes.load(Relaxed) + out.size;
         while held_bytes > self.config.held_limit() {
             let Some(oldest) = held.pop_front() else { break };
             held_bytes -= oldest.size;
             Counters::add(&self.counters.dropped, 1);
         }
-        if size > self.config.held_limit() {
+        if out.size > self.config.held_limit() {
             Counters::add(&self.counters.dropped, 1);
-            self.counters.held_bytes.store(held_bytes - size, Relaxed);
+            self.counters.held_bytes.store(held_bytes - out.size, Relaxed);
             return;
         }
-        held.push_back(Outgoing {
-            subject,
-            headers,
-            payload,
-            size,
-        });
+        held.push_back(out);
         self.counters.held_bytes.store(held_bytes, Relaxed);
-        drop(held);
-        self.held_more.notify_one();
     }
 
     fn take_held(&self) -> Option<Outgoing> {
@@ -358,35 +390,24 @@ impl Shared {
         self.counters.held_bytes.fetch_sub(next.size, Relaxed);
         Some(next)
     }
-}
 
-/// What a held publication's headers count for against the held bytes.
-const HEADER_ALLOWANCE: usize = 64;
-
-/// Held → NATS, while NATS is connected.
-async fn export_to_nats(shared: Arc<Shared>) {
-    let mut connected = shared.connected.clone();
-    loop {
-        if connected.wait_for(|up| *up).await.is_err() {
-            return;
-        }
-        let Some(next) = shared.take_held() else {
-            shared.held_more.notified().await;
-            continue;
-        };
-        match shared
+    async fn send(&self, out: Outgoing) {
+        match self
             .nats
-            .publish_with_headers(next.subject, next.headers, next.payload)
+            .publish_with_headers(out.subject, out.headers, out.payload)
             .await
         {
-            Ok(()) => Counters::add(&shared.counters.exported, 1),
+            Ok(()) => Counters::add(&self.counters.exported, 1),
             Err(e) => {
                 tracing::warn!(error = %e, "NATS publish failed");
-                Counters::add(&shared.counters.dropped, 1);
+                Counters::add(&self.counters.dropped, 1);
             }
         }
     }
 }
+
+/// What a held publication's headers count for against the held bytes.
+const HEADER_ALLOWANCE: usize = 64;
 
 /// NATS → bus, for one import rule.
 async fn import_to_bus(
@@ -396,7 +417,13 @@ async fn import_to_bus(
     bus: Client,
     publish: LocalPublish,
 ) {
-    let exports: Vec<_> = shared.config.exports().to_vec();
+    // Validated by `BridgeConfig::validate`.
+    let exports: Vec<_> = shared
+        .config
+        .exports()
+        .iter()
+        .filter_map(|p| microsocket_core::Pattern::new(p.as_bytes()).ok())
+        .collect();
     while let Some(message) = subscriber.next().await {
         let origin = message.headers.as_ref().and_then(|h| h.get(ORIGIN_HEADER));
         if origin.is_some_and(|o| o.as_str() == shared.origin) {
@@ -411,18 +438,16 @@ async fn import_to_bus(
                 continue;
             }
         };
-        let comes_back = exports.iter().any(|pattern| {
-            microsocket_core::Pattern::new(pattern.as_bytes()).is_ok_and(|p| p.matches(topic.as_bytes()))
-        });
-        let echo = digest(topic.as_bytes(), values.iter().map(|v| &v[..]));
-        if comes_back {
+        let comes_back = exports.iter().any(|pattern| pattern.matches(topic.as_bytes()));
+        let echo = comes_back.then(|| digest(topic.as_bytes(), values.iter().map(|v| &v[..])));
+        if let Some(echo) = echo {
             shared.echoes.expect(echo);
         }
         match publish_locally(&bus, &publish, topic, &values).await {
             Ok(()) => Counters::add(&shared.counters.imported, 1),
             Err(e) => {
                 tracing::debug!(topic, error = %e, "import not published");
-                if comes_back {
+                if let Some(echo) = echo {
                     shared.echoes.is_echo(echo);
                 }
                 Counters::add(&shared.counters.refused, 1);

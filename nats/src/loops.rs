@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Echoes the bridge waits for at most; past it the oldest is forgotten (and
@@ -22,6 +23,8 @@ pub(crate) const MAX_EXPECTED: usize = 4096;
 #[derive(Debug, Default)]
 pub(crate) struct Echoes {
     expected: Mutex<VecDeque<u64>>,
+    /// How many digests `expected` holds, readable without the lock.
+    waiting: AtomicUsize,
 }
 
 /// A digest of a publication's topic and values.
@@ -43,6 +46,13 @@ impl Echoes {
             expected.pop_front();
         }
         expected.push_back(digest);
+        self.waiting.store(expected.len(), Ordering::Relaxed);
+    }
+
+    /// Whether any echo is expected (a cheap check before hashing a
+    /// publication).
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
     }
 
     /// Whether a publication seen on the export side is an expected echo
@@ -52,6 +62,7 @@ impl Echoes {
         match expected.iter().position(|&d| d == digest) {
             Some(at) => {
                 expected.drain(..=at);
+                self.waiting.store(expected.len(), Ordering::Relaxed);
                 true
             }
             None => false,

@@ -339,11 +339,20 @@ impl<H: Handler> Server<H> {
     /// If the socket pair cannot be made, or [`io::ErrorKind::ConnectionRefused`]
     /// if the server is shutting down or full.
     pub fn connect_in_process(&self) -> io::Result<Client> {
+        self.connect_in_process_with(crate::ClientBuilder::default())
+    }
+
+    /// [`Server::connect_in_process`] with a client made by `builder` (its
+    /// queue limits, say).
+    ///
+    /// # Errors
+    /// As [`Server::connect_in_process`].
+    pub fn connect_in_process_with(&self, builder: crate::ClientBuilder) -> io::Result<Client> {
         let (ours, theirs) = tokio::net::UnixStream::pair()?;
         let peer = peer_credentials(&ours);
         self.spawn_connection(ours, peer, socket_hung_up)
             .ok_or_else(|| io::Error::new(io::ErrorKind::ConnectionRefused, "server is shutting down or full"))?;
-        Ok(Client::new(theirs))
+        Ok(builder.connect_stream(theirs))
     }
 
     /// Serves `stream`; `hung_up` tells, without reading, whether its peer

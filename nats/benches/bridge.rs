@@ -1,0 +1,221 @@
+//! What the bridge costs: publications bus → NATS → bus against plain
+//! `async-nats` publish → subscribe through the same `nats-server`, side by
+//! side in one run (needs `nats-server` on the PATH).
+//!
+//! ```text
+//! cargo bench -p microsocket-nats --bench bridge
+//! ```
+//!
+//! - latency: one 64-byte publication at a time for 2 s, from publishing to
+//!   the subscriber holding it; p50 and p99.
+//! - throughput: 100,000 publications of 64 bytes as fast as the publisher
+//!   goes, until the subscriber has them all (or 10 s pass); per second.
+//!
+//! Each figure is the median of three runs.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use microsocket_nats::{Bridge, BridgeConfig, NatsOptions};
+use microsocket_tokio::{handler_fn, Failure, Reply, Request, Server};
+
+const RUN: Duration = Duration::from_secs(2);
+const BURST: usize = 100_000;
+const PAYLOAD: [u8; 64] = [b'x'; 64];
+
+struct NatsServer(Child, u16);
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn nats_server() -> Option<NatsServer> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(NatsServer(child, port))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1e6
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// (p50 µs, p99 µs, publications/s) through plain async-nats.
+async fn plain(url: &str) -> (f64, f64, f64) {
+    let publisher = async_nats::connect(url).await.unwrap();
+    let subscriber = async_nats::connect(url).await.unwrap();
+    let mut sub = subscriber.subscribe("bench.plain").await.unwrap();
+    subscriber.flush().await.unwrap();
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < RUN {
+        let t = Instant::now();
+        publisher.publish("bench.plain", PAYLOAD[..].into()).await.unwrap();
+        publisher.flush().await.unwrap();
+        sub.next().await.unwrap();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let start = Instant::now();
+    let receiving = tokio::spawn(async move {
+        let mut got = 0;
+        while got < BURST {
+            match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
+                Ok(Some(_)) => got += 1,
+                _ => break,
+            }
+        }
+        got
+    });
+    for _ in 0..BURST {
+        publisher.publish("bench.plain", PAYLOAD[..].into()).await.unwrap();
+    }
+    publisher.flush().await.unwrap();
+    let got = receiving.await.unwrap();
+    (
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        got as f64 / start.elapsed().as_secs_f64(),
+    )
+}
+
+async fn bus(url: &str, config: BridgeConfig) -> (Server<impl microsocket_tokio::Handler>, Bridge) {
+    let mut bridge = Bridge::connect(
+        &NatsOptions::new(url),
+        config.state_topic(None).max_held_bytes(256 << 20),
+    )
+    .await
+    .unwrap();
+    assert!(bridge.wait_connected(Duration::from_secs(10)).await);
+    // Queues that hold a whole burst: the figure is the pipeline's capacity,
+    // not how much a bounded queue drops.
+    let config = microsocket_tokio::ServerConfig::default().max_queued_bytes(512 << 20);
+    let handler = handler_fn(|_: Request| async { Err::<Reply, _>(Failure::new("none")) });
+    let server = Server::with_config(handler, config);
+    bridge.attach_server(&server).await.unwrap();
+    bridge.nats().flush().await.unwrap();
+    (server, bridge)
+}
+
+/// (p50 µs, p99 µs, publications/s) bus → bridge → NATS → bridge → bus.
+async fn bridged(url: &str) -> (f64, f64, f64) {
+    let (alpha, _a) = bus(url, BridgeConfig::new("alpha").export("bench.>")).await;
+    let (beta, _b) = bus(url, BridgeConfig::new("beta").import("alpha:bench.>")).await;
+    let dir = tempfile::tempdir().unwrap();
+    beta.listen_unix(dir.path().join("beta.sock")).unwrap();
+    let client = microsocket_tokio::Client::builder()
+        .max_queued_bytes(512 << 20)
+        .subscription_max_bytes(512 << 20)
+        .subscription_capacity(1 << 20)
+        .connect_unix(dir.path().join("beta.sock"))
+        .await
+        .unwrap();
+    let mut sub = client.subscribe("bench.bridged").await.unwrap();
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < RUN {
+        let t = Instant::now();
+        alpha.publish("bench.bridged", [&PAYLOAD[..]]).unwrap();
+        sub.next().await.unwrap().unwrap();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let start = Instant::now();
+    let receiving = tokio::spawn(async move {
+        let mut got = 0;
+        while got < BURST {
+            match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
+                Ok(Some(Ok(_))) => got += 1,
+                Ok(Some(Err(microsocket_tokio::Error::Lagged { .. }))) => {}
+                _ => break,
+            }
+        }
+        got
+    });
+    for i in 0..BURST {
+        alpha.publish("bench.bridged", [&PAYLOAD[..]]).unwrap();
+        if i % 256 == 255 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let got = receiving.await.unwrap();
+    if got < BURST {
+        eprintln!("bridged: {got} of {BURST} arrived; {:?} {:?}", _a.stats(), _b.stats());
+    }
+    (
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        got as f64 / start.elapsed().as_secs_f64(),
+    )
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let Some(server) = nats_server() else {
+        eprintln!("bridge bench: nats-server is not on the PATH (Debian package nats-server); nothing measured");
+        return;
+    };
+    let url = format!("nats://127.0.0.1:{}", server.1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut plain_runs = Vec::new();
+    let mut bridged_runs = Vec::new();
+    for _ in 0..3 {
+        plain_runs.push(runtime.block_on(plain(&url)));
+        bridged_runs.push(runtime.block_on(bridged(&url)));
+    }
+    let summary = |runs: &[(f64, f64, f64)]| {
+        (
+            median(runs.iter().map(|r| r.0).collect()),
+            median(runs.iter().map(|r| r.1).collect()),
+            median(runs.iter().map(|r| r.2).collect()),
+        )
+    };
+    let (p50, p99, rate) = summary(&plain_runs);
+    let (bp50, bp99, brate) = summary(&bridged_runs);
+    println!("| path | latency p50 | p99 | throughput |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| plain async-nats | {p50:.1} µs | {p99:.1} µs | {:.0} k/s |",
+        rate / 1e3
+    );
+    println!(
+        "| bus → bridge → NATS → bridge → bus | {bp50:.1} µs | {bp99:.1} µs | {:.0} k/s |",
+        brate / 1e3
+    );
+    println!(
+        "| ratio | {:.2}x | {:.2}x | {:.2}x |",
+        bp50 / p50,
+        bp99 / p99,
+        brate / rate
+    );
+}
