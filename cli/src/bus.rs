@@ -238,7 +238,8 @@ pub(crate) async fn serve(mut args: ServeArgs, reloader: Option<crate::reload::R
         None => None,
     };
     if let (Some(metrics), Some(address)) = (metrics, &args.metrics) {
-        metrics.serve(server.clone(), crate::metrics::bind(address).await?);
+        let bridge = bridge.as_ref().map(microsocket_nats::Bridge::stats_handle);
+        metrics.serve(server.clone(), bridge, crate::metrics::bind(address).await?);
     }
     crate::systemd::ready(&status_line(&server))?;
     let reporting = tokio::spawn(report_to_systemd(server.clone()));

@@ -107,6 +107,34 @@ impl prometheus_client::collector::Collector for ServerStats {
     }
 }
 
+/// The NATS bridge's counters, as `microsocket_nats_*`.
+#[derive(Debug)]
+struct BridgeCounters(microsocket_nats::StatsHandle);
+
+impl prometheus_client::collector::Collector for BridgeCounters {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.0.get();
+        let connected = ConstGauge::new(i64::from(stats.connected));
+        connected.encode(encoder.encode_descriptor(
+            "microsocket_nats_connected",
+            "Whether the NATS bridge is connected (1) or not (0)",
+            None,
+            connected.metric_type(),
+        )?)?;
+        for (name, value) in stats.fields() {
+            let (name, help) = (format!("microsocket_nats_{name}"), format!("The NATS bridge's {name}"));
+            if name.ends_with("held_bytes") {
+                let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+                gauge.encode(encoder.encode_descriptor(&name, &help, None, gauge.metric_type())?)?;
+            } else {
+                let counter = ConstCounter::new(value);
+                counter.encode(encoder.encode_descriptor(&name, &help, None, counter.metric_type())?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What `--metrics` serves: a latency recorder for the bus's handler, and
 /// once the server exists, the registry that exports both.
 pub(crate) struct Metrics {
@@ -121,7 +149,12 @@ impl Metrics {
     }
 
     /// Serves `/metrics` for `server` on `listener` until the process ends.
-    pub(crate) fn serve(self, server: Server<Bus>, listener: TcpListener) {
+    pub(crate) fn serve(
+        self,
+        server: Server<Bus>,
+        bridge: Option<microsocket_nats::StatsHandle>,
+        listener: TcpListener,
+    ) {
         let mut registry = Registry::default();
         registry.register(
             "microsocket_request_duration_seconds",
@@ -129,6 +162,9 @@ impl Metrics {
             self.latency.0,
         );
         registry.register_collector(Box::new(ServerStats(server)));
+        if let Some(bridge) = bridge {
+            registry.register_collector(Box::new(BridgeCounters(bridge)));
+        }
         let registry = Arc::new(registry);
         // At most this many scrapes at once; others wait to be accepted.
         let scrapes = Arc::new(tokio::sync::Semaphore::new(16));

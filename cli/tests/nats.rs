@@ -40,7 +40,17 @@ fn until(args: &[&str], expect: impl Fn(&std::process::Output) -> bool) -> std::
 fn two_hosts_share_a_publication_and_a_request_through_one_nats_server() {
     let nats = Nats::start();
     let url = nats.url();
-    let alpha = Server::start(&["--nats", &url, "--nats-prefix", "alpha", "--nats-export", "sensor.>"]);
+    let metrics = support::free_port().to_string();
+    let alpha = Server::start(&[
+        "--nats",
+        &url,
+        "--nats-prefix",
+        "alpha",
+        "--nats-export",
+        "sensor.>",
+        "--metrics",
+        &metrics,
+    ]);
     let beta = Server::start(&[
         "--nats",
         &url,
@@ -85,6 +95,15 @@ fn two_hosts_share_a_publication_and_a_request_through_one_nats_server() {
     );
     let out = run(&["request", alpha.sock(), "@gamma.PING"]);
     assert!(stderr(&out).contains("no responders"), "{}", stderr(&out));
+
+    // The bridge's counters are among the metrics.
+    let (_, body) = common::http_get(metrics.parse().unwrap(), "/metrics");
+    assert!(body.contains("microsocket_nats_connected 1"), "{body}");
+    let exported = body
+        .lines()
+        .find_map(|l| l.strip_prefix("microsocket_nats_exported_total "))
+        .expect("microsocket_nats_exported_total");
+    assert!(exported.parse::<u64>().unwrap() >= 1, "{body}");
 }
 
 #[test]

@@ -444,25 +444,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Fetches `path` from an HTTP server on loopback: the status line and body.
-fn http_get(port: u16, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut stream = loop {
-        match std::net::TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(e) => assert!(Instant::now() < deadline, "no metrics listener: {e}"),
-        }
-        sleep(Duration::from_millis(20));
-    };
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_owned(), body.to_owned())
-}
-
 /// `--metrics` serves the server's counters and gauges and the handler's
 /// latency per command in the Prometheus text format, which a Prometheus
 /// parser reads back.

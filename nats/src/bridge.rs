@@ -20,8 +20,8 @@ use crate::failures;
 use crate::loops::{digest, Echoes};
 use crate::mapping::{decode, encode_failure, encode_values, join, subject_tail, Body, Content, ORIGIN_HEADER};
 use crate::remote::Remote;
-use crate::stats::BridgeStats;
 use crate::stats::Counters;
+use crate::stats::{BridgeStats, StatsHandle};
 
 /// A bridge between one microsocket bus and NATS.
 ///
@@ -187,6 +187,12 @@ impl Bridge {
     #[must_use]
     pub fn stats(&self) -> BridgeStats {
         self.shared.counters.snapshot()
+    }
+
+    /// A handle to read [`Bridge::stats`] from elsewhere.
+    #[must_use]
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(self.shared.counters.clone())
     }
 
     /// The way for local requests to reach other buses over this bridge's

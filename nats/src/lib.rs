@@ -66,4 +66,4 @@ pub use bridge::{Bridge, LocalPublish};
 pub use config::{redacted_url, BridgeConfig, Credentials, Import, NatsOptions, DEFAULT_STATE_TOPIC};
 pub use error::BridgeError;
 pub use remote::{Forwarding, Remote, REMOTE_MARKER};
-pub use stats::BridgeStats;
+pub use stats::{BridgeStats, StatsHandle};

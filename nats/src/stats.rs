@@ -36,6 +36,19 @@ pub struct BridgeStats {
     pub requests_failed: u64,
 }
 
+/// A handle to a bridge's counters, to read them from elsewhere (a metrics
+/// exporter, say); cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StatsHandle(pub(crate) std::sync::Arc<Counters>);
+
+impl StatsHandle {
+    /// What the bridge has done so far.
+    #[must_use]
+    pub fn get(&self) -> BridgeStats {
+        self.0.snapshot()
+    }
+}
+
 /// The live counters behind [`BridgeStats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -85,7 +98,8 @@ impl BridgeStats {
         values
     }
 
-    /// The counters by name.
+    /// The counters by name (`held_bytes` is a gauge, the others only
+    /// grow).
     #[must_use]
     pub fn fields(&self) -> [(&'static str, u64); 10] {
         [
