@@ -285,3 +285,75 @@ async fn bad_topics_are_refused_and_unreachable_hosts_fail_within_the_deadline()
     assert_eq!(failure_message(err), failures::NOT_A_SUBJECT);
     assert!(alpha_bridge.stats().requests_failed >= 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server (Debian package nats-server)"]
+async fn a_stalled_nats_subscriber_slows_no_one() {
+    use std::io::{Read, Write};
+    // NATS cuts off a subscriber that holds more than 256 KiB or blocks a
+    // write for a second.
+    let nats = Nats::with_config("max_pending: 262144\nmax_payload: 65536\nwrite_deadline: \"1s\"\n");
+    let (alpha, alpha_bridge) = bus(&nats.url(), BridgeConfig::new("alpha").export("feed.>")).await;
+    let (beta, beta_bridge) = bus(&nats.url(), BridgeConfig::new("beta").import("alpha:feed.>")).await;
+    beta_bridge.nats().flush().await.unwrap();
+    // A NATS subscriber that never reads what it subscribed to.
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", nats.port)).unwrap();
+    stalled
+        .write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nSUB alpha.feed.> 1\r\nPING\r\n")
+        .unwrap();
+    stalled.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut greeting = [0u8; 4096];
+    let _ = stalled.read(&mut greeting);
+    let reader = beta
+        .connect_in_process_with(
+            microsocket_tokio::ClientBuilder::default()
+                .subscription_max_bytes(64 << 20)
+                .subscription_capacity(1 << 20),
+        )
+        .unwrap();
+    let mut feed = reader.subscribe("feed.data").await.unwrap();
+
+    // 8 MiB through the bridge, far past what NATS holds for the stalled one.
+    const COUNT: usize = 8192;
+    let block = vec![b'x'; 1024];
+    let publishing = tokio::spawn(async move {
+        for i in 0..COUNT {
+            alpha.publish("feed.data", [format!("{i}").as_bytes(), &block]).unwrap();
+            if i % 64 == 63 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        alpha
+    });
+    let mut received = 0;
+    while received < COUNT {
+        match tokio::time::timeout(Duration::from_secs(10), feed.next()).await {
+            Ok(Some(Ok(p))) => {
+                assert_eq!(
+                    p.values().str(0),
+                    Some(received.to_string().as_str()),
+                    "in order, none lost"
+                );
+                received += 1;
+            }
+            other => panic!("after {received} publications: {other:?}"),
+        }
+    }
+    let _alpha = publishing.await.unwrap();
+    assert_eq!(alpha_bridge.stats().dropped, 0, "{:?}", alpha_bridge.stats());
+    // NATS gave up on the stalled subscriber, not on the bridge.
+    assert!(alpha_bridge.stats().connected && beta_bridge.stats().connected);
+    stalled.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut cut_off = false;
+    let mut sink = vec![0u8; 1 << 20];
+    for _ in 0..10_000 {
+        match stalled.read(&mut sink) {
+            Ok(0) | Err(_) => {
+                cut_off = true;
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    assert!(cut_off, "nats-server closed the stalled subscriber");
+}

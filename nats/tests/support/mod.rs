@@ -19,6 +19,7 @@ pub struct Nats {
     pub port: u16,
     pub cluster_port: u16,
     routes: Vec<u16>,
+    config: Option<(tempfile::TempDir, std::path::PathBuf)>,
     child: Option<Child>,
 }
 
@@ -30,10 +31,26 @@ impl Nats {
 
     /// A server in a cluster, routed to the cluster ports given.
     pub fn node(routes: &[u16]) -> Nats {
+        Nats::configured(routes, None)
+    }
+
+    /// A lone server with these lines in its configuration file.
+    pub fn with_config(text: &str) -> Nats {
+        Nats::configured(&[], Some(text))
+    }
+
+    fn configured(routes: &[u16], config: Option<&str>) -> Nats {
+        let config = config.map(|text| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("nats.conf");
+            std::fs::write(&path, text).unwrap();
+            (dir, path)
+        });
         let mut nats = Nats {
             port: free_port(),
             cluster_port: free_port(),
             routes: routes.to_vec(),
+            config,
             child: None,
         };
         nats.restart();
@@ -62,6 +79,9 @@ impl Nats {
             .args(["--cluster", &format!("nats://127.0.0.1:{}", self.cluster_port)])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if let Some((_, path)) = &self.config {
+            command.arg("-c").arg(path);
+        }
         if !self.routes.is_empty() {
             let routes: Vec<String> = self.routes.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect();
             command.args(["--routes", &routes.join(",")]);
