@@ -357,3 +357,55 @@ async fn a_stalled_nats_subscriber_slows_no_one() {
     }
     assert!(cut_off, "nats-server closed the stalled subscriber");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server (Debian package nats-server)"]
+async fn credentials_and_tls_to_nats_are_used() {
+    use microsocket_nats::{Bridge, Credentials, NatsOptions};
+    let config = || BridgeConfig::new("alpha").state_topic(None);
+    let up = |options: NatsOptions| async move {
+        let bridge = Bridge::connect(&options, config()).await.unwrap();
+        bridge.wait_connected(Duration::from_secs(2)).await
+    };
+
+    let nats = Nats::with_config("authorization { user: alice, password: s3cret }\n");
+    let mut options = NatsOptions::new(nats.url());
+    options.credentials = Credentials::UserPassword {
+        user: "alice".into(),
+        password: "wrong".into(),
+    };
+    assert!(!up(options.clone()).await, "a wrong password is refused");
+    options.credentials = Credentials::UserPassword {
+        user: "alice".into(),
+        password: "s3cret".into(),
+    };
+    assert!(up(options.clone()).await);
+    assert!(!format!("{options:?}").contains("s3cret"));
+
+    let nats = Nats::with_config("authorization { token: t0ken }\n");
+    let mut options = NatsOptions::new(nats.url());
+    assert!(!up(options.clone()).await, "no token is refused");
+    options.credentials = Credentials::Token("t0ken".into());
+    assert!(up(options).await);
+
+    // TLS to NATS, verified with the CA given.
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress([127, 0, 0, 1].into()));
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.path().join("nats.pem"), dir.path().join("nats.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let nats = Nats::with_config(&format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
+        cert_path.display(),
+        key_path.display()
+    ));
+    let mut options = NatsOptions::new(format!("tls://127.0.0.1:{}", nats.port));
+    assert!(!up(options.clone()).await, "a certificate nobody trusts is refused");
+    options.tls_ca = Some(cert_path);
+    assert!(up(options).await, "connects over TLS with the CA given");
+}
