@@ -6,11 +6,12 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
 
-use crate::tls::HANDSHAKE_TIMEOUT;
+/// How long a peer may take to finish the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Completes the handshake of `tls` over `tcp` (blocking), within
 /// [`HANDSHAKE_TIMEOUT`].

@@ -15,18 +15,14 @@
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::identity::TlsIdentity;
 
-pub use crate::relay::{handshake, relay};
+pub use crate::relay::{handshake, relay, HANDSHAKE_TIMEOUT};
 pub use rustls;
-
-/// How long a client may take to finish the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Handshakes a listener runs at once; connections past it are closed at
 /// once, so peers that connect and never handshake hold a bounded number of
