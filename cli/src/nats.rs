@@ -13,7 +13,7 @@ use clap::Args;
 use microsocket_nats::{redacted_url, Bridge, BridgeConfig, Credentials, LocalPublish, NatsOptions};
 
 /// The NATS bridge's flags, shared by `serve` and `bridge`.
-#[derive(Args, Clone, Debug, Default)]
+#[derive(Args, Clone, Debug, Default, PartialEq)]
 pub(crate) struct NatsArgs {
     /// Bridge the bus to NATS at this URL (`nats://host:4222`; several,
     /// comma-separated, for a cluster). Credentials: NATS_USER and
@@ -49,6 +49,17 @@ pub(crate) struct NatsArgs {
     /// Connect to NATS over TLS, verifying it with this CA (PEM).
     #[arg(long, value_name = "FILE", requires = "nats")]
     pub(crate) nats_tls_ca: Option<std::path::PathBuf>,
+}
+
+/// Keeps the NATS client's own logging at `info` at most: at `debug` it
+/// prints server addresses with any credentials in them.
+pub(crate) fn quiet_nats_client(filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
+    match filter.max_level_hint() {
+        Some(level) if level >= tracing::level_filters::LevelFilter::DEBUG => {
+            filter.add_directive("async_nats=info".parse().expect("a valid directive"))
+        }
+        _ => filter,
+    }
 }
 
 /// The host name, the default prefix.
@@ -122,7 +133,7 @@ pub(crate) struct BridgeArgs {
 /// (reconnecting when the bus restarts), until SIGINT or SIGTERM.
 pub(crate) async fn bridge(args: BridgeArgs) -> Result<ExitCode> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
+        .with_env_filter(quiet_nats_client(tracing_subscriber::EnvFilter::new(&args.log_level)))
         .with_writer(std::io::stderr)
         .init();
     anyhow::ensure!(

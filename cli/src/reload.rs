@@ -27,11 +27,12 @@ pub(crate) struct Reloader {
 /// The filter of the log for these settings: `--log-level`, else `info`
 /// with `--verbose` (or `RUST_LOG` if set), else nothing.
 pub(crate) fn log_filter(args: &ServeArgs) -> tracing_subscriber::EnvFilter {
-    match (&args.log_level, args.verbose) {
+    let filter = match (&args.log_level, args.verbose) {
         (Some(level), _) => tracing_subscriber::EnvFilter::new(level),
         (None, true) => tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         (None, false) => tracing_subscriber::EnvFilter::new("off"),
-    }
+    };
+    crate::nats::quiet_nats_client(filter)
 }
 
 impl Reloader {
@@ -103,6 +104,11 @@ impl Reloader {
             ("metrics", next.metrics != current.metrics),
             ("spin-us", next.spin_us != current.spin_us),
             ("grace", next.grace != current.grace),
+            ("nats", next.nats != current.nats),
+            (
+                "insecure-plaintext",
+                next.insecure_plaintext != current.insecure_plaintext,
+            ),
         ]
         .into_iter()
         .filter_map(|(name, differs)| differs.then_some(name))

@@ -14,7 +14,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::BridgeConfig;
-use crate::config::{redacted_url, Credentials, Import, NatsOptions};
+use crate::config::{redacted_url, Credentials, NatsOptions};
 use crate::error::BridgeError;
 use crate::failures;
 use crate::loops::{digest, Echoes};
@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     pub(crate) nats: async_nats::Client,
     pub(crate) counters: Arc<Counters>,
     connected: watch::Receiver<bool>,
+    /// Where the connection state is told, by the event callback and by
+    /// [`Shared::refresh_state`] (events can be lost).
+    state: Arc<watch::Sender<bool>>,
     origin: String,
     echoes: Echoes,
     held: Mutex<VecDeque<Outgoing>>,
@@ -81,9 +84,10 @@ impl Bridge {
         config.validate()?;
         let counters = Arc::new(Counters::default());
         let (state, connected) = watch::channel(false);
-        let options = connect_options(nats, &config, counters.clone(), state).await?;
+        let state = Arc::new(state);
+        let options = connect_options(nats, &config, counters.clone(), state.clone()).await?;
         let client = options
-            .connect(nats.url.as_str())
+            .connect(nats.urls())
             .await
             .map_err(|e| BridgeError::Nats(format!("{}: {e}", redacted_url(&nats.url))))?;
         if client.connection_state() == async_nats::connection::State::Connected {
@@ -96,6 +100,7 @@ impl Bridge {
                 nats: client,
                 counters,
                 connected,
+                state,
                 origin,
                 echoes: Echoes::default(),
                 held: Mutex::new(VecDeque::new()),
@@ -148,16 +153,22 @@ impl Bridge {
             let subscription = subscriber.subscribe().await.map_err(BridgeError::Bus)?;
             self.tasks.push(tokio::spawn(export(shared.clone(), subscription)));
         }
-        for import in shared.config.imports() {
+        // One task for every import rule, so that noting an expected echo
+        // and publishing happen in the order the echoes come back.
+        let mut subscribers = Vec::new();
+        for (rule, import) in shared.config.imports().iter().enumerate() {
             let subscriber = shared
                 .nats
                 .subscribe(import.subject())
                 .await
                 .map_err(|e| BridgeError::Nats(format!("cannot subscribe to {}: {e}", import.subject())))?;
+            subscribers.push(subscriber.map(move |message| (rule, message)));
+        }
+        if !subscribers.is_empty() {
+            let messages = futures_util::stream::select_all(subscribers);
             self.tasks.push(tokio::spawn(import_to_bus(
                 shared.clone(),
-                import.clone(),
-                subscriber,
+                messages,
                 bus.clone(),
                 publish.clone(),
             )));
@@ -186,6 +197,7 @@ impl Bridge {
     /// What the bridge has done so far.
     #[must_use]
     pub fn stats(&self) -> BridgeStats {
+        self.shared.refresh_state();
         self.shared.counters.snapshot()
     }
 
@@ -251,9 +263,17 @@ async fn connect_options(
     nats: &NatsOptions,
     config: &BridgeConfig,
     counters: Arc<Counters>,
-    state: watch::Sender<bool>,
+    state: Arc<watch::Sender<bool>>,
 ) -> Result<ConnectOptions, BridgeError> {
-    let state = Arc::new(state);
+    // async-nats reads these at each connect; a bad one is an error now,
+    // not endless silent retries.
+    let files = nats
+        .tls_ca
+        .iter()
+        .chain(nats.tls_client.iter().flat_map(|(cert, key)| [cert, key]));
+    for file in files {
+        std::fs::read(file).map_err(|e| BridgeError::Config(format!("cannot read {}: {e}", file.display())))?;
+    }
     let mut options = match &nats.credentials {
         Credentials::None => ConnectOptions::new(),
         Credentials::UserPassword { user, password } => {
@@ -277,7 +297,7 @@ async fn connect_options(
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(2))
-        .reconnect_delay_callback(|attempts| Duration::from_millis(50u64 << attempts.min(5)).min(RECONNECT_DELAY_MAX))
+        .reconnect_delay_callback(|attempts| Duration::from_millis(50u64 << attempts.min(6)).min(RECONNECT_DELAY_MAX))
         .event_callback(move |event| {
             let (counters, state) = (counters.clone(), state.clone());
             async move {
@@ -293,6 +313,8 @@ async fn connect_options(
                         state.send_replace(false);
                         tracing::warn!("NATS disconnected; reconnecting");
                     }
+                    // Messages async-nats dropped for a full subscription.
+                    Event::SlowConsumer(_) => Counters::add(&counters.dropped, 1),
                     other => tracing::info!(event = %other, "NATS"),
                 }
             }
@@ -309,8 +331,10 @@ const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
 /// the same bound and counts what it drops.
 async fn export(shared: Arc<Shared>, mut subscription: microsocket_tokio::Subscription) {
     let mut connected = shared.connected.clone();
+    let mut tick = tokio::time::interval(STATE_CHECK);
     loop {
         tokio::select! {
+            _ = tick.tick() => shared.refresh_state(),
             item = subscription.next() => match item {
                 Some(Ok(publication)) => {
                     let Some(out) = shared.prepare(&publication) else { continue };
@@ -356,6 +380,10 @@ impl Shared {
             Counters::add(&self.counters.refused, 1);
             return None;
         };
+        if !self.fits(payload.len()) {
+            Counters::add(&self.counters.refused, 1);
+            return None;
+        }
         let mut headers = headers.unwrap_or_default();
         headers.insert(ORIGIN_HEADER, self.origin.as_str());
         let subject = join(self.config.prefix(), tail);
@@ -368,23 +396,38 @@ impl Shared {
         })
     }
 
+    /// Whether a payload this long fits under the NATS server's
+    /// `max_payload` (a larger one would make the server close the whole
+    /// connection).
+    fn fits(&self, payload: usize) -> bool {
+        fits(&self.nats, payload)
+    }
+
+    /// Reads the connection state from the client itself, in case an event
+    /// was lost.
+    fn refresh_state(&self) {
+        let up = self.nats.connection_state() == async_nats::connection::State::Connected;
+        if self.counters.connected.swap(up, Relaxed) != up {
+            self.state.send_replace(up);
+        }
+    }
+
     fn nothing_held(&self) -> bool {
         self.counters.held_bytes.load(Relaxed) == 0
     }
 
     /// Holds `out` until NATS is back, dropping the oldest held past the bound.
     fn hold(&self, out: Outgoing) {
+        if out.size > self.config.held_limit() {
+            Counters::add(&self.counters.dropped, 1);
+            return;
+        }
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         let mut held_bytes = self.counters.held_bytes.load(Relaxed) + out.size;
         while held_bytes > self.config.held_limit() {
             let Some(oldest) = held.pop_front() else { break };
             held_bytes -= oldest.size;
             Counters::add(&self.counters.dropped, 1);
-        }
-        if out.size > self.config.held_limit() {
-            Counters::add(&self.counters.dropped, 1);
-            self.counters.held_bytes.store(held_bytes - out.size, Relaxed);
-            return;
         }
         held.push_back(out);
         self.counters.held_bytes.store(held_bytes, Relaxed);
@@ -415,14 +458,28 @@ impl Shared {
 /// What a held publication's headers count for against the held bytes.
 const HEADER_ALLOWANCE: usize = 64;
 
-/// NATS → bus, for one import rule.
+/// What headers add to a message, at most, against NATS's `max_payload`.
+const HEADERS_AT_MOST: usize = 256;
+
+/// How often the connection state is read from the client, besides its
+/// events.
+const STATE_CHECK: Duration = Duration::from_secs(1);
+
+/// Whether a payload this long, with the bridge's headers, fits under the
+/// NATS server's `max_payload` (unknown before the first connect: then yes).
+pub(crate) fn fits(nats: &async_nats::Client, payload: usize) -> bool {
+    let max = nats.server_info().max_payload;
+    max == 0 || payload + HEADERS_AT_MOST <= max
+}
+
+/// NATS → bus, for every import rule (`messages` carry their rule's index).
 async fn import_to_bus(
     shared: Arc<Shared>,
-    import: Import,
-    mut subscriber: async_nats::Subscriber,
+    mut messages: impl futures_util::Stream<Item = (usize, async_nats::Message)> + Unpin,
     bus: Client,
     publish: LocalPublish,
 ) {
+    let imports = shared.config.imports();
     // Validated by `BridgeConfig::validate`.
     let exports: Vec<_> = shared
         .config
@@ -430,13 +487,13 @@ async fn import_to_bus(
         .iter()
         .filter_map(|p| microsocket_core::Pattern::new(p.as_bytes()).ok())
         .collect();
-    while let Some(message) = subscriber.next().await {
+    while let Some((rule, message)) = messages.next().await {
         let origin = message.headers.as_ref().and_then(|h| h.get(ORIGIN_HEADER));
         if origin.is_some_and(|o| o.as_str() == shared.origin) {
             Counters::add(&shared.counters.loops_stopped, 1);
             continue;
         }
-        let topic = import.topic(&message.subject);
+        let topic = imports[rule].topic(&message.subject);
         let values = match decode(message.headers.as_ref(), &message.payload) {
             Ok(Content::Values(values)) if !topic.starts_with('$') => values,
             _ => {
@@ -451,23 +508,45 @@ async fn import_to_bus(
         }
         match publish_locally(&bus, &publish, topic, &values).await {
             Ok(()) => Counters::add(&shared.counters.imported, 1),
-            Err(e) => {
-                tracing::debug!(topic, error = %e, "import not published");
-                if let Some(echo) = echo {
-                    shared.echoes.is_echo(echo);
+            Err(NotPublished { why, surely }) => {
+                tracing::debug!(topic, error = %why, "import not published");
+                // Only an import surely not published will not come back.
+                if let (Some(echo), true) = (echo, surely) {
+                    shared.echoes.forget(echo);
                 }
-                Counters::add(&shared.counters.refused, 1);
+                Counters::add(&shared.counters.dropped, 1);
             }
         }
     }
 }
 
-async fn publish_locally(bus: &Client, publish: &LocalPublish, topic: &str, values: &[Bytes]) -> Result<(), String> {
+/// Why an import was not published, and whether it surely was not (a
+/// request that timed out may have been).
+struct NotPublished {
+    why: String,
+    surely: bool,
+}
+
+async fn publish_locally(
+    bus: &Client,
+    publish: &LocalPublish,
+    topic: &str,
+    values: &[Bytes],
+) -> Result<(), NotPublished> {
     match publish {
-        LocalPublish::Direct(publisher) => publisher.publish(topic, values).map(drop).map_err(|e| e.to_string()),
+        LocalPublish::Direct(publisher) => publisher.publish(topic, values).map(drop).map_err(|e| NotPublished {
+            why: e.to_string(),
+            surely: true,
+        }),
         LocalPublish::Command(command) => {
             let args = std::iter::once(topic.as_bytes()).chain(values.iter().map(|v| &v[..]));
-            bus.request(command, args).await.map(drop).map_err(|e| e.to_string())
+            bus.request(command, args).await.map(drop).map_err(|e| NotPublished {
+                surely: matches!(
+                    e,
+                    BusError::Failed { .. } | BusError::Encode(_) | BusError::InflightFull
+                ),
+                why: e.to_string(),
+            })
         }
     }
 }
@@ -494,19 +573,20 @@ async fn serve_requests(shared: Arc<Shared>, mut subscriber: async_nats::Subscri
             Some(_) => None,
             None => slots.clone().try_acquire_owned().ok(),
         };
-        let shared = shared.clone();
-        let bus = bus.clone();
         match permit {
             None => {
+                // Answered here, so a flood of refused requests waits for
+                // NATS rather than piling up tasks.
                 Counters::add(&shared.counters.requests_failed, 1);
-                let message = refusal.unwrap_or(failures::BUSY);
-                tokio::spawn(async move {
-                    shared
-                        .reply(reply, Err((Bytes::from_static(message.as_bytes()), vec![])))
-                        .await
-                });
+                let text = refusal.unwrap_or(failures::BUSY);
+                let subject = Bytes::copy_from_slice(message.subject.as_bytes());
+                shared
+                    .reply(reply, Err((Bytes::from_static(text.as_bytes()), vec![subject])))
+                    .await;
             }
             Some(permit) => {
+                let shared = shared.clone();
+                let bus = bus.clone();
                 tokio::spawn(async move {
                     let answer = shared.answer(&bus, &command, &message).await;
                     shared.reply(reply, answer).await;
@@ -525,7 +605,8 @@ impl Shared {
             Ok(Content::Values(args)) => args,
             _ => {
                 Counters::add(&self.counters.requests_failed, 1);
-                return Err((Bytes::from_static(failures::UNREADABLE.as_bytes()), vec![]));
+                let subject = Bytes::copy_from_slice(message.subject.as_bytes());
+                return Err((Bytes::from_static(failures::UNREADABLE.as_bytes()), vec![subject]));
             }
         };
         let result = bus
@@ -548,7 +629,15 @@ impl Shared {
             Err((message, details)) => encode_failure(message, details),
         };
         let body = body.or_else(|e| encode_failure(e.to_string().as_bytes(), &[]));
-        let Ok(Body { headers, payload }) = body else { return };
+        let Ok(mut body) = body else { return };
+        if !self.fits(body.payload.len()) {
+            let size = Bytes::from(format!("{} bytes", body.payload.len()));
+            let Ok(refusal) = encode_failure(failures::TOO_LARGE.as_bytes(), &[size]) else {
+                return;
+            };
+            body = refusal;
+        }
+        let Body { headers, payload } = body;
         let sent = match headers {
             Some(headers) => self.nats.publish_with_headers(to, headers, payload).await,
             None => self.nats.publish(to, payload).await,
@@ -566,6 +655,7 @@ async fn report_state(shared: Arc<Shared>, topic: String, bus: Client, publish: 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last = None;
     loop {
+        shared.refresh_state();
         let stats = shared.counters.snapshot();
         if last != Some(stats) {
             let report = stats.report();

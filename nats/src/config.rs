@@ -291,6 +291,17 @@ impl fmt::Debug for NatsOptions {
 }
 
 impl NatsOptions {
+    /// The server URLs, one per comma-separated part of `url`.
+    #[must_use]
+    pub fn urls(&self) -> Vec<String> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Options for `url`, without credentials.
     #[must_use]
     pub fn new(url: impl Into<String>) -> Self {
@@ -324,13 +335,16 @@ impl NatsOptions {
     }
 }
 
-/// `url` with any password or token in it replaced by `***`, for logs.
+/// `url` with any user, password or token in it replaced by `***`, for logs.
 #[must_use]
 pub fn redacted_url(url: &str) -> String {
     url.split(',')
-        .map(|one| match (one.find("://"), one.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &one[..scheme + 3], &one[at..]),
-            _ => one.to_owned(),
+        .map(|one| {
+            let start = one.find("://").map_or(0, |scheme| scheme + 3);
+            match one.rfind('@') {
+                Some(at) if at >= start => format!("{}***{}", &one[..start], &one[at..]),
+                _ => one.to_owned(),
+            }
         })
         .collect::<Vec<_>>()
         .join(",")
@@ -381,5 +395,7 @@ mod tests {
         let shown = format!("{options:?}");
         assert!(!shown.contains("secret"), "{shown}");
         assert!(shown.contains("nats://***@localhost:4222,nats://other:4222"), "{shown}");
+        assert_eq!(redacted_url("me:secret@localhost:4222"), "***@localhost:4222");
+        assert_eq!(options.urls(), ["nats://me:secret@localhost:4222", "nats://other:4222"]);
     }
 }

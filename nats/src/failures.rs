@@ -9,10 +9,13 @@ pub const TIMED_OUT: &str = "timed out across NATS";
 /// `@SUBJECT` names no valid NATS subject.
 pub const NOT_A_SUBJECT: &str = "not a NATS subject";
 /// A NATS request for a server command (`$...`) or for another bus
-/// (`@...`): not answered across the bridge.
+/// (`@...`), or a local `@SUBJECT` request for a NATS system subject (`$...`,
+/// `_INBOX...`): not carried across the bridge.
 pub const NOT_ACROSS: &str = "not permitted across the bridge";
 /// More NATS requests in flight than the bridge hands to the bus.
 pub const BUSY: &str = "bridge busy";
+/// A request or answer larger than the NATS server's `max_payload`.
+pub const TOO_LARGE: &str = "too large for NATS";
 /// A message whose body does not follow the value mapping.
 pub const UNREADABLE: &str = "unreadable message";
 /// The bus did not answer (closed, timed out, full).

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Echoes the bridge waits for at most; past it the oldest is forgotten (and
-/// would be exported once, carrying this bridge's origin, which every bridge
-/// ignores on import).
+/// its echo would be exported once more, to come back to the bus it came
+/// from as a duplicate).
 pub(crate) const MAX_EXPECTED: usize = 4096;
 
 /// The digests of imports that will come back through the export
@@ -46,6 +46,16 @@ impl Echoes {
             expected.pop_front();
         }
         expected.push_back(digest);
+        self.waiting.store(expected.len(), Ordering::Relaxed);
+    }
+
+    /// Forgets the newest expectation of `digest` (an import that was not
+    /// published after all).
+    pub(crate) fn forget(&self, digest: u64) {
+        let mut expected = self.expected.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(at) = expected.iter().rposition(|&d| d == digest) {
+            expected.remove(at);
+        }
         self.waiting.store(expected.len(), Ordering::Relaxed);
     }
 

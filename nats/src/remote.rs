@@ -72,10 +72,18 @@ impl Remote {
         let Ok(subject) = subject_tail(subject) else {
             return Err(Failure::new(failures::NOT_A_SUBJECT).with_detail(shown()));
         };
+        // NATS's own subjects (JetStream, system, reply inboxes) would be
+        // asked with the bridge's credentials on behalf of any local peer.
+        if subject.starts_with('$') || subject.starts_with("_INBOX") {
+            return Err(Failure::new(failures::NOT_ACROSS).with_detail(shown()));
+        }
         if self.nats.connection_state() != State::Connected {
             return Err(Failure::new(failures::NOT_CONNECTED).with_detail(shown()));
         }
         let Body { headers, payload } = encode_values(args).map_err(|e| Failure::new(e.to_string()))?;
+        if !crate::bridge::fits(&self.nats, payload.len()) {
+            return Err(Failure::new(failures::TOO_LARGE).with_detail(shown()));
+        }
         let mut request = async_nats::Request::new().payload(payload).timeout(Some(self.timeout));
         if let Some(headers) = headers {
             request = request.headers(headers);

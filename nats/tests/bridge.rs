@@ -81,15 +81,15 @@ async fn two_buses_share_publications_and_answer_requests() {
     assert_eq!(reply.payload, "hello");
     let reply = plain.request("beta.$STATS", "".into()).await.unwrap();
     assert_eq!(
-        reply
-            .headers
-            .unwrap()
-            .get(microsocket_nats::mapping::FAILURE_HEADER)
-            .unwrap()
-            .as_str(),
-        "1"
+        microsocket_nats::mapping::decode(reply.headers.as_ref(), &reply.payload).unwrap(),
+        microsocket_nats::mapping::Content::Failure {
+            message: failures::NOT_ACROSS.into(),
+            details: vec!["beta.$STATS".into()],
+        }
     );
-    assert!(reply.payload.ends_with(failures::NOT_ACROSS.as_bytes()));
+    // Nor are NATS's own subjects asked on a local peer's behalf.
+    let err = alpha_client.request("@$JS.API.INFO", [""; 0]).await.unwrap_err();
+    assert_eq!(failure_message(err), failures::NOT_ACROSS);
 
     eventually("stats count", || {
         alpha_bridge.stats().exported == 2 && beta_bridge.stats().imported == 2
@@ -105,9 +105,10 @@ async fn a_cluster_of_three_carries_from_node_one_to_node_three() {
     let one = Nats::start();
     let two = Nats::node(&[one.cluster_port]);
     let three = Nats::node(&[one.cluster_port, two.cluster_port]);
-    let _ = &two;
     let (alpha, _alpha_bridge) = bus(&one.url(), BridgeConfig::new("alpha").export("news.>")).await;
-    let (gamma, _gamma_bridge) = bus(&three.url(), BridgeConfig::new("gamma").import("alpha:news.>")).await;
+    // Several URLs, comma-separated, as for any cluster.
+    let urls = format!("{},{}", three.url(), two.url());
+    let (gamma, _gamma_bridge) = bus(&urls, BridgeConfig::new("gamma").import("alpha:news.>")).await;
     let reader = gamma.connect_in_process().unwrap();
     let mut news = reader.subscribe("news.today").await.unwrap();
     // Routes and interest take a moment to spread: publish until one arrives.
@@ -267,12 +268,16 @@ async fn bad_topics_are_refused_and_unreachable_hosts_fail_within_the_deadline()
         alpha.publish(topic, ["x"]).unwrap();
     }
     alpha.publish(b"\xff\xfe", ["x"]).unwrap();
+    // Over NATS's max_payload (1 MiB): refused, and the connection stays.
+    let huge = vec![b'x'; 2 << 20];
+    alpha.publish("huge.topic", [&huge[..]]).unwrap();
     alpha.publish("fine.topic", ["x"]).unwrap();
     eventually("refusals counted", || {
         let s = alpha_bridge.stats();
-        s.refused == 6 && s.exported == 1
+        s.refused == 7 && s.exported == 1
     })
     .await;
+    assert_eq!(alpha_bridge.stats().disconnections, 0);
 
     let client = alpha.connect_in_process().unwrap();
     let started = std::time::Instant::now();
@@ -283,6 +288,8 @@ async fn bad_topics_are_refused_and_unreachable_hosts_fail_within_the_deadline()
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     let err = client.request("@beta.a b", [""; 0]).await.unwrap_err();
     assert_eq!(failure_message(err), failures::NOT_A_SUBJECT);
+    let err = client.request("@beta.ECHO", [&huge[..]]).await.unwrap_err();
+    assert_eq!(failure_message(err), failures::TOO_LARGE);
     assert!(alpha_bridge.stats().requests_failed >= 3);
 }
 

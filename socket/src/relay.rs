@@ -21,20 +21,40 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// TLS), or [`io::ErrorKind::TimedOut`].
 pub fn handshake(tls: &mut rustls::Connection, tcp: &mut TcpStream) -> io::Result<()> {
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-    while tls.is_handshaking() {
+    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "TLS handshake not finished in time");
+    // One read or write at a time, each bounded by what is left, so a peer
+    // that trickles bytes cannot stretch the handshake past the deadline.
+    while tls.is_handshaking() || tls.wants_write() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "TLS handshake not finished in time",
-            ));
+            return Err(timed_out());
         }
-        tcp.set_read_timeout(Some(left))?;
-        tcp.set_write_timeout(Some(left))?;
-        if let Err(e) = tls.complete_io(tcp) {
-            // Tell the peer why, where rustls has an alert for it.
-            let _ = tls.write_tls(tcp);
-            return Err(e);
+        let step = if tls.wants_write() {
+            tcp.set_write_timeout(Some(left))?;
+            tls.write_tls(tcp).map(drop)
+        } else if !tls.is_handshaking() {
+            break;
+        } else {
+            tcp.set_read_timeout(Some(left))?;
+            match tls.read_tls(tcp) {
+                Ok(0) => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed during the TLS handshake",
+                )),
+                Ok(_) => tls.process_new_packets().map(drop).map_err(|e| {
+                    // Tell the peer why, where rustls has an alert for it.
+                    let _ = tls.write_tls(tcp);
+                    io::Error::new(io::ErrorKind::InvalidData, e)
+                }),
+                Err(e) => Err(e),
+            }
+        };
+        match step {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(timed_out())
+            }
+            Err(e) => return Err(e),
         }
     }
     tcp.set_read_timeout(None)?;
@@ -42,11 +62,14 @@ pub fn handshake(tls: &mut rustls::Connection, tcp: &mut TcpStream) -> io::Resul
     Ok(())
 }
 
-/// Carries bytes between `plain` (plaintext) and `tcp` (TLS) until both
-/// directions are closed: the peer's close or end of stream is passed on as
-/// the end of `plain`'s input, the end of `plain`'s output as a
-/// `close_notify`. Holds at most one TLS record's worth of plaintext in each
-/// direction: a side that does not read stops the other.
+/// Carries bytes between `plain` (plaintext) and `tcp` (TLS) until `plain`
+/// ends: the peer's close or end of stream is passed on as the end of
+/// `plain`'s input, the end of `plain`'s output as a `close_notify`, after
+/// which the relay ends. Once `plain` takes no more input (the adapter shut
+/// its reading side, as a server does on shutdown), what the peer sends is
+/// discarded while the adapter's last answers still go out. Holds at most
+/// one TLS record's worth of plaintext in each direction: a side that does
+/// not read stops the other.
 ///
 /// # Errors
 /// A TLS protocol error or an I/O error on either side (then both are
@@ -116,8 +139,12 @@ impl Relay {
                 match plain.write(&self.inbound[self.inbound_at..]) {
                     Ok(n) => self.inbound_at += n,
                     Err(e) if blocked(&e) => break,
-                    // The adapter is gone: nothing more to carry.
-                    Err(_) => return Ok(()),
+                    // The adapter reads no more: drop what the peer sends,
+                    // keep sending what the adapter still writes.
+                    Err(_) => {
+                        self.inbound_at = self.inbound.len();
+                        self.plain_shut = true;
+                    }
                 }
             }
             if self.peer_done && self.inbound_at == self.inbound.len() && !self.plain_shut {
@@ -148,7 +175,9 @@ impl Relay {
                     Err(_) => return Ok(()),
                 }
             }
-            if self.plain_shut && self.plain_done && !tls.wants_write() {
+            // The adapter is done: nothing the peer sends has anywhere to go.
+            if self.plain_done && !tls.wants_write() {
+                let _ = tcp.shutdown(Shutdown::Write);
                 return Ok(());
             }
             self.wait(tls, tcp, plain)?;
@@ -171,7 +200,18 @@ impl Relay {
         if self.inbound_at < self.inbound.len() {
             plain_wants |= PollFlags::OUT;
         }
-        let mut fds = [PollFd::new(tcp, tcp_wants), PollFd::new(plain, plain_wants)];
+        // Only sockets with something to wait for: one that hung up reports
+        // it even when asked for nothing, and poll would never sleep.
+        let mut fds = Vec::with_capacity(2);
+        if !tcp_wants.is_empty() {
+            fds.push(PollFd::new(tcp, tcp_wants));
+        }
+        if !plain_wants.is_empty() {
+            fds.push(PollFd::new(plain, plain_wants));
+        }
+        if fds.is_empty() {
+            return Err(io::Error::other("TLS relay has nothing left to wait for"));
+        }
         match poll(&mut fds, None) {
             Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
             Err(e) => Err(e.into()),

@@ -277,3 +277,78 @@ fn tls_settings_need_a_tcp_listener_and_readable_files() {
     let e = tokio_tls::client_config(missing, None).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
 }
+
+/// CPU time this process has used so far (user and system), from
+/// `/proc/self/stat` (in clock ticks of 10 ms).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+#[test]
+fn a_blocking_tls_server_shuts_down_gracefully_and_its_relays_rest() {
+    let pki = Pki::new();
+    let handler = |request: StdRequest<'_>, responder: Responder| {
+        if request.command == b"SLOW" {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(400));
+                let _ = responder.respond(["done"]);
+            });
+        } else {
+            let _ = responder.respond(["ok"]);
+        }
+    };
+    let server = microsocket_std::Server::bind_tls(
+        "127.0.0.1:0",
+        handler,
+        ServerConfig::default(),
+        pki.server("server.pem"),
+    )
+    .unwrap();
+    let Some(microsocket_std::Address::Tcp(address)) = server.local_address() else {
+        panic!()
+    };
+    let address: SocketAddr = address.parse().unwrap();
+    let running = server.spawn().unwrap();
+    let client = microsocket_std::Client::connect_tls(
+        address,
+        "bus.test",
+        pki.client("ca.pem", true),
+        ClientConfig::default().request_timeout(Some(Duration::from_secs(10))),
+    )
+    .unwrap();
+    assert_eq!(
+        client.request("FAST", microsocket_std::NO_ARGS).unwrap().to_vec(),
+        ["ok"]
+    );
+    let slow = {
+        let client = client.clone();
+        std::thread::spawn(move || client.request("SLOW", microsocket_std::NO_ARGS).map(|v| v.to_vec()))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let stopping = std::thread::spawn(move || running.stop());
+    std::thread::sleep(Duration::from_millis(100));
+    // A request sent while the server shuts down is not served, and does
+    // not cost the answer still in flight.
+    let late = {
+        let client = client.clone();
+        std::thread::spawn(move || {
+            client.request_timeout("FAST", microsocket_std::NO_ARGS, Some(Duration::from_secs(2)))
+        })
+    };
+    assert_eq!(slow.join().unwrap().unwrap(), ["done"], "the answer in flight arrived");
+    stopping.join().unwrap().unwrap();
+    let _ = late.join();
+    // The connection is over but the client is still held: no relay spins.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_time();
+    std::thread::sleep(Duration::from_millis(600));
+    let used = cpu_time() - before;
+    assert!(
+        used < Duration::from_millis(200),
+        "{used:?} of CPU in 600 ms while idle"
+    );
+    drop(client);
+}

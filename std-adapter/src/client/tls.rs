@@ -42,7 +42,7 @@ impl Client {
             let (ours, theirs) = UnixStream::pair()?;
             std::thread::Builder::new()
                 .name("microsocket-tls".into())
-                .stack_size(64 << 10)
+                .stack_size(256 << 10)
                 .spawn(move || relay(session, tcp, ours))?;
             Ok(Stream::Unix(theirs))
         })

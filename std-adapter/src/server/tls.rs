@@ -15,6 +15,10 @@ use microsocket_socket::{Listener, Stream};
 
 use super::{start_connection, Handler, Server, Shared};
 
+/// The stack of a TLS connection's thread: the handshake verifies
+/// certificate chains and parses certificates there.
+pub(crate) const TLS_THREAD_STACK: usize = 256 << 10;
+
 /// What a TLS listener needs: the configuration, and how many handshakes run.
 #[derive(Debug)]
 pub(super) struct TlsAccept {
@@ -52,7 +56,7 @@ impl TlsAccept {
         let (config, serving, handler) = (self.config.clone(), shared.clone(), handler.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("microsocket-tls-{id}"))
-            .stack_size(64 << 10)
+            .stack_size(TLS_THREAD_STACK)
             .spawn(move || {
                 let place = place;
                 let _ = tcp.set_nodelay(true);
@@ -66,6 +70,11 @@ impl TlsAccept {
                     return;
                 }
                 drop(place);
+                // The limit again: others may have connected meanwhile.
+                if super::lock(&serving.hub).len() >= serving.config.max_connections {
+                    serving.counters.connection_refused();
+                    return;
+                }
                 let identity = peer_identity(session.peer_certificates()).map(Arc::new);
                 let Ok((ours, theirs)) = UnixStream::pair() else { return };
                 start_connection(&serving, &handler, id, Stream::Unix(theirs), None, identity, account);
