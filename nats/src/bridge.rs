@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_nats::{ConnectOptions, Event, HeaderMap};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use microsocket_tokio::{Client, Error as BusError, Handler, Publication, Publisher, Server};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -375,8 +375,15 @@ impl Shared {
             Counters::add(&self.counters.loops_stopped, 1);
             return None;
         }
-        let (Ok(tail), Ok(Body { headers, payload })) = (subject_tail(topic), encode_values(values.iter_slices()))
-        else {
+        // One value is the payload as it is, a slice of the received frame.
+        let body = match values.first() {
+            Some(only) if values.len() == 1 && !only.is_empty() => Ok(Body {
+                headers: None,
+                payload: only,
+            }),
+            _ => encode_values(values.iter_slices()),
+        };
+        let (Ok(tail), Ok(Body { headers, payload })) = (subject_tail(topic), body) else {
             Counters::add(&self.counters.refused, 1);
             return None;
         };
@@ -487,34 +494,75 @@ async fn import_to_bus(
         .iter()
         .filter_map(|p| microsocket_core::Pattern::new(p.as_bytes()).ok())
         .collect();
-    while let Some((rule, message)) = messages.next().await {
-        let origin = message.headers.as_ref().and_then(|h| h.get(ORIGIN_HEADER));
-        if origin.is_some_and(|o| o.as_str() == shared.origin) {
-            Counters::add(&shared.counters.loops_stopped, 1);
-            continue;
-        }
-        let topic = imports[rule].topic(&message.subject);
-        let values = match decode(message.headers.as_ref(), &message.payload) {
-            Ok(Content::Values(values)) if !topic.starts_with('$') => values,
-            _ => {
-                Counters::add(&shared.counters.refused, 1);
-                continue;
-            }
-        };
-        let comes_back = exports.iter().any(|pattern| pattern.matches(topic.as_bytes()));
-        let echo = comes_back.then(|| digest(topic.as_bytes(), values.iter().map(|v| &v[..])));
-        if let Some(echo) = echo {
-            shared.echoes.expect(echo);
-        }
-        match publish_locally(&bus, &publish, topic, &values).await {
-            Ok(()) => Counters::add(&shared.counters.imported, 1),
-            Err(NotPublished { why, surely }) => {
-                tracing::debug!(topic, error = %why, "import not published");
-                // Only an import surely not published will not come back.
-                if let (Some(echo), true) = (echo, surely) {
-                    shared.echoes.forget(echo);
+    let mut batch: Vec<Import> = Vec::new();
+    while let Some(first) = messages.next().await {
+        // What has arrived meanwhile goes to the bus in one batch: one lock
+        // and one wake-up per subscriber for all of it.
+        let mut next = Some(first);
+        while let Some((rule, message)) = next.take() {
+            let origin = message.headers.as_ref().and_then(|h| h.get(ORIGIN_HEADER));
+            if origin.is_some_and(|o| o.as_str() == shared.origin) {
+                Counters::add(&shared.counters.loops_stopped, 1);
+            } else {
+                let topic = imports[rule].topic(&message.subject);
+                match decode(message.headers.as_ref(), &message.payload) {
+                    Ok(Content::Values(values)) if !topic.starts_with('$') => {
+                        let comes_back = exports.iter().any(|pattern| pattern.matches(topic.as_bytes()));
+                        let echo = comes_back.then(|| digest(topic.as_bytes(), values.iter().map(|v| &v[..])));
+                        if let Some(echo) = echo {
+                            shared.echoes.expect(echo);
+                        }
+                        batch.push(Import {
+                            topic: topic.to_owned(),
+                            values,
+                            echo,
+                        });
+                    }
+                    _ => Counters::add(&shared.counters.refused, 1),
                 }
-                Counters::add(&shared.counters.dropped, 1);
+            }
+            if batch.len() < IMPORT_BATCH {
+                next = messages.next().now_or_never().flatten();
+            }
+        }
+        shared.publish_imports(&bus, &publish, &mut batch).await;
+    }
+}
+
+/// Imports published on the bus at once, at most.
+const IMPORT_BATCH: usize = 256;
+
+/// A NATS message on its way to the local bus.
+struct Import {
+    topic: String,
+    values: Vec<Bytes>,
+    /// Its digest, if it will come back through the export subscription.
+    echo: Option<u64>,
+}
+
+impl Shared {
+    /// Publishes `batch` on the bus (and empties it).
+    async fn publish_imports(&self, bus: &Client, publish: &LocalPublish, batch: &mut Vec<Import>) {
+        if let LocalPublish::Direct(publisher) = publish {
+            let all = batch.iter().map(|import| (import.topic.as_bytes(), &import.values));
+            if publisher.publish_batch(all).is_ok() {
+                Counters::add(&self.counters.imported, batch.len() as u64);
+                batch.clear();
+                return;
+            }
+            // One of them cannot be encoded: find which, one at a time.
+        }
+        for import in batch.drain(..) {
+            match publish_locally(bus, publish, &import.topic, &import.values).await {
+                Ok(()) => Counters::add(&self.counters.imported, 1),
+                Err(NotPublished { why, surely }) => {
+                    tracing::debug!(topic = import.topic, error = %why, "import not published");
+                    // Only an import surely not published will not come back.
+                    if let (Some(echo), true) = (import.echo, surely) {
+                        self.echoes.forget(echo);
+                    }
+                    Counters::add(&self.counters.dropped, 1);
+                }
             }
         }
     }
