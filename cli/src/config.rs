@@ -61,6 +61,7 @@ struct File {
     nats_export: Option<Spanned<Vec<String>>>,
     nats_import: Option<Spanned<Vec<String>>>,
     nats_no_requests: Option<Spanned<bool>>,
+    nats_no_origin_header: Option<Spanned<bool>>,
     nats_timeout: Option<Spanned<String>>,
     nats_max_held: Option<Spanned<Size>>,
     nats_creds: Option<Spanned<String>>,
@@ -147,6 +148,12 @@ pub(crate) fn apply(args: &mut ServeArgs, matches: &ArgMatches, path: &Path) -> 
     set!(args.nats.nats_export, nats_export, "nats-export", Ok);
     set!(args.nats.nats_import, nats_import, "nats-import", Ok);
     set!(args.nats.nats_no_requests, nats_no_requests, "nats-no-requests", Ok);
+    set!(
+        args.nats.nats_no_origin_header,
+        nats_no_origin_header,
+        "nats-no-origin-header",
+        Ok
+    );
     set!(args.nats.nats_timeout, nats_timeout, "nats-timeout", |v: String| {
         crate::bus::parse_duration(&v)
     });

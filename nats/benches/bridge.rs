@@ -10,6 +10,10 @@
 //!   the subscriber holding it; p50 and p99.
 //! - throughput: 100,000 publications of 64 bytes as fast as the publisher
 //!   goes, until the subscriber has them all (or 10 s pass); per second.
+//! - plain async-nats runs twice: as is, and with a header like the
+//!   bridge's `Microsocket-Origin` on every message (NATS messages with
+//!   headers cost more to send and to parse); the bridge runs with its
+//!   origin header (the default) and without it.
 //!
 //! Each figure is the median of three runs.
 
@@ -64,8 +68,15 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-/// (p50 µs, p99 µs, publications/s) through plain async-nats.
-async fn plain(url: &str) -> (f64, f64, f64) {
+/// (p50 µs, p99 µs, publications/s) through plain async-nats; with
+/// `origin`, each message carries a header like the bridge's
+/// `Microsocket-Origin`.
+async fn plain(url: &str, origin: bool) -> (f64, f64, f64) {
+    let headers = || {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Microsocket-Origin", "alpha.12345.6789012345678");
+        headers
+    };
     let publisher = async_nats::connect(url).await.unwrap();
     let subscriber = async_nats::connect(url).await.unwrap();
     let mut sub = subscriber.subscribe("bench.plain").await.unwrap();
@@ -74,7 +85,14 @@ async fn plain(url: &str) -> (f64, f64, f64) {
     let start = Instant::now();
     while start.elapsed() < RUN {
         let t = Instant::now();
-        publisher.publish("bench.plain", PAYLOAD[..].into()).await.unwrap();
+        if origin {
+            publisher
+                .publish_with_headers("bench.plain", headers(), PAYLOAD[..].into())
+                .await
+                .unwrap();
+        } else {
+            publisher.publish("bench.plain", PAYLOAD[..].into()).await.unwrap();
+        }
         publisher.flush().await.unwrap();
         sub.next().await.unwrap();
         times.push(t.elapsed());
@@ -92,7 +110,14 @@ async fn plain(url: &str) -> (f64, f64, f64) {
         got
     });
     for _ in 0..BURST {
-        publisher.publish("bench.plain", PAYLOAD[..].into()).await.unwrap();
+        if origin {
+            publisher
+                .publish_with_headers("bench.plain", headers(), PAYLOAD[..].into())
+                .await
+                .unwrap();
+        } else {
+            publisher.publish("bench.plain", PAYLOAD[..].into()).await.unwrap();
+        }
     }
     publisher.flush().await.unwrap();
     let got = receiving.await.unwrap();
@@ -121,9 +146,11 @@ async fn bus(url: &str, config: BridgeConfig) -> (Server<impl microsocket_tokio:
     (server, bridge)
 }
 
-/// (p50 µs, p99 µs, publications/s) bus → bridge → NATS → bridge → bus.
-async fn bridged(url: &str) -> (f64, f64, f64) {
-    let (alpha, _a) = bus(url, BridgeConfig::new("alpha").export("bench.>")).await;
+/// (p50 µs, p99 µs, publications/s) bus → bridge → NATS → bridge → bus,
+/// with or without the origin header on exports.
+async fn bridged(url: &str, origin: bool) -> (f64, f64, f64) {
+    let config = BridgeConfig::new("alpha").export("bench.>").origin_header(origin);
+    let (alpha, _a) = bus(url, config).await;
     let (beta, _b) = bus(url, BridgeConfig::new("beta").import("alpha:bench.>")).await;
     let dir = tempfile::tempdir().unwrap();
     beta.listen_unix(dir.path().join("beta.sock")).unwrap();
@@ -188,10 +215,14 @@ fn main() {
         .build()
         .unwrap();
     let mut plain_runs = Vec::new();
+    let mut origin_runs = Vec::new();
     let mut bridged_runs = Vec::new();
+    let mut bare_runs = Vec::new();
     for _ in 0..3 {
-        plain_runs.push(runtime.block_on(plain(&url)));
-        bridged_runs.push(runtime.block_on(bridged(&url)));
+        plain_runs.push(runtime.block_on(plain(&url, false)));
+        origin_runs.push(runtime.block_on(plain(&url, true)));
+        bridged_runs.push(runtime.block_on(bridged(&url, true)));
+        bare_runs.push(runtime.block_on(bridged(&url, false)));
     }
     let summary = |runs: &[(f64, f64, f64)]| {
         (
@@ -200,22 +231,28 @@ fn main() {
             median(runs.iter().map(|r| r.2).collect()),
         )
     };
-    let (p50, p99, rate) = summary(&plain_runs);
-    let (bp50, bp99, brate) = summary(&bridged_runs);
+    let rows = [
+        ("plain async-nats", summary(&plain_runs)),
+        ("plain async-nats, with an origin header", summary(&origin_runs)),
+        ("bus → bridge → NATS → bridge → bus", summary(&bridged_runs)),
+        ("the same, origin_header(false)", summary(&bare_runs)),
+    ];
     println!("| path | latency p50 | p99 | throughput |");
     println!("|---|---:|---:|---:|");
-    println!(
-        "| plain async-nats | {p50:.1} µs | {p99:.1} µs | {:.0} k/s |",
-        rate / 1e3
-    );
-    println!(
-        "| bus → bridge → NATS → bridge → bus | {bp50:.1} µs | {bp99:.1} µs | {:.0} k/s |",
-        brate / 1e3
-    );
-    println!(
-        "| ratio | {:.2}x | {:.2}x | {:.2}x |",
-        bp50 / p50,
-        bp99 / p99,
-        brate / rate
-    );
+    for (name, (p50, p99, rate)) in rows {
+        println!("| {name} | {p50:.1} µs | {p99:.1} µs | {:.0} k/s |", rate / 1e3);
+    }
+    let (plain, origin, bridged, bare) = (rows[0].1, rows[1].1, rows[2].1, rows[3].1);
+    for (name, ours, base) in [
+        ("bridged / plain", bridged, plain),
+        ("bridged / plain with the header", bridged, origin),
+        ("bridged without the header / plain", bare, plain),
+    ] {
+        println!(
+            "| {name} | {:.2}x | {:.2}x | {:.2}x |",
+            ours.0 / base.0,
+            ours.1 / base.1,
+            ours.2 / base.2
+        );
+    }
 }

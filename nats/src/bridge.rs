@@ -52,7 +52,7 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 struct Outgoing {
     subject: String,
-    headers: HeaderMap,
+    headers: Option<HeaderMap>,
     payload: Bytes,
     size: usize,
 }
@@ -391,8 +391,12 @@ impl Shared {
             Counters::add(&self.counters.refused, 1);
             return None;
         }
-        let mut headers = headers.unwrap_or_default();
-        headers.insert(ORIGIN_HEADER, self.origin.as_str());
+        let mut headers = headers;
+        if self.config.marks_origin() {
+            headers
+                .get_or_insert_with(HeaderMap::new)
+                .insert(ORIGIN_HEADER, self.origin.as_str());
+        }
         let subject = join(self.config.prefix(), tail);
         let size = subject.len() + payload.len() + HEADER_ALLOWANCE;
         Some(Outgoing {
@@ -448,11 +452,11 @@ impl Shared {
     }
 
     async fn send(&self, out: Outgoing) {
-        match self
-            .nats
-            .publish_with_headers(out.subject, out.headers, out.payload)
-            .await
-        {
+        let sent = match out.headers {
+            Some(headers) => self.nats.publish_with_headers(out.subject, headers, out.payload).await,
+            None => self.nats.publish(out.subject, out.payload).await,
+        };
+        match sent {
             Ok(()) => Counters::add(&self.counters.exported, 1),
             Err(e) => {
                 tracing::warn!(error = %e, "NATS publish failed");

@@ -30,6 +30,7 @@ pub struct BridgeConfig {
     max_held_bytes: usize,
     max_requests_in_flight: usize,
     state_topic: Option<String>,
+    origin_header: bool,
 }
 
 /// One import rule: NATS subjects matching `pattern` under `remote_prefix`
@@ -102,6 +103,7 @@ impl BridgeConfig {
             max_held_bytes: 8 << 20,
             max_requests_in_flight: 256,
             state_topic: Some(DEFAULT_STATE_TOPIC.to_owned()),
+            origin_header: true,
         }
     }
 
@@ -163,6 +165,22 @@ impl BridgeConfig {
     pub fn state_topic(mut self, topic: Option<String>) -> Self {
         self.state_topic = topic;
         self
+    }
+
+    /// Whether exports carry the `Microsocket-Origin` header (on by
+    /// default). Without it a message of one value goes out with no header
+    /// at all, which NATS carries about twice as fast; loops are then
+    /// stopped by no-echo and by the bridge recognizing its own imports
+    /// alone, not when NATS itself brings a message back on another
+    /// connection (a stream that republishes, say).
+    #[must_use]
+    pub fn origin_header(mut self, on: bool) -> Self {
+        self.origin_header = on;
+        self
+    }
+
+    pub(crate) fn marks_origin(&self) -> bool {
+        self.origin_header
     }
 
     /// The subject prefix of this bus.

@@ -214,17 +214,25 @@ async fn a_nats_restart_leaves_the_bus_serving_counts_the_loss_and_resumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs nats-server (Debian package nats-server)"]
 async fn the_same_pattern_both_ways_on_two_hosts_does_not_amplify() {
+    same_pattern_both_ways(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server (Debian package nats-server)"]
+async fn without_the_origin_header_loops_are_stopped_all_the_same() {
+    same_pattern_both_ways(false).await;
+}
+
+async fn same_pattern_both_ways(origin: bool) {
     let nats = Nats::start();
-    let (alpha, alpha_bridge) = bus(
-        &nats.url(),
-        BridgeConfig::new("alpha").export("chat.>").import("beta:chat.>"),
-    )
-    .await;
-    let (beta, beta_bridge) = bus(
-        &nats.url(),
-        BridgeConfig::new("beta").export("chat.>").import("alpha:chat.>"),
-    )
-    .await;
+    let config = |name: &str, other: &str| {
+        BridgeConfig::new(name)
+            .export("chat.>")
+            .import(&format!("{other}:chat.>"))
+            .origin_header(origin)
+    };
+    let (alpha, alpha_bridge) = bus(&nats.url(), config("alpha", "beta")).await;
+    let (beta, beta_bridge) = bus(&nats.url(), config("beta", "alpha")).await;
     alpha_bridge.nats().flush().await.unwrap();
     beta_bridge.nats().flush().await.unwrap();
     let a = alpha.connect_in_process().unwrap();
