@@ -189,6 +189,14 @@ fn whoami(
     }
 }
 
+/// The tests of this file one at a time: one of them measures the CPU time
+/// of the whole process while it should be idle.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 const PAIRS: [(Side, Side); 4] = [
     (Side::Std, Side::Std),
     (Side::Std, Side::Tokio),
@@ -198,6 +206,7 @@ const PAIRS: [(Side, Side); 4] = [
 
 #[test]
 fn a_verified_client_is_known_to_the_handler_on_both_adapters() {
+    let _one = one_at_a_time();
     let pki = Pki::new();
     for (server_side, client_side) in PAIRS {
         let (_server, address) = serve(server_side, pki.server("server.pem"));
@@ -212,6 +221,7 @@ fn a_verified_client_is_known_to_the_handler_on_both_adapters() {
 
 #[test]
 fn bad_trust_names_expiry_and_missing_certificates_are_refused_on_both_adapters() {
+    let _one = one_at_a_time();
     let pki = Pki::new();
     for (server_side, client_side) in PAIRS {
         let case = format!("{server_side:?} server, {client_side:?} client");
@@ -237,6 +247,7 @@ fn bad_trust_names_expiry_and_missing_certificates_are_refused_on_both_adapters(
 
 #[test]
 fn plaintext_and_silent_peers_on_a_tls_port_disturb_no_one() {
+    let _one = one_at_a_time();
     use std::io::{Read, Write};
     let pki = Pki::new();
     for side in [Side::Std, Side::Tokio] {
@@ -261,6 +272,7 @@ fn plaintext_and_silent_peers_on_a_tls_port_disturb_no_one() {
 
 #[test]
 fn tls_settings_need_a_tcp_listener_and_readable_files() {
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
     let server = microsocket_std::Server::bind_unix(
@@ -289,6 +301,7 @@ fn cpu_time() -> Duration {
 
 #[test]
 fn a_blocking_tls_server_shuts_down_gracefully_and_its_relays_rest() {
+    let _one = one_at_a_time();
     let pki = Pki::new();
     let handler = |request: StdRequest<'_>, responder: Responder| {
         if request.command == b"SLOW" {
