@@ -3,63 +3,17 @@
 //! right certificate or trust are refused, and a peer that never finishes
 //! its handshake holds up no one.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use microsocket_tokio::{tls, Client, Failure, Handler, Reply, Request, RequestContext, Server, SubscriptionKind};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 
-/// A CA, a server certificate for `bus.test`, and a client certificate for
-/// `alice`, written as PEM files.
-struct Pki {
-    dir: tempfile::TempDir,
-}
+// The same certificates as the cross-adapter TLS tests.
+#[path = "../../tests/tests/common/pki.rs"]
+mod pki;
 
-impl Pki {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "microsocket test CA");
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let server_key = KeyPair::generate().unwrap();
-        let server = CertificateParams::new(vec!["bus.test".to_owned()])
-            .unwrap()
-            .signed_by(&server_key, &ca, &ca_key)
-            .unwrap();
-        let alice_key = KeyPair::generate().unwrap();
-        let mut alice_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        alice_params.distinguished_name.push(DnType::CommonName, "alice");
-        alice_params
-            .subject_alt_names
-            .push(SanType::Rfc822Name("alice@example.com".try_into().unwrap()));
-        let alice = alice_params.signed_by(&alice_key, &ca, &ca_key).unwrap();
-        // Another CA, which nobody here trusts.
-        let other_key = KeyPair::generate().unwrap();
-        let mut other_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        other_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let other = other_params.self_signed(&other_key).unwrap();
-        for (name, text) in [
-            ("ca.pem", ca.pem()),
-            ("server.pem", server.pem()),
-            ("server.key", server_key.serialize_pem()),
-            ("alice.pem", alice.pem()),
-            ("alice.key", alice_key.serialize_pem()),
-            ("other-ca.pem", other.pem()),
-        ] {
-            std::fs::write(dir.path().join(name), text).unwrap();
-        }
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
+use pki::Pki;
 
 /// Answers `WHOAMI` with the client's verified names; lets only `alice`
 /// subscribe to `secret.*` topics.
