@@ -18,7 +18,7 @@ use crate::config::{redacted_url, Credentials, NatsOptions};
 use crate::error::BridgeError;
 use crate::failures;
 use crate::loops::{digest, Echoes};
-use crate::mapping::{decode, encode_failure, encode_values, join, subject_tail, Body, Content, ORIGIN_HEADER};
+use crate::mapping::{decode, encode_failure, encode_values, fits, join, subject_tail, Body, Content, ORIGIN_HEADER};
 use crate::remote::Remote;
 use crate::stats::Counters;
 use crate::stats::{BridgeStats, StatsHandle};
@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     /// Where the connection state is told, by the event callback and by
     /// [`Shared::refresh_state`] (events can be lost).
     state: Arc<watch::Sender<bool>>,
+    /// What the client's own state said, and since when.
+    observed: Mutex<Option<(bool, std::time::Instant)>>,
     origin: String,
     echoes: Echoes,
     held: Mutex<VecDeque<Outgoing>>,
@@ -101,6 +103,7 @@ impl Bridge {
                 counters,
                 connected,
                 state,
+                observed: Mutex::new(None),
                 origin,
                 echoes: Echoes::default(),
                 held: Mutex::new(VecDeque::new()),
@@ -197,7 +200,6 @@ impl Bridge {
     /// What the bridge has done so far.
     #[must_use]
     pub fn stats(&self) -> BridgeStats {
-        self.shared.refresh_state();
         self.shared.counters.snapshot()
     }
 
@@ -416,10 +418,20 @@ impl Shared {
 
     /// Reads the connection state from the client itself, in case an event
     /// was lost.
+    /// The client's own state corrects the events' only once it has said
+    /// the same for [`STATE_CHECK`]: around a reconnect the two briefly
+    /// disagree, and the events are the ones on time.
     fn refresh_state(&self) {
         let up = self.nats.connection_state() == async_nats::connection::State::Connected;
-        if self.counters.connected.swap(up, Relaxed) != up {
-            self.state.send_replace(up);
+        let now = std::time::Instant::now();
+        let mut observed = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
+        match *observed {
+            Some((was, since)) if was == up => {
+                if now.duration_since(since) >= STATE_CHECK && self.counters.connected.swap(up, Relaxed) != up {
+                    self.state.send_replace(up);
+                }
+            }
+            _ => *observed = Some((up, now)),
         }
     }
 
@@ -469,19 +481,9 @@ impl Shared {
 /// What a held publication's headers count for against the held bytes.
 const HEADER_ALLOWANCE: usize = 64;
 
-/// What headers add to a message, at most, against NATS's `max_payload`.
-const HEADERS_AT_MOST: usize = 256;
-
 /// How often the connection state is read from the client, besides its
 /// events.
 const STATE_CHECK: Duration = Duration::from_secs(1);
-
-/// Whether a payload this long, with the bridge's headers, fits under the
-/// NATS server's `max_payload` (unknown before the first connect: then yes).
-pub(crate) fn fits(nats: &async_nats::Client, payload: usize) -> bool {
-    let max = nats.server_info().max_payload;
-    max == 0 || payload + HEADERS_AT_MOST <= max
-}
 
 /// NATS → bus, for every import rule (`messages` carry their rule's index).
 async fn import_to_bus(

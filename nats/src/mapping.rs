@@ -255,6 +255,16 @@ pub(crate) fn join(prefix: &str, tail: &str) -> String {
     }
 }
 
+/// What headers add to a message, at most, against NATS's `max_payload`.
+const HEADERS_AT_MOST: usize = 256;
+
+/// Whether a payload this long, with the bridge's headers, fits under the
+/// NATS server's `max_payload` (unknown before the first connect: then yes).
+pub(crate) fn fits(nats: &async_nats::Client, payload: usize) -> bool {
+    let max = nats.server_info().max_payload;
+    max == 0 || payload + HEADERS_AT_MOST <= max
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use microsocket_tokio::{Failure, Handler, Reply, Request, RequestContext, SubscriptionChange, SubscriptionKind};
 
 use crate::failures;
-use crate::mapping::{decode, encode_values, subject_tail, Body, Content};
+use crate::mapping::{decode, encode_values, fits, subject_tail, Body, Content};
 use crate::stats::Counters;
 
 /// The marker of a command meant for another bus.
@@ -81,7 +81,7 @@ impl Remote {
             return Err(Failure::new(failures::NOT_CONNECTED).with_detail(shown()));
         }
         let Body { headers, payload } = encode_values(args).map_err(|e| Failure::new(e.to_string()))?;
-        if !crate::bridge::fits(&self.nats, payload.len()) {
+        if !fits(&self.nats, payload.len()) {
             return Err(Failure::new(failures::TOO_LARGE).with_detail(shown()));
         }
         let mut request = async_nats::Request::new().payload(payload).timeout(Some(self.timeout));
