@@ -216,7 +216,7 @@ fn publish(subscribers: usize, messages: usize, slow: bool) -> Result<f64> {
                         .ok_or_else(|| anyhow::anyhow!("subscription ended"))??;
                     if p.topic() != FAN_OUT_TOPIC
                         || p.values().len() != 1
-                        || p.values().first().as_deref() != Some(&FAN_OUT_PAYLOAD[..])
+                        || p.values().slice(0) != Some(&FAN_OUT_PAYLOAD[..])
                     {
                         bail!("wrong publication");
                     }

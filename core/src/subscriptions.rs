@@ -74,6 +74,7 @@ pub struct Matches<'a> {
 impl Iterator for Matches<'_> {
     type Item = SubscriptionId;
 
+    #[inline]
     fn next(&mut self) -> Option<SubscriptionId> {
         if let Some(id) = self.exact.take() {
             return Some(id);
@@ -117,10 +118,12 @@ impl<const N: usize, const BYTES: usize> SubscriptionSet<N, BYTES> {
         self.len() == 0
     }
 
+    #[inline]
     fn bytes(&self, e: &Entry) -> &[u8] {
         &self.arena[e.start..e.start + e.len]
     }
 
+    #[inline]
     fn find_exact(&self, topic: &[u8]) -> Result<usize, usize> {
         self.exact.binary_search_by(|e| self.bytes(e).cmp(topic))
     }
@@ -284,18 +287,21 @@ impl<const N: usize, const BYTES: usize> SubscriptionSet<N, BYTES> {
     /// Whether any subscription matches `topic`: one binary search, then the
     /// patterns.
     #[must_use]
+    #[inline]
     pub fn contains_match(&self, topic: &[u8]) -> bool {
         self.matches(topic).next().is_some()
     }
 
     /// The exact subscription to `topic`, if any.
     #[must_use]
+    #[inline]
     pub fn exact(&self, topic: &[u8]) -> Option<SubscriptionId> {
         self.find_exact(topic).ok().map(|i| self.exact[i].id)
     }
 
     /// Every subscription that matches `topic`: the exact one first, then patterns
     /// in the order they were made.
+    #[inline]
     pub fn matches<'s>(&'s self, topic: &'s [u8]) -> Matches<'s> {
         Matches {
             exact: self.exact(topic),

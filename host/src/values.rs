@@ -330,10 +330,9 @@ const TOPIC_START: usize = HEADER_LEN + LENGTH_PREFIX_LEN;
 /// ```
 #[derive(Clone)]
 pub struct Publication {
-    /// The published values; their frame holds the topic too.
+    /// The published values; their frame holds the topic too, from
+    /// [`TOPIC_START`] to where the values start.
     values: Values,
-    /// The topic's length; it starts at [`TOPIC_START`].
-    topic_len: u32,
 }
 
 impl Publication {
@@ -341,11 +340,10 @@ impl Publication {
     /// whose `values_len` values start at `values_position` (as
     /// [`Args::position`] gave it, right after the topic).
     #[must_use]
+    #[inline]
     pub fn at(frame: Bytes, values_position: usize, values_len: usize) -> Self {
-        let topic_len = values_position.saturating_sub(TOPIC_START);
         Self {
             values: Values::at(frame, values_position, values_len),
-            topic_len: u32::try_from(topic_len).unwrap_or(0),
         }
     }
 
@@ -354,11 +352,10 @@ impl Publication {
     pub fn from_frame(frame: Bytes) -> Self {
         let argc = frame.get(1).copied().unwrap_or(0);
         let mut args = Args::resume(&frame, HEADER_LEN, argc);
-        let topic_len = args.next().map_or(0, <[u8]>::len);
+        let _topic = args.next();
         let (position, len) = (args.position(), args.len());
         Self {
             values: Values::at(frame, position, len),
-            topic_len: u32::try_from(topic_len).unwrap_or(0),
         }
     }
 
@@ -368,7 +365,7 @@ impl Publication {
     pub fn topic(&self) -> &[u8] {
         self.values
             .frame
-            .get(TOPIC_START..TOPIC_START + self.topic_len as usize)
+            .get(TOPIC_START..(self.values.start as usize).max(TOPIC_START))
             .unwrap_or_default()
     }
 

@@ -143,12 +143,14 @@ impl Decoder {
     ///
     /// Never fails: every byte sequence is frames. Runs in time proportional to the
     /// argument count of the part of the frame not walked before.
+    #[inline]
     pub fn decode<'a>(&mut self, input: &'a [u8]) -> Decoded<'a> {
         self.decode_within(input, usize::MAX)
     }
 
     /// [`Decoder::decode`] from a receive buffer of `buffer` bytes, which also
     /// bounds the frames accepted.
+    #[inline]
     pub(crate) fn decode_within<'a>(&mut self, input: &'a [u8], buffer: usize) -> Decoded<'a> {
         let max_frame = self.max_frame().min(buffer);
         let (sigil, argc, mut args_left, mut walked) = match self.state {

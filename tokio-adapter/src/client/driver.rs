@@ -425,9 +425,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         Got::TooLarge(id) => table.complete(id, Err(Error::FrameTooLarge), &mut self.wake),
                         Got::Publication(at, len) => {
                             self.publications += 1;
-                            let mut publication = Some(Publication::at(bytes, at, len));
-                            // The last subscriber gets the publication itself,
-                            // the others clones.
+                            // Each stream's publication is made in its queue's
+                            // slot (a publication is too large to move cheaply):
+                            // the last stream gets the frame itself, the others
+                            // clones.
+                            let mut frame = Some(bytes);
                             let mut queues = self.matched.iter().flat_map(|&sid| match last {
                                 Some((id, queues)) if id == sid => queues,
                                 _ => {
@@ -439,11 +441,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                             let mut next = queues.next();
                             while let Some(queue) = next {
                                 next = queues.next();
-                                let one = if next.is_some() {
-                                    publication.clone()
-                                } else {
-                                    publication.take()
-                                };
+                                let one = if next.is_some() { frame.clone() } else { frame.take() };
                                 let Some(one) = one else { break };
                                 let inner = match &mut current {
                                     Some((q, inner)) if std::ptr::eq(*q, &**queue) => inner,
@@ -454,7 +452,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                                         &mut current.insert((queue, queue.lock())).1
                                     }
                                 };
-                                deliver(inner, one, self.publications);
+                                deliver(inner, self.publications, one.len(), || Publication::at(one, at, len));
                                 delivered = true;
                             }
                         }

@@ -111,8 +111,12 @@ impl Subscription {
 
     /// The next item, as [`Stream::poll_next`] would give it: `None` once the
     /// stream has ended.
-    pub async fn next(&mut self) -> Option<Result<Publication, Error>> {
-        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    // Not `Iterator::next`: it returns a future. A plain function rather than
+    // an `async fn`, so that it inlines into a caller in another crate.
+    #[allow(clippy::should_implement_trait)]
+    #[inline]
+    pub fn next(&mut self) -> impl std::future::Future<Output = Option<Result<Publication, Error>>> + '_ {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx))
     }
 }
 
@@ -137,6 +141,7 @@ impl Subscriber {
 impl Stream for Subscription {
     type Item = Result<Publication, Error>;
 
+    #[inline]
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         if this.local.is_empty() {
@@ -179,15 +184,16 @@ impl Drop for Subscription {
     }
 }
 
-/// Queues publication number `number` for one local stream (whose queue is
-/// locked), or counts it as missed; a stream that several matched
-/// subscriptions feed already has it the second time.
-pub(super) fn deliver(inner: &mut SubInner, publication: Publication, number: u64) {
+/// Queues publication number `number` (of `weight` bytes, made by `make`) for
+/// one local stream (whose queue is locked), or counts it as missed; a stream
+/// that several matched subscriptions feed already has it the second time.
+#[inline]
+pub(super) fn deliver(inner: &mut SubInner, number: u64, weight: usize, make: impl FnOnce() -> Publication) {
     if inner.last == number {
         return;
     }
     inner.last = number;
-    if !inner.queue.push(publication) && !inner.queue.is_ended() {
+    if !inner.queue.push_weighed(weight, make) && !inner.queue.is_ended() {
         tracing::debug!("subscriber fell behind; publication dropped");
     }
 }
