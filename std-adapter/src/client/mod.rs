@@ -345,6 +345,8 @@ impl Client {
                 cv: Condvar::new(),
             }),
             members: Members::default(),
+            local: std::collections::VecDeque::new(),
+            taken: microsocket_host::Taken::default(),
         }
     }
 

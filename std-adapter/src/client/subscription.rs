@@ -5,8 +5,9 @@ use super::waiting::take_done;
 use microsocket_core::SubscriptionKind;
 use microsocket_host::Member;
 use microsocket_host::Publication;
-use microsocket_host::{Delivery, Members};
+use microsocket_host::{Delivery, Members, Taken};
 use microsocket_host::{Error, Result};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,12 @@ pub struct Subscription {
     pub(super) client: Client,
     pub(super) shared: Arc<SubShared>,
     pub(super) members: Members,
+    /// Items taken from the queue in one go, handed out one by one without
+    /// the client's lock.
+    pub(super) local: VecDeque<Delivery<Publication, Error>>,
+    /// Publications taken into `local` that the queue still counts against
+    /// its bounds (released once `local` is handed out).
+    pub(super) taken: Taken,
 }
 
 impl Subscription {
@@ -155,8 +162,7 @@ impl Subscription {
     /// # Errors
     /// [`Error::TimedOut`], and as [`Subscription::recv`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Publication> {
-        self.receive(Some(Instant::now() + timeout), false)
-            .unwrap_or(Err(Error::TimedOut))
+        self.receive(Some(timeout), false).unwrap_or(Err(Error::TimedOut))
     }
 
     /// The next publication if one has arrived, without waiting (it reads what the
@@ -174,21 +180,45 @@ impl Subscription {
         SubscriptionIter { subscription: self }
     }
 
-    pub(super) fn receive(&mut self, deadline: Option<Instant>, nonblocking: bool) -> Option<Result<Publication>> {
+    /// The next item: from those taken before, or (waiting at most `timeout`,
+    /// or not at all if `nonblocking`) everything queued at once, under one lock.
+    pub(super) fn receive(&mut self, timeout: Option<Duration>, nonblocking: bool) -> Option<Result<Publication>> {
         let key = self.shared.key;
-        self.client
-            .inner
-            .wait(WaitKey::Sub(self.shared.clone()), deadline, nonblocking, |st| {
-                let closed = st.closed;
-                let q = st.queues.get_mut(&key)?;
-                match q.queue.pop() {
-                    Some(Delivery::Publication(p)) => Some(Ok(p)),
-                    Some(Delivery::Lagged { missed }) => Some(Err(Error::Lagged { missed })),
-                    Some(Delivery::Notice(notice)) => Some(Err(notice)),
-                    None if closed => Some(Err(Error::Closed)),
-                    None => None,
-                }
-            })
+        if self.local.is_empty() {
+            // The clock is read only when nothing was taken before.
+            let deadline = timeout.map(|t| Instant::now() + t);
+            let (local, taken) = (&mut self.local, &mut self.taken);
+            let closed = self
+                .client
+                .inner
+                .wait(WaitKey::Sub(self.shared.clone()), deadline, nonblocking, |st| {
+                    let closed = st.closed;
+                    let q = st.queues.get_mut(&key)?;
+                    q.queue.release(std::mem::take(taken));
+                    if !q.queue.is_empty() {
+                        *taken = q.queue.take_all(local);
+                        Some(false)
+                    } else {
+                        closed.then_some(true)
+                    }
+                })?;
+            if closed {
+                return Some(Err(Error::Closed));
+            }
+        }
+        let entry = self.local.pop_front()?;
+        if self.local.is_empty() && !self.taken.is_empty() {
+            // The reader has caught up: what it took stops counting against
+            // the bounds now, not at its next receive.
+            if let Some(q) = self.client.inner.lock_state().queues.get_mut(&key) {
+                q.queue.release(std::mem::take(&mut self.taken));
+            }
+        }
+        Some(match entry {
+            Delivery::Publication(p) => Ok(p),
+            Delivery::Lagged { missed } => Err(Error::Lagged { missed }),
+            Delivery::Notice(notice) => Err(notice),
+        })
     }
 }
 
