@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use microsocket_core::frame::{Decoded, Decoder};
-use microsocket_core::{ClientEvent, ClientProtocol, ServerEvent, ServerLimits, ServerProtocol};
+use microsocket_core::{ClientEvent, ClientProtocol, ServerEvent, ServerLimits, ServerProtocol, SubscriptionSet};
 
 use crate::contender::{Contender, Family};
 
@@ -32,7 +32,7 @@ impl Contender for CorePipe {
 
 fn run_connection(in_flight: usize, requests: usize) -> Result<()> {
     let mut client: ClientProtocol<256, 1, 16> = ClientProtocol::new();
-    let mut server: ServerProtocol<1, 16> = ServerProtocol::new(ServerLimits { max_in_flight: 256 });
+    let mut server: ServerProtocol<SubscriptionSet<1, 16>> = ServerProtocol::new(ServerLimits { max_in_flight: 256 });
     let (mut up, mut down) = (Vec::with_capacity(64 * 1024), Vec::with_capacity(64 * 1024));
     let (mut server_decoder, mut client_decoder) = (Decoder::new(1 << 20), Decoder::new(1 << 20));
     let mut done = 0;

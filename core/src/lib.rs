@@ -154,4 +154,4 @@ pub use server::{
     DROPPED_UNANSWERED, FRAME_TOO_LARGE, HANDLER_PANICKED, NO_COMMAND, REFUSED_NOT_PERMITTED, REFUSED_TOO_MANY,
     SERVER_BUSY, SUBSCRIPTION_REFUSED, TOO_MANY_IN_FLIGHT, UNENCODABLE_RESPONSE,
 };
-pub use subscriptions::{Inserted, Matches, SubscriptionId, SubscriptionKind, SubscriptionSet};
+pub use subscriptions::{Inserted, Matches, SubscriptionId, SubscriptionKind, SubscriptionSet, SubscriptionTable};

@@ -5,7 +5,7 @@ use crate::buffers::{RxBuffer, TxBuffer};
 use crate::error::{EncodeError, SubscribeError};
 use crate::frame::{encode, encode_parts, encoded_len, Args, Decoded, Frame, FrameSink, Sigil};
 use crate::message::Message;
-use crate::subscriptions::{SubscriptionKind, SubscriptionSet};
+use crate::subscriptions::{SubscriptionKind, SubscriptionSet, SubscriptionTable};
 
 // Every failure message a server sends on its own, rather than from the
 // application, is one of these constants, whichever driver or adapter serves.
@@ -127,15 +127,16 @@ impl Default for ServerLimits {
     }
 }
 
-/// A server connection's protocol state without buffers: its subscriptions (at
-/// most `SUBS`, whose strings total at most `SUB_BYTES`) and its requests in flight.
+/// A server connection's protocol state without buffers: its subscriptions
+/// (in the table `T`: by default a [`SubscriptionSet`] of at most 32, whose
+/// strings total at most 2,048 bytes) and its requests in flight.
 ///
 /// It answers by itself what the protocol defines: the empty command, requests
 /// without a command, requests over the in-flight limit, and oversized requests.
 /// [`ServerConnection`] bundles it with fixed buffers.
 #[derive(Debug, Clone)]
-pub struct ServerProtocol<const SUBS: usize = 32, const SUB_BYTES: usize = 2048> {
-    subscriptions: SubscriptionSet<SUBS, SUB_BYTES>,
+pub struct ServerProtocol<T = SubscriptionSet<32, 2048>> {
+    subscriptions: T,
     in_flight: usize,
     /// `max_in_flight`, stored as its difference (xor) from the default's, so
     /// that a connection with the default limits is all zero bytes and a
@@ -146,37 +147,39 @@ pub struct ServerProtocol<const SUBS: usize = 32, const SUB_BYTES: usize = 2048>
     refusal: Option<&'static [u8]>,
 }
 
-impl<const SUBS: usize, const SUB_BYTES: usize> Default for ServerProtocol<SUBS, SUB_BYTES> {
+impl<T: Default> Default for ServerProtocol<T> {
     fn default() -> Self {
-        Self::new(ServerLimits::default())
+        Self::with_table(ServerLimits::default(), T::default())
     }
 }
 
-impl<const SUBS: usize, const SUB_BYTES: usize> ServerProtocol<SUBS, SUB_BYTES> {
-    /// A connection with no subscriptions and nothing in flight.
+impl<const SUBS: usize, const SUB_BYTES: usize> ServerProtocol<SubscriptionSet<SUBS, SUB_BYTES>> {
+    /// A connection with no subscriptions and nothing in flight, its table a
+    /// [`SubscriptionSet`] of at most `SUBS` subscriptions whose strings total
+    /// at most `SUB_BYTES` bytes.
     #[must_use]
     pub const fn new(limits: ServerLimits) -> Self {
+        Self::with_table(limits, SubscriptionSet::new())
+    }
+}
+
+impl<T> ServerProtocol<T> {
+    /// A connection with nothing in flight that keeps its subscriptions in
+    /// `table` (empty, as a new connection has none).
+    #[must_use]
+    pub const fn with_table(limits: ServerLimits, table: T) -> Self {
         Self {
-            subscriptions: SubscriptionSet::new(),
+            subscriptions: table,
             in_flight: 0,
             max_in_flight_from_default: limits.max_in_flight ^ ServerLimits::DEFAULT.max_in_flight,
             refusal: None,
         }
     }
 
-    // ---- getters ----
-
     /// The connection's subscriptions.
     #[must_use]
-    pub const fn subscriptions(&self) -> &SubscriptionSet<SUBS, SUB_BYTES> {
+    pub const fn subscriptions(&self) -> &T {
         &self.subscriptions
-    }
-
-    /// Whether the connection has a subscription matching `topic`: one binary
-    /// search among exact topics, then its patterns.
-    #[must_use]
-    pub fn is_subscribed(&self, topic: &[u8]) -> bool {
-        self.subscriptions.contains_match(topic)
     }
 
     /// Requests handed out and not yet answered.
@@ -191,6 +194,16 @@ impl<const SUBS: usize, const SUB_BYTES: usize> ServerProtocol<SUBS, SUB_BYTES> 
         ServerLimits {
             max_in_flight: self.max_in_flight_from_default ^ ServerLimits::DEFAULT.max_in_flight,
         }
+    }
+}
+
+impl<T: SubscriptionTable> ServerProtocol<T> {
+    /// Whether the connection has a subscription matching `topic` (for a
+    /// [`SubscriptionSet`]: one binary search among exact topics, then its
+    /// patterns).
+    #[must_use]
+    pub fn is_subscribed(&self, topic: &[u8]) -> bool {
+        self.subscriptions.contains_match(topic)
     }
 
     // ---- inputs ----
@@ -407,7 +420,7 @@ pub struct ServerConnection<
     const SUBS: usize = 32,
     const SUB_BYTES: usize = 2048,
 > {
-    protocol: ServerProtocol<SUBS, SUB_BYTES>,
+    protocol: ServerProtocol<SubscriptionSet<SUBS, SUB_BYTES>>,
     rx: RxBuffer<RX>,
     tx: TxBuffer<TX>,
 }
@@ -426,7 +439,7 @@ pub struct Polled<'a, const TX: usize, const SUBS: usize, const SUB_BYTES: usize
 /// borrows its receive buffer.
 #[derive(Debug)]
 pub struct Outbox<'a, const TX: usize, const SUBS: usize, const SUB_BYTES: usize> {
-    protocol: &'a mut ServerProtocol<SUBS, SUB_BYTES>,
+    protocol: &'a mut ServerProtocol<SubscriptionSet<SUBS, SUB_BYTES>>,
     tx: &'a mut TxBuffer<TX>,
 }
 
@@ -511,7 +524,7 @@ impl<const RX: usize, const TX: usize, const SUBS: usize, const SUB_BYTES: usize
 
     /// The protocol state.
     #[must_use]
-    pub const fn protocol(&self) -> &ServerProtocol<SUBS, SUB_BYTES> {
+    pub const fn protocol(&self) -> &ServerProtocol<SubscriptionSet<SUBS, SUB_BYTES>> {
         &self.protocol
     }
 

@@ -40,6 +40,60 @@ pub struct Inserted {
     pub new: bool,
 }
 
+/// Where a server connection keeps its subscriptions: the table
+/// [`ServerProtocol`](crate::ServerProtocol) inserts into and matches against.
+///
+/// [`SubscriptionSet`] is the fixed-capacity table; a host may bring its own
+/// storage (for example one allocated at a connection's first subscription,
+/// so that a connection that never subscribes holds no table at all). A
+/// server connection's table hands out no ids, so a table that starts afresh
+/// when it empties need not keep them.
+pub trait SubscriptionTable {
+    /// Adds a subscription, or a reference to an identical one (as
+    /// [`SubscriptionSet::insert`]).
+    ///
+    /// # Errors
+    /// As [`SubscriptionSet::insert`]; the table is unchanged on error.
+    fn insert(&mut self, kind: SubscriptionKind, bytes: &[u8]) -> Result<Inserted, SubscribeError>;
+    /// Removes the subscription of this kind made with exactly `bytes`; returns
+    /// whether there was one (as [`SubscriptionSet::remove`]).
+    fn remove(&mut self, kind: SubscriptionKind, bytes: &[u8]) -> bool;
+    /// Removes every subscription made with exactly `bytes`; returns how many
+    /// (as [`SubscriptionSet::remove_string`]).
+    fn remove_string(&mut self, bytes: &[u8]) -> usize;
+    /// Removes everything.
+    fn clear(&mut self);
+    /// Whether any subscription matches `topic`.
+    fn contains_match(&self, topic: &[u8]) -> bool;
+}
+
+impl<const N: usize, const BYTES: usize> SubscriptionTable for SubscriptionSet<N, BYTES> {
+    #[inline]
+    fn insert(&mut self, kind: SubscriptionKind, bytes: &[u8]) -> Result<Inserted, SubscribeError> {
+        SubscriptionSet::insert(self, kind, bytes)
+    }
+
+    #[inline]
+    fn remove(&mut self, kind: SubscriptionKind, bytes: &[u8]) -> bool {
+        SubscriptionSet::remove(self, kind, bytes)
+    }
+
+    #[inline]
+    fn remove_string(&mut self, bytes: &[u8]) -> usize {
+        SubscriptionSet::remove_string(self, bytes)
+    }
+
+    #[inline]
+    fn clear(&mut self) {
+        SubscriptionSet::clear(self);
+    }
+
+    #[inline]
+    fn contains_match(&self, topic: &[u8]) -> bool {
+        SubscriptionSet::contains_match(self, topic)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     start: usize,

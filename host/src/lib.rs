@@ -61,6 +61,7 @@ mod server_commands;
 pub mod shared;
 mod stats;
 mod subscribing;
+mod table;
 mod trie;
 mod values;
 
@@ -88,4 +89,5 @@ pub use server_commands::{
 };
 pub use stats::{ConnectionId, Counters, StatKind, Stats};
 pub use subscribing::{refusal, SubscriptionChange};
+pub use table::{connection_protocol, ConnectionProtocol, ConnectionSubscriptions};
 pub use values::{copy_out, cut_frame, Iter, Publication, Values};

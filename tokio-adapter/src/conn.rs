@@ -14,7 +14,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use microsocket_core::frame::{Decoded, Decoder};
-use microsocket_core::{ServerEvent, ServerLimits, ServerProtocol};
+use microsocket_core::ServerEvent;
 use microsocket_core::{HANDLER_PANICKED, SERVER_BUSY};
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
@@ -32,9 +32,8 @@ use std::ops::Range;
 
 /// Where a request frame's tag starts: after the header and its length prefix.
 const TAG_START: usize = HEADER_LEN + LENGTH_PREFIX_LEN;
-use microsocket_host::{MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES};
 
-type Protocol = ServerProtocol<MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
+type Protocol = microsocket_host::ConnectionProtocol;
 /// A request's answer, with the bytes its request was charged.
 type Answer = (Tag, Result<Reply, Failure>, usize);
 
@@ -108,9 +107,7 @@ pub(crate) async fn serve<S, H>(
         let mut conn = Conn {
             stream,
             hung_up,
-            protocol: Protocol::new(ServerLimits {
-                max_in_flight: core.config.max_in_flight,
-            }),
+            protocol: microsocket_host::connection_protocol(&core.config),
             decoder: Decoder::new(core.config.max_frame),
             rbuf: BytesMut::new(),
             rbuf_allocation: 0,
@@ -164,8 +161,8 @@ pub(crate) async fn serve<S, H>(
             Err(e) => tracing::debug!(error = %e, "connection ended"),
         }
         let subscriptions = conn.protocol.subscriptions();
-        core.unregister(key, &shared, subscriptions.iter().map(|(_, kind, topic)| (kind, topic)));
-        for (_, _, topic) in subscriptions.iter() {
+        core.unregister(key, &shared, subscriptions.iter());
+        for (_, topic) in subscriptions.iter() {
             handler.subscription_changed(&context, SubscriptionChange::Unsubscribed { topic });
         }
         handler.disconnected(&context);

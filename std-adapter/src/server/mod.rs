@@ -62,7 +62,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use microsocket_core::ServerLimits;
 pub use microsocket_core::{PatternError, SubscriptionKind};
 use microsocket_host::{Account, ConnectionId, Counters, MemoryBudget, QueueBound, CONNECTION_COST};
 pub use microsocket_host::{ServerConfig, SlowConsumer, Stats};
@@ -412,9 +411,7 @@ fn start_connection<H: Handler>(
             context,
             slot,
             stream,
-            out: Mutex::new(Out::new(Protocol::new(ServerLimits {
-                max_in_flight: shared.config.max_in_flight,
-            }))),
+            out: Mutex::new(Out::new(microsocket_host::connection_protocol(&shared.config))),
             drained: Condvar::new(),
             shared: shared.clone(),
         });

@@ -189,7 +189,7 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
             .protocol
             .subscriptions()
             .iter()
-            .map(|(_, kind, bytes)| (kind, bytes.to_vec()))
+            .map(|(kind, bytes)| (kind, bytes.to_vec()))
             .collect();
         hub.remove(conn.slot, subscriptions.iter().map(|(k, b)| (*k, b.as_slice())));
         out.protocol.handle_eof();

@@ -3,10 +3,7 @@
 //! them. Their behaviour lives with the thread that runs it.
 
 use bytes::Bytes;
-use microsocket_core::ServerProtocol;
-use microsocket_host::{
-    Account, ConnectionId, Counters, MemoryBudget, QueueBound, MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES,
-};
+use microsocket_host::{Account, ConnectionId, Counters, MemoryBudget, QueueBound};
 use microsocket_host::{ServerConfig, Stats};
 use microsocket_socket::{PeerCredentials, SocketOptions, Stream, TlsIdentity};
 use rustix::net::SendFlags;
@@ -24,7 +21,7 @@ pub(super) const SEND_FLAGS: SendFlags = SendFlags::DONTWAIT.union(SendFlags::NO
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(super) const SEND_FLAGS: SendFlags = SendFlags::DONTWAIT;
 
-pub(super) type Protocol = ServerProtocol<MAX_SUBSCRIPTIONS, MAX_SUBSCRIPTION_BYTES>;
+pub(super) type Protocol = microsocket_host::ConnectionProtocol;
 
 /// The socket-file settings of `config` as [`SocketOptions`].
 pub(super) fn socket_options(config: &ServerConfig) -> SocketOptions {
