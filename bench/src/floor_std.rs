@@ -68,31 +68,7 @@ impl Contender for FloorStd {
     fn round_trip(&self, payload: usize, iterations: usize) -> Result<Option<Histogram<u64>>> {
         let (_dir, path, listener) = listener()?;
         let server = spawn_echo(listener, 1);
-        let stream = UnixStream::connect(&path)?;
-        let mut reader = FrameReader::new(stream.try_clone()?);
-        let mut writer = stream;
-        let body = vec![0xab; payload];
-        let mut hist = histogram();
-        let mut out = Vec::new();
-        let warmup = iterations / 10;
-        for i in 0..warmup + iterations {
-            let t = tag(i);
-            out.clear();
-            put_frame(&mut out, b'(', &[&t, b"ECHO", &body]);
-            let start = Instant::now();
-            writer.write_all(&out)?;
-            let sigil = reader.next()?;
-            let elapsed = start.elapsed();
-            check(
-                sigil == Some(b')') && reader.arg(0) == t && reader.arg(1) == body,
-                "echo",
-            )?;
-            if i >= warmup {
-                hist.record(elapsed.as_nanos() as u64)?;
-            }
-        }
-        drop(writer);
-        drop(reader);
+        let hist = round_trip_client(&path, payload, iterations)?;
         let _ = server.join();
         Ok(Some(hist))
     }
@@ -100,58 +76,9 @@ impl Contender for FloorStd {
     fn pipelined(&self, connections: usize, in_flight: usize, requests: usize) -> Result<Option<f64>> {
         let (_dir, path, listener) = listener()?;
         let server = spawn_echo(listener, connections);
-        let streams: Vec<UnixStream> = (0..connections)
-            .map(|_| UnixStream::connect(&path))
-            .collect::<Result<_, _>>()?;
-        let start = Instant::now();
-        let mut clients = Vec::new();
-        for stream in streams {
-            let done = Arc::new(AtomicUsize::new(0));
-            let mut reader = FrameReader::new(stream.try_clone()?);
-            let done_r = Arc::clone(&done);
-            let read = thread::spawn(move || -> std::io::Result<()> {
-                for i in 0..requests {
-                    let sigil = reader.next()?;
-                    check(sigil == Some(b')') && reader.arg(0) == tag(i), "pipelined tag")?;
-                    check(reader.arg(1) == b"x", "pipelined value")?;
-                    done_r.store(i + 1, Ordering::Release);
-                }
-                Ok(())
-            });
-            let write = thread::spawn(move || -> std::io::Result<()> {
-                let mut stream = stream;
-                let mut out = Vec::new();
-                let mut sent = 0;
-                let mut spins = 0u64;
-                while sent < requests {
-                    let outstanding = sent - done.load(Ordering::Acquire);
-                    let n = (in_flight - outstanding).min(requests - sent);
-                    if n == 0 {
-                        spins += 1;
-                        if spins > 200_000_000 {
-                            return Err(std::io::Error::other("pipelined floor stalled"));
-                        }
-                        thread::yield_now();
-                        continue;
-                    }
-                    out.clear();
-                    for i in sent..sent + n {
-                        put_frame(&mut out, b'(', &[&tag(i), b"ECHO", b"x"]);
-                    }
-                    stream.write_all(&out)?;
-                    sent += n;
-                }
-                Ok(())
-            });
-            clients.push((read, write));
-        }
-        for (read, write) in clients {
-            write.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
-            read.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
-        }
-        let elapsed = start.elapsed();
+        let rate = pipelined_clients(&path, connections, in_flight, requests)?;
         let _ = server.join();
-        Ok(Some((connections * requests) as f64 / elapsed.as_secs_f64()))
+        Ok(Some(rate))
     }
 
     fn fan_out(&self, subscribers: usize, messages: usize) -> Result<Option<f64>> {
@@ -217,4 +144,93 @@ impl Contender for FloorStd {
         }
         Ok(Some((subscribers * messages) as f64 / start.elapsed().as_secs_f64()))
     }
+}
+
+/// The floor's round-trip client: `iterations` ECHO requests of `payload`
+/// bytes, one at a time, to the server at `path` (after a tenth as many to
+/// warm up); each sample in nanoseconds.
+pub fn round_trip_client(path: &std::path::Path, payload: usize, iterations: usize) -> Result<Histogram<u64>> {
+    let stream = UnixStream::connect(path)?;
+    let mut reader = FrameReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let body = vec![0xab; payload];
+    let mut hist = histogram();
+    let mut out = Vec::new();
+    let warmup = iterations / 10;
+    for i in 0..warmup + iterations {
+        let t = tag(i);
+        out.clear();
+        put_frame(&mut out, b'(', &[&t, b"ECHO", &body]);
+        let start = Instant::now();
+        writer.write_all(&out)?;
+        let sigil = reader.next()?;
+        let elapsed = start.elapsed();
+        check(
+            sigil == Some(b')') && reader.arg(0) == t && reader.arg(1) == body,
+            "echo",
+        )?;
+        if i >= warmup {
+            hist.record(elapsed.as_nanos() as u64)?;
+        }
+    }
+    drop(writer);
+    drop(reader);
+    Ok(hist)
+}
+
+/// The floor's pipelining client: on each of `connections` connections to
+/// `path`, one writer thread keeps `in_flight` ECHO requests outstanding and
+/// one reader thread checks the answers; returns requests per second.
+pub fn pipelined_clients(path: &std::path::Path, connections: usize, in_flight: usize, requests: usize) -> Result<f64> {
+    let streams: Vec<UnixStream> = (0..connections)
+        .map(|_| UnixStream::connect(path))
+        .collect::<Result<_, _>>()?;
+    let start = Instant::now();
+    let mut clients = Vec::new();
+    for stream in streams {
+        let done = Arc::new(AtomicUsize::new(0));
+        let mut reader = FrameReader::new(stream.try_clone()?);
+        let done_r = Arc::clone(&done);
+        let read = thread::spawn(move || -> std::io::Result<()> {
+            for i in 0..requests {
+                let sigil = reader.next()?;
+                check(sigil == Some(b')') && reader.arg(0) == tag(i), "pipelined tag")?;
+                check(reader.arg(1) == b"x", "pipelined value")?;
+                done_r.store(i + 1, Ordering::Release);
+            }
+            Ok(())
+        });
+        let write = thread::spawn(move || -> std::io::Result<()> {
+            let mut stream = stream;
+            let mut out = Vec::new();
+            let mut sent = 0;
+            let mut spins = 0u64;
+            while sent < requests {
+                let outstanding = sent - done.load(Ordering::Acquire);
+                let n = (in_flight - outstanding).min(requests - sent);
+                if n == 0 {
+                    spins += 1;
+                    if spins > 200_000_000 {
+                        return Err(std::io::Error::other("pipelined floor stalled"));
+                    }
+                    thread::yield_now();
+                    continue;
+                }
+                out.clear();
+                for i in sent..sent + n {
+                    put_frame(&mut out, b'(', &[&tag(i), b"ECHO", b"x"]);
+                }
+                stream.write_all(&out)?;
+                sent += n;
+            }
+            Ok(())
+        });
+        clients.push((read, write));
+    }
+    for (read, write) in clients {
+        write.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+        read.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    }
+    let elapsed = start.elapsed();
+    Ok((connections * requests) as f64 / elapsed.as_secs_f64())
 }

@@ -15,6 +15,7 @@ mod floor_tokio;
 mod memory;
 mod plot;
 mod report;
+mod serve;
 mod std_adapter;
 mod tokio_adapter;
 mod wire;
@@ -82,6 +83,7 @@ fn contenders() -> Vec<Box<dyn Contender>> {
         Box::new(core_pipe::CorePipe),
         Box::new(std_adapter::StdAdapter),
         Box::new(tokio_adapter::TokioAdapter),
+        Box::new(serve::Serve),
     ];
     #[cfg(feature = "zmq")]
     all.push(Box::new(zmq_bench::Zmq));
@@ -213,8 +215,9 @@ fn main() -> Result<()> {
                 let outcome = on_thread(pinned, move || {
                     let c = &contenders()[index];
                     let started = process_cpu();
+                    let _ = serve::take_child_cpu();
                     let m = measure(c.as_ref(), &w).map_err(|e| format!("{e:#}"));
-                    (m, process_cpu().saturating_sub(started))
+                    (m, process_cpu().saturating_sub(started) + serve::take_child_cpu())
                 });
                 match outcome {
                     (Ok(Some(m)), spent) => {

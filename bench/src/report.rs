@@ -224,10 +224,10 @@ pub fn markdown(
     let mut md = String::new();
     md.push_str("# Benchmarks\n\n");
     md.push_str("microsocket against the floor (minimal hand-written programs exchanging the same frames over a UNIX socket, no library) and ZeroMQ over `ipc://`, measured side by side in one run on one machine.\n\n");
-    md.push_str("## Reproduce\n\n```sh\napt-get install libzmq3-dev   # ZeroMQ contenders only\ncargo run --release -p microsocket-bench --features zmq -- run\n```\n\n");
+    md.push_str("## Reproduce\n\n```sh\napt-get install libzmq3-dev   # ZeroMQ contenders only\ncargo build --release -p microsocket-cli   # the `microsocket serve` contender\ncargo run --release -p microsocket-bench --features zmq -- run\n```\n\n");
     md.push_str("Without `--features zmq` the ZeroMQ contenders are left out and nothing needs installing. `--quick` runs a tenth of the iterations once.\n\n");
     md.push_str(&format!(
-        "## Machine and method\n\n- {}\n- {} run(s) of each measurement, contenders interleaved; tables give the median with [min – max].{}\n- Ratios compare medians with the floor of the same family from this same run (blocking contenders and ZeroMQ with the blocking floor, Tokio contenders with the Tokio floor). For latency a ratio below 1 is faster; for rates above 1 is faster.\n- Every measurement checks the answers it counts (tag and values) and ends by itself.\n- *CPU/op* is the CPU time (user + system, `CLOCK_PROCESS_CPUTIME_ID`) of the whole benchmark process during a run, client and server sides together, divided by its operations (round trips, requests, or deliveries), with its ratio to the floor's: speed bought with polling shows here.\n- ZeroMQ is the system libzmq (Debian `libzmq3-dev`, 4.3) through the `zmq` crate, linked dynamically.\n\n",
+        "## Machine and method\n\n- {}\n- {} run(s) of each measurement, contenders interleaved; tables give the median with [min – max].{}\n- Ratios compare medians with the floor of the same family from this same run (blocking contenders and ZeroMQ with the blocking floor, Tokio contenders with the Tokio floor). For latency a ratio below 1 is faster; for rates above 1 is faster.\n- Every measurement checks the answers it counts (tag and values) and ends by itself.\n- *CPU/op* is the CPU time (user + system, `CLOCK_PROCESS_CPUTIME_ID`) of the whole benchmark process during a run, client and server sides together (for `microsocket serve`, with the CPU time of its process added), divided by its operations (round trips, requests, or deliveries), with its ratio to the floor's: speed bought with polling shows here.\n- ZeroMQ is the system libzmq (Debian `libzmq3-dev`, 4.3) through the `zmq` crate, linked dynamically.\n\n",
         machine(),
         repeats,
         if quick { " **Quick run: figures are indicative only.**" } else { "" }
@@ -365,6 +365,7 @@ const CONTENDER_NOTES: &str = "## Contenders\n\n\
 - **core (in-memory)**: microsocket's client and server machines joined by an in-memory pipe in one thread, no I/O: what any adapter could reach.\n\
 - **microsocket-std**: the blocking adapter. With 8 in flight, eight threads share the connection, one request each (`Client::request`); otherwise one thread per connection keeps K requests in flight with tickets, topping the window up with a batch whenever half of it is collected (`Client::batch`, `Ticket::wait`).\n\
 - **microsocket-tokio**: the Tokio adapter; *K in flight* means K tasks sharing the connection. The client side and the server side each run on a single-threaded runtime on a thread of their own, as two processes would; so does the Tokio floor.\n\
+- **microsocket serve**: the `microsocket` command's server (default settings) in a child process, driven by the blocking floor's own clients: what a script or a program in another language sees. Fan-out publishes with `PUBLISH` requests from one raw client (at most 256 outstanding) to raw subscribers, each of which waits for its subscription's barrier first.\n\
 - **ZeroMQ**: REQ/REP for round trips, one DEALER socket per connection keeping K requests outstanding against a ROUTER for pipelining, PUB/SUB for fan-out with the high-water marks off (0) so no delivery is dropped; with a slow subscriber ZeroMQ therefore buffers its share without bound, where microsocket bounds each connection's queue and drops (counting) for that subscriber only.\n\
 - Fan-out publishes from the server side (microsocket's `Publisher::publish`, ZeroMQ's PUB socket); every delivery is received, decoded and checked by a subscriber client. With a slow subscriber, publishing is paced in batches of 1,000 so the fast subscribers never lag; the rate is theirs.\n\
 - Idle memory: the server runs in a child process; each connection sends one PING, waits for the answer, then stays idle; the figure is the growth of the server's resident set divided by the connections.\n\n";
@@ -444,6 +445,37 @@ fn targets(results: &Results, cpu: &Cpu) -> String {
                 r.map(|r| r <= 1.3),
             );
         }
+    }
+    let serve = "microsocket serve";
+    for (key, what, at_most) in [
+        (
+            "rtt-16B-pinned",
+            "ping-pong p50 (16 B, pinned) within 1.3x of the blocking floor",
+            1.3,
+        ),
+        (
+            "pipelined-1x256",
+            "256 pipelined requests within 1.5x of the blocking floor",
+            1.5,
+        ),
+        (
+            "fanout-100",
+            "fan-out to 100 subscribers within 1.1x of the blocking floor",
+            1.1,
+        ),
+    ] {
+        // A slowdown factor for both: latency over the floor's, or the
+        // floor's rate over this one.
+        let r = if key.starts_with("rtt-") {
+            ratio(key, serve, "floor (blocking)")
+        } else {
+            ratio(key, "floor (blocking)", serve)
+        };
+        row(
+            &format!("`microsocket serve` seen by raw clients: {what}"),
+            r.map(|r| format!("{r:.2}x")),
+            r.map(|r| r <= at_most),
+        );
     }
     let v = median_of(results, "idle-memory-10000", "microsocket-tokio");
     row(
