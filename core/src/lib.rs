@@ -15,6 +15,8 @@
 //!   for drivers that own theirs (the Tokio and std adapters): decode with
 //!   [`frame::Decoder`] over any buffer, hand frames in, encode into any
 //!   [`frame::FrameSink`]. No argument byte is copied to please the core.
+//!   A [`ServerProtocol`] keeps its subscriptions in any [`SubscriptionTable`]:
+//!   a fixed [`SubscriptionSet`] by default, or storage its host provides.
 //!
 //! Their methods come in four kinds: getters (`&self`), inputs (`handle_*`,
 //! `commit_rx`), commands that only queue bytes (`request`, `cancel`, `subscribe`,

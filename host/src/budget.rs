@@ -292,6 +292,19 @@ impl Account {
         self.held.load(Ordering::Relaxed)
     }
 
+    /// Whether the server, or this connection's user, uses more than half of
+    /// its budget: a connection then keeps no memory it can do without (a
+    /// receive buffer grown for large frames goes back as soon as it is empty).
+    #[must_use]
+    pub fn is_tight(&self) -> bool {
+        let limits = self.budget.0.limits.get();
+        self.budget.0.used.load(Ordering::Relaxed) > limits.max_memory / 2
+            || self
+                .user
+                .as_ref()
+                .is_some_and(|(_, u)| u.used.load(Ordering::Relaxed) > limits.max_memory_per_user / 2)
+    }
+
     /// Whether new work from this connection (a request, a subscription)
     /// should be refused: its user is near its share, or the server near its
     /// total (within the last sixteenth).

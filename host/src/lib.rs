@@ -8,6 +8,9 @@
 //! - [`Hub`]: a server's connection slots and the [`Registry`] of their
 //!   subscriptions: publish (whom to queue to), subscribe with catch-up on
 //!   buffered topics, unsubscribe of both kinds, disconnect cleanup.
+//! - [`ConnectionProtocol`]: one server connection's protocol state, its
+//!   subscriptions in a [`ConnectionSubscriptions`] table that exists only
+//!   while the connection has subscriptions.
 //! - [`QueueBound`]: the byte bound on a connection's unsent output and the
 //!   [`SlowConsumer`] policy past it.
 //! - [`ServerConfig`] and [`ClientConfig`]: every setting, one name and one
@@ -56,6 +59,7 @@ mod hub;
 mod log;
 mod members;
 mod monitor;
+mod receive;
 pub mod registry;
 mod server_commands;
 pub mod shared;
@@ -82,6 +86,7 @@ pub use hub::Hub;
 pub use log::{LogLimit, Logged, LOGGED_BYTES, LOGGED_PER_SECOND};
 pub use members::{Member, Members};
 pub use monitor::{MonitorEvent, Monitors, OfferEvent, MONITOR_PENDING, MONITOR_TOPIC};
+pub use receive::{LargeFrames, KEEP_AT_MOST, SHRINK_AFTER_READS};
 pub use registry::Registry;
 pub use server_commands::{
     is_server_command, server_command, Caller, ConnectionInfo, ServerCommands, ServerView, BAD_MONITOR_FILTER,

@@ -28,6 +28,11 @@ impl RxBuf {
         }
     }
 
+    /// The buffer's size.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The bytes not yet consumed.
     pub(crate) fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]

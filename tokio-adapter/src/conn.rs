@@ -27,7 +27,7 @@ use crate::log::limited;
 use crate::sink::Sink;
 use crate::spin::{Burst, Spin};
 use microsocket_core::frame::{HEADER_LEN, LENGTH_PREFIX_LEN};
-use microsocket_host::{Logged, SubscriptionChange, Values};
+use microsocket_host::{LargeFrames, Logged, SubscriptionChange, Values};
 use std::ops::Range;
 
 /// Where a request frame's tag starts: after the header and its length prefix.
@@ -125,6 +125,7 @@ pub(crate) async fn serve<S, H>(
             flush: false,
             spin: Spin::new(core.config.spin_before_sleep),
             burst: Burst::default(),
+            large: LargeFrames::default(),
             spare: None,
         };
         let mut running = Running {
@@ -206,6 +207,8 @@ struct Conn<'a, S> {
     burst: Burst,
     /// A written chunk's buffer, for the queue (see `OutQueue::spare`).
     spare: Option<BytesMut>,
+    /// Whether large frames keep coming (a grown receive buffer is kept while they do).
+    large: LargeFrames,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
@@ -264,14 +267,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             }
             if !self.done.is_empty() {
                 let before = self.resp.len();
+                // What the requests were charged goes back once for the batch.
+                let mut released = 0;
                 for (tag, result, charged) in self.done.drain(..) {
                     let start = self.resp.len();
                     encode_answer(&mut self.protocol, tag.as_bytes(), result, &mut self.resp);
-                    self.shared.account.release(charged);
+                    released += charged;
                     let answer = &self.resp[start..];
                     self.core
                         .show(|monitors, offer| monitors.answer(self.shared.id, answer, offer));
                 }
+                self.shared.account.release(released);
                 self.account(before);
                 progress = true;
                 request_progress = true;
@@ -372,7 +378,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     }
 
     /// Charges the receive buffer's allocation as it is now (it grows while a
-    /// frame arrives and is released once empty past `SHRINK_ABOVE`).
+    /// frame arrives and is released once empty past `SHRINK_ABOVE`, when
+    /// large frames stop coming).
     fn charge_receive_buffer(&mut self) {
         let now = self.rbuf.capacity();
         if now > self.rbuf_charged {
@@ -493,9 +500,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         // barrier's, a `#`) included: one order for publications and answers,
         // as on the std server.
         pull_publications(self.shared, &mut self.resp, &mut self.out, &mut self.held);
+        self.large.read(self.rbuf.len(), SHRINK_ABOVE);
         // `resp` bytes up to here are counted; a subscription's catch-up moves
         // `resp` into `out`, so what was encoded before it is counted first.
         let mut counted = self.resp.len();
+        // Requests handed to the handler, counted once for the read.
+        let mut requests = 0;
         let mut frames = 0;
         loop {
             match self.decoder.decode(&self.rbuf) {
@@ -572,7 +582,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                                 self.shared.account.release(consumed);
                                 continue;
                             }
-                            self.core.counters.requests(1);
+                            requests += 1;
                             self.core.show(|monitors, offer| {
                                 let args = microsocket_core::Args::resume(&bytes, args_at, argc as u8);
                                 monitors.request(self.shared.id, tag.as_bytes(), &request.command, args, offer);
@@ -650,7 +660,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             }
         }
         self.account(counted);
-        if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
+        if requests > 0 {
+            self.core.counters.requests(requests);
+        }
+        if self.rbuf.is_empty()
+            && self.rbuf.capacity() > SHRINK_ABOVE
+            && self
+                .large
+                .should_shrink(self.rbuf.capacity(), self.shared.account.is_tight())
+        {
             self.rbuf = BytesMut::new();
             self.rbuf_allocation = 0;
             self.charge_receive_buffer();

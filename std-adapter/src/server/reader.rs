@@ -39,6 +39,7 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
     // Reads left during which the reader polls before it blocks (see
     // `ServerConfig::spin_before_sleep`).
     let mut burst = 0u8;
+    let mut large = microsocket_host::LargeFrames::default();
     'read: loop {
         // Backpressure: stop reading requests while too much is unsent.
         let subscribed = {
@@ -108,6 +109,7 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
             Err(_) => break,
         };
         rx.commit(n);
+        large.read(rx.data().len(), RECEIVE_BUFFER);
         conn.lock().corked = true;
         let mut frames = 0usize;
         loop {
@@ -138,9 +140,11 @@ pub(super) fn serve_connection<H: Handler + ?Sized>(conn: &Arc<Conn>, handler: &
             }
             rx.consume(consumed);
         }
-        // A buffer a large frame made large goes back once empty, and with it
-        // its charge.
-        conn.account.release(rx.shrink_if_empty(RECEIVE_BUFFER));
+        // A buffer large frames made large goes back once empty and they
+        // have stopped coming, and with it its charge.
+        if large.should_shrink(rx.capacity(), conn.account.is_tight()) {
+            conn.account.release(rx.shrink_if_empty(RECEIVE_BUFFER));
+        }
         burst = if frames > 1 {
             BURST_READS
         } else {
