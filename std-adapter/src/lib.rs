@@ -81,12 +81,11 @@
 //!
 //! The comparison harness (`cargo run --release -p microsocket-bench --features
 //! zmq -- run`, BENCHMARKS.md; default settings) gave in its latest full run
-//! a pinned round trip of 9.8 µs against 8.8 µs for its floor (1.11x),
-//! `fanout-100` 6.01 M deliveries/s (floor 11.47 M/s), `pipelined-1x8` (8
-//! threads, one client) 362k requests/s (its floor there is one writer and one
-//! reader thread, not eight requesters: 412k/s), `pipelined-1x256` (256
-//! threads) 550k/s and `pipelined-8x64` 544k/s, against ZeroMQ's 519k and
-//! 711k.
+//! a pinned round trip of 9.9 µs against 9.4 µs for its floor (1.05x),
+//! `fanout-100` 9.02 M deliveries/s (floor 11.75 M/s), `fanout-1` 7.01 M/s,
+//! `pipelined-1x8` (8 threads, one client) 355k requests/s, `pipelined-1x256`
+//! (one thread, tickets) 4.88 M/s and `pipelined-8x64` 3.26 M/s, against
+//! ZeroMQ's 78k, 518k and 650k.
 //!
 //! What made the fan-out faster: the client cuts publications out of one
 //! shared copy of each read (one allocation per read instead of three or more

@@ -149,7 +149,7 @@
 //! | `pipelined-split`: one connection, 256 tasks, client and server each on a current-thread runtime of its own thread; median of 9 runs of 400,000 | 8.6 M/s | **4.26 M/s** with the default server; 3.22 M/s with [`ServerConfig::spin_before_sleep`] zero | ≥ 2 M/s |
 //! | `fanout-raw`: 64-byte publications to 100 subscribed sockets that only read, 3 runs | 41–43 M/s | **13.8–15.2 M deliveries/s** (32.8 M/s run alone) | ≥ 10 M/s |
 //! | `fanout`: the same to 100 microsocket client subscriptions in the same process (each publication decoded into a stream item), 3 runs | 40–43 M/s (readers that walk each frame) | **9.8–10.9 M deliveries/s** (median 10.05; 10.1–11.9 in the run before) | ≥ 10 M/s |
-//! | `idle`: server memory per idle connection, 10,000 connections opened by another process | | **10.0 KiB** | < 16 KiB |
+//! | `idle`: server memory per idle connection, 10,000 connections opened by another process | | **2.03 KiB** (a connection's subscription table exists only while it has subscriptions) | < 6 KiB |
 //!
 //! Spinning: a runtime thread that runs out of work sleeps in `epoll_wait`, and
 //! waking it again is a cross-CPU wake-up and a context switch, several
@@ -194,12 +194,12 @@
 //! The comparison harness (`cargo run --release -p microsocket-bench --features
 //! zmq -- run`, BENCHMARKS.md) puts client and server on threads of their own
 //! with default settings and times whole runs including task start-up. Its
-//! latest full run gave `rtt-16B-pinned` 16.8 µs against 14.1 µs for its floor
-//! (1.19x), `rtt-16B-unpinned` 22.0 µs against 45.6 µs, `pipelined-1x256`
-//! 3.39 M/s against 2.86 M/s (1.19x the floor), and `fanout-100` 6.63 M/s
-//! against 10.36 M/s for its floor (0.64x). There all 100 subscribers, their
+//! latest full run gave `rtt-16B-pinned` 17.1 µs against 14.1 µs for its floor
+//! (1.21x), `rtt-16B-unpinned` 22.8 µs against 42.1 µs, `pipelined-1x256`
+//! 3.55 M/s against 2.71 M/s (1.31x the floor), and `fanout-100` 9.49 M/s
+//! against 10.81 M/s for its floor (0.88x). There all 100 subscribers, their
 //! drivers and their readers share one thread, which is the bottleneck: about
-//! 150 ns of that thread per delivery (decode, topic match, queue, hand-off,
+//! 100 ns of that thread per delivery (decode, topic match, queue, hand-off,
 //! the reader's checks, the kernel's copy), where the floor's readers only walk
 //! the frames.
 //!
