@@ -8,37 +8,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
-/// Writes a CA, a server certificate for `bus.test` and a client certificate
-/// for `alice` into a new directory.
-fn pki() -> (tempfile::TempDir, impl Fn(&str) -> PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["bus.test".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &ca, &ca_key)
-        .unwrap();
-    let alice_key = KeyPair::generate().unwrap();
-    let mut alice_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    alice_params.distinguished_name.push(DnType::CommonName, "alice");
-    let alice = alice_params.signed_by(&alice_key, &ca, &ca_key).unwrap();
-    for (name, text) in [
-        ("ca.pem", ca.pem()),
-        ("server.pem", server.pem()),
-        ("server.key", server_key.serialize_pem()),
-        ("alice.pem", alice.pem()),
-        ("alice.key", alice_key.serialize_pem()),
-    ] {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    let root = dir.path().to_path_buf();
-    (dir, move |name: &str| root.join(name))
-}
+#[path = "../../tests/tests/common/pki.rs"]
+mod pki;
+use pki::Pki;
 
 /// Runs the binary with the TLS client environment.
 fn run_tls(args: &[&str], env: &[(&str, PathBuf)]) -> std::process::Output {
@@ -53,7 +26,8 @@ fn run_tls(args: &[&str], env: &[(&str, PathBuf)]) -> std::process::Output {
 
 #[test]
 fn serve_over_tls_with_client_certificates() {
-    let (_dir, path) = pki();
+    let pki = Pki::new();
+    let path = |name: &str| pki.path(name);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -102,7 +76,8 @@ fn serve_over_tls_with_client_certificates() {
 
 #[test]
 fn bad_tls_files_are_refused_at_start_with_their_names() {
-    let (_dir, path) = pki();
+    let pki = Pki::new();
+    let path = |name: &str| pki.path(name);
     let missing = path("missing.pem");
     let o = run(&[
         "serve",

@@ -68,15 +68,25 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
+/// Publishes one payload on `bench.plain`, with the bridge's origin header if
+/// `origin` (so the plain client pays for a header as the bridge does).
+async fn publish_plain(publisher: &async_nats::Client, origin: bool) {
+    if origin {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Microsocket-Origin", "alpha.12345.6789012345678");
+        publisher
+            .publish_with_headers("bench.plain", headers, PAYLOAD[..].into())
+            .await
+            .unwrap();
+    } else {
+        publisher.publish("bench.plain", PAYLOAD[..].into()).await.unwrap();
+    }
+}
+
 /// (p50 µs, p99 µs, publications/s) through plain async-nats; with
 /// `origin`, each message carries a header like the bridge's
 /// `Microsocket-Origin`.
 async fn plain(url: &str, origin: bool) -> (f64, f64, f64) {
-    let headers = || {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Microsocket-Origin", "alpha.12345.6789012345678");
-        headers
-    };
     let publisher = async_nats::connect(url).await.unwrap();
     let subscriber = async_nats::connect(url).await.unwrap();
     let mut sub = subscriber.subscribe("bench.plain").await.unwrap();
@@ -85,14 +95,7 @@ async fn plain(url: &str, origin: bool) -> (f64, f64, f64) {
     let start = Instant::now();
     while start.elapsed() < RUN {
         let t = Instant::now();
-        if origin {
-            publisher
-                .publish_with_headers("bench.plain", headers(), PAYLOAD[..].into())
-                .await
-                .unwrap();
-        } else {
-            publisher.publish("bench.plain", PAYLOAD[..].into()).await.unwrap();
-        }
+        publish_plain(&publisher, origin).await;
         publisher.flush().await.unwrap();
         sub.next().await.unwrap();
         times.push(t.elapsed());
@@ -110,14 +113,7 @@ async fn plain(url: &str, origin: bool) -> (f64, f64, f64) {
         got
     });
     for _ in 0..BURST {
-        if origin {
-            publisher
-                .publish_with_headers("bench.plain", headers(), PAYLOAD[..].into())
-                .await
-                .unwrap();
-        } else {
-            publisher.publish("bench.plain", PAYLOAD[..].into()).await.unwrap();
-        }
+        publish_plain(&publisher, origin).await;
     }
     publisher.flush().await.unwrap();
     let got = receiving.await.unwrap();

@@ -1,5 +1,5 @@
 //! Certificates made for the TLS tests (rcgen), written as PEM files: shared
-//! by `tests/tests/tls.rs` and `tokio-adapter/tests/tls.rs`.
+//! by `tests/tests/tls.rs`, `tokio-adapter/tests/tls.rs` and `cli/tests/tls.rs`.
 
 #![allow(dead_code)]
 
