@@ -794,7 +794,7 @@ fn check_client<const RX: usize, const TX: usize, const IF: usize, const S: usiz
         }
     }
     assert!(p.subscriptions().len() <= S);
-    assert!(client.poll_transmit().map_or(true, |b| !b.is_empty() && b.len() <= TX));
+    assert!(client.poll_transmit().is_none_or(|b| !b.is_empty() && b.len() <= TX));
 }
 
 // ---------------------------------------------------------------------------

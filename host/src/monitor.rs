@@ -116,7 +116,7 @@ impl<Q> Monitor<Q> {
     fn shows(&self, name: &[u8]) -> bool {
         self.filter
             .as_deref()
-            .map_or(true, |f| Pattern::new(f).is_ok_and(|p| p.matches(name)))
+            .is_none_or(|f| Pattern::new(f).is_ok_and(|p| p.matches(name)))
     }
 }
 

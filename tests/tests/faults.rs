@@ -867,7 +867,7 @@ enum Outcome {
 /// The command and delay of load request `id`: delays 0 to 60 ms, in the
 /// handler or answered later.
 fn load_request(id: u64) -> (&'static str, String) {
-    let command = if id % 2 == 0 { "SLEEP" } else { "LATER" };
+    let command = if id.is_multiple_of(2) { "SLEEP" } else { "LATER" };
     (command, (id * 7 % 61).to_string())
 }
 

@@ -278,7 +278,7 @@ where
     }
 
     fn authorize_subscription(&self, context: &RequestContext, kind: SubscriptionKind, topic: &[u8]) -> bool {
-        self.authorize.as_ref().map_or(true, |f| f(context, kind, topic))
+        self.authorize.as_ref().is_none_or(|f| f(context, kind, topic))
     }
 
     fn subscription_changed(&self, context: &RequestContext, change: SubscriptionChange<'_>) {

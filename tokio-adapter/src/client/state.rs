@@ -380,7 +380,7 @@ impl Waiters {
             if let (None, Some(timeout)) = (p.deadline, p.timeout) {
                 let deadline = now + timeout;
                 p.deadline = Some(deadline);
-                if self.next_deadline.map_or(true, |n| deadline < n) {
+                if self.next_deadline.is_none_or(|n| deadline < n) {
                     self.next_deadline = Some(deadline);
                 }
             }
