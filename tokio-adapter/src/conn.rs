@@ -364,6 +364,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             }
             if request_progress {
                 self.spin.busy();
+            } else {
+                self.spin.progressed();
             }
         }
     }

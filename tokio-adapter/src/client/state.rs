@@ -199,6 +199,7 @@ impl Waiter {
     }
 
     /// Leaves the result and collects the future's waker.
+    #[inline]
     pub(super) fn finish(&self, result: Result<Values, Error>, wake: &mut Vec<Waker>) {
         let mut inner = self.lock();
         if inner.finished {
@@ -223,7 +224,17 @@ impl Shared {
     /// A server that stopped answering (every slot held by a timed-out
     /// request) costs a client set to reconnect its connection: the driver
     /// drops it and connects again.
+    #[inline]
     fn check_can_send(&self, st: &mut State) -> Result<(), Error> {
+        if st.may_send(&self.config) {
+            return Ok(());
+        }
+        self.cannot_send(st)
+    }
+
+    /// Why a request may not be sent now ([`State::may_send`] said no).
+    #[cold]
+    fn cannot_send(&self, st: &mut State) -> Result<(), Error> {
         let checked = st.check_can_send(&self.config);
         if let Err(Error::Unresponsive { .. }) = checked {
             if self.config.reconnect.is_some() && !st.drop_link {
@@ -388,6 +399,7 @@ impl Waiters {
     }
 
     /// Completes the pending request `id` (if it still has a waiter).
+    #[inline]
     pub(super) fn complete(&mut self, id: RequestId, result: Result<Values, Error>, wake: &mut Vec<Waker>) {
         let Some(entry) = self.by_slot.get_mut(usize::from(id.slot())) else {
             return;
@@ -442,6 +454,16 @@ impl Waiters {
 
 impl State {
     /// Whether a request (or a subscription and its barrier) may be sent now.
+    /// Whether a request may be sent now: the common case of
+    /// [`State::check_can_send`], checked first on every request.
+    #[inline]
+    fn may_send(&self, config: &ClientConfig) -> bool {
+        self.link == Link::Up
+            && !self.closing
+            && !self.send_closed
+            && self.protocol.requests_in_flight() < config.max_in_flight
+    }
+
     pub(super) fn check_can_send(&self, config: &ClientConfig) -> Result<(), Error> {
         if self.link == Link::Reconnecting && !self.closing {
             // Not closed for good: the caller may retry once reconnected.
