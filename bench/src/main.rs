@@ -51,8 +51,9 @@ enum Command {
         /// Only workloads whose name contains this.
         #[arg(long)]
         only: Option<String>,
-        /// Only contenders whose name contains this (for profiling one; the
-        /// report then lacks the ratios to the floors).
+        /// Only contenders whose name contains one of these comma-separated
+        /// strings (for profiling one, or leaving one out; the report lacks
+        /// the ratios to a floor left out).
         #[arg(long)]
         contender: Option<String>,
         /// Where to write the Markdown report.
@@ -206,7 +207,10 @@ fn main() -> Result<()> {
         for repeat in 0..repeats {
             // Interleave contenders so drift on a shared machine hits all alike.
             for (index, name) in names.iter().enumerate() {
-                if contender.as_ref().is_some_and(|c| !name.contains(c.as_str())) {
+                if contender
+                    .as_ref()
+                    .is_some_and(|c| !c.split(',').any(|part| name.contains(part)))
+                {
                     continue;
                 }
                 let w = workload.clone();

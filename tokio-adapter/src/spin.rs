@@ -68,37 +68,13 @@ impl Spin {
             // The thread that will send the awaited bytes may be waiting for
             // this very CPU: let it run first.
             if self.turns >= TURNS_BEFORE_YIELDING_CPU {
-                yield_cpu(now);
+                std::thread::yield_now();
             }
             self.turns += 1;
             // A fresh `yield_now` registers the waker with the runtime's
             // deferred list, which the runtime polls after it checks for I/O.
             let _ = std::pin::pin!(tokio::task::yield_now()).poll(cx);
         }
-    }
-}
-
-/// The least time between two yields of the CPU by one thread.
-///
-/// Every spinning task on a runtime thread would otherwise yield once per
-/// turn of the runtime: with many connections idling at once (eight pipelining
-/// clients, say), all but the first yield in a turn are system calls that let
-/// nothing else run.
-const MIN_YIELD_INTERVAL: Duration = Duration::from_micros(2);
-
-thread_local! {
-    /// When this thread last yielded the CPU for a spinning task.
-    static LAST_YIELD: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
-}
-
-/// Yields the CPU to other threads, unless this thread did so a moment ago.
-fn yield_cpu(now: Instant) {
-    let recent = LAST_YIELD
-        .get()
-        .is_some_and(|last| now.duration_since(last) < MIN_YIELD_INTERVAL);
-    if !recent {
-        std::thread::yield_now();
-        LAST_YIELD.set(Some(Instant::now()));
     }
 }
 
