@@ -1,6 +1,6 @@
 //! Fixed receive and transmit buffers for the buffer-owning machines.
 
-use crate::frame::{Decoded, Decoder, FrameSink};
+use crate::frame::{Decoder, FrameSink};
 
 /// Received bytes not yet consumed, with the decoder walking them.
 #[derive(Debug, Clone)]
@@ -37,10 +37,6 @@ impl<const N: usize> RxBuffer<N> {
 
     pub(crate) fn commit(&mut self, n: usize) {
         self.end = (self.end + n).min(N);
-    }
-
-    pub(crate) fn decode(&mut self) -> Decoded<'_> {
-        self.decoder.decode_within(&self.buf[self.start..self.end], N)
     }
 
     /// Forgets a partial frame at end of stream; returns whether there was one.

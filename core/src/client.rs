@@ -45,12 +45,17 @@ pub enum ClientEvent<'a> {
     },
 }
 
-/// What a frame did to the client, without borrowing it.
-#[derive(Debug, Clone, Copy)]
-enum Handled {
-    Response(RequestId),
-    Failure(RequestId),
-    Publication,
+/// What a frame did to the client, borrowing the frame but not the client:
+/// a publication's matches, which borrow the subscription table, are built
+/// once the table is no longer borrowed mutably.
+#[derive(Debug, Clone)]
+enum Handled<'a> {
+    Event(ClientEvent<'a>),
+    Publication {
+        topic: &'a [u8],
+        values: Args<'a>,
+        exact: Option<SubscriptionId>,
+    },
 }
 
 /// The client's protocol state without buffers: pending requests (at most
@@ -308,33 +313,8 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
     /// (unknown tags, publications nobody here subscribed to, unknown sigils,
     /// messages only a server takes) make none.
     pub fn handle_frame<'a>(&'a mut self, frame: Frame<'a>) -> Option<ClientEvent<'a>> {
-        // Each frame is parsed once; the event borrows what the parse found.
-        match Message::parse(&frame) {
-            Message::Publication { topic, values } => {
-                // A publication (the bulk of what a subscriber receives) changes
-                // no state: look its topic up once.
-                let this: &'a Self = self;
-                let subscriptions = this.subscriptions.matches(topic);
-                subscriptions
-                    .clone()
-                    .next()
-                    .is_some()
-                    .then_some(ClientEvent::Publication {
-                        topic,
-                        values,
-                        subscriptions,
-                    })
-            }
-            Message::Response { tag, values } => match self.requests.resolve(tag) {
-                Resolved::Pending(id) => Some(ClientEvent::Response { id, values }),
-                Resolved::Cancelled | Resolved::Stray => None,
-            },
-            Message::Failure { tag, message, details } => match self.requests.resolve(tag) {
-                Resolved::Pending(id) => Some(ClientEvent::Failure { id, message, details }),
-                Resolved::Cancelled | Resolved::Stray => None,
-            },
-            _ => None,
-        }
+        let handled = self.handle(frame)?;
+        Some(self.event(handled))
     }
 
     /// Handles a frame the decoder reported as too large ([`Decoded::Oversized`]):
@@ -365,42 +345,39 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
 
     // The fixed-buffer [`Client`] hands out events that borrow its receive
     // buffer from inside its decode loop, which the borrow checker accepts only
-    // if the frame's effect is recorded without borrowing it first; so a frame
-    // that makes an event is parsed twice there (`handle`, then `event`).
-    // Drivers of `ClientProtocol` go through `handle_frame`, which parses once.
-    fn handle(&mut self, frame: &Frame<'_>) -> Option<Handled> {
-        let resolve = |requests: &mut RequestTable<INFLIGHT>, tag| match requests.resolve(tag) {
-            Resolved::Pending(id) => Some(id),
-            Resolved::Cancelled | Resolved::Stray => None,
-        };
-        match Message::parse(frame) {
-            Message::Response { tag, .. } => resolve(&mut self.requests, tag).map(Handled::Response),
-            Message::Failure { tag, .. } => resolve(&mut self.requests, tag).map(Handled::Failure),
-            Message::Publication { topic, .. } => {
-                self.subscriptions.contains_match(topic).then_some(Handled::Publication)
+    // if the frame's effect is recorded without borrowing the client for the
+    // event's lifetime: `handle` parses the frame once and records its effect,
+    // `event` then borrows the subscription table for a publication's matches.
+    fn handle<'a>(&mut self, frame: Frame<'a>) -> Option<Handled<'a>> {
+        let (tag, event) = match Message::parse(&frame) {
+            Message::Publication { topic, values } => {
+                // A publication (the bulk of what a subscriber receives) changes
+                // no state: look its topic up once.
+                let mut matches = self.subscriptions.matches(topic);
+                let exact = matches.exact();
+                let matched = matches.next().is_some();
+                return matched.then_some(Handled::Publication { topic, values, exact });
             }
-            _ => None,
-        }
+            Message::Response { tag, values } => (tag, Ok(values)),
+            Message::Failure { tag, message, details } => (tag, Err((message, details))),
+            _ => return None,
+        };
+        let Resolved::Pending(id) = self.requests.resolve(tag) else {
+            return None;
+        };
+        Some(Handled::Event(match event {
+            Ok(values) => ClientEvent::Response { id, values },
+            Err((message, details)) => ClientEvent::Failure { id, message, details },
+        }))
     }
 
-    fn event<'a>(&'a self, handled: Handled, frame: Frame<'a>) -> ClientEvent<'a> {
-        let message = Message::parse(&frame);
-        match (handled, message) {
-            (Handled::Response(id), Message::Response { values, .. }) => ClientEvent::Response { id, values },
-            (Handled::Failure(id), Message::Failure { message, details, .. }) => {
-                ClientEvent::Failure { id, message, details }
-            }
-            (Handled::Publication, Message::Publication { topic, values }) => ClientEvent::Publication {
+    fn event<'a>(&'a self, handled: Handled<'a>) -> ClientEvent<'a> {
+        match handled {
+            Handled::Event(event) => event,
+            Handled::Publication { topic, values, exact } => ClientEvent::Publication {
                 topic,
                 values,
-                subscriptions: self.subscriptions.matches(topic),
-            },
-            // `handled` was computed from this same frame, so the kinds agree.
-            (Handled::Response(id) | Handled::Failure(id), _) => ClientEvent::ResponseTooLarge { id },
-            (Handled::Publication, _) => ClientEvent::Publication {
-                topic: b"",
-                values: Args::empty(),
-                subscriptions: self.subscriptions.matches(b""),
+                subscriptions: self.subscriptions.matches_from(exact, topic),
             },
         }
     }
@@ -487,30 +464,33 @@ impl<const RX: usize, const TX: usize, const INFLIGHT: usize, const SUBS: usize,
     /// The next event from the bytes received, or `None` when more bytes are needed.
     /// Call after every [`Client::commit_rx`] until it returns `None`.
     pub fn poll_event(&mut self) -> Option<ClientEvent<'_>> {
-        let (handled, sigil, argc, range) = loop {
-            let start = self.rx.start;
-            match self.rx.decode() {
+        // Disjoint borrows: the event borrows the receive buffer, and the
+        // protocol state only once the frame's effect is recorded.
+        let RxBuffer {
+            buf,
+            start,
+            end,
+            decoder,
+        } = &mut self.rx;
+        let buf: &[u8] = buf;
+        loop {
+            match decoder.decode_within(buf.get(*start..*end).unwrap_or_default(), RX) {
                 Decoded::NeedMore => return None,
-                Decoded::Skipped { consumed } => self.rx.start += consumed,
+                Decoded::Skipped { consumed } => *start += consumed,
                 Decoded::Oversized { sigil, tag, consumed } => {
-                    let event = self.protocol.handle_oversized_frame(sigil, tag);
-                    self.rx.start += consumed;
-                    if let Some(event) = event {
+                    *start += consumed;
+                    if let Some(event) = self.protocol.handle_oversized_frame(sigil, tag) {
                         return Some(event);
                     }
                 }
                 Decoded::Frame { frame, consumed } => {
-                    let (sigil, argc) = (frame.sigil_byte(), frame.argc() as u8);
-                    let handled = self.protocol.handle(&frame);
-                    self.rx.start += consumed;
-                    if let Some(handled) = handled {
-                        break (handled, sigil, argc, start + 2..start + consumed);
+                    *start += consumed;
+                    if let Some(handled) = self.protocol.handle(frame) {
+                        return Some(self.protocol.event(handled));
                     }
                 }
             }
-        };
-        let frame = Frame::from_walked(sigil, argc, &self.rx.buf[range]);
-        Some(self.protocol.event(handled, frame))
+        }
     }
 
     /// Bytes waiting to be written to the transport, if any.

@@ -125,6 +125,13 @@ pub struct Matches<'a> {
     topic: &'a [u8],
 }
 
+impl Matches<'_> {
+    /// The exact subscription, if it matches and has not been yielded yet.
+    pub(crate) fn exact(&self) -> Option<SubscriptionId> {
+        self.exact
+    }
+}
+
 impl Iterator for Matches<'_> {
     type Item = SubscriptionId;
 
@@ -357,8 +364,15 @@ impl<const N: usize, const BYTES: usize> SubscriptionSet<N, BYTES> {
     /// in the order they were made.
     #[inline]
     pub fn matches<'s>(&'s self, topic: &'s [u8]) -> Matches<'s> {
+        self.matches_from(self.exact(topic), topic)
+    }
+
+    /// [`SubscriptionSet::matches`] with the exact subscription to `topic`
+    /// already looked up.
+    #[inline]
+    pub(crate) fn matches_from<'s>(&'s self, exact: Option<SubscriptionId>, topic: &'s [u8]) -> Matches<'s> {
         Matches {
-            exact: self.exact(topic),
+            exact,
             patterns: self.patterns.iter(),
             arena: &self.arena,
             topic,
