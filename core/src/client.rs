@@ -3,7 +3,7 @@
 
 use crate::buffers::{RxBuffer, TxBuffer};
 use crate::error::{RequestError, SubscribeError, UnsubscribeError};
-use crate::frame::{encode, encode_parts, Args, Decoded, Frame, FrameSink, Sigil};
+use crate::frame::{encode_parts, encode_slices, Args, Decoded, Frame, FrameSink, Sigil};
 use crate::message::Message;
 use crate::pattern::Pattern;
 use crate::requests::{RequestId, RequestTable, Resolved};
@@ -153,7 +153,9 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
     /// # Errors
     /// As [`ClientProtocol::request`].
     pub fn barrier<S: FrameSink + ?Sized>(&mut self, sink: &mut S) -> Result<RequestId, RequestError> {
-        self.request(b"", [b""; 0], sink)
+        let (slot, tag) = self.requests.peek_free()?;
+        encode_slices(Sigil::Request, &[tag.as_bytes(), b""], sink)?;
+        Ok(self.requests.take(slot))
     }
 
     /// Stops waiting for a request. Its tag stays reserved until the late answer
@@ -207,7 +209,7 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
                 SubscriptionKind::Exact => Sigil::Subscribe,
                 SubscriptionKind::Pattern => Sigil::PatternSubscribe,
             };
-            encode(sigil, [bytes], sink)?;
+            encode_slices(sigil, &[bytes], sink)?;
         }
         Ok(self.subscriptions.insert(kind, bytes)?.id)
     }
@@ -249,10 +251,10 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
                 if required > available {
                     return Err(crate::error::EncodeError::BufferTooSmall { required, available }.into());
                 }
-                encode(Sigil::Unsubscribe, [bytes], sink)?;
-                encode(other_sigil, [bytes], sink)?;
+                encode_slices(Sigil::Unsubscribe, &[bytes], sink)?;
+                encode_slices(other_sigil, &[bytes], sink)?;
             } else {
-                encode(Sigil::Unsubscribe, [bytes], sink)?;
+                encode_slices(Sigil::Unsubscribe, &[bytes], sink)?;
             }
         }
         Ok(self.subscriptions.release(id) == Some(true))
@@ -270,7 +272,7 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
                 SubscriptionKind::Exact => Sigil::Subscribe,
                 SubscriptionKind::Pattern => Sigil::PatternSubscribe,
             };
-            encode(sigil, [bytes], sink)?;
+            encode_slices(sigil, &[bytes], sink)?;
             n += 1;
         }
         Ok(n)
@@ -299,8 +301,8 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
                 SubscriptionKind::Pattern => Sigil::PatternSubscribe,
             };
             let (slot, tag) = self.requests.peek_free()?;
-            encode(sigil, [bytes], sink)?;
-            encode_parts(Sigil::Request, &[tag.as_bytes(), b""], [b""; 0], sink)?;
+            encode_slices(sigil, &[bytes], sink)?;
+            encode_slices(Sigil::Request, &[tag.as_bytes(), b""], sink)?;
             confirm(id, self.requests.take(slot));
             n += 1;
         }

@@ -3,7 +3,7 @@
 
 use crate::buffers::{RxBuffer, TxBuffer};
 use crate::error::{EncodeError, SubscribeError};
-use crate::frame::{encode, encode_parts, encoded_len, Args, Decoded, Frame, FrameSink, Sigil};
+use crate::frame::{encode_parts, encode_slices, encoded_len, Args, Decoded, Frame, FrameSink, Sigil};
 use crate::message::Message;
 use crate::subscriptions::{SubscriptionKind, SubscriptionSet, SubscriptionTable};
 
@@ -232,8 +232,8 @@ impl<T: SubscriptionTable> ServerProtocol<T> {
         let event = match Message::parse(&frame) {
             Message::Request { tag, command: b"", .. } => {
                 let answered = match refusal {
-                    Some(why) => encode(Sigil::Failure, [tag, SUBSCRIPTION_REFUSED, why], sink),
-                    None => encode(Sigil::Response, [tag], sink),
+                    Some(why) => encode_slices(Sigil::Failure, &[tag, SUBSCRIPTION_REFUSED, why], sink),
+                    None => encode_slices(Sigil::Response, &[tag], sink),
                 };
                 if let Err(e) = answered {
                     // Nothing changed: the same frame is handed again later.
@@ -408,7 +408,7 @@ where
 }
 
 fn fail_frame<S: FrameSink + ?Sized>(tag: &[u8], message: &[u8], sink: &mut S) -> Result<usize, EncodeError> {
-    encode(Sigil::Failure, [tag, message], sink)
+    encode_slices(Sigil::Failure, &[tag, message], sink)
 }
 
 /// A server connection with its own fixed buffers: the no-allocation way to run

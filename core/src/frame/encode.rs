@@ -121,31 +121,88 @@ where
     I: IntoIterator,
     I::Item: AsRef<[u8]>,
 {
-    let mut count = 0usize;
-    let mut len = HEADER_LEN;
-    let mut add = |arg: &[u8]| {
+    let mut len = PartsLen::new(head)?;
+    for arg in tail {
+        len.add(arg.as_ref())?;
+    }
+    len.finish(head.len())
+}
+
+/// A frame's size and argument count as its arguments are counted: the
+/// part of the encoder that does not depend on the arguments' type, so
+/// that it is compiled once.
+struct PartsLen {
+    count: usize,
+    len: usize,
+}
+
+impl PartsLen {
+    #[inline]
+    fn new(head: &[&[u8]]) -> Result<Self, EncodeError> {
+        let mut len = Self {
+            count: 0,
+            len: HEADER_LEN,
+        };
+        for arg in head {
+            len.add(arg)?;
+        }
+        Ok(len)
+    }
+
+    #[inline]
+    fn add(&mut self, arg: &[u8]) -> Result<(), EncodeError> {
         if u32::try_from(arg.len()).is_err() {
             return Err(EncodeError::ArgumentTooLong);
         }
-        count += 1;
-        len = len.saturating_add(LENGTH_PREFIX_LEN + arg.len());
+        self.count += 1;
+        self.len = self.len.saturating_add(LENGTH_PREFIX_LEN + arg.len());
         Ok(())
-    };
+    }
+
+    /// The frame's size; `head` is how many arguments the frame adds itself.
+    #[inline]
+    fn finish(&self, head: usize) -> Result<usize, EncodeError> {
+        if self.count > usize::from(u8::MAX) {
+            // Counted as the caller gave them: without the parts the frame adds
+            // itself (a request's tag and command).
+            return Err(EncodeError::TooManyArguments {
+                count: self.count - head,
+                max: usize::from(u8::MAX) - head,
+            });
+        }
+        Ok(self.len)
+    }
+}
+
+/// Checks that a frame of `required` bytes fits `sink` now.
+fn check_room<S: FrameSink + ?Sized>(required: usize, sink: &S) -> Result<(), EncodeError> {
+    let available = sink.available();
+    if required > available {
+        let capacity = sink.capacity();
+        if required > capacity {
+            // Flushing cannot help: a distinct error, so a caller that retries
+            // after draining on `BufferTooSmall` does not retry forever.
+            return Err(EncodeError::FrameTooLarge { required, capacity });
+        }
+        return Err(EncodeError::BufferTooSmall { required, available });
+    }
+    Ok(())
+}
+
+/// Appends one argument: its length prefix, then its bytes.
+fn put_arg<S: FrameSink + ?Sized>(sink: &mut S, arg: &[u8]) {
+    // The length was checked to fit a u32.
+    sink.put(&(arg.len() as u32).to_be_bytes());
+    sink.put(arg);
+}
+
+/// Appends a frame's header and its first arguments, `head`.
+fn put_head<S: FrameSink + ?Sized>(sink: &mut S, sigil: u8, argc: usize, head: &[&[u8]]) {
+    // `PartsLen::finish` checked the count fits a byte.
+    sink.put(&[sigil, argc as u8]);
     for arg in head {
-        add(arg)?;
+        put_arg(sink, arg);
     }
-    for arg in tail {
-        add(arg.as_ref())?;
-    }
-    if count > usize::from(u8::MAX) {
-        // Counted as the caller gave them: without the parts the frame adds
-        // itself (a request's tag and command).
-        return Err(EncodeError::TooManyArguments {
-            count: count - head.len(),
-            max: usize::from(u8::MAX) - head.len(),
-        });
-    }
-    Ok(len)
 }
 
 /// Appends one frame to `sink` and returns its length. On error nothing is written.
@@ -208,6 +265,15 @@ where
     encode_parts_byte(sigil.byte(), head, tail, sink)
 }
 
+/// Appends a frame whose arguments are all in `parts`: the encoder of the
+/// frames the machines make themselves, compiled once for all of them.
+pub(crate) fn encode_slices<S>(sigil: Sigil, parts: &[&[u8]], sink: &mut S) -> Result<usize, EncodeError>
+where
+    S: FrameSink + ?Sized,
+{
+    encode_parts_byte(sigil.byte(), parts, core::iter::empty::<&[u8]>(), sink)
+}
+
 /// [`encode_parts`] with any first byte.
 fn encode_parts_byte<I, S>(sigil: u8, head: &[&[u8]], tail: I, sink: &mut S) -> Result<usize, EncodeError>
 where
@@ -217,28 +283,15 @@ where
     S: FrameSink + ?Sized,
 {
     let tail = tail.into_iter();
-    let required = parts_len(head, tail.clone())?;
-    let available = sink.available();
-    if required > available {
-        let capacity = sink.capacity();
-        if required > capacity {
-            // Flushing cannot help: a distinct error, so a caller that retries
-            // after draining on `BufferTooSmall` does not retry forever.
-            return Err(EncodeError::FrameTooLarge { required, capacity });
-        }
-        return Err(EncodeError::BufferTooSmall { required, available });
+    let mut len = PartsLen::new(head)?;
+    for arg in tail.clone() {
+        len.add(arg.as_ref())?;
     }
-    // `parts_len` checked the count fits a byte and each length fits a u32.
-    let argc = (head.len() + tail.clone().count()) as u8;
-    sink.put(&[sigil, argc]);
-    for arg in head {
-        sink.put(&(arg.len() as u32).to_be_bytes());
-        sink.put(arg);
-    }
+    let required = len.finish(head.len())?;
+    check_room(required, sink)?;
+    put_head(sink, sigil, len.count, head);
     for arg in tail {
-        let arg = arg.as_ref();
-        sink.put(&(arg.len() as u32).to_be_bytes());
-        sink.put(arg);
+        put_arg(sink, arg.as_ref());
     }
     Ok(required)
 }

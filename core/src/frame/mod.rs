@@ -27,8 +27,8 @@ mod parts;
 mod tests;
 
 pub use decode::{Decoded, Decoder};
-pub(crate) use encode::encode_parts;
 pub use encode::{encode, encode_raw, encode_to_slice, encoded_len, FrameSink, SliceSink};
+pub(crate) use encode::{encode_parts, encode_slices};
 #[cfg(feature = "embedded-io")]
 pub use encode::{encode_to_writer, WriteError};
 pub use parts::{Args, Frame, Sigil, HEADER_LEN, LENGTH_PREFIX_LEN};
