@@ -5,7 +5,6 @@ use crate::buffers::{RxBuffer, TxBuffer};
 use crate::error::{RequestError, SubscribeError, UnsubscribeError};
 use crate::frame::{encode_parts, encode_slices, Args, Decoded, Frame, FrameSink, Sigil};
 use crate::message::Message;
-use crate::pattern::Pattern;
 use crate::requests::{RequestId, RequestTable, Resolved};
 use crate::subscriptions::{Matches, SubscriptionId, SubscriptionKind, SubscriptionSet};
 
@@ -189,7 +188,6 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
         pattern: &[u8],
         sink: &mut S,
     ) -> Result<SubscriptionId, SubscribeError> {
-        Pattern::new(pattern)?;
         self.add_subscription(SubscriptionKind::Pattern, pattern, sink)
     }
 
@@ -199,19 +197,15 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
         bytes: &[u8],
         sink: &mut S,
     ) -> Result<SubscriptionId, SubscribeError> {
-        self.subscriptions.check_insert(kind, bytes)?;
-        let exists = match kind {
-            SubscriptionKind::Exact => self.subscriptions.exact(bytes).is_some(),
-            SubscriptionKind::Pattern => self.subscriptions.iter().any(|(_, k, b)| k == kind && b == bytes),
-        };
-        if !exists {
+        let slot = self.subscriptions.slot_for(kind, bytes)?;
+        if slot.is_err() {
             let sigil = match kind {
                 SubscriptionKind::Exact => Sigil::Subscribe,
                 SubscriptionKind::Pattern => Sigil::PatternSubscribe,
             };
             encode_slices(sigil, &[bytes], sink)?;
         }
-        Ok(self.subscriptions.insert(kind, bytes)?.id)
+        Ok(self.subscriptions.insert_at(kind, bytes, slot).id)
     }
 
     /// Drops one reference to a subscription, sending `-` when it was the last.

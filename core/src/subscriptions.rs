@@ -198,23 +198,33 @@ impl<const N: usize, const BYTES: usize> SubscriptionSet<N, BYTES> {
     /// # Errors
     /// As [`SubscriptionSet::insert`].
     pub fn check_insert(&self, kind: SubscriptionKind, bytes: &[u8]) -> Result<(), SubscribeError> {
-        if kind == SubscriptionKind::Pattern {
-            Pattern::new(bytes)?;
-        }
-        let exists = match kind {
-            SubscriptionKind::Exact => self.find_exact(bytes).is_ok(),
-            SubscriptionKind::Pattern => self.find_pattern(bytes).is_some(),
+        self.slot_for(kind, bytes).map(|_| ())
+    }
+
+    /// Where a subscription of this kind and string goes, if it can be
+    /// inserted now: `Ok(i)` for the existing entry `i`, `Err(i)` for a new
+    /// entry at `i`.
+    pub(crate) fn slot_for(
+        &self,
+        kind: SubscriptionKind,
+        bytes: &[u8],
+    ) -> Result<Result<usize, usize>, SubscribeError> {
+        let slot = match kind {
+            SubscriptionKind::Exact => self.find_exact(bytes),
+            SubscriptionKind::Pattern => {
+                Pattern::new(bytes)?;
+                self.find_pattern(bytes).ok_or(self.patterns.len())
+            }
         };
-        if exists {
-            return Ok(());
+        if slot.is_err() {
+            if self.len() >= N {
+                return Err(SubscribeError::SubscriptionsFull);
+            }
+            if BYTES - self.arena.len() < bytes.len() {
+                return Err(SubscribeError::TopicStorageFull);
+            }
         }
-        if self.len() >= N {
-            return Err(SubscribeError::SubscriptionsFull);
-        }
-        if BYTES - self.arena.len() < bytes.len() {
-            return Err(SubscribeError::TopicStorageFull);
-        }
-        Ok(())
+        Ok(slot)
     }
 
     /// Adds a subscription, or a reference to an identical one.
@@ -224,23 +234,28 @@ impl<const N: usize, const BYTES: usize> SubscriptionSet<N, BYTES> {
     /// [`SubscribeError::SubscriptionsFull`] or [`SubscribeError::TopicStorageFull`]
     /// when the table has no room. The table is unchanged on error.
     pub fn insert(&mut self, kind: SubscriptionKind, bytes: &[u8]) -> Result<Inserted, SubscribeError> {
-        self.check_insert(kind, bytes)?;
-        let slot = match kind {
-            SubscriptionKind::Exact => self.find_exact(bytes),
-            SubscriptionKind::Pattern => self.find_pattern(bytes).ok_or(self.patterns.len()),
-        };
+        let slot = self.slot_for(kind, bytes)?;
+        Ok(self.insert_at(kind, bytes, slot))
+    }
+
+    /// Inserts at the slot [`SubscriptionSet::slot_for`] gave, with nothing
+    /// changed since.
+    pub(crate) fn insert_at(&mut self, kind: SubscriptionKind, bytes: &[u8], slot: Result<usize, usize>) -> Inserted {
         let list = match kind {
             SubscriptionKind::Exact => &mut self.exact,
             SubscriptionKind::Pattern => &mut self.patterns,
         };
         match slot {
-            Ok(i) => {
-                list[i].refs = list[i].refs.saturating_add(1);
-                Ok(Inserted {
-                    id: list[i].id,
+            Ok(i) => match list.get_mut(i) {
+                Some(e) => {
+                    e.refs = e.refs.saturating_add(1);
+                    Inserted { id: e.id, new: false }
+                }
+                None => Inserted {
+                    id: SubscriptionId(self.next_id),
                     new: false,
-                })
-            }
+                },
+            },
             Err(i) => {
                 let entry = Entry {
                     start: self.arena.len(),
@@ -248,14 +263,14 @@ impl<const N: usize, const BYTES: usize> SubscriptionSet<N, BYTES> {
                     id: SubscriptionId(self.next_id),
                     refs: 1,
                 };
-                // `check_insert` made room in both.
+                // `slot_for` made room in both.
                 let _ = self.arena.extend_from_slice(bytes);
                 let _ = list.insert(i, entry);
                 self.next_id = self.next_id.wrapping_add(1);
-                Ok(Inserted {
+                Inserted {
                     id: entry.id,
                     new: true,
-                })
+                }
             }
         }
     }
