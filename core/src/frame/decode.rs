@@ -1,15 +1,11 @@
 //! The streaming decoder.
 //!
-//! A header or length prefix that is whole in the input is read directly from the
-//! slice (the hot path: a few instructions per argument); a partial one goes to
-//! nom's streaming parsers, so truncated input is `Incomplete` rather than an
-//! error. An argument's bytes are checked to be all there, never copied. The
-//! decoder keeps how far it walked the current frame ([`State::Args`]), so when more
+//! A header or length prefix is read directly from the slice (a few
+//! instructions per argument); one not yet whole in the input means more bytes
+//! are needed, never an error. An argument's bytes are checked to be all
+//! there, never copied. The decoder keeps how far it walked the current frame ([`State::Args`]), so when more
 //! bytes arrive it resumes at the first argument it has not seen whole: a frame
 //! arriving byte by byte is still walked once.
-
-use nom::number::streaming::{be_u32, u8 as byte};
-use nom::Parser;
 
 use super::parts::{Args, Frame, HEADER_LEN, LENGTH_PREFIX_LEN};
 
@@ -163,10 +159,7 @@ impl Decoder {
             } => (sigil, argc, args_left, walked),
             State::Header => match input.first_chunk::<HEADER_LEN>() {
                 Some(&[sigil, argc]) => (sigil, argc, argc, HEADER_LEN),
-                None => match (byte::<_, ()>, byte).parse(input) {
-                    Ok((_, (sigil, argc))) => (sigil, argc, argc, HEADER_LEN),
-                    Err(_) => return Decoded::NeedMore,
-                },
+                None => return Decoded::NeedMore,
             },
         };
         while args_left > 0 {
@@ -176,13 +169,7 @@ impl Decoder {
                 return self.oversized(input, sigil, walked, 0, args_left, walked);
             }
             let rest = input.get(walked..).unwrap_or_default();
-            // The hot path: a whole length prefix is there (nom's generic `be_u32`
-            // assembles it byte by byte, several times slower).
-            let parsed = match rest.split_first_chunk::<LENGTH_PREFIX_LEN>() {
-                Some((prefix, body)) => Ok((body, u32::from_be_bytes(*prefix))),
-                None => be_u32::<_, ()>(rest),
-            };
-            let Ok((body, len)) = parsed else {
+            let Some((prefix, body)) = rest.split_first_chunk::<LENGTH_PREFIX_LEN>() else {
                 self.state = State::Args {
                     sigil,
                     argc,
@@ -191,11 +178,12 @@ impl Decoder {
                 };
                 return Decoded::NeedMore;
             };
+            let len = u32::from_be_bytes(*prefix);
             let end = walked as u64 + LENGTH_PREFIX_LEN as u64 + u64::from(len);
             if end > max_frame as u64 {
                 return self.oversized(input, sigil, walked, len, args_left - 1, walked + LENGTH_PREFIX_LEN);
             }
-            // Whether the argument's bytes are all there (what nom's `take(len)`
+            // Whether the argument's bytes are all there (what a parser's `take(len)`
             // checks, without building the slice).
             if (body.len() as u64) < u64::from(len) {
                 self.state = State::Args {
@@ -265,13 +253,13 @@ impl Decoder {
                 self.state = State::Header;
                 return Decoded::Skipped { consumed: pos };
             }
-            match be_u32::<_, ()>(&input[pos..]) {
-                Ok((_, len)) => {
+            match input.get(pos..).and_then(<[u8]>::first_chunk::<LENGTH_PREFIX_LEN>) {
+                Some(prefix) => {
                     pos += LENGTH_PREFIX_LEN;
-                    remaining = len;
+                    remaining = u32::from_be_bytes(*prefix);
                     args_left -= 1;
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         self.state = State::Skip { remaining, args_left };
