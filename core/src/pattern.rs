@@ -46,6 +46,12 @@ impl<'a> Pattern<'a> {
         Ok(Self(bytes))
     }
 
+    /// A pattern already validated by [`Pattern::new`] (one kept in a
+    /// subscription table), not checked again.
+    pub(crate) const fn validated(bytes: &'a [u8]) -> Self {
+        Self(bytes)
+    }
+
     /// The pattern's bytes.
     #[must_use]
     pub const fn as_bytes(&self) -> &'a [u8] {

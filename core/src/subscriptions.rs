@@ -142,8 +142,9 @@ impl Iterator for Matches<'_> {
         }
         let topic = self.topic;
         let arena = self.arena;
+        // Only validated patterns are stored.
         self.patterns.by_ref().find_map(|e| {
-            let p = Pattern::new(arena.get(e.start..e.start + e.len)?).ok()?;
+            let p = Pattern::validated(arena.get(e.start..e.start + e.len)?);
             p.matches(topic).then_some(e.id)
         })
     }
