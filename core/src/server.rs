@@ -229,47 +229,52 @@ impl<T: SubscriptionTable> ServerProtocol<T> {
         // A refusal is reported only by a barrier right after the refused
         // subscription: whatever this frame is, it is no longer pending.
         let refusal = self.refusal.take();
+        // The machine's own answer, if any: its sigil and parts, encoded once
+        // below whichever case gives it.
+        let mut answer: Option<(Sigil, [&[u8]; 3], usize)> = None;
         let event = match Message::parse(&frame) {
             Message::Request { tag, command: b"", .. } => {
-                let answered = match refusal {
-                    Some(why) => encode_slices(Sigil::Failure, &[tag, SUBSCRIPTION_REFUSED, why], sink),
-                    None => encode_slices(Sigil::Response, &[tag], sink),
-                };
-                if let Err(e) = answered {
-                    // Nothing changed: the same frame is handed again later.
-                    self.refusal = refusal;
-                    return Err(e);
-                }
-                return Ok(None);
+                answer = Some(match refusal {
+                    Some(why) => (Sigil::Failure, [tag, SUBSCRIPTION_REFUSED, why], 3),
+                    None => (Sigil::Response, [tag, b"", b""], 1),
+                });
+                None
             }
             Message::Request { tag, .. } if self.in_flight >= self.limits().max_in_flight => {
-                fail_frame(tag, TOO_MANY_IN_FLIGHT, sink)?;
-                ignored(IgnoreReason::TooManyInFlight, true)
+                answer = Some((Sigil::Failure, [tag, TOO_MANY_IN_FLIGHT, b""], 2));
+                Some(ignored(IgnoreReason::TooManyInFlight, true))
             }
             Message::Request { tag, command, args } => {
                 self.in_flight += 1;
-                ServerEvent::Request { tag, command, args }
+                Some(ServerEvent::Request { tag, command, args })
             }
-            Message::Subscribe { topic } => self.subscribe(SubscriptionKind::Exact, topic),
-            Message::PatternSubscribe { pattern } => self.subscribe(SubscriptionKind::Pattern, pattern),
-            Message::Unsubscribe { topic } => ServerEvent::Unsubscribed {
+            Message::Subscribe { topic } => Some(self.subscribe(SubscriptionKind::Exact, topic)),
+            Message::PatternSubscribe { pattern } => Some(self.subscribe(SubscriptionKind::Pattern, pattern)),
+            Message::Unsubscribe { topic } => Some(ServerEvent::Unsubscribed {
                 topic,
                 removed: self.subscriptions.remove_string(topic),
-            },
+            }),
             Message::Malformed {
                 sigil: Sigil::Request,
                 tag: Some(tag),
             } => {
-                fail_frame(tag, NO_COMMAND, sink)?;
-                ignored(IgnoreReason::Malformed, true)
+                answer = Some((Sigil::Failure, [tag, NO_COMMAND, b""], 2));
+                Some(ignored(IgnoreReason::Malformed, true))
             }
-            Message::Malformed { .. } => ignored(IgnoreReason::Malformed, false),
+            Message::Malformed { .. } => Some(ignored(IgnoreReason::Malformed, false)),
             Message::Response { .. } | Message::Failure { .. } | Message::Publication { .. } => {
-                ignored(IgnoreReason::NotForServer, false)
+                Some(ignored(IgnoreReason::NotForServer, false))
             }
-            Message::Unknown { .. } => ignored(IgnoreReason::UnknownSigil, false),
+            Message::Unknown { .. } => Some(ignored(IgnoreReason::UnknownSigil, false)),
         };
-        Ok(Some(event))
+        if let Some((sigil, parts, n)) = answer {
+            if let Err(e) = encode_slices(sigil, &parts[..n], sink) {
+                // Nothing changed: the same frame is handed again later.
+                self.refusal = refusal;
+                return Err(e);
+            }
+        }
+        Ok(event)
     }
 
     /// Handles a frame the decoder reported as too large: a request whose tag was
