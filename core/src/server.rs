@@ -564,50 +564,40 @@ impl<const RX: usize, const TX: usize, const SUBS: usize, const SUB_BYTES: usize
         } = &mut self.rx;
         let buf: &[u8] = buf;
         loop {
-            match decoder.decode_within(&buf[*start..*end], RX) {
+            let tx_was_empty = self.tx.buf.is_empty();
+            let (handled, consumed) = match decoder.decode_within(&buf[*start..*end], RX) {
                 Decoded::NeedMore => return None,
-                Decoded::Skipped { consumed } => *start += consumed,
-                Decoded::Oversized { sigil, tag, consumed } => {
-                    let tx_was_empty = self.tx.buf.is_empty();
-                    match self.protocol.handle_oversized(sigil, tag, &mut self.tx) {
-                        Ok(event) => {
-                            *start += consumed;
-                            return Some(Polled {
-                                event,
-                                outbox: Outbox {
-                                    protocol: &mut self.protocol,
-                                    tx: &mut self.tx,
-                                },
-                            });
-                        }
-                        // Decode the same bytes again once the answer fits.
-                        Err(_) if !tx_was_empty => {
-                            decoder.reset();
-                            return None;
-                        }
-                        // It can never fit: drop the answer rather than stall.
-                        Err(_) => *start += consumed,
+                Decoded::Skipped { consumed } => {
+                    *start += consumed;
+                    continue;
+                }
+                Decoded::Oversized { sigil, tag, consumed } => (
+                    self.protocol.handle_oversized(sigil, tag, &mut self.tx).map(Some),
+                    consumed,
+                ),
+                Decoded::Frame { frame, consumed } => (self.protocol.handle_frame(frame, &mut self.tx), consumed),
+            };
+            match handled {
+                Ok(handled) => {
+                    *start += consumed;
+                    if let Some(event) = handled {
+                        return Some(Polled {
+                            event,
+                            outbox: Outbox {
+                                protocol: &mut self.protocol,
+                                tx: &mut self.tx,
+                            },
+                        });
                     }
                 }
-                Decoded::Frame { frame, consumed } => {
-                    let tx_was_empty = self.tx.buf.is_empty();
-                    match self.protocol.handle_frame(frame, &mut self.tx) {
-                        Ok(handled) => {
-                            *start += consumed;
-                            if let Some(event) = handled {
-                                return Some(Polled {
-                                    event,
-                                    outbox: Outbox {
-                                        protocol: &mut self.protocol,
-                                        tx: &mut self.tx,
-                                    },
-                                });
-                            }
-                        }
-                        Err(_) if !tx_was_empty => return None,
-                        Err(_) => *start += consumed,
-                    }
+                // Decode the same bytes again once the answer fits (after a
+                // whole frame the decoder is at a frame boundary already).
+                Err(_) if !tx_was_empty => {
+                    decoder.reset();
+                    return None;
                 }
+                // It can never fit: drop the answer rather than stall.
+                Err(_) => *start += consumed,
             }
         }
     }
