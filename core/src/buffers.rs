@@ -69,9 +69,10 @@ impl<const N: usize> TxBuffer<N> {
     /// Drops the first `n` bytes, which the transport took. The unsent tail moves to
     /// the front so the whole capacity is free for the next frames.
     pub(crate) fn advance(&mut self, n: usize) {
-        let n = n.min(self.buf.len());
-        self.buf.copy_within(n.., 0);
-        self.buf.truncate(self.buf.len() - n);
+        let len = self.buf.len();
+        let n = n.min(len);
+        self.buf.copy_within(n..len, 0);
+        self.buf.truncate(len - n);
     }
 
     pub(crate) fn clear(&mut self) {
