@@ -4,7 +4,6 @@
 use crate::buffers::{RxBuffer, TxBuffer};
 use crate::error::{RequestError, SubscribeError, UnsubscribeError};
 use crate::frame::{encode_parts, encode_slices, Args, Decoded, Frame, FrameSink, Sigil};
-use crate::message::Message;
 use crate::requests::{RequestId, RequestTable, Resolved};
 use crate::subscriptions::{Matches, SubscriptionId, SubscriptionKind, SubscriptionSet};
 
@@ -345,17 +344,28 @@ impl<const INFLIGHT: usize, const SUBS: usize, const SUB_BYTES: usize> ClientPro
     // event's lifetime: `handle` parses the frame once and records its effect,
     // `event` then borrows the subscription table for a publication's matches.
     fn handle<'a>(&mut self, frame: Frame<'a>) -> Option<Handled<'a>> {
-        let (tag, event) = match Message::parse(&frame) {
-            Message::Publication { topic, values } => {
+        // What `Message::parse` reads, only as far as a client needs: every
+        // message a client takes has a first argument.
+        let sigil = frame.sigil()?;
+        let (first, rest) = frame.args().split_first()?;
+        let (tag, event) = match sigil {
+            Sigil::Publication => {
                 // A publication (the bulk of what a subscriber receives) changes
                 // no state: look its topic up once.
-                let mut matches = self.subscriptions.matches(topic);
+                let mut matches = self.subscriptions.matches(first);
                 let exact = matches.exact();
                 let matched = matches.next().is_some();
-                return matched.then_some(Handled::Publication { topic, values, exact });
+                return matched.then_some(Handled::Publication {
+                    topic: first,
+                    values: rest,
+                    exact,
+                });
             }
-            Message::Response { tag, values } => (tag, Ok(values)),
-            Message::Failure { tag, message, details } => (tag, Err((message, details))),
+            Sigil::Response => (first, Ok(rest)),
+            Sigil::Failure => match rest.clone().split_first() {
+                Some((message, details)) => (first, Err((message, details))),
+                None => (first, Err((&b""[..], rest))),
+            },
             _ => return None,
         };
         let Resolved::Pending(id) = self.requests.resolve(tag) else {
