@@ -480,21 +480,23 @@ impl<const RX: usize, const TX: usize, const INFLIGHT: usize, const SUBS: usize,
         } = &mut self.rx;
         let buf: &[u8] = buf;
         loop {
-            match decoder.decode_within(buf.get(*start..*end).unwrap_or_default(), RX) {
+            let handled = match decoder.decode_within(buf.get(*start..*end).unwrap_or_default(), RX) {
                 Decoded::NeedMore => return None,
-                Decoded::Skipped { consumed } => *start += consumed,
+                Decoded::Skipped { consumed } => {
+                    *start += consumed;
+                    None
+                }
                 Decoded::Oversized { sigil, tag, consumed } => {
                     *start += consumed;
-                    if let Some(event) = self.protocol.handle_oversized_frame(sigil, tag) {
-                        return Some(event);
-                    }
+                    self.protocol.handle_oversized_frame(sigil, tag).map(Handled::Event)
                 }
                 Decoded::Frame { frame, consumed } => {
                     *start += consumed;
-                    if let Some(handled) = self.protocol.handle(frame) {
-                        return Some(self.protocol.event(handled));
-                    }
+                    self.protocol.handle(frame)
                 }
+            };
+            if let Some(handled) = handled {
+                return Some(self.protocol.event(handled));
             }
         }
     }
