@@ -347,9 +347,11 @@ impl<const N: usize, const BYTES: usize> SubscriptionSet<N, BYTES> {
         let end = entry.start + entry.len;
         self.arena.copy_within(end.., entry.start);
         self.arena.truncate(self.arena.len() - entry.len);
-        for e in self.exact.iter_mut().chain(self.patterns.iter_mut()) {
-            if e.start >= end {
-                e.start -= entry.len;
+        for list in [&mut self.exact, &mut self.patterns] {
+            for e in list.iter_mut() {
+                if e.start >= end {
+                    e.start -= entry.len;
+                }
             }
         }
     }
