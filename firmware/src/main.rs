@@ -148,7 +148,7 @@ mod server {
             }
             if syst.has_wrapped() {
                 ticks += 1;
-                if ticks % READING_EVERY == 0 && connection.poll_transmit().is_none() {
+                if ticks.is_multiple_of(READING_EVERY) && connection.poll_transmit().is_none() {
                     last = sensor.next();
                     let mut text = [0u8; 8];
                     // Sent only if the client subscribes to it.
