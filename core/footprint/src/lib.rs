@@ -35,7 +35,5 @@ pub fn keep<T>(value: T) {
 
 #[panic_handler]
 fn panic(_: &PanicInfo) -> ! {
-    loop {
-        cortex_m::asm::udf();
-    }
+    cortex_m::asm::udf()
 }
