@@ -287,12 +287,26 @@ where
     for arg in tail.clone() {
         len.add(arg.as_ref())?;
     }
-    let required = len.finish(head.len())?;
-    check_room(required, sink)?;
-    put_head(sink, sigil, len.count, head);
+    let required = start_frame(sink, sigil, &len, head)?;
     for arg in tail {
         put_arg(sink, arg.as_ref());
     }
+    Ok(required)
+}
+
+/// The part of a frame's encoding that does not depend on its arguments' type:
+/// checks the counted frame fits the protocol and `sink`, then appends its
+/// header and `head`. Compiled once for each sink, whatever the arguments.
+#[inline]
+fn start_frame<S: FrameSink + ?Sized>(
+    sink: &mut S,
+    sigil: u8,
+    len: &PartsLen,
+    head: &[&[u8]],
+) -> Result<usize, EncodeError> {
+    let required = len.finish(head.len())?;
+    check_room(required, sink)?;
+    put_head(sink, sigil, len.count, head);
     Ok(required)
 }
 
