@@ -351,9 +351,7 @@ impl<T: SubscriptionTable> ServerProtocol<T> {
         I::IntoIter: Clone,
         S: FrameSink + ?Sized,
     {
-        let n = encode_parts(Sigil::Response, &[tag], values, sink)?;
-        self.in_flight = self.in_flight.saturating_sub(1);
-        Ok(n)
+        self.answered(encode_parts(Sigil::Response, &[tag], values, sink))
     }
 
     /// Fails a request with a message and optional details.
@@ -367,9 +365,15 @@ impl<T: SubscriptionTable> ServerProtocol<T> {
         I::IntoIter: Clone,
         S: FrameSink + ?Sized,
     {
-        let n = encode_parts(Sigil::Failure, &[tag, message], details, sink)?;
-        self.in_flight = self.in_flight.saturating_sub(1);
-        Ok(n)
+        self.answered(encode_parts(Sigil::Failure, &[tag, message], details, sink))
+    }
+
+    /// A request's answer was encoded (or not): one fewer in flight if it was.
+    fn answered(&mut self, encoded: Result<usize, EncodeError>) -> Result<usize, EncodeError> {
+        if encoded.is_ok() {
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
+        encoded
     }
 
     /// Encodes a publication if this connection subscribes to `topic`; returns
