@@ -368,7 +368,12 @@ impl<const N: usize, const BYTES: usize> SubscriptionSet<N, BYTES> {
     #[must_use]
     #[inline]
     pub fn contains_match(&self, topic: &[u8]) -> bool {
-        self.matches(topic).next().is_some()
+        // Only validated patterns are stored.
+        self.find_exact(topic).is_ok()
+            || self
+                .patterns
+                .iter()
+                .any(|e| Pattern::validated(self.bytes(e)).matches(topic))
     }
 
     /// The exact subscription to `topic`, if any.
