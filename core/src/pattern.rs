@@ -30,19 +30,23 @@ impl<'a> Pattern<'a> {
     /// [`PatternError`] if a token is empty, a `>` is not last, or a token mixes a
     /// wildcard with other bytes.
     pub fn new(bytes: &'a [u8]) -> Result<Self, PatternError> {
-        let mut tokens = bytes.split(|&b| b == SEPARATOR).peekable();
-        while let Some(token) = tokens.next() {
-            if token.is_empty() {
-                return Err(PatternError::EmptyToken);
-            }
-            if token == TAIL {
-                if tokens.peek().is_some() {
-                    return Err(PatternError::TailWildcardNotLast);
+        // One pass over the bytes, each token checked when it ends: a walk by
+        // tokens would look at every byte twice.
+        let mut token_len = 0;
+        let mut wildcard = None;
+        for &b in bytes {
+            if b == SEPARATOR {
+                check_token(token_len, wildcard, false)?;
+                token_len = 0;
+                wildcard = None;
+            } else {
+                token_len += 1;
+                if b == ONE[0] || b == TAIL[0] {
+                    wildcard = Some(b);
                 }
-            } else if token != ONE && token.iter().any(|&b| b == b'*' || b == b'>') {
-                return Err(PatternError::MixedWildcard);
             }
         }
+        check_token(token_len, wildcard, true)?;
         Ok(Self(bytes))
     }
 
@@ -97,6 +101,17 @@ impl<'a> Pattern<'a> {
 
     fn tokens(&self) -> core::slice::Split<'a, u8, impl FnMut(&u8) -> bool> {
         self.0.split(|&b| b == SEPARATOR)
+    }
+}
+
+/// The rules for one token of a pattern, given its length, the wildcard byte
+/// it holds (if any) and whether it is the last.
+fn check_token(len: usize, wildcard: Option<u8>, last: bool) -> Result<(), PatternError> {
+    match wildcard {
+        _ if len == 0 => Err(PatternError::EmptyToken),
+        Some(_) if len > 1 => Err(PatternError::MixedWildcard),
+        Some(b) if b == TAIL[0] && !last => Err(PatternError::TailWildcardNotLast),
+        _ => Ok(()),
     }
 }
 
@@ -177,6 +192,24 @@ mod tests {
         go(&p, &t)
     }
 
+    /// A deliberately simple reference for validation: token by token.
+    fn naive_validate(pattern: &[u8]) -> Result<(), PatternError> {
+        let tokens: std::vec::Vec<&[u8]> = pattern.split(|&b| b == b'.').collect();
+        for (i, token) in tokens.iter().enumerate() {
+            if token.is_empty() {
+                return Err(PatternError::EmptyToken);
+            }
+            if *token == b">" {
+                if i + 1 < tokens.len() {
+                    return Err(PatternError::TailWildcardNotLast);
+                }
+            } else if *token != b"*" && token.iter().any(|&b| b == b'*' || b == b'>') {
+                return Err(PatternError::MixedWildcard);
+            }
+        }
+        Ok(())
+    }
+
     fn token() -> impl Strategy<Value = std::vec::Vec<u8>> {
         prop_oneof![
             Just(b"*".to_vec()),
@@ -207,6 +240,11 @@ mod tests {
                 prop_assert_eq!(pattern.matches(&t), naive_match(&p, &t));
                 prop_assert!(t.starts_with(pattern.literal_prefix()) || !pattern.matches(&t));
             }
+        }
+
+        #[test]
+        fn validation_agrees_with_reference(p in dotted()) {
+            prop_assert_eq!(Pattern::new(&p).map(|_| ()), naive_validate(&p));
         }
 
         #[test]
