@@ -4,8 +4,10 @@
 use crate::error::PatternError;
 
 const SEPARATOR: u8 = b'.';
-const ONE: &[u8] = b"*";
-const TAIL: &[u8] = b">";
+/// The wildcard token that matches one token.
+const ONE: u8 = b'*';
+/// The wildcard token that matches one or more final tokens.
+const TAIL: u8 = b'>';
 
 /// A well-formed topic pattern, borrowed.
 ///
@@ -41,7 +43,7 @@ impl<'a> Pattern<'a> {
                 wildcard = None;
             } else {
                 token_len += 1;
-                if b == ONE[0] || b == TAIL[0] {
+                if b == ONE || b == TAIL {
                     wildcard = Some(b);
                 }
             }
@@ -65,7 +67,7 @@ impl<'a> Pattern<'a> {
     /// Whether the pattern has no wildcard, and so matches only itself.
     #[must_use]
     pub fn is_literal(&self) -> bool {
-        self.tokens().all(|t| t != ONE && t != TAIL)
+        self.tokens().all(|t| t != [ONE] && t != [TAIL])
     }
 
     /// The literal tokens before the first wildcard, joined: every topic the
@@ -74,7 +76,7 @@ impl<'a> Pattern<'a> {
     pub fn literal_prefix(&self) -> &'a [u8] {
         let mut end = 0;
         for token in self.tokens() {
-            if token == ONE || token == TAIL {
+            if token == [ONE] || token == [TAIL] {
                 break;
             }
             end += token.len() + 1;
@@ -85,22 +87,44 @@ impl<'a> Pattern<'a> {
     /// Whether `topic` matches the pattern.
     #[must_use]
     pub fn matches(&self, topic: &[u8]) -> bool {
-        let mut topic_tokens = topic.split(|&b| b == SEPARATOR);
-        for token in self.tokens() {
-            if token == TAIL {
+        let mut pattern = self.0;
+        // `None` once every token of the topic is taken.
+        let mut topic = Some(topic);
+        loop {
+            let (token, pattern_rest) = split_token(pattern);
+            let Some(topic_left) = topic else {
+                return false;
+            };
+            if token == [TAIL] {
                 // One or more tokens remain.
-                return topic_tokens.next().is_some();
+                return true;
             }
-            match topic_tokens.next() {
-                Some(t) if token == ONE || token == t => {}
-                _ => return false,
+            let (topic_token, topic_rest) = split_token(topic_left);
+            if token != [ONE] && token != topic_token {
+                return false;
+            }
+            topic = topic_rest;
+            match pattern_rest {
+                Some(rest) => pattern = rest,
+                None => return topic.is_none(),
             }
         }
-        topic_tokens.next().is_none()
     }
 
     fn tokens(&self) -> core::slice::Split<'a, u8, impl FnMut(&u8) -> bool> {
         self.0.split(|&b| b == SEPARATOR)
+    }
+}
+
+/// The first token of `bytes`, and what follows its separator (`None` when
+/// it was the last token).
+fn split_token(bytes: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match bytes.iter().position(|&b| b == SEPARATOR) {
+        Some(i) => {
+            let (token, rest) = bytes.split_at(i);
+            (token, rest.get(1..))
+        }
+        None => (bytes, None),
     }
 }
 
@@ -110,7 +134,7 @@ fn check_token(len: usize, wildcard: Option<u8>, last: bool) -> Result<(), Patte
     match wildcard {
         _ if len == 0 => Err(PatternError::EmptyToken),
         Some(_) if len > 1 => Err(PatternError::MixedWildcard),
-        Some(b) if b == TAIL[0] && !last => Err(PatternError::TailWildcardNotLast),
+        Some(TAIL) if !last => Err(PatternError::TailWildcardNotLast),
         _ => Ok(()),
     }
 }

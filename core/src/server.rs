@@ -288,13 +288,11 @@ impl<T: SubscriptionTable> ServerProtocol<T> {
         tag: Option<&[u8]>,
         sink: &mut S,
     ) -> Result<ServerEvent<'static>, EncodeError> {
-        let answered = match (Sigil::from_byte(sigil), tag) {
-            (Some(Sigil::Request), Some(tag)) => {
-                fail_frame(tag, FRAME_TOO_LARGE, sink)?;
-                true
-            }
-            _ => false,
-        };
+        let tag = tag.filter(|_| sigil == Sigil::Request.byte());
+        if let Some(tag) = tag {
+            fail_frame(tag, FRAME_TOO_LARGE, sink)?;
+        }
+        let answered = tag.is_some();
         Ok(ServerEvent::Ignored {
             sigil,
             reason: IgnoreReason::TooLarge,
