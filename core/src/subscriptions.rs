@@ -343,10 +343,13 @@ impl<const N: usize, const BYTES: usize> SubscriptionSet<N, BYTES> {
             SubscriptionKind::Exact => self.exact.remove(i),
             SubscriptionKind::Pattern => self.patterns.remove(i),
         };
-        // Close the gap in the arena and shift the entries stored after it.
+        // Close the gap in the arena (copying a range, as the buffers do when
+        // they compact, so one copy routine serves both) and shift the entries
+        // stored after it.
         let end = entry.start + entry.len;
-        self.arena.copy_within(end.., entry.start);
-        self.arena.truncate(self.arena.len() - entry.len);
+        let len = self.arena.len();
+        self.arena.copy_within(end..len, entry.start);
+        self.arena.truncate(len - entry.len);
         for list in [&mut self.exact, &mut self.patterns] {
             for e in list.iter_mut() {
                 if e.start >= end {
