@@ -215,14 +215,21 @@ fn main() {
         .unwrap();
     // `--only TEXT` runs only the paths whose name contains it (to profile one).
     let args: Vec<String> = std::env::args().collect();
-    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let names = [
         "plain async-nats",
         "plain async-nats, with an origin header",
         "bus → bridge → NATS → bridge → bus",
         "the same, origin_header(false)",
     ];
-    let wanted: Vec<bool> = names.iter().map(|n| only.as_ref().is_none_or(|o| n.contains(o.as_str()))).collect();
+    let wanted: Vec<bool> = names
+        .iter()
+        .map(|n| only.as_ref().is_none_or(|o| n.contains(o.as_str())))
+        .collect();
     let mut runs: [Vec<(f64, f64, f64)>; 4] = Default::default();
     for _ in 0..3 {
         for (path, runs) in runs.iter_mut().enumerate() {

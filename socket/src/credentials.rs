@@ -22,6 +22,17 @@ pub fn own_uid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
+/// This process's own credentials: what a peer in the same process would
+/// show.
+#[must_use]
+pub fn own_credentials() -> PeerCredentials {
+    PeerCredentials {
+        pid: std::process::id(),
+        uid: own_uid(),
+        gid: rustix::process::getegid().as_raw(),
+    }
+}
+
 /// The credentials of the process at the other end of `stream` (`SO_PEERCRED`),
 /// a connected UNIX stream socket of any runtime (std, Tokio, ...).
 ///

@@ -102,7 +102,7 @@ pub mod tls;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use abstract_name::{bind_abstract, connect_abstract};
 pub use address::{Address, AddressError, Listener, Stream};
-pub use credentials::{own_uid, peer_credentials, PeerCredentials};
+pub use credentials::{own_credentials, own_uid, peer_credentials, PeerCredentials};
 pub use file::{bind_unix, bind_unix_with, SocketFileGuard, SocketOptions, DEFAULT_SOCKET_MODE, MAX_SOCKET_PATH};
 pub use hangup::peer_hung_up;
 pub use identity::TlsIdentity;

@@ -332,12 +332,14 @@ impl<H: Handler> Server<H> {
         self.spawn_connection(stream, None, |_| false)
     }
 
-    /// A client connected to this server in-process over a socket pair (no
-    /// socket file). Its requests carry this process's credentials.
+    /// A client connected to this server in-process, over an in-memory pipe
+    /// (`tokio::io::duplex`, 256 KiB each way): no socket file, no system
+    /// calls, each side's task woken directly by the other. Its requests carry
+    /// this process's credentials.
     ///
     /// # Errors
-    /// If the socket pair cannot be made, or [`io::ErrorKind::ConnectionRefused`]
-    /// if the server is shutting down or full.
+    /// [`io::ErrorKind::ConnectionRefused`] if the server is shutting down or
+    /// full.
     pub fn connect_in_process(&self) -> io::Result<Client> {
         self.connect_in_process_with(crate::ClientBuilder::default())
     }
@@ -348,9 +350,11 @@ impl<H: Handler> Server<H> {
     /// # Errors
     /// As [`Server::connect_in_process`].
     pub fn connect_in_process_with(&self, builder: crate::ClientBuilder) -> io::Result<Client> {
-        let (ours, theirs) = tokio::net::UnixStream::pair()?;
-        let peer = peer_credentials(&ours);
-        self.spawn_connection(ours, peer, socket_hung_up)
+        let (ours, theirs) = tokio::io::duplex(IN_PROCESS_BUFFER);
+        let peer = Some(microsocket_socket::own_credentials());
+        // A pipe cannot be asked whether its other end is gone: a client
+        // dropped while its connection is paused is seen at the next read.
+        self.spawn_connection(ours, peer, |_| false)
             .ok_or_else(|| io::Error::new(io::ErrorKind::ConnectionRefused, "server is shutting down or full"))?;
         Ok(builder.connect_stream(theirs))
     }
@@ -498,6 +502,9 @@ impl<H: Handler> Server<H> {
         self.core.cancel.is_cancelled()
     }
 }
+
+/// Bytes an in-process connection carries each way before its writer waits.
+const IN_PROCESS_BUFFER: usize = 256 * 1024;
 
 fn peer_credentials(stream: &tokio::net::UnixStream) -> Option<PeerCredentials> {
     microsocket_socket::peer_credentials(stream).ok()

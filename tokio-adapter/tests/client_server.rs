@@ -458,6 +458,10 @@ async fn in_process_clients_without_a_socket_file() {
         let server = app_server(ServerConfig::default());
         let client = server.connect_in_process().unwrap();
         assert_eq!(client.request("PING", [b""; 0]).await.unwrap(), [b"PONG"]);
+        // No socket, yet the requests carry this process's credentials.
+        let me = strings(&client.request("WHO", [b""; 0]).await.unwrap());
+        assert_eq!(me[1], std::process::id().to_string().into_bytes());
+        assert_eq!(me[2], microsocket_socket::own_uid().to_string().into_bytes());
         let (a, b) = tokio::io::duplex(4096);
         server.serve_stream(a).unwrap();
         let other = Client::new(b);
