@@ -33,7 +33,7 @@ impl Contender for Zmq {
     fn round_trip(&self, payload: usize, iterations: usize) -> Result<Option<Histogram<u64>>> {
         let dir = tempfile::tempdir()?;
         let ctx = zmq::Context::new();
-        let rep = socket(&ctx, zmq::REP)?;
+        let rep = ctx.socket(zmq::REP)?;
         rep.set_rcvtimeo(TIMEOUT_MS)?;
         rep.bind(&endpoint(&dir))?;
         let warmup = iterations / 10;
@@ -48,7 +48,7 @@ impl Contender for Zmq {
             }
             Ok(())
         });
-        let req = socket(&ctx, zmq::REQ)?;
+        let req = ctx.socket(zmq::REQ)?;
         req.set_rcvtimeo(TIMEOUT_MS)?;
         req.connect(&endpoint(&dir))?;
         let body = vec![0xab; payload];
@@ -73,7 +73,7 @@ impl Contender for Zmq {
     fn pipelined(&self, connections: usize, in_flight: usize, requests: usize) -> Result<Option<f64>> {
         let dir = tempfile::tempdir()?;
         let ctx = zmq::Context::new();
-        let router = socket(&ctx, zmq::ROUTER)?;
+        let router = ctx.socket(zmq::ROUTER)?;
         router.set_rcvtimeo(TIMEOUT_MS)?;
         router.set_sndhwm(0)?;
         router.set_rcvhwm(0)?;
@@ -95,7 +95,7 @@ impl Contender for Zmq {
                 let ctx = ctx.clone();
                 let endpoint = endpoint(&dir);
                 thread::spawn(move || -> Result<()> {
-                    let dealer = socket(&ctx, zmq::DEALER)?;
+                    let dealer = ctx.socket(zmq::DEALER)?;
                     dealer.set_rcvtimeo(TIMEOUT_MS)?;
                     dealer.set_sndhwm(0)?;
                     dealer.set_rcvhwm(0)?;
@@ -137,7 +137,7 @@ impl Zmq {
     fn publish(&self, subscribers: usize, messages: usize, with_slow: bool) -> Result<Option<f64>> {
         let dir = tempfile::tempdir()?;
         let ctx = zmq::Context::new();
-        let publisher = socket(&ctx, zmq::PUB)?;
+        let publisher = without_linger(&ctx, zmq::PUB)?;
         // No high-water mark: ZeroMQ would otherwise drop publications for fast
         // subscribers too once they lag by 1,000. With a slow subscriber this
         // buffers its share without bound, which the report notes.
@@ -146,7 +146,7 @@ impl Zmq {
         let ready = Arc::new(AtomicUsize::new(0));
         let mut slow = None;
         if with_slow {
-            let s = socket(&ctx, zmq::SUB)?;
+            let s = without_linger(&ctx, zmq::SUB)?;
             s.set_subscribe(FAN_OUT_TOPIC)?;
             s.connect(&endpoint(&dir))?;
             slow = Some(s);
@@ -157,7 +157,7 @@ impl Zmq {
                 let endpoint = endpoint(&dir);
                 let ready = Arc::clone(&ready);
                 thread::spawn(move || -> Result<()> {
-                    let sub = socket(&ctx, zmq::SUB)?;
+                    let sub = ctx.socket(zmq::SUB)?;
                     sub.set_rcvtimeo(TIMEOUT_MS)?;
                     sub.set_rcvhwm(0)?;
                     sub.set_subscribe(FAN_OUT_TOPIC)?;
@@ -204,9 +204,10 @@ impl Zmq {
 }
 
 /// A socket that closes without waiting to deliver what it still holds: at
-/// the end of a measurement a slow subscriber leaves publications queued,
-/// and the context's end would wait for them forever.
-fn socket(ctx: &zmq::Context, kind: zmq::SocketType) -> Result<zmq::Socket> {
+/// the end of a fan-out a slow subscriber leaves publications queued, and
+/// the context's end would wait for them forever. (Not for a socket that
+/// answers: linger 0 would drop its last answer.)
+fn without_linger(ctx: &zmq::Context, kind: zmq::SocketType) -> Result<zmq::Socket> {
     let socket = ctx.socket(kind)?;
     socket.set_linger(0)?;
     Ok(socket)
