@@ -53,6 +53,7 @@ struct File {
     owner: Option<Spanned<Id>>,
     group: Option<Spanned<Id>>,
     spin_us: Option<Spanned<u64>>,
+    threads: Option<Spanned<u16>>,
     grace: Option<Spanned<String>>,
     verbose: Option<Spanned<bool>>,
     log_level: Option<Spanned<String>>,
@@ -133,6 +134,11 @@ pub(crate) fn apply(args: &mut ServeArgs, matches: &ArgMatches, path: &Path) -> 
     set!(owner, "owner", |v: Id| Ok(Some(id(v))));
     set!(group, "group", |v: Id| Ok(Some(id(v))));
     set!(spin_us, "spin-us", Ok);
+    set!(threads, "threads", |n: u16| if n == 0 {
+        Err(anyhow::anyhow!("a server needs at least one thread"))
+    } else {
+        Ok(n)
+    });
     set!(grace, "grace", |v: String| crate::bus::parse_duration(&v));
     set!(verbose, "verbose", Ok);
     set!(log_level, "log-level", |v: String| {

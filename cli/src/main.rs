@@ -176,6 +176,13 @@ pub(crate) struct ServeArgs {
     /// at the cost of CPU (0: never).
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 50)]
     pub(crate) spin_us: u64,
+    /// Threads serving the connections. One thread (the default) serves
+    /// every connection in turn, which is the fastest on a few cores: no
+    /// connection's task moves between threads, and nothing waits on a lock
+    /// another thread holds. More threads serve more connections at once,
+    /// for handlers that keep a core busy or a host with many cores to give.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) threads: u16,
     /// On SIGINT or SIGTERM, stop accepting and remove the socket file at
     /// once, then let requests in flight finish for at most this long (`2s`,
     /// `500ms`); a second signal exits at once.
@@ -279,6 +286,20 @@ fn timeout(seconds: f64) -> Option<Duration> {
     (seconds > 0.0).then(|| Duration::from_secs_f64(seconds))
 }
 
+/// The runtime a command runs on: one thread, but for a server told to use
+/// more and for the load generator, whose clients use every core.
+fn runtime(command: &Command) -> tokio::runtime::Builder {
+    match command {
+        Command::Serve(args) if args.threads > 1 => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(usize::from(args.threads));
+            builder
+        }
+        Command::Bench(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    }
+}
+
 fn main() -> ExitCode {
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
@@ -310,7 +331,7 @@ fn main() -> ExitCode {
         Command::Man { dir } => return manual(dir.as_deref()),
         _ => {}
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime(&cli.command).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("microsocket: cannot start the runtime: {e}");

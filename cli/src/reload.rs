@@ -103,6 +103,7 @@ impl Reloader {
             ("group", next.group != current.group),
             ("metrics", next.metrics != current.metrics),
             ("spin-us", next.spin_us != current.spin_us),
+            ("threads", next.threads != current.threads),
             ("grace", next.grace != current.grace),
             ("nats", next.nats != current.nats),
             (

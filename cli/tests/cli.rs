@@ -37,6 +37,25 @@ fn a_spinning_server_answers_as_any_other() {
 }
 
 #[test]
+fn a_server_on_several_threads_serves_requests_and_publications() {
+    let server = Server::start(&["--threads", "2"]);
+    let mut subscriber = Command::new(BIN)
+        .args(["subscribe", "--count", "1", server.sock(), "news"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    publish_until_reached(server.sock(), "news", "threaded", "1");
+    let status = wait_timeout(&mut subscriber, Duration::from_secs(20)).unwrap();
+    let mut got = String::new();
+    subscriber.stdout.take().unwrap().read_to_string(&mut got).unwrap();
+    assert!(status.success() && got.contains("threaded"), "{status}: {got:?}");
+    let o = run(&["request", server.sock(), "ECHO", "a", "b"]);
+    assert_eq!(stdout(&o), "a\nb\n", "{}", stderr(&o));
+    let o = run(&["serve", "--threads", "0", server.sock()]);
+    assert_eq!(o.status.code(), Some(2), "a server needs a thread: {}", stderr(&o));
+}
+
+#[test]
 fn failures_exit_1_with_the_message_on_stderr() {
     let server = Server::start(&[]);
     let o = run(&["request", server.sock(), "FAIL", "it broke"]);

@@ -72,6 +72,7 @@ fn a_bad_config_file_is_refused_with_its_line_and_key() {
         ("socket = \"/tmp/x.sock\"\nmode = \"999\"\n", 2, "mode"),
         ("socket = \"/tmp/x.sock\"\nbuffer = [\"news\"]\n", 2, "buffer"),
         ("socket = \"/tmp/x.sock\"\nspin-us = \"fast\"\n", 2, "spin-us"),
+        ("socket = \"/tmp/x.sock\"\nthreads = 0\n", 2, "threads"),
     ] {
         let (_dir, conf) = config_file(text);
         let o = run(&["serve", "--check-config", conf.to_str().unwrap()]);
