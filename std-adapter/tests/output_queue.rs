@@ -147,3 +147,105 @@ fn concurrent_publishers_and_requests_keep_every_topics_order() {
         requester.join().unwrap();
     });
 }
+
+#[test]
+fn large_answers_written_from_the_values_arrive_whole_among_publications() {
+    let server = start({
+        let mut config = ServerConfig::default();
+        config.max_queued_bytes = 256 << 20;
+        config
+    });
+    let publisher = server.publisher.clone();
+    let path = server.path.clone();
+    bounded(Duration::from_secs(120), move || {
+        let mut raw = UnixStream::connect(&path).unwrap();
+        raw.write_all(b"+\x01\x00\x00\x00\x04feed(\x02\x00\x00\x00\x01\x01\x00\x00\x00\x00")
+            .unwrap();
+        let mut ack = [0u8; 7];
+        raw.read_exact(&mut ack).unwrap();
+        // Answers carry values from 1 KiB to 300 KiB (more than the socket
+        // takes at once), one a tag of 20 KiB. The first half find nothing
+        // queued ahead of them; the second half race publications, and the
+        // last burst is sent at once, so answers find earlier ones queued.
+        const REQUESTS: usize = 40;
+        const PUBLICATIONS: usize = 3000;
+        let sizes = [1 << 10, 16 << 10, 100 << 10, 300 << 10, 17 << 10];
+        let mut expected = Vec::new();
+        let mut requests = Vec::new();
+        for i in 0..REQUESTS {
+            let tag = if i == 7 { vec![7u8; 20 << 10] } else { vec![i as u8] };
+            let value: Vec<u8> = (0..sizes[i % sizes.len()]).map(|b| (b * 7 + i) as u8).collect();
+            let mut frame = Vec::new();
+            microsocket_core::frame::encode(
+                microsocket_core::frame::Sigil::Request,
+                [&tag[..], b"ECHO", i.to_string().as_bytes(), &value, b"end"],
+                &mut frame,
+            )
+            .unwrap();
+            requests.push(frame);
+            expected.push((tag, vec![i.to_string().into_bytes(), value, b"end".to_vec()]));
+        }
+        let mut writer = raw.try_clone().unwrap();
+        let sending = std::thread::spawn(move || {
+            let mut publishing = None;
+            for (i, frame) in requests.iter().enumerate() {
+                if i == REQUESTS / 2 {
+                    let publisher = publisher.clone();
+                    publishing = Some(std::thread::spawn(move || {
+                        for i in 0..PUBLICATIONS {
+                            let value = vec![b'a' + (i % 26) as u8; 700 + i % 301];
+                            assert_eq!(
+                                publisher.publish("feed", [i.to_string().as_bytes(), &value]).unwrap(),
+                                1
+                            );
+                        }
+                    }));
+                }
+                writer.write_all(frame).unwrap();
+                if i < REQUESTS * 3 / 4 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            publishing
+        });
+        let mut decoder = Decoder::new(16 << 20);
+        let mut data = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut next_publication = 0;
+        let mut answers = 0;
+        while next_publication < PUBLICATIONS || answers < expected.len() {
+            let n = raw.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed early");
+            data.extend_from_slice(&buf[..n]);
+            loop {
+                let consumed = match decoder.decode(&data) {
+                    Decoded::NeedMore => break,
+                    Decoded::Frame { frame, consumed } => {
+                        let args: Vec<&[u8]> = frame.args().collect();
+                        match frame.sigil_byte() {
+                            b'!' => {
+                                assert_eq!(args[1], next_publication.to_string().as_bytes());
+                                let value = vec![b'a' + (next_publication % 26) as u8; 700 + next_publication % 301];
+                                assert_eq!(args[2], &value[..]);
+                                next_publication += 1;
+                            }
+                            b')' => {
+                                let (tag, values) = &expected[answers];
+                                assert_eq!(args[0], &tag[..], "answer {answers}: its tag");
+                                assert!(args[1..] == values[..], "answer {answers}: its values");
+                                answers += 1;
+                            }
+                            other => panic!("unexpected frame {other}"),
+                        }
+                        consumed
+                    }
+                    other => panic!("bad frame: {other:?}"),
+                };
+                data.drain(..consumed);
+            }
+        }
+        if let Some(publishing) = sending.join().unwrap() {
+            publishing.join().unwrap();
+        }
+    });
+}

@@ -107,6 +107,14 @@ impl Responder {
     {
         self.answered = true;
         let tag = self.tag.as_bytes();
+        let values = values.into_iter();
+        if super::direct::worth_it(values.clone()) {
+            if let Some(conn) = self.conn.upgrade() {
+                if super::direct::respond(&conn, tag, values.clone(), self.charged).is_some() {
+                    return Ok(());
+                }
+            }
+        }
         self.answer(|protocol, answers| protocol.respond(tag, values, answers))
     }
 

@@ -70,6 +70,7 @@ use rustix::event::{PollFd, PollFlags};
 use microsocket_socket::{Address, Listener, PeerCredentials, Stream};
 
 mod conn;
+mod direct;
 mod flusher;
 mod handler;
 mod publisher;
