@@ -73,3 +73,35 @@ proptest! {
         }
     }
 }
+
+/// Records every `put` the encoder makes.
+struct Recording(Vec<Vec<u8>>);
+
+impl microsocket_core::frame::FrameSink for Recording {
+    fn available(&self) -> usize {
+        usize::MAX
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.0.push(bytes.to_vec());
+    }
+}
+
+proptest! {
+    /// The promise sinks that send long arguments from where they lie rely on:
+    /// each argument's bytes come in one `put` of their own, in order, and the
+    /// puts joined are the frame.
+    #[test]
+    fn each_argument_is_put_whole_and_in_order((sigil, args) in frame()) {
+        let mut recording = Recording(Vec::new());
+        encode_raw(sigil, &args, &mut recording).unwrap();
+        let mut whole = Vec::new();
+        encode_raw(sigil, &args, &mut whole).unwrap();
+        prop_assert_eq!(recording.0.concat(), whole);
+        // Header, then each argument as its length and its bytes.
+        prop_assert_eq!(recording.0.len(), 1 + 2 * args.len());
+        for (i, arg) in args.iter().enumerate() {
+            prop_assert_eq!(&recording.0[2 + 2 * i], arg);
+        }
+    }
+}

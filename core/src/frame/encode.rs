@@ -18,7 +18,9 @@ pub trait FrameSink {
         usize::MAX
     }
     /// Appends `bytes`; called only with at most [`FrameSink::available`] bytes in
-    /// all for one frame.
+    /// all for one frame. The encoder appends each argument's bytes with one
+    /// call of their own, in order (a sink may note where a long argument goes
+    /// and send it from where it lies instead of copying it).
     fn put(&mut self, bytes: &[u8]);
 }
 
