@@ -36,43 +36,86 @@ fn text(b: &[u8]) -> String {
 }
 
 impl Handler for Bus {
-    async fn call(&self, request: Request) -> Result<Reply, Failure> {
-        let Some(latency) = &self.latency else {
-            return self.answer(request).await;
-        };
-        let (command, start) = (crate::metrics::Command::of(&request.command), std::time::Instant::now());
-        let result = self.answer(request).await;
-        let outcome = match result {
-            Ok(_) => crate::metrics::Outcome::ok,
-            Err(_) => crate::metrics::Outcome::failed,
-        };
-        latency.observe(command, outcome, start.elapsed());
-        result
+    /// Every request's future is moved into place for it: commands answered
+    /// at once (nearly all of them) make a small ready future, and only those
+    /// that wait (`SLEEP`, a remote request) make a boxed one.
+    fn call(&self, request: Request) -> impl std::future::Future<Output = Result<Reply, Failure>> + Send {
+        let timed =
+            (self.latency.as_ref()).map(|_| (crate::metrics::Command::of(&request.command), std::time::Instant::now()));
+        match self.answer(request) {
+            Answer::Now(result) => {
+                self.observe(timed, &result);
+                futures_util::future::Either::Left(std::future::ready(result))
+            }
+            waits => futures_util::future::Either::Right(Box::pin(async move {
+                let result = waits.wait().await;
+                self.observe(timed, &result);
+                result
+            })),
+        }
+    }
+}
+
+/// A request's answer, or what it waits for first.
+enum Answer {
+    Now(Result<Reply, Failure>),
+    /// `SLEEP`: the value to answer after the delay.
+    Sleep {
+        delay: Duration,
+        value: Option<Bytes>,
+    },
+    /// A request for another bus, across NATS.
+    Remote(microsocket_nats::Remote, Request),
+}
+
+impl Answer {
+    async fn wait(self) -> Result<Reply, Failure> {
+        match self {
+            Self::Now(result) => result,
+            Self::Sleep { delay, value } => {
+                tokio::time::sleep(delay).await;
+                Ok(value.map_or_else(Reply::empty, Reply::one))
+            }
+            Self::Remote(remote, request) => match remote.call(&request).await {
+                Some(result) => result,
+                None => Err(Failure::new(format!("unknown command {:?}", text(&request.command)))),
+            },
+        }
     }
 }
 
 impl Bus {
-    /// The bus's answer to a request.
-    async fn answer(&self, request: Request) -> Result<Reply, Failure> {
+    /// Records how long a request took, with `--metrics`.
+    fn observe(&self, timed: Option<(crate::metrics::Command, std::time::Instant)>, result: &Result<Reply, Failure>) {
+        if let (Some(latency), Some((command, start))) = (&self.latency, timed) {
+            let outcome = match result {
+                Ok(_) => crate::metrics::Outcome::ok,
+                Err(_) => crate::metrics::Outcome::failed,
+            };
+            latency.observe(command, outcome, start.elapsed());
+        }
+    }
+
+    /// The bus's answer to a request, or what it waits for.
+    fn answer(&self, request: Request) -> Answer {
         if let Some(remote) = self.remote.get() {
-            if let Some(answer) = remote.call(&request).await {
-                return answer;
+            if microsocket_nats::Remote::subject_of(&request.command).is_some() {
+                return Answer::Remote(remote.clone(), request);
             }
         }
         let args = &request.args;
-        match &request.command[..] {
+        Answer::Now(match &request.command[..] {
             b"PING" if args.is_empty() => Ok(Reply::one("PONG")),
             b"PING" => Err(Failure::new("PING takes no arguments")),
             b"ECHO" => Ok(request.args.into()),
             b"PUBLISH" => {
                 let Some(topic) = args.first() else {
-                    return Err(Failure::new("PUBLISH needs a topic: PUBLISH topic [value...]"));
+                    return Answer::Now(Err(Failure::new("PUBLISH needs a topic: PUBLISH topic [value...]")));
                 };
-                let reached = self
-                    .publisher
+                self.publisher
                     .publish(&topic, args.iter_slices().skip(1))
-                    .map_err(|e| Failure::new(format!("PUBLISH cannot encode the publication: {e}")))?;
-                Ok(Reply::one(reached.to_string()))
+                    .map(|reached| Reply::one(reached.to_string()))
+                    .map_err(|e| Failure::new(format!("PUBLISH cannot encode the publication: {e}")))
             }
             b"FAIL" => match args.len() {
                 1 => Err(Failure::new(args.first().unwrap_or_default())),
@@ -82,22 +125,28 @@ impl Bus {
             },
             b"SLEEP" => {
                 if args.is_empty() || args.len() > 2 {
-                    return Err(Failure::new(
+                    return Answer::Now(Err(Failure::new(
                         "SLEEP takes a number of milliseconds and an optional value",
-                    ));
+                    )));
                 }
                 let ms_text = text(&args.first().unwrap_or_default());
-                let ms: u64 = ms_text.parse().map_err(|_| {
-                    Failure::new(format!("SLEEP needs milliseconds as a whole number, not {ms_text:?}"))
-                })?;
+                let Ok(ms) = ms_text.parse::<u64>() else {
+                    return Answer::Now(Err(Failure::new(format!(
+                        "SLEEP needs milliseconds as a whole number, not {ms_text:?}"
+                    ))));
+                };
                 if ms > MAX_SLEEP_MS {
-                    return Err(Failure::new(format!("SLEEP takes at most {MAX_SLEEP_MS} milliseconds")));
+                    return Answer::Now(Err(Failure::new(format!(
+                        "SLEEP takes at most {MAX_SLEEP_MS} milliseconds"
+                    ))));
                 }
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                Ok(args.get(1).map_or_else(Reply::empty, Reply::one))
+                return Answer::Sleep {
+                    delay: Duration::from_millis(ms),
+                    value: args.get(1),
+                };
             }
             other => Err(Failure::new(format!("unknown command {:?}", text(other)))),
-        }
+        })
     }
 }
 
@@ -469,6 +518,23 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_answered_at_once_moves_a_small_future() {
+        let server = bus_server();
+        let request = Request {
+            command: bytes::Bytes::from_static(b"PING"),
+            args: microsocket_tokio::Values::empty(),
+            context: microsocket_tokio::RequestContext {
+                connection: microsocket_tokio::ConnectionId::new(1),
+                peer: None,
+                tls: None,
+            },
+        };
+        let size = std::mem::size_of_val(&server.handler().call(request));
+        println!("a request's future: {size} bytes");
+        assert!(size <= 160, "a request's future is {size} bytes");
+    }
 
     #[test]
     fn sizes() {
