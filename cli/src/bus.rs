@@ -65,7 +65,7 @@ enum Answer {
         value: Option<Bytes>,
     },
     /// A request for another bus, across NATS.
-    Remote(microsocket_nats::Remote, Request),
+    Remote(microsocket_nats::Remote, Box<Request>),
 }
 
 impl Answer {
@@ -100,7 +100,7 @@ impl Bus {
     fn answer(&self, request: Request) -> Answer {
         if let Some(remote) = self.remote.get() {
             if microsocket_nats::Remote::subject_of(&request.command).is_some() {
-                return Answer::Remote(remote.clone(), request);
+                return Answer::Remote(remote.clone(), Box::new(request));
             }
         }
         let args = &request.args;
