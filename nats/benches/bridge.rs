@@ -15,6 +15,10 @@
 //!   headers cost more to send and to parse); the bridge runs with its
 //!   origin header (the default) and without it.
 //!
+//! - lost: publications that never arrived (a latency probe waits 1 s for
+//!   its own, then the next goes out): NATS delivers at most once, and a
+//!   `nats-server` that finds a subscriber slow drops for it.
+//!
 //! Each figure is the median of three runs. `-- --only TEXT` runs only the
 //! paths whose name contains `TEXT` (`-- --only bridge`, to profile it).
 
@@ -28,6 +32,13 @@ use microsocket_tokio::{handler_fn, Failure, Reply, Request, Server};
 const RUN: Duration = Duration::from_secs(2);
 const BURST: usize = 100_000;
 const PAYLOAD: [u8; 64] = [b'x'; 64];
+/// How long a publication may take before it counts as lost (NATS
+/// delivers at most once: a path that loses one carries on, and the loss is
+/// reported).
+const LOSS_WAIT: Duration = Duration::from_secs(1);
+/// One run of a path: p50 and p99 latency (µs), publications per second,
+/// and publications lost.
+type Run = (f64, f64, f64, usize);
 /// The longest one path's run may take.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -89,18 +100,22 @@ async fn publish_plain(publisher: &async_nats::Client, origin: bool) {
 /// (p50 µs, p99 µs, publications/s) through plain async-nats; with
 /// `origin`, each message carries a header like the bridge's
 /// `Microsocket-Origin`.
-async fn plain(url: &str, origin: bool) -> (f64, f64, f64) {
+async fn plain(url: &str, origin: bool) -> Run {
     let publisher = async_nats::connect(url).await.unwrap();
     let subscriber = async_nats::connect(url).await.unwrap();
     let mut sub = subscriber.subscribe("bench.plain").await.unwrap();
     subscriber.flush().await.unwrap();
     let mut times = Vec::new();
+    let mut lost = 0;
     let start = Instant::now();
     while start.elapsed() < RUN {
         let t = Instant::now();
         publish_plain(&publisher, origin).await;
         publisher.flush().await.unwrap();
-        sub.next().await.unwrap();
+        match tokio::time::timeout(LOSS_WAIT, sub.next()).await {
+            Ok(next) => drop(next.unwrap()),
+            Err(_) => lost += 1,
+        }
         times.push(t.elapsed());
     }
     times.sort();
@@ -124,6 +139,7 @@ async fn plain(url: &str, origin: bool) -> (f64, f64, f64) {
         percentile(&times, 0.5),
         percentile(&times, 0.99),
         got as f64 / start.elapsed().as_secs_f64(),
+        lost + BURST - got,
     )
 }
 
@@ -147,7 +163,7 @@ async fn bus(url: &str, config: BridgeConfig) -> (Server<impl microsocket_tokio:
 
 /// (p50 µs, p99 µs, publications/s) bus → bridge → NATS → bridge → bus,
 /// with or without the origin header on exports.
-async fn bridged(url: &str, origin: bool) -> (f64, f64, f64) {
+async fn bridged(url: &str, origin: bool) -> Run {
     let config = BridgeConfig::new("alpha").export("bench.>").origin_header(origin);
     let (alpha, _a) = bus(url, config).await;
     let (beta, _b) = bus(url, BridgeConfig::new("beta").import("alpha:bench.>")).await;
@@ -162,11 +178,15 @@ async fn bridged(url: &str, origin: bool) -> (f64, f64, f64) {
         .unwrap();
     let mut sub = client.subscribe("bench.bridged").await.unwrap();
     let mut times = Vec::new();
+    let mut lost = 0;
     let start = Instant::now();
     while start.elapsed() < RUN {
         let t = Instant::now();
         alpha.publish("bench.bridged", [&PAYLOAD[..]]).unwrap();
-        sub.next().await.unwrap().unwrap();
+        match tokio::time::timeout(LOSS_WAIT, sub.next()).await {
+            Ok(next) => drop(next.unwrap().unwrap()),
+            Err(_) => lost += 1,
+        }
         times.push(t.elapsed());
     }
     times.sort();
@@ -189,13 +209,18 @@ async fn bridged(url: &str, origin: bool) -> (f64, f64, f64) {
         }
     }
     let got = receiving.await.unwrap();
-    if got < BURST {
-        eprintln!("bridged: {got} of {BURST} arrived; {:?} {:?}", _a.stats(), _b.stats());
+    if got < BURST || lost > 0 {
+        eprintln!(
+            "bridged: {lost} lost one at a time, {got} of {BURST} of the burst arrived; {:?} {:?}",
+            _a.stats(),
+            _b.stats()
+        );
     }
     (
         percentile(&times, 0.5),
         percentile(&times, 0.99),
         got as f64 / start.elapsed().as_secs_f64(),
+        lost + BURST - got,
     )
 }
 
@@ -230,7 +255,7 @@ fn main() {
         .iter()
         .map(|n| only.as_ref().is_none_or(|o| n.contains(o.as_str())))
         .collect();
-    let mut runs: [Vec<(f64, f64, f64)>; 4] = Default::default();
+    let mut runs: [Vec<Run>; 4] = Default::default();
     for _ in 0..3 {
         for (path, runs) in runs.iter_mut().enumerate() {
             if !wanted[path] {
@@ -244,24 +269,28 @@ fn main() {
                     _ => bridged(&url, false).await,
                 }
             };
-            // A lost message or a stuck connection fails the run, never hangs it.
+            // A stuck connection fails the run, never hangs it.
             let run = runtime.block_on(async { tokio::time::timeout(RUN_LIMIT, run).await });
             runs.push(run.unwrap_or_else(|_| panic!("{}: not done within {RUN_LIMIT:?}", names[path])));
         }
     }
-    let summary = |runs: &[(f64, f64, f64)]| {
+    let summary = |runs: &[Run]| {
         (
             median(runs.iter().map(|r| r.0).collect()),
             median(runs.iter().map(|r| r.1).collect()),
             median(runs.iter().map(|r| r.2).collect()),
+            runs.iter().map(|r| r.3).sum::<usize>(),
         )
     };
-    let rows: Vec<Option<(f64, f64, f64)>> = runs.iter().map(|r| (!r.is_empty()).then(|| summary(r))).collect();
-    println!("| path | latency p50 | p99 | throughput |");
-    println!("|---|---:|---:|---:|");
+    let rows: Vec<Option<(f64, f64, f64, usize)>> = runs.iter().map(|r| (!r.is_empty()).then(|| summary(r))).collect();
+    println!("| path | latency p50 | p99 | throughput | lost in 3 runs |");
+    println!("|---|---:|---:|---:|---:|");
     for (name, row) in names.iter().zip(&rows) {
-        if let Some((p50, p99, rate)) = row {
-            println!("| {name} | {p50:.1} µs | {p99:.1} µs | {:.0} k/s |", rate / 1e3);
+        if let Some((p50, p99, rate, lost)) = row {
+            println!(
+                "| {name} | {p50:.1} µs | {p99:.1} µs | {:.0} k/s | {lost} |",
+                rate / 1e3
+            );
         }
     }
     for (name, ours, base) in [
@@ -271,7 +300,7 @@ fn main() {
     ] {
         if let (Some(ours), Some(base)) = (rows[ours], rows[base]) {
             println!(
-                "| {name} | {:.2}x | {:.2}x | {:.2}x |",
+                "| {name} | {:.2}x | {:.2}x | {:.2}x | |",
                 ours.0 / base.0,
                 ours.1 / base.1,
                 ours.2 / base.2
