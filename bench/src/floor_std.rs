@@ -33,6 +33,16 @@ fn echo_server(stream: UnixStream) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Serves the echo on `path`, a thread per connection, until the process is
+/// killed.
+pub fn serve_forever(path: &std::path::Path) -> Result<()> {
+    let listener = UnixListener::bind(path)?;
+    loop {
+        let (stream, _) = listener.accept()?;
+        thread::spawn(move || echo_server(stream));
+    }
+}
+
 fn listener() -> Result<(tempfile::TempDir, std::path::PathBuf, UnixListener)> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("floor.sock");

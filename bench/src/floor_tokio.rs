@@ -63,6 +63,18 @@ async fn echo_server(stream: UnixStream) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Serves the echo on `path` on a single-threaded runtime until the process
+/// is killed.
+pub fn serve_forever(path: &std::path::Path) -> Result<()> {
+    single_threaded()?.block_on(async {
+        let listener = UnixListener::bind(path)?;
+        loop {
+            let (stream, _) = listener.accept().await?;
+            tokio::spawn(echo_server(stream));
+        }
+    })
+}
+
 fn serve_echo(listener: UnixListener, connections: usize) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         for _ in 0..connections {

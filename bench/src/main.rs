@@ -65,6 +65,21 @@ enum Command {
         /// Also write the raw figures as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Drive the floor's echo server (`blocking` or `tokio`), in a child
+        /// process of its own, in place of `microsocket serve`: what a server
+        /// in another process costs by itself (round trips and pipelining
+        /// only; it answers no `PUBLISH`).
+        #[arg(long, value_name = "FLOOR", value_parser = ["blocking", "tokio"])]
+        serve_floor: Option<String>,
+    },
+    /// Serves the floor's echo until killed (the child `run --serve-floor`
+    /// starts).
+    #[command(hide = true)]
+    EchoServer {
+        /// `blocking` or `tokio` (one thread).
+        flavour: String,
+        /// Socket path.
+        path: PathBuf,
     },
     /// Serves idle connections until SIGTERM (the child of the memory workload).
     #[command(hide = true)]
@@ -187,7 +202,18 @@ fn main() -> Result<()> {
             out,
             plots,
             json,
-        } => (quick, repeats, only, contender, out, plots, json),
+            serve_floor,
+        } => {
+            serve::use_floor(serve_floor);
+            (quick, repeats, only, contender, out, plots, json)
+        }
+        Command::EchoServer { flavour, path } => {
+            return match flavour.as_str() {
+                "blocking" => floor_std::serve_forever(&path),
+                "tokio" => floor_tokio::serve_forever(&path),
+                other => anyhow::bail!("unknown flavour {other}"),
+            };
+        }
         Command::ServeIdle { flavour, path } => {
             return match flavour.as_str() {
                 "std" => std_adapter::serve_idle(&path),

@@ -42,6 +42,15 @@ fn cpu_of(pid: u32) -> u64 {
         .sum()
 }
 
+/// The floor's echo server to run in place of `microsocket serve`, if any
+/// (`run --serve-floor`).
+static FLOOR: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Runs the floor's `flavour` echo server in place of `microsocket serve`.
+pub fn use_floor(flavour: Option<String>) {
+    let _ = FLOOR.set(flavour);
+}
+
 /// Publications a publisher keeps outstanding (PUBLISH requests not yet answered).
 const PUBLISH_WINDOW: usize = 256;
 
@@ -55,9 +64,14 @@ struct Running {
 impl Running {
     /// Starts the command built beside this harness (`cargo build --release -p
     /// microsocket-cli`), or returns `None` when it is not there.
+    /// With `--serve-floor`, starts this harness's own echo server instead.
     fn start() -> Result<Option<Self>> {
         let exe = std::env::current_exe()?;
-        let Some(command) = exe.parent().map(|dir| dir.join("microsocket")) else {
+        let floor = FLOOR.get().and_then(Option::as_ref);
+        let Some(command) = (match floor {
+            Some(_) => Some(exe.clone()),
+            None => exe.parent().map(|dir| dir.join("microsocket")),
+        }) else {
             return Ok(None);
         };
         if !command.exists() {
@@ -69,10 +83,12 @@ impl Running {
         }
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("serve.sock");
-        let child = Command::new(&command)
-            .arg("serve")
-            .arg(&path)
-            .args(["--log-level", "error"])
+        let mut child = Command::new(&command);
+        match floor {
+            Some(flavour) => child.arg("echo-server").arg(flavour).arg(&path),
+            None => child.arg("serve").arg(&path).args(["--log-level", "error"]),
+        };
+        let child = child
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
