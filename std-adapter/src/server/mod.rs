@@ -23,6 +23,10 @@
 //! straight into the connection's answer buffer and writes it from the answering
 //! thread (after the batch of requests it came in, if the reader is handling
 //! one), so a request answered inline costs no thread handoff and no allocation.
+//! A large answer (a value of 16 KiB or more) with nothing queued ahead of it
+//! is not copied at all: its framing alone is encoded, and the socket is
+//! handed the handler's values where they lie, in one vectored `sendmsg`;
+//! only what the socket does not take at once is copied into the queue.
 //! A publication is encoded once; the publishing thread appends its bytes to each
 //! subscriber's publication buffer (a lock and a copy per subscriber) and the
 //! flusher writes each connection's whole queue in one `sendmsg`. While
