@@ -119,6 +119,10 @@ where
     };
     let mut out = conn.lock();
     out.flushing = false;
+    if out.dead {
+        // Closed meanwhile (the peer hung up): nothing is left to queue for.
+        return Some(());
+    }
     let written = match written {
         Ok(n) => n,
         Err(()) => {
