@@ -291,7 +291,9 @@ pub(crate) async fn serve(mut args: ServeArgs, reloader: Option<crate::reload::R
         metrics.serve(server.clone(), bridge, crate::metrics::bind(address).await?);
     }
     crate::systemd::ready(&status_line(&server))?;
-    let reporting = tokio::spawn(report_to_systemd(server.clone()));
+    // Only under systemd: outside it the reporter would only keep a timer
+    // armed, and every wait for input would carry its timeout.
+    let reporting = crate::systemd::notifying().then(|| tokio::spawn(report_to_systemd(server.clone())));
     loop {
         tokio::select! {
             () = signals.next() => break,
@@ -310,7 +312,9 @@ pub(crate) async fn serve(mut args: ServeArgs, reloader: Option<crate::reload::R
         }
     }
     crate::systemd::stopping();
-    reporting.abort();
+    if let Some(reporting) = reporting {
+        reporting.abort();
+    }
     drop(bridge);
     // A second SIGINT or SIGTERM during the grace period exits at once.
     tokio::select! {

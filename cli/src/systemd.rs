@@ -43,6 +43,11 @@ pub(crate) fn activated() -> Result<Activated> {
     Ok(found)
 }
 
+/// Whether systemd listens for this process's notifications (`NOTIFY_SOCKET`).
+pub(crate) fn notifying() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
 /// Tells systemd the bus serves, with a status line.
 pub(crate) fn ready(status: &str) -> Result<()> {
     sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status(status)]).context("cannot notify systemd")
