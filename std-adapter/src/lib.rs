@@ -82,12 +82,12 @@
 //! The comparison harness (`cargo run --release -p microsocket-bench --features
 //! zmq -- run`, BENCHMARKS.md; default settings) gave in its latest full run
 //! a pinned round trip of 9.9 µs against 8.8 µs for its floor (1.13x), a
-//! pinned 64 KiB round trip of 27.8 µs against 31.2 µs (0.89x: a large answer
-//! is written from the handler's values, not copied), `fanout-100` 9.37 M
-//! deliveries/s (floor 11.69 M/s), `fanout-1` 6.34 M/s, `pipelined-1x8` (8
-//! threads, one client) 362k requests/s, `pipelined-1x256` (one thread,
-//! tickets) 4.81 M/s and `pipelined-8x64` 3.76 M/s, against ZeroMQ's 78k,
-//! 515k and 736k.
+//! pinned 64 KiB round trip of 29.1 µs against 31.4 µs (0.93x: a large answer
+//! is written from the handler's values, not copied), `fanout-100` 8.82 M
+//! deliveries/s (floor 11.41 M/s), `fanout-1` 6.31 M/s, `pipelined-1x8` (8
+//! threads, one client) 338k requests/s, `pipelined-1x256` (one thread,
+//! tickets) 5.18 M/s and `pipelined-8x64` 3.35 M/s, against ZeroMQ's 76k,
+//! 507k and 732k.
 //!
 //! What made the fan-out faster: the client cuts publications out of one
 //! shared copy of each read (one allocation per read instead of three or more

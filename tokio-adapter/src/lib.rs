@@ -194,10 +194,10 @@
 //! The comparison harness (`cargo run --release -p microsocket-bench --features
 //! zmq -- run`, BENCHMARKS.md) puts client and server on threads of their own
 //! with default settings and times whole runs including task start-up. Its
-//! latest full run gave `rtt-16B-pinned` 17.2 µs against 14.0 µs for its floor
-//! (1.23x), `rtt-16B-unpinned` 23.3 µs against 42.2 µs, `pipelined-1x256`
-//! 3.50 M/s against 2.88 M/s (1.22x the floor), and `fanout-100` 8.92 M/s
-//! against 10.23 M/s for its floor (0.87x). There all 100 subscribers, their
+//! latest full run gave `rtt-16B-pinned` 17.1 µs against 14.1 µs for its floor
+//! (1.21x), `rtt-16B-unpinned` 23.4 µs against 42.3 µs, `pipelined-1x256`
+//! 3.47 M/s against 2.79 M/s (1.25x the floor), and `fanout-100` 8.25 M/s
+//! against 10.02 M/s for its floor (0.82x). There all 100 subscribers, their
 //! drivers and their readers share one thread, which is the bottleneck: about
 //! 100 ns of that thread per delivery (decode, topic match, queue, hand-off,
 //! the reader's checks, the kernel's copy), where the floor's readers only walk
