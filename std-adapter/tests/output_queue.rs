@@ -12,22 +12,60 @@ use common::{bounded, start};
 use microsocket_core::frame::{Decoded, Decoder};
 use microsocket_std::ServerConfig;
 
+/// A server whose connections queue up to `bytes` each.
+fn queueing(bytes: usize) -> common::TestServer {
+    start({
+        let mut config = ServerConfig::default();
+        config.max_queued_bytes = bytes;
+        config
+    })
+}
+
+/// A raw connection subscribed to "feed", its subscription confirmed by a
+/// barrier (empty command, tag 1).
+fn subscribed_to_feed(path: &std::path::Path) -> UnixStream {
+    let mut raw = UnixStream::connect(path).unwrap();
+    raw.write_all(b"+\x01\x00\x00\x00\x04feed(\x02\x00\x00\x00\x01\x01\x00\x00\x00\x00")
+        .unwrap();
+    let mut ack = [0u8; 7];
+    raw.read_exact(&mut ack).unwrap();
+    raw
+}
+
+/// Reads and decodes frames from `raw` (each must be well formed), handing
+/// each frame's sigil and arguments to `frame`, until it says all that was
+/// expected has come.
+fn read_frames(raw: &mut UnixStream, read_size: usize, mut frame: impl FnMut(u8, &[&[u8]]) -> bool) {
+    let mut decoder = Decoder::new(16 << 20);
+    let mut data = Vec::new();
+    let mut buf = vec![0u8; read_size];
+    let mut done = false;
+    while !done {
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed early");
+        data.extend_from_slice(&buf[..n]);
+        loop {
+            let consumed = match decoder.decode(&data) {
+                Decoded::NeedMore => break,
+                Decoded::Frame { frame: f, consumed } => {
+                    let args: Vec<&[u8]> = f.args().collect();
+                    done = frame(f.sigil_byte(), &args);
+                    consumed
+                }
+                other => panic!("bad frame: {other:?}"),
+            };
+            data.drain(..consumed);
+        }
+    }
+}
+
 #[test]
 fn answers_and_a_backlog_larger_than_the_socket_arrive_whole_and_in_order() {
-    let server = start({
-        let mut config = ServerConfig::default();
-        config.max_queued_bytes = 64 << 20;
-        config
-    });
+    let server = queueing(64 << 20);
     let publisher = server.publisher.clone();
     let path = server.path.clone();
     bounded(Duration::from_secs(60), move || {
-        let mut raw = UnixStream::connect(&path).unwrap();
-        // Subscribe to "feed", then a barrier (empty command, tag 1).
-        raw.write_all(b"+\x01\x00\x00\x00\x04feed(\x02\x00\x00\x00\x01\x01\x00\x00\x00\x00")
-            .unwrap();
-        let mut ack = [0u8; 7];
-        raw.read_exact(&mut ack).unwrap();
+        let mut raw = subscribed_to_feed(&path);
         // Publications of odd sizes, far more than the socket buffers, interleaved
         // with requests whose answers join the queue behind them.
         const N: usize = 3000;
@@ -54,38 +92,22 @@ fn answers_and_a_backlog_larger_than_the_socket_arrive_whole_and_in_order() {
             }
         }
         // Read and decode everything; every frame must be well formed.
-        let mut decoder = Decoder::new(1 << 20);
-        let mut data = Vec::new();
-        let mut buf = vec![0u8; 4096];
         let mut next_publication = 0;
         let mut answered = Vec::new();
-        while next_publication < N || answered.len() < requests.len() {
-            let n = raw.read(&mut buf).unwrap();
-            assert!(n > 0, "connection closed early");
-            data.extend_from_slice(&buf[..n]);
-            loop {
-                let consumed = match decoder.decode(&data) {
-                    Decoded::NeedMore => break,
-                    Decoded::Frame { frame, consumed } => {
-                        let args: Vec<&[u8]> = frame.args().collect();
-                        match frame.sigil_byte() {
-                            b'!' => {
-                                assert_eq!(args[0], b"feed");
-                                assert_eq!(args[1], next_publication.to_string().as_bytes());
-                                let expected = vec![b'a' + (next_publication % 26) as u8; 700 + next_publication % 301];
-                                assert_eq!(args[2], &expected[..]);
-                                next_publication += 1;
-                            }
-                            b')' => answered.push((args[0][0], std::str::from_utf8(args[1]).unwrap().to_owned())),
-                            other => panic!("unexpected frame {other}"),
-                        }
-                        consumed
-                    }
-                    other => panic!("bad frame: {other:?}"),
-                };
-                data.drain(..consumed);
+        read_frames(&mut raw, 4096, |sigil, args| {
+            match sigil {
+                b'!' => {
+                    assert_eq!(args[0], b"feed");
+                    assert_eq!(args[1], next_publication.to_string().as_bytes());
+                    let expected = vec![b'a' + (next_publication % 26) as u8; 700 + next_publication % 301];
+                    assert_eq!(args[2], &expected[..]);
+                    next_publication += 1;
+                }
+                b')' => answered.push((args[0][0], std::str::from_utf8(args[1]).unwrap().to_owned())),
+                other => panic!("unexpected frame {other}"),
             }
-        }
+            next_publication >= N && answered.len() >= requests.len()
+        });
         let expected: Vec<(u8, String)> = requests.iter().map(|(t, i)| (*t, i.to_string())).collect();
         assert_eq!(answered, expected);
     });
@@ -93,11 +115,7 @@ fn answers_and_a_backlog_larger_than_the_socket_arrive_whole_and_in_order() {
 
 #[test]
 fn concurrent_publishers_and_requests_keep_every_topics_order() {
-    let server = start({
-        let mut config = ServerConfig::default();
-        config.max_queued_bytes = 64 << 20;
-        config
-    });
+    let server = queueing(64 << 20);
     let publisher = server.publisher.clone();
     let path = server.path.clone();
     bounded(Duration::from_secs(60), move || {
@@ -150,19 +168,11 @@ fn concurrent_publishers_and_requests_keep_every_topics_order() {
 
 #[test]
 fn large_answers_written_from_the_values_arrive_whole_among_publications() {
-    let server = start({
-        let mut config = ServerConfig::default();
-        config.max_queued_bytes = 256 << 20;
-        config
-    });
+    let server = queueing(256 << 20);
     let publisher = server.publisher.clone();
     let path = server.path.clone();
     bounded(Duration::from_secs(120), move || {
-        let mut raw = UnixStream::connect(&path).unwrap();
-        raw.write_all(b"+\x01\x00\x00\x00\x04feed(\x02\x00\x00\x00\x01\x01\x00\x00\x00\x00")
-            .unwrap();
-        let mut ack = [0u8; 7];
-        raw.read_exact(&mut ack).unwrap();
+        let mut raw = subscribed_to_feed(&path);
         // Answers carry values from 1 KiB to 300 KiB (more than the socket
         // takes at once), one a tag of 20 KiB. The first half find nothing
         // queued ahead of them; the second half race publications, and the
@@ -208,42 +218,26 @@ fn large_answers_written_from_the_values_arrive_whole_among_publications() {
             }
             publishing
         });
-        let mut decoder = Decoder::new(16 << 20);
-        let mut data = Vec::new();
-        let mut buf = vec![0u8; 64 << 10];
         let mut next_publication = 0;
         let mut answers = 0;
-        while next_publication < PUBLICATIONS || answers < expected.len() {
-            let n = raw.read(&mut buf).unwrap();
-            assert!(n > 0, "connection closed early");
-            data.extend_from_slice(&buf[..n]);
-            loop {
-                let consumed = match decoder.decode(&data) {
-                    Decoded::NeedMore => break,
-                    Decoded::Frame { frame, consumed } => {
-                        let args: Vec<&[u8]> = frame.args().collect();
-                        match frame.sigil_byte() {
-                            b'!' => {
-                                assert_eq!(args[1], next_publication.to_string().as_bytes());
-                                let value = vec![b'a' + (next_publication % 26) as u8; 700 + next_publication % 301];
-                                assert_eq!(args[2], &value[..]);
-                                next_publication += 1;
-                            }
-                            b')' => {
-                                let (tag, values) = &expected[answers];
-                                assert_eq!(args[0], &tag[..], "answer {answers}: its tag");
-                                assert!(args[1..] == values[..], "answer {answers}: its values");
-                                answers += 1;
-                            }
-                            other => panic!("unexpected frame {other}"),
-                        }
-                        consumed
-                    }
-                    other => panic!("bad frame: {other:?}"),
-                };
-                data.drain(..consumed);
+        read_frames(&mut raw, 64 << 10, |sigil, args| {
+            match sigil {
+                b'!' => {
+                    assert_eq!(args[1], next_publication.to_string().as_bytes());
+                    let value = vec![b'a' + (next_publication % 26) as u8; 700 + next_publication % 301];
+                    assert_eq!(args[2], &value[..]);
+                    next_publication += 1;
+                }
+                b')' => {
+                    let (tag, values) = &expected[answers];
+                    assert_eq!(args[0], &tag[..], "answer {answers}: its tag");
+                    assert!(args[1..] == values[..], "answer {answers}: its values");
+                    answers += 1;
+                }
+                other => panic!("unexpected frame {other}"),
             }
-        }
+            next_publication >= PUBLICATIONS && answers >= expected.len()
+        });
         if let Some(publishing) = sending.join().unwrap() {
             publishing.join().unwrap();
         }
