@@ -132,14 +132,8 @@ where
     };
     if written < total {
         // Nothing was appended to `answers` while `flushing` was set.
-        let mut skip = written;
-        for piece in pieces {
-            if skip >= piece.len() {
-                skip -= piece.len();
-            } else {
-                out.answers.extend_from_slice(&piece[skip..]);
-                skip = 0;
-            }
+        for piece in unsent(&pieces, written) {
+            out.answers.extend_from_slice(piece);
         }
         out.answers_sent = 0;
         let rest = total - written;
@@ -153,26 +147,28 @@ where
     Some(())
 }
 
+/// What is left of `pieces` once their first `written` bytes are sent.
+fn unsent<'a>(pieces: &'a [&'a [u8]], written: usize) -> impl Iterator<Item = &'a [u8]> {
+    let mut skip = written;
+    pieces.iter().filter_map(move |piece| {
+        if skip >= piece.len() {
+            skip -= piece.len();
+            None
+        } else {
+            let rest = &piece[skip..];
+            skip = 0;
+            Some(rest)
+        }
+    })
+}
+
 /// Writes `pieces` until the socket takes no more without blocking; returns
 /// the bytes written, or `Err` if the connection failed.
 fn send_all(conn: &Conn, pieces: &[&[u8]]) -> Result<usize, ()> {
     let total: usize = pieces.iter().map(|p| p.len()).sum();
     let mut written = 0;
     while written < total {
-        let mut skip = written;
-        let slices: Vec<IoSlice<'_>> = pieces
-            .iter()
-            .filter_map(|piece| {
-                if skip >= piece.len() {
-                    skip -= piece.len();
-                    None
-                } else {
-                    let slice = IoSlice::new(&piece[skip..]);
-                    skip = 0;
-                    Some(slice)
-                }
-            })
-            .collect();
+        let slices: Vec<IoSlice<'_>> = unsent(pieces, written).map(IoSlice::new).collect();
         let mut control = rustix::net::SendAncillaryBuffer::default();
         match rustix::net::sendmsg(&conn.stream, &slices, &mut control, SEND_FLAGS) {
             Ok(0) => break,
