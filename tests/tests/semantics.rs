@@ -343,6 +343,7 @@ semantic!(
     a_slow_subscriber_is_told_what_it_missed,
     slow_consumer_disconnect_closes_only_that_connection,
     a_publication_larger_than_the_queue_bound_still_arrives,
+    large_answers_arrive_whole_beside_publications,
     oversized_requests_fail_and_the_connection_stays,
     connections_past_the_limit_are_refused_and_counted,
     shutdown_answers_requests_in_flight,
@@ -616,6 +617,30 @@ fn a_publication_larger_than_the_queue_bound_still_arrives(server: ServerKind, c
     assert_eq!(bus.publish("big", &[&big]), 1);
     assert_eq!(sub.values()[0].len(), 1 << 20);
     assert_eq!(bus.stats().publications_dropped, 0);
+}
+
+/// Answers with values from 1 KiB to 300 KiB (more than a socket takes at
+/// once), between publications to the same connection, arrive whole, and
+/// the publications arrive whole and in order.
+fn large_answers_arrive_whole_beside_publications(server: ServerKind, client: ClientKind) {
+    let bus = Bus::start(server, config());
+    let peer = bus.connect(client, ClientConfig::default());
+    let mut sub = peer.subscribe("feed", false).unwrap();
+    let sizes = [1 << 10, 16 << 10, 100 << 10, 300 << 10, 17 << 10];
+    for (i, size) in sizes.iter().cycle().take(10).enumerate() {
+        assert_eq!(bus.publish("feed", &[&i.to_string()]), 1);
+        let value: Vec<u8> = (0..*size).map(|b| b'a' + ((b * 7 + i) % 26) as u8).collect();
+        let answer = peer
+            .request("ECHO", &[i.to_string().as_bytes(), &value, b"end"])
+            .unwrap();
+        assert_eq!(
+            text(&answer),
+            [i.to_string(), String::from_utf8(value).unwrap(), "end".into()]
+        );
+    }
+    for i in 0..10 {
+        assert_eq!(sub.values(), [i.to_string()]);
+    }
 }
 
 /// A request larger than `max_frame` is failed with the server's message,
