@@ -42,6 +42,17 @@ impl QueueBound {
         }
     }
 
+    /// A bound of `max_queued_bytes` that drops what would pass it, whatever
+    /// the server's slow-consumer policy: for a reader in the server's own
+    /// process (a tap), which has no connection to close.
+    #[must_use]
+    pub const fn dropping(max_queued_bytes: usize) -> Self {
+        Self {
+            max_queued_bytes,
+            policy: SlowConsumer::DropAndCount,
+        }
+    }
+
     /// The most bytes a connection may have unsent before publications to it
     /// are refused.
     #[must_use]

@@ -112,23 +112,19 @@ impl Bridge {
         })
     }
 
-    /// Starts bridging `server`, in this process: a connection of its own for
-    /// exports and NATS requests, its publisher for imports and state reports
-    /// (the state topic keeps its last report for late subscribers).
+    /// Starts bridging `server`, in this process: a tap on the server for
+    /// exports ([`Server::tap`], holding up to
+    /// [`BridgeConfig::max_held_bytes`] unread), an in-process connection for
+    /// NATS requests, its publisher for imports and state reports (the state
+    /// topic keeps its last report for late subscribers).
     ///
     /// # Errors
-    /// As [`Bridge::attach`], and [`BridgeError::Bus`] if the server refuses
-    /// the connection.
+    /// As [`Bridge::attach`]; [`BridgeError::Bus`] if the server refuses the
+    /// connection, [`BridgeError::Config`] if it refuses the tap.
     pub async fn attach_server<H: Handler>(&mut self, server: &Server<H>) -> Result<(), BridgeError> {
-        // Publications wait for export in this connection's queue, up to the
-        // bridge's bound, before they count as dropped.
         let held = self.shared.config.held_limit();
-        let builder = Client::builder()
-            .max_queued_bytes(held)
-            .subscription_max_bytes(held)
-            .subscription_capacity(held / 16 + 1);
         let bus = server
-            .connect_in_process_with(builder)
+            .connect_in_process()
             .map_err(|e| BridgeError::Bus(BusError::Io(e)))?;
         if let Some(topic) = self.shared.config.state() {
             server
@@ -136,7 +132,17 @@ impl Bridge {
                 .set_buffer(topic, 1)
                 .map_err(|e| BridgeError::Config(format!("state topic {topic:?}: {e}")))?;
         }
-        self.attach(bus, LocalPublish::Direct(server.publisher())).await
+        // Exports are read from the server's hub as it publishes them;
+        // they wait there, up to the bridge's bound, before they count as
+        // dropped.
+        let exports = self.shared.config.exports();
+        if !exports.is_empty() {
+            let tap = server
+                .tap(exports.iter().map(String::as_bytes), held)
+                .map_err(|e| BridgeError::Config(format!("exports: {e}")))?;
+            self.tasks.push(tokio::spawn(export(self.shared.clone(), tap)));
+        }
+        self.attach_rest(bus, LocalPublish::Direct(server.publisher())).await
     }
 
     /// Starts bridging the bus that `bus` is connected to: subscribes it to
@@ -156,6 +162,13 @@ impl Bridge {
             let subscription = subscriber.subscribe().await.map_err(BridgeError::Bus)?;
             self.tasks.push(tokio::spawn(export(shared.clone(), subscription)));
         }
+        self.attach_rest(bus, publish).await
+    }
+
+    /// Starts what [`Bridge::attach`] does besides exports: imports, NATS
+    /// requests and state reports.
+    async fn attach_rest(&mut self, bus: Client, publish: LocalPublish) -> Result<(), BridgeError> {
+        let shared = &self.shared;
         // One task for every import rule, so that noting an expected echo
         // and publishing happen in the order the echoes come back.
         let mut subscribers = Vec::new();
@@ -329,9 +342,13 @@ const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
 /// Bus → NATS. While NATS is connected and nothing is held, each
 /// publication goes straight out; otherwise it is held (up to the bound,
 /// oldest dropped first) until NATS is back. While NATS is slow to take
-/// them, publications wait in the bridge's bus connection, whose queue has
-/// the same bound and counts what it drops.
-async fn export(shared: Arc<Shared>, mut subscription: microsocket_tokio::Subscription) {
+/// them, publications wait where `subscription` reads them from (the
+/// server's tap, or the bridge's bus connection), under the same bound, and
+/// what is dropped there is counted.
+async fn export<S>(shared: Arc<Shared>, mut subscription: S)
+where
+    S: futures_util::Stream<Item = Result<Publication, BusError>> + Unpin,
+{
     let mut connected = shared.connected.clone();
     let mut tick = tokio::time::interval(STATE_CHECK);
     loop {

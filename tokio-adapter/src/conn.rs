@@ -287,7 +287,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             } else {
                 0
             };
-            if self.reading && !self.core.bound.is_full(self.held) && self.paused_for_memory(cx, more) {
+            if self.reading && !self.shared.bound.is_full(self.held) && self.paused_for_memory(cx, more) {
                 if (self.hung_up)(&self.stream) {
                     // As at end of stream, below.
                     self.reading = false;
@@ -295,7 +295,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                     running.spare = None;
                     progress = true;
                 }
-            } else if self.reading && !self.core.bound.is_full(self.held) {
+            } else if self.reading && !self.shared.bound.is_full(self.held) {
                 if more > 0 {
                     self.rbuf.reserve(more);
                     self.rbuf_allocation = self.rbuf.capacity();

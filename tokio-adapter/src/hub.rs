@@ -53,6 +53,9 @@ pub(crate) struct ConnShared {
     pub(crate) id: ConnectionId,
     /// Its share of the memory budget: what it holds is charged here.
     pub(crate) account: Account,
+    /// The bound on its unsent bytes, and what happens past it: the server's
+    /// for a connection, a tap's own for a tap.
+    pub(crate) bound: QueueBound,
     /// Bytes the connection's task holds and has not written yet (answers and
     /// publications it took from the queue); only that task stores it.
     pub(crate) held: AtomicUsize,
@@ -130,11 +133,13 @@ impl Core {
         &self,
         account: Account,
         peer: Option<microsocket_socket::PeerCredentials>,
+        bound: QueueBound,
     ) -> (usize, Arc<ConnShared>) {
         let id = ConnectionId::new(self.next_id.fetch_add(1, Ordering::Relaxed));
         let shared = Arc::new(ConnShared {
             id,
             account,
+            bound,
             peer,
             subscriptions: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
@@ -228,9 +233,9 @@ impl Core {
         }
         let queued = queue.bytes + conn.held.load(Ordering::Relaxed);
         // A full queue drops the event before it is built.
-        let frame = if self.bound.is_full(queued) { None } else { make() };
+        let frame = if conn.bound.is_full(queued) { None } else { make() };
         let admitted =
-            |f: &Bytes| self.bound.admit(queued, f.len()) == Admission::Queue && conn.account.try_charge(f.len());
+            |f: &Bytes| conn.bound.admit(queued, f.len()) == Admission::Queue && conn.account.try_charge(f.len());
         let Some(frame) = frame.filter(admitted) else {
             queue.dropped += 1;
             return false;
@@ -296,7 +301,7 @@ impl Core {
         if queue.abort {
             return false;
         }
-        let mut admission = self.bound.admit(queue.bytes + conn.held.load(Ordering::Relaxed), len);
+        let mut admission = conn.bound.admit(queue.bytes + conn.held.load(Ordering::Relaxed), len);
         if admission == Admission::Queue && !prepaid && !conn.account.try_charge(len) {
             // Short of memory: dropped for this connection, as for a slow one.
             admission = Admission::Drop;

@@ -222,6 +222,7 @@ mod serial;
 mod server;
 mod sink;
 mod spin;
+mod tap;
 #[cfg(feature = "tls")]
 pub mod tls;
 
@@ -238,3 +239,4 @@ pub use microsocket_host::shared::*;
 pub use microsocket_socket::{Address, SocketOptions};
 pub use serial::SerialStream;
 pub use server::{Publisher, Server};
+pub use tap::{Tap, TapError};

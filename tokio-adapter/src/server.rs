@@ -332,6 +332,26 @@ impl<H: Handler> Server<H> {
         self.spawn_connection(stream, None, |_| false)
     }
 
+    /// Publications on topics matching `patterns`, read straight from this
+    /// server as it publishes them (see [`Tap`](crate::Tap)): how code in the
+    /// server's process follows topics, cheaper than a client connected
+    /// in-process. At most `max_queued_bytes` of publications wait unread;
+    /// past that they are dropped for the tap, and counted, as for a slow
+    /// subscriber.
+    ///
+    /// # Errors
+    /// [`TapError::Pattern`](crate::TapError::Pattern) for an invalid pattern,
+    /// [`TapError::ShuttingDown`](crate::TapError::ShuttingDown), or
+    /// [`TapError::Refused`](crate::TapError::Refused) when the memory budget
+    /// has no room.
+    pub fn tap<I>(&self, patterns: I, max_queued_bytes: usize) -> Result<crate::Tap, crate::TapError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        crate::Tap::new(self.core.clone(), patterns, max_queued_bytes)
+    }
+
     /// A client connected to this server in-process, over an in-memory pipe
     /// (`tokio::io::duplex`, 256 KiB each way): no socket file, no system
     /// calls, each side's task woken directly by the other. Its requests carry
@@ -405,7 +425,7 @@ impl<H: Handler> Server<H> {
                 return None;
             }
         };
-        let (key, shared) = self.core.register(account, peer);
+        let (key, shared) = self.core.register(account, peer, self.core.bound);
         let id = shared.id;
         let context = crate::handler::RequestContext {
             connection: id,
