@@ -19,7 +19,8 @@
 //!   its own, then the next goes out): NATS delivers at most once, and a
 //!   `nats-server` that finds a subscriber slow drops for it.
 //!
-//! Each figure is the median of three runs. `-- --only TEXT` runs only the
+//! Each figure is the median of five runs, the paths taking turns (the
+//! machine's speed drifts). `-- --only TEXT` runs only the
 //! paths whose name contains `TEXT` (`-- --only bridge`, to profile it).
 
 use std::process::{Child, Command, Stdio};
@@ -39,6 +40,8 @@ const LOSS_WAIT: Duration = Duration::from_secs(1);
 /// One run of a path: p50 and p99 latency (µs), publications per second,
 /// and publications lost.
 type Run = (f64, f64, f64, usize);
+/// Runs of each path; each figure is their median.
+const RUNS: usize = 5;
 /// The longest one path's run may take.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -256,7 +259,7 @@ fn main() {
         .map(|n| only.as_ref().is_none_or(|o| n.contains(o.as_str())))
         .collect();
     let mut runs: [Vec<Run>; 4] = Default::default();
-    for _ in 0..3 {
+    for _ in 0..RUNS {
         for (path, runs) in runs.iter_mut().enumerate() {
             if !wanted[path] {
                 continue;
@@ -283,7 +286,7 @@ fn main() {
         )
     };
     let rows: Vec<Option<(f64, f64, f64, usize)>> = runs.iter().map(|r| (!r.is_empty()).then(|| summary(r))).collect();
-    println!("| path | latency p50 | p99 | throughput | lost in 3 runs |");
+    println!("| path | latency p50 | p99 | throughput | lost in {RUNS} runs |");
     println!("|---|---:|---:|---:|---:|");
     for (name, row) in names.iter().zip(&rows) {
         if let Some((p50, p99, rate, lost)) = row {

@@ -18,7 +18,9 @@ use crate::config::{redacted_url, Credentials, NatsOptions};
 use crate::error::BridgeError;
 use crate::failures;
 use crate::loops::{digest, Echoes};
-use crate::mapping::{decode, encode_failure, encode_values, fits, join, subject_tail, Body, Content, ORIGIN_HEADER};
+use crate::mapping::{
+    decode, encode_failure, encode_values, join, subject_tail, Body, Content, MaxPayload, ORIGIN_HEADER,
+};
 use crate::remote::Remote;
 use crate::stats::Counters;
 use crate::stats::{BridgeStats, StatsHandle};
@@ -48,6 +50,7 @@ pub(crate) struct Shared {
     origin: String,
     echoes: Echoes,
     held: Mutex<VecDeque<Outgoing>>,
+    max_payload: MaxPayload,
 }
 
 /// An exported publication on its way to NATS.
@@ -96,6 +99,8 @@ impl Bridge {
             counters.connected.store(true, Relaxed);
         }
         let origin = format!("{}.{}.{}", config.prefix(), std::process::id(), unique());
+        let max_payload = MaxPayload::default();
+        max_payload.refresh(&client);
         Ok(Bridge {
             shared: Arc::new(Shared {
                 config,
@@ -107,6 +112,7 @@ impl Bridge {
                 origin,
                 echoes: Echoes::default(),
                 held: Mutex::new(VecDeque::new()),
+                max_payload,
             }),
             tasks: Vec::new(),
         })
@@ -230,6 +236,7 @@ impl Bridge {
             self.shared.nats.clone(),
             self.shared.config.timeout(),
             self.shared.counters.clone(),
+            self.shared.max_payload.clone(),
         )
     }
 
@@ -375,6 +382,9 @@ where
                 if changed.is_err() {
                     return;
                 }
+                if *connected.borrow() {
+                    shared.max_payload.refresh(&shared.nats);
+                }
                 while *connected.borrow() {
                     let Some(out) = shared.take_held() else { break };
                     shared.send(out).await;
@@ -430,7 +440,7 @@ impl Shared {
     /// `max_payload` (a larger one would make the server close the whole
     /// connection).
     fn fits(&self, payload: usize) -> bool {
-        fits(&self.nats, payload)
+        self.max_payload.fits(payload)
     }
 
     /// Reads the connection state from the client itself, in case an event
@@ -440,6 +450,10 @@ impl Shared {
     /// disagree, and the events are the ones on time.
     fn refresh_state(&self) {
         let up = self.nats.connection_state() == async_nats::connection::State::Connected;
+        if up {
+            // The server may have changed with a reconnect.
+            self.max_payload.refresh(&self.nats);
+        }
         let now = std::time::Instant::now();
         let mut observed = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
         match *observed {
@@ -701,6 +715,8 @@ impl Shared {
         };
         let body = body.or_else(|e| encode_failure(e.to_string().as_bytes(), &[]));
         let Ok(mut body) = body else { return };
+        // A request is rare enough to read the limit afresh.
+        self.max_payload.refresh(&self.nats);
         if !self.fits(body.payload.len()) {
             let size = Bytes::from(format!("{} bytes", body.payload.len()));
             let Ok(refusal) = encode_failure(failures::TOO_LARGE.as_bytes(), &[size]) else {

@@ -14,6 +14,8 @@
 
 use async_nats::HeaderMap;
 use bytes::{BufMut, Bytes, BytesMut};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// The header that says the payload holds this many values in microsocket's
 /// argument encoding.
@@ -258,11 +260,25 @@ pub(crate) fn join(prefix: &str, tail: &str) -> String {
 /// What headers add to a message, at most, against NATS's `max_payload`.
 const HEADERS_AT_MOST: usize = 256;
 
-/// Whether a payload this long, with the bridge's headers, fits under the
-/// NATS server's `max_payload` (unknown before the first connect: then yes).
-pub(crate) fn fits(nats: &async_nats::Client, payload: usize) -> bool {
-    let max = nats.server_info().max_payload;
-    max == 0 || payload + HEADERS_AT_MOST <= max
+/// The NATS server's `max_payload`, as last read from the client (0, for
+/// unknown, before the first connect). Publications check against this copy:
+/// the client hands out its server information only as a copy of all of it,
+/// too dear to take for every message.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MaxPayload(Arc<AtomicUsize>);
+
+impl MaxPayload {
+    /// Reads it again from the client.
+    pub(crate) fn refresh(&self, nats: &async_nats::Client) {
+        self.0.store(nats.server_info().max_payload, Relaxed);
+    }
+
+    /// Whether a payload this long, with the bridge's headers, fits under it
+    /// (when unknown: yes).
+    pub(crate) fn fits(&self, payload: usize) -> bool {
+        let max = self.0.load(Relaxed);
+        max == 0 || payload + HEADERS_AT_MOST <= max
+    }
 }
 
 #[cfg(test)]

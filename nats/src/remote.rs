@@ -11,7 +11,7 @@ use bytes::Bytes;
 use microsocket_tokio::{Failure, Handler, Reply, Request, RequestContext, SubscriptionChange, SubscriptionKind};
 
 use crate::failures;
-use crate::mapping::{decode, encode_values, fits, subject_tail, Body, Content};
+use crate::mapping::{decode, encode_values, subject_tail, Body, Content, MaxPayload};
 use crate::stats::Counters;
 
 /// The marker of a command meant for another bus.
@@ -23,14 +23,21 @@ pub struct Remote {
     nats: async_nats::Client,
     timeout: Duration,
     counters: Arc<Counters>,
+    max_payload: MaxPayload,
 }
 
 impl Remote {
-    pub(crate) fn new(nats: async_nats::Client, timeout: Duration, counters: Arc<Counters>) -> Self {
+    pub(crate) fn new(
+        nats: async_nats::Client,
+        timeout: Duration,
+        counters: Arc<Counters>,
+        max_payload: MaxPayload,
+    ) -> Self {
         Remote {
             nats,
             timeout,
             counters,
+            max_payload,
         }
     }
 
@@ -81,7 +88,9 @@ impl Remote {
             return Err(Failure::new(failures::NOT_CONNECTED).with_detail(shown()));
         }
         let Body { headers, payload } = encode_values(args).map_err(|e| Failure::new(e.to_string()))?;
-        if !fits(&self.nats, payload.len()) {
+        // A request is rare enough to read the limit afresh.
+        self.max_payload.refresh(&self.nats);
+        if !self.max_payload.fits(payload.len()) {
             return Err(Failure::new(failures::TOO_LARGE).with_detail(shown()));
         }
         let mut request = async_nats::Request::new().payload(payload).timeout(Some(self.timeout));
