@@ -26,6 +26,10 @@ use crate::hub::{ConnShared, Core};
 /// because the tap held its bound of unread bytes. It never slows the
 /// server or its other subscribers. It ends (`None`) once the server has
 /// shut down and what it queued has been read. Dropping it unsubscribes.
+/// It counts among the server's connections (in [`Stats`] and
+/// `$CONNECTIONS`, with this process's credentials), as the subscriber it is.
+///
+/// [`Stats`]: crate::Stats
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
