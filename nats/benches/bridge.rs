@@ -227,6 +227,73 @@ async fn bridged(url: &str, origin: bool) -> Run {
     )
 }
 
+async fn half_export(url: &str) -> Run {
+    let config = BridgeConfig::new("alpha").export("bench.>");
+    let (alpha, _a) = bus(url, config).await;
+    let subscriber = async_nats::connect(url).await.unwrap();
+    let mut sub = subscriber.subscribe("alpha.bench.bridged").await.unwrap();
+    subscriber.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    let receiving = tokio::spawn(async move {
+        let mut got = 0;
+        while got < BURST {
+            match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
+                Ok(Some(_)) => got += 1,
+                _ => break,
+            }
+        }
+        got
+    });
+    for i in 0..BURST {
+        alpha.publish("bench.bridged", [&PAYLOAD[..]]).unwrap();
+        if i % 256 == 255 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let got = receiving.await.unwrap();
+    (0.0, 0.0, got as f64 / start.elapsed().as_secs_f64(), BURST - got)
+}
+
+async fn half_import(url: &str) -> Run {
+    let (beta, _b) = bus(url, BridgeConfig::new("beta").import("alpha:bench.>")).await;
+    let dir = tempfile::tempdir().unwrap();
+    beta.listen_unix(dir.path().join("beta.sock")).unwrap();
+    let client = microsocket_tokio::Client::builder()
+        .max_queued_bytes(512 << 20)
+        .subscription_max_bytes(512 << 20)
+        .subscription_capacity(1 << 20)
+        .connect_unix(dir.path().join("beta.sock"))
+        .await
+        .unwrap();
+    let mut sub = client.subscribe("bench.bridged").await.unwrap();
+    let publisher = async_nats::connect(url).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    let receiving = tokio::spawn(async move {
+        let mut got = 0;
+        while got < BURST {
+            match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
+                Ok(Some(Ok(_))) => got += 1,
+                Ok(Some(Err(microsocket_tokio::Error::Lagged { .. }))) => {}
+                _ => break,
+            }
+        }
+        got
+    });
+    for _ in 0..BURST {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Microsocket-Origin", "alpha.12345.6789012345678");
+        publisher
+            .publish_with_headers("alpha.bench.bridged", headers, PAYLOAD[..].into())
+            .await
+            .unwrap();
+    }
+    publisher.flush().await.unwrap();
+    let got = receiving.await.unwrap();
+    (0.0, 0.0, got as f64 / start.elapsed().as_secs_f64(), BURST - got)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -253,12 +320,14 @@ fn main() {
         "plain async-nats, with an origin header",
         "bus → bridge → NATS → bridge → bus",
         "the same, origin_header(false)",
+        "half export",
+        "half import",
     ];
     let wanted: Vec<bool> = names
         .iter()
         .map(|n| only.as_ref().is_none_or(|o| n.contains(o.as_str())))
         .collect();
-    let mut runs: [Vec<Run>; 4] = Default::default();
+    let mut runs: [Vec<Run>; 6] = Default::default();
     for _ in 0..RUNS {
         for (path, runs) in runs.iter_mut().enumerate() {
             if !wanted[path] {
@@ -269,7 +338,9 @@ fn main() {
                     0 => plain(&url, false).await,
                     1 => plain(&url, true).await,
                     2 => bridged(&url, true).await,
-                    _ => bridged(&url, false).await,
+                    3 => bridged(&url, false).await,
+                    4 => half_export(&url).await,
+                    _ => half_import(&url).await,
                 }
             };
             // A stuck connection fails the run, never hangs it.

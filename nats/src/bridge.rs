@@ -19,7 +19,7 @@ use crate::error::BridgeError;
 use crate::failures;
 use crate::loops::{digest, Echoes};
 use crate::mapping::{
-    decode, encode_failure, encode_values, join, subject_tail, Body, Content, MaxPayload, ORIGIN_HEADER,
+    decode, encode_failure, encode_values, header_name, join, subject_tail, Body, Content, MaxPayload, ORIGIN_HEADER,
 };
 use crate::remote::Remote;
 use crate::stats::Counters;
@@ -187,7 +187,13 @@ impl Bridge {
             subscribers.push(subscriber.map(move |message| (rule, message)));
         }
         if !subscribers.is_empty() {
-            let messages = futures_util::stream::select_all(subscribers);
+            // One rule's subscriber is read directly: merging streams costs
+            // per message.
+            let messages = if subscribers.len() == 1 {
+                subscribers.remove(0).boxed()
+            } else {
+                futures_util::stream::select_all(subscribers).boxed()
+            };
             self.tasks.push(tokio::spawn(import_to_bus(
                 shared.clone(),
                 messages,
@@ -424,7 +430,7 @@ impl Shared {
         if self.config.marks_origin() {
             headers
                 .get_or_insert_with(HeaderMap::new)
-                .insert(ORIGIN_HEADER, self.origin.as_str());
+                .insert(header_name(ORIGIN_HEADER), self.origin.as_str());
         }
         let subject = join(self.config.prefix(), tail);
         let size = subject.len() + payload.len() + HEADER_ALLOWANCE;
@@ -537,7 +543,7 @@ async fn import_to_bus(
         // and one wake-up per subscriber for all of it.
         let mut next = Some(first);
         while let Some((rule, message)) = next.take() {
-            let origin = message.headers.as_ref().and_then(|h| h.get(ORIGIN_HEADER));
+            let origin = message.headers.as_ref().and_then(|h| h.get(header_name(ORIGIN_HEADER)));
             if origin.is_some_and(|o| o.as_str() == shared.origin) {
                 Counters::add(&shared.counters.loops_stopped, 1);
             } else {
@@ -549,8 +555,10 @@ async fn import_to_bus(
                         if let Some(echo) = echo {
                             shared.echoes.expect(echo);
                         }
+                        let skip = message.subject.len() - topic.len();
                         batch.push(Import {
-                            topic: topic.to_owned(),
+                            subject: message.subject,
+                            skip,
                             values,
                             echo,
                         });
@@ -571,7 +579,9 @@ const IMPORT_BATCH: usize = 256;
 
 /// A NATS message on its way to the local bus.
 struct Import {
-    topic: String,
+    /// Its subject, whose part from `skip` on is its local topic.
+    subject: async_nats::Subject,
+    skip: usize,
     values: Vec<Bytes>,
     /// Its digest, if it will come back through the export subscription.
     echo: Option<u64>,
@@ -581,7 +591,7 @@ impl Shared {
     /// Publishes `batch` on the bus (and empties it).
     async fn publish_imports(&self, bus: &Client, publish: &LocalPublish, batch: &mut Vec<Import>) {
         if let LocalPublish::Direct(publisher) = publish {
-            let all = batch.iter().map(|import| (import.topic.as_bytes(), &import.values));
+            let all = batch.iter().map(|import| (import.topic().as_bytes(), &import.values));
             if publisher.publish_batch(all).is_ok() {
                 Counters::add(&self.counters.imported, batch.len() as u64);
                 batch.clear();
@@ -590,10 +600,10 @@ impl Shared {
             // One of them cannot be encoded: find which, one at a time.
         }
         for import in batch.drain(..) {
-            match publish_locally(bus, publish, &import.topic, &import.values).await {
+            match publish_locally(bus, publish, import.topic(), &import.values).await {
                 Ok(()) => Counters::add(&self.counters.imported, 1),
                 Err(NotPublished { why, surely }) => {
-                    tracing::debug!(topic = import.topic, error = %why, "import not published");
+                    tracing::debug!(topic = import.topic(), error = %why, "import not published");
                     // Only an import surely not published will not come back.
                     if let (Some(echo), true) = (import.echo, surely) {
                         self.echoes.forget(echo);
@@ -602,6 +612,13 @@ impl Shared {
                 }
             }
         }
+    }
+}
+
+impl Import {
+    /// The topic it is published on locally.
+    fn topic(&self) -> &str {
+        self.subject.get(self.skip..).unwrap_or_default()
     }
 }
 

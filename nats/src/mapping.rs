@@ -12,7 +12,7 @@
 //! - A failure is the header `Microsocket-Failure: N` and N values in the
 //!   argument encoding: the message, then the details.
 
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -134,7 +134,7 @@ where
         payload.put_slice(value);
     }
     let mut headers = HeaderMap::new();
-    headers.insert(header, count.to_string().as_str());
+    headers.insert(header_name(header), count.to_string().as_str());
     Ok(Body {
         headers: Some(headers),
         payload: payload.freeze(),
@@ -147,7 +147,11 @@ where
 /// [`MappingError`] when a count header is not a count or the payload does
 /// not hold what it counts.
 pub fn decode(headers: Option<&HeaderMap>, payload: &Bytes) -> Result<Content, MappingError> {
-    let header = |name: &'static str| headers.and_then(|h| h.get(name)).map(|v| (name, v.as_str()));
+    let header = |name| {
+        headers
+            .and_then(|h| h.get(header_name(name)))
+            .map(|v| (name, v.as_str()))
+    };
     if let Some((name, count)) = header(FAILURE_HEADER) {
         let mut values = split(payload, parse_count(name, count)?)?.into_iter();
         let Some(message) = values.next() else {
@@ -169,6 +173,12 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &Bytes) -> Result<Content, M
     } else {
         Ok(Content::Values(vec![payload.clone()]))
     }
+}
+
+/// One of the bridge's header names, as the NATS client takes it without
+/// copying (a `&str` is copied into a new name at every look-up).
+pub(crate) fn header_name(name: &'static str) -> HeaderName {
+    HeaderName::from_static(name)
 }
 
 fn parse_count(header: &'static str, value: &str) -> Result<usize, MappingError> {
