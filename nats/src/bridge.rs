@@ -19,7 +19,8 @@ use crate::error::BridgeError;
 use crate::failures;
 use crate::loops::{digest, Echoes};
 use crate::mapping::{
-    decode, encode_failure, encode_values, header_name, join, subject_tail, Body, Content, MaxPayload, ORIGIN_HEADER,
+    decode, decode_with, encode_failure, encode_values, header_name, join, subject_tail, Body, Content, MaxPayload,
+    OwnHeaders, ORIGIN_HEADER,
 };
 use crate::remote::Remote;
 use crate::stats::Counters;
@@ -543,12 +544,12 @@ async fn import_to_bus(
         // and one wake-up per subscriber for all of it.
         let mut next = Some(first);
         while let Some((rule, message)) = next.take() {
-            let origin = message.headers.as_ref().and_then(|h| h.get(header_name(ORIGIN_HEADER)));
-            if origin.is_some_and(|o| o.as_str() == shared.origin) {
+            let own = OwnHeaders::of(message.headers.as_ref());
+            if own.origin == Some(shared.origin.as_str()) {
                 Counters::add(&shared.counters.loops_stopped, 1);
             } else {
                 let topic = imports[rule].topic(&message.subject);
-                match decode(message.headers.as_ref(), &message.payload) {
+                match decode_with(&own, &message.payload) {
                     Ok(Content::Values(values)) if !topic.starts_with('$') => {
                         let comes_back = exports.iter().any(|pattern| pattern.matches(topic.as_bytes()));
                         let echo = comes_back.then(|| digest(topic.as_bytes(), values.iter().map(|v| &v[..])));

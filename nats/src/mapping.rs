@@ -147,12 +147,38 @@ where
 /// [`MappingError`] when a count header is not a count or the payload does
 /// not hold what it counts.
 pub fn decode(headers: Option<&HeaderMap>, payload: &Bytes) -> Result<Content, MappingError> {
-    let header = |name| {
-        headers
-            .and_then(|h| h.get(header_name(name)))
-            .map(|v| (name, v.as_str()))
-    };
-    if let Some((name, count)) = header(FAILURE_HEADER) {
+    decode_with(&OwnHeaders::of(headers), payload)
+}
+
+/// The bridge's own headers of a message, read in one pass over its
+/// headers (each look-up by name hashes the name: three per message).
+#[derive(Debug, Default)]
+pub(crate) struct OwnHeaders<'a> {
+    pub(crate) origin: Option<&'a str>,
+    values: Option<&'a str>,
+    failure: Option<&'a str>,
+}
+
+impl<'a> OwnHeaders<'a> {
+    pub(crate) fn of(headers: Option<&'a HeaderMap>) -> Self {
+        let mut own = OwnHeaders::default();
+        for (name, values) in headers.into_iter().flat_map(HeaderMap::iter) {
+            let slot = match name.as_ref() {
+                ORIGIN_HEADER => &mut own.origin,
+                VALUES_HEADER => &mut own.values,
+                FAILURE_HEADER => &mut own.failure,
+                _ => continue,
+            };
+            *slot = values.first().map(|v| v.as_str());
+        }
+        own
+    }
+}
+
+/// [`decode`], with the message's headers already read.
+pub(crate) fn decode_with(own: &OwnHeaders<'_>, payload: &Bytes) -> Result<Content, MappingError> {
+    if let Some(count) = own.failure {
+        let name = FAILURE_HEADER;
         let mut values = split(payload, parse_count(name, count)?)?.into_iter();
         let Some(message) = values.next() else {
             return Err(MappingError::BadCount {
@@ -165,8 +191,8 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &Bytes) -> Result<Content, M
             details: values.collect(),
         });
     }
-    if let Some((name, count)) = header(VALUES_HEADER) {
-        return Ok(Content::Values(split(payload, parse_count(name, count)?)?));
+    if let Some(count) = own.values {
+        return Ok(Content::Values(split(payload, parse_count(VALUES_HEADER, count)?)?));
     }
     if payload.is_empty() {
         Ok(Content::Values(Vec::new()))
