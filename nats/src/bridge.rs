@@ -19,8 +19,8 @@ use crate::error::BridgeError;
 use crate::failures;
 use crate::loops::{digest, Echoes};
 use crate::mapping::{
-    decode, decode_with, encode_failure, encode_values, header_name, join, subject_tail, Body, Content, MaxPayload,
-    OwnHeaders, ORIGIN_HEADER,
+    decode, decode_with, encode_failure, encode_values, header_name, join, single_value, subject_tail, Body, Content,
+    MaxPayload, OwnHeaders, ORIGIN_HEADER,
 };
 use crate::remote::Remote;
 use crate::stats::Counters;
@@ -549,10 +549,19 @@ async fn import_to_bus(
                 Counters::add(&shared.counters.loops_stopped, 1);
             } else {
                 let topic = imports[rule].topic(&message.subject);
-                match decode_with(&own, &message.payload) {
-                    Ok(Content::Values(values)) if !topic.starts_with('$') => {
+                // One value, the common case, is carried without a vector.
+                let values = match single_value(&own, &message.payload) {
+                    Some(one) => Ok(Carried::One(one.clone())),
+                    None => match decode_with(&own, &message.payload) {
+                        Ok(Content::Values(values)) => Ok(Carried::Many(values)),
+                        _ => Err(()),
+                    },
+                };
+                match values {
+                    Ok(values) if !topic.starts_with('$') => {
                         let comes_back = exports.iter().any(|pattern| pattern.matches(topic.as_bytes()));
-                        let echo = comes_back.then(|| digest(topic.as_bytes(), values.iter().map(|v| &v[..])));
+                        let echo =
+                            comes_back.then(|| digest(topic.as_bytes(), values.as_slice().iter().map(|v| &v[..])));
                         if let Some(echo) = echo {
                             shared.echoes.expect(echo);
                         }
@@ -578,12 +587,27 @@ async fn import_to_bus(
 /// Imports published on the bus at once, at most.
 const IMPORT_BATCH: usize = 256;
 
+/// The values of an import.
+enum Carried {
+    One(Bytes),
+    Many(Vec<Bytes>),
+}
+
+impl Carried {
+    fn as_slice(&self) -> &[Bytes] {
+        match self {
+            Carried::One(one) => std::slice::from_ref(one),
+            Carried::Many(many) => many,
+        }
+    }
+}
+
 /// A NATS message on its way to the local bus.
 struct Import {
     /// Its subject, whose part from `skip` on is its local topic.
     subject: async_nats::Subject,
     skip: usize,
-    values: Vec<Bytes>,
+    values: Carried,
     /// Its digest, if it will come back through the export subscription.
     echo: Option<u64>,
 }
@@ -592,7 +616,9 @@ impl Shared {
     /// Publishes `batch` on the bus (and empties it).
     async fn publish_imports(&self, bus: &Client, publish: &LocalPublish, batch: &mut Vec<Import>) {
         if let LocalPublish::Direct(publisher) = publish {
-            let all = batch.iter().map(|import| (import.topic().as_bytes(), &import.values));
+            let all = batch
+                .iter()
+                .map(|import| (import.topic().as_bytes(), import.values.as_slice()));
             if publisher.publish_batch(all).is_ok() {
                 Counters::add(&self.counters.imported, batch.len() as u64);
                 batch.clear();
@@ -601,7 +627,7 @@ impl Shared {
             // One of them cannot be encoded: find which, one at a time.
         }
         for import in batch.drain(..) {
-            match publish_locally(bus, publish, import.topic(), &import.values).await {
+            match publish_locally(bus, publish, import.topic(), import.values.as_slice()).await {
                 Ok(()) => Counters::add(&self.counters.imported, 1),
                 Err(NotPublished { why, surely }) => {
                     tracing::debug!(topic = import.topic(), error = %why, "import not published");

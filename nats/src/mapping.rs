@@ -194,15 +194,21 @@ pub(crate) fn decode_with(own: &OwnHeaders<'_>, payload: &Bytes) -> Result<Conte
     if let Some(count) = own.values {
         return Ok(Content::Values(split(payload, parse_count(VALUES_HEADER, count)?)?));
     }
-    if payload.is_empty() {
-        Ok(Content::Values(Vec::new()))
-    } else {
-        Ok(Content::Values(vec![payload.clone()]))
+    match single_value(own, payload) {
+        Some(one) => Ok(Content::Values(vec![one.clone()])),
+        None => Ok(Content::Values(Vec::new())),
     }
 }
 
+/// The payload, if the message is one value as it is: no count header and
+/// not empty (what a plain NATS user publishes).
+pub(crate) fn single_value<'p>(own: &OwnHeaders<'_>, payload: &'p Bytes) -> Option<&'p Bytes> {
+    let counted = own.failure.is_some() || own.values.is_some();
+    (!counted && !payload.is_empty()).then_some(payload)
+}
+
 /// One of the bridge's header names, as the NATS client takes it without
-/// copying (a `&str` is copied into a new name at every look-up).
+/// copying (it copies a `&str` into a new name).
 pub(crate) fn header_name(name: &'static str) -> HeaderName {
     HeaderName::from_static(name)
 }
