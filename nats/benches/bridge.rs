@@ -180,7 +180,10 @@ async fn local_subscriber<H: microsocket_tokio::Handler>(
     (dir, client, sub)
 }
 
-/// Counts what `sub` receives until it has a burst or 10 s pass without one.
+/// Counts what `sub` receives until it has a burst, or a second passes in
+/// which nothing arrives (the rest was lost). One timer ticks for the whole
+/// burst: a timeout per message would cost the receiver more than some
+/// paths' own work.
 fn receive_burst<S, T>(mut sub: S) -> tokio::task::JoinHandle<usize>
 where
     S: futures_util::Stream<Item = T> + Unpin + Send + 'static,
@@ -188,10 +191,22 @@ where
 {
     tokio::spawn(async move {
         let mut got = 0;
+        let mut idle = tokio::time::interval(LOSS_WAIT);
+        idle.tick().await;
+        let mut at_last_tick = 0;
         while got < BURST {
-            match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
-                Ok(Some(_)) => got += 1,
-                _ => break,
+            tokio::select! {
+                biased;
+                item = sub.next() => match item {
+                    Some(_) => got += 1,
+                    None => break,
+                },
+                _ = idle.tick() => {
+                    if got == at_last_tick {
+                        break;
+                    }
+                    at_last_tick = got;
+                }
             }
         }
         got
