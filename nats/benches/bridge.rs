@@ -88,6 +88,17 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
+/// A plain async-nats client to subscribe with, whose subscriptions hold a
+/// whole burst (as the bridged path's local queues do): the figure is the
+/// path's capacity, not what a bounded queue drops.
+async fn plain_subscriber(url: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .subscription_capacity(2 * BURST)
+        .connect(url)
+        .await
+        .unwrap()
+}
+
 /// Publishes one payload on `bench.plain`, with the bridge's origin header if
 /// `origin` (so the plain client pays for a header as the bridge does).
 async fn publish_plain(publisher: &async_nats::Client, origin: bool) {
@@ -108,7 +119,7 @@ async fn publish_plain(publisher: &async_nats::Client, origin: bool) {
 /// `Microsocket-Origin`.
 async fn plain(url: &str, origin: bool) -> Run {
     let publisher = async_nats::connect(url).await.unwrap();
-    let subscriber = async_nats::connect(url).await.unwrap();
+    let subscriber = plain_subscriber(url).await;
     let mut sub = subscriber.subscribe("bench.plain").await.unwrap();
     subscriber.flush().await.unwrap();
     let mut times = Vec::new();
@@ -266,7 +277,7 @@ async fn bridged(url: &str, origin: bool) -> Run {
 /// exporting half alone.
 async fn exporting_half(url: &str) -> Run {
     let (alpha, _a) = bus(url, BridgeConfig::new("alpha").export("bench.>")).await;
-    let subscriber = async_nats::connect(url).await.unwrap();
+    let subscriber = plain_subscriber(url).await;
     let sub = subscriber.subscribe("alpha.bench.bridged").await.unwrap();
     subscriber.flush().await.unwrap();
     let start = Instant::now();
