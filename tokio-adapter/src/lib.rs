@@ -108,6 +108,10 @@
 //!   the matching subscriptions, not the connections. [`Server::set_buffer`] keeps
 //!   the last N publications of a topic (or pattern of topics) and replays them to
 //!   new subscribers, atomically with live publishing.
+//! - [`Server::tap`]: code in the server's process follows topics without a
+//!   connection, a [`Tap`] stream of the publications matching some patterns,
+//!   taken from the server's queue as they are published (catch-up included),
+//!   with a bound of its own past which it drops and says so.
 //! - Backpressure: each connection's unsent bytes are bounded
 //!   ([`ServerConfig::max_queued_bytes`]). Publications past the bound are dropped
 //!   and counted, or the connection is closed ([`SlowConsumer`]); other connections

@@ -22,8 +22,9 @@ use crate::hub::{ConnShared, Core};
 ///
 /// A tap is a stream of `Result<Publication, Error>`, like a client's
 /// [`Subscription`](crate::Subscription): in order, and
-/// `Err(Error::Lagged { missed })` where `missed` publications were dropped
-/// because the tap held its bound of unread bytes. It never slows the
+/// `Err(Error::Lagged { missed })` once `missed` publications were dropped
+/// because the tap held its bound of unread bytes (told when the tap next
+/// takes from its queue, before what it takes then). It never slows the
 /// server or its other subscribers. It ends (`None`) once the server has
 /// shut down and what it queued has been read. Dropping it unsubscribes.
 /// It counts among the server's connections (in [`Stats`] and
