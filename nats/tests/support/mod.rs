@@ -47,14 +47,22 @@ impl Nats {
             (dir, path)
         });
         let mut nats = Nats {
-            port: free_port(),
-            cluster_port: free_port(),
+            port: 0,
+            cluster_port: 0,
             routes: routes.to_vec(),
             config,
             child: None,
         };
-        nats.restart();
-        nats
+        // A port found free may be taken before the server binds it (by
+        // another test's server, or as the local port of a connection):
+        // then the server exits, and fresh ports are tried.
+        for _ in 0..5 {
+            (nats.port, nats.cluster_port) = (free_port(), free_port());
+            if nats.launch() {
+                return nats;
+            }
+        }
+        panic!("nats-server did not start on five pairs of free ports");
     }
 
     pub fn url(&self) -> String {
@@ -71,6 +79,12 @@ impl Nats {
 
     /// Starts it again on the same ports.
     pub fn restart(&mut self) {
+        assert!(self.launch(), "nats-server did not start again on port {}", self.port);
+    }
+
+    /// Starts it on its ports; returns whether it listens (false if it exited
+    /// or did not listen within 10 s).
+    fn launch(&mut self) -> bool {
         self.kill();
         let mut command = Command::new("nats-server");
         command
@@ -86,12 +100,18 @@ impl Nats {
             let routes: Vec<String> = self.routes.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect();
             command.args(["--routes", &routes.join(",")]);
         }
-        self.child = Some(command.spawn().expect("nats-server runs (Debian package nats-server)"));
+        let child = self
+            .child
+            .insert(command.spawn().expect("nats-server runs (Debian package nats-server)"));
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start listening");
+            if Instant::now() > deadline || child.try_wait().is_ok_and(|exited| exited.is_some()) {
+                self.kill();
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        true
     }
 }
 
