@@ -99,18 +99,18 @@ async fn plain_subscriber(url: &str) -> async_nats::Client {
         .unwrap()
 }
 
-/// Publishes one payload on `bench.plain`, with the bridge's origin header if
+/// Publishes one payload on `subject`, with the bridge's origin header if
 /// `origin` (so the plain client pays for a header as the bridge does).
-async fn publish_plain(publisher: &async_nats::Client, origin: bool) {
+async fn publish_plain(publisher: &async_nats::Client, subject: &'static str, origin: bool) {
     if origin {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Microsocket-Origin", "alpha.12345.6789012345678");
         publisher
-            .publish_with_headers("bench.plain", headers, PAYLOAD[..].into())
+            .publish_with_headers(subject, headers, PAYLOAD[..].into())
             .await
             .unwrap();
     } else {
-        publisher.publish("bench.plain", PAYLOAD[..].into()).await.unwrap();
+        publisher.publish(subject, PAYLOAD[..].into()).await.unwrap();
     }
 }
 
@@ -127,7 +127,7 @@ async fn plain(url: &str, origin: bool) -> Run {
     let start = Instant::now();
     while start.elapsed() < RUN {
         let t = Instant::now();
-        publish_plain(&publisher, origin).await;
+        publish_plain(&publisher, "bench.plain", origin).await;
         publisher.flush().await.unwrap();
         match tokio::time::timeout(LOSS_WAIT, sub.next()).await {
             Ok(next) => drop(next.unwrap()),
@@ -139,7 +139,7 @@ async fn plain(url: &str, origin: bool) -> Run {
     let start = Instant::now();
     let receiving = receive_burst(sub);
     for _ in 0..BURST {
-        publish_plain(&publisher, origin).await;
+        publish_plain(&publisher, "bench.plain", origin).await;
     }
     publisher.flush().await.unwrap();
     let got = receiving.await.unwrap();
@@ -296,12 +296,7 @@ async fn importing_half(url: &str) -> Run {
     let start = Instant::now();
     let receiving = receive_burst(sub);
     for _ in 0..BURST {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Microsocket-Origin", "alpha.12345.6789012345678");
-        publisher
-            .publish_with_headers("alpha.bench.bridged", headers, PAYLOAD[..].into())
-            .await
-            .unwrap();
+        publish_plain(&publisher, "alpha.bench.bridged", true).await;
     }
     publisher.flush().await.unwrap();
     let got = receiving.await.unwrap();
